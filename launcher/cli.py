@@ -1,0 +1,133 @@
+"""``asgi-launcher``: serve, or show what would be served.
+
+Every subcommand resolves the same configuration; only ``run`` (the default) has effects.
+A user's mistake prints one line and exits 2; nothing is started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from launcher import __version__, discovery
+from launcher.config import Config
+from launcher.errors import EXIT_CONFIG, ConfigError
+
+DESCRIPTION = "Serve an ASGI app with a tuned, multi-process server chosen by SERVER_BACKEND."
+
+
+def _format_config(config: Config) -> str:
+    data = config.to_dict()
+    sources = data.pop("sources")
+    extra = data.pop("server_settings")
+    unsupported = set(data.pop("unsupported"))
+    width = max(len(k) for k in data)
+    lines = []
+    for key, value in data.items():
+        shown = ", ".join(value) if isinstance(value, list) else ("(none)" if value is None else value)
+        note = f"  [not used by {config.backend}]" if key in unsupported else ""
+        lines.append(f"{key:<{width}}  {shown}  ({sources.get(key, 'default')}){note}")
+    for key, value in extra.items():
+        lines.append(f"{key:<{width}}  {value}  ({sources.get(key, 'file')}) [server setting]")
+    return "\n".join(lines)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from launcher.startup import prepare
+
+    _, config = prepare(os.environ)
+    if args.json:
+        print(json.dumps(config.to_dict(), indent=2))
+    else:
+        print(_format_config(config))
+    return 0
+
+
+def cmd_backends(args: argparse.Namespace) -> int:
+    found = discovery.installed()
+    if args.json:
+        print(json.dumps([b.__dict__ for b in found], indent=2))
+    else:
+        for b in found:
+            print(f"{b.name:<12} {b.distribution} {b.version}  ({b.target})")
+        if not found:
+            print("no backends installed: pip install asgi-launcher-gunicorn", file=sys.stderr)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from launcher.importer import import_app
+    from launcher.startup import prepare
+
+    _, config = prepare(os.environ)
+    import_app(config.app, config.app_dir, source=config.sources.get("app", ""))
+    print(f"OK: {config.app} from {config.app_dir}, {config.backend} on {', '.join(config.bind)}, "
+          f"{config.workers} workers")
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from launcher.probe import probe
+    from launcher.startup import prepare
+
+    _, config = prepare(os.environ)
+    ok, message = probe(config.bind[0], args.path, args.timeout)
+    print(message, file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from launcher.startup import serve
+
+    return serve(os.environ)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="asgi-launcher",
+        description=DESCRIPTION,
+        epilog="Configuration comes from environment variables; see the README's table. "
+        "With no command, 'run' is assumed.",
+    )
+    parser.add_argument("--version", action="version", version=f"asgi-launcher {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p = sub.add_parser("run", help="serve the app (the default)", description="Run prestart, then serve the app.")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("config", help="print the resolved configuration and where each value came from",
+                       description="Resolve the configuration without starting anything or running prestart.")
+    p.add_argument("--json", action="store_true", help="print one JSON object (stable keys)")
+    p.set_defaults(func=cmd_config)
+    p = sub.add_parser("backends", help="list installed backend plugins",
+                       description="List installed backends without importing them.")
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.set_defaults(func=cmd_backends)
+    p = sub.add_parser("check", help="resolve, load the backend and import the app once",
+                       description="Resolve the configuration, load the backend and import the app; say OK or what is wrong.")
+    p.set_defaults(func=cmd_check)
+    p = sub.add_parser("probe", help="send one HTTP request to the server (health check)",
+                       description="Exit 0 if the server on the resolved bind answers HTTP at all.")
+    p.add_argument("--path", default="/", help="request path (default /)")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (default 5)")
+    p.set_defaults(func=cmd_probe)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args.func = cmd_run
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"asgi-launcher: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""Environment in, one frozen ``Config`` out: pure, so every rule is testable without processes.
+
+``resolve`` reads only the mapping it is given, plus the filesystem and cgroup files below
+``root`` (a seam for tests). Nothing here starts a process, imports the app or runs prestart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from launcher.backend import Backend, FileSettings
+from launcher.cpus import cpu_budget
+from launcher.errors import ConfigError
+from launcher.settings import BY_ENV, SETTINGS
+
+DEFAULT_BACKEND = BY_ENV["SERVER_BACKEND"].default
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a backend needs to serve, with where each value came from.
+
+    ``sources`` maps each field name to ``default``, ``env:NAME``, ``computed``, ``file:PATH``
+    or ``cmdline``.
+    """
+
+    backend: str
+    app: str
+    app_dir: str
+    bind: tuple[str, ...]
+    workers: int
+    cpus: int
+    worker_class: str
+    log_level: str
+    timeout: int
+    graceful_timeout: int
+    keep_alive: int
+    access_log: str | None
+    error_log: str | None
+    forwarded_allow_ips: str
+    max_requests: int
+    max_requests_jitter: int
+    config_file: str | None
+    prestart: str | None
+    sources: Mapping[str, str] = field(default_factory=dict)
+    server_settings: Mapping[str, Any] = field(default_factory=dict)
+    unsupported: tuple[str, ...] = ()
+
+    def with_file_settings(self, settings: FileSettings) -> Config:
+        """Apply what the server's config file (or command-line variable) sets: it wins."""
+        known = {f.name for f in dataclasses.fields(self)} - {"sources", "server_settings", "unsupported"}
+        changes: dict[str, Any] = {}
+        sources = dict(self.sources)
+        extra = dict(self.server_settings)
+        for key, (value, source) in settings.items():
+            if key in known:
+                changes[key] = tuple(value) if key == "bind" else value
+            else:
+                extra[key] = value
+            sources[key] = source
+        return dataclasses.replace(self, **changes, sources=sources, server_settings=extra)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe view; the keys are a stable, documented interface (`config --json`)."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["bind"] = list(self.bind)
+        data["unsupported"] = list(self.unsupported)
+        data["sources"] = dict(self.sources)
+        data["server_settings"] = {
+            k: v if isinstance(v, str | int | float | bool | type(None)) else repr(v)
+            for k, v in self.server_settings.items()
+        }
+        return data
+
+
+def backend_name(env: Mapping[str, str]) -> str:
+    """``SERVER_BACKEND``, parsed on its own because it decides which plugin resolves the rest."""
+    raw = env.get("SERVER_BACKEND")
+    return DEFAULT_BACKEND if raw is None else str(BY_ENV["SERVER_BACKEND"].parse(raw))
+
+
+def _existing_file(variable: str, raw: str, what: str) -> str:
+    path = Path(raw)
+    if path.is_dir():
+        raise ConfigError.bad_value(variable, raw, f"{what}, but it is a directory")
+    if not path.is_file():
+        raise ConfigError.bad_value(variable, raw, f"{what}, but there is no such file")
+    if not os.access(path, os.R_OK):
+        raise ConfigError.bad_value(variable, raw, f"{what}, but it is not readable")
+    return raw
+
+
+def _log_file(variable: str, value: str | None) -> None:
+    if value is None or value == "-":
+        return
+    path = Path(value)
+    if path.is_dir():
+        raise ConfigError.bad_value(variable, value, "- or a file path, but it is a directory")
+    if not path.parent.is_dir():
+        raise ConfigError.bad_value(variable, value, f"- or a file path, but {path.parent} does not exist")
+
+
+def worker_count(
+    cpus: int, workers_per_core: float, max_workers: int | None, web_concurrency: int | None
+) -> int:
+    """The reference's formula: WEB_CONCURRENCY, else max(int(per_core * cpus), 2) capped by MAX_WORKERS."""
+    if web_concurrency is not None:
+        return web_concurrency
+    workers = max(int(workers_per_core * cpus), 2)
+    return min(workers, max_workers) if max_workers is not None else workers
+
+
+def _lookup_config_file(app_dir: Path, name: str, root: Path) -> str | None:
+    for candidate in (app_dir / name, app_dir / "app" / name, root / name):
+        if candidate.is_file():
+            return str(candidate)
+    return None
+
+
+def resolve(
+    env: Mapping[str, str],
+    backend: Backend | type[Backend],
+    *,
+    root: Path = Path("/"),
+    cwd: Path | None = None,
+    affinity: int | None = None,
+) -> Config:
+    """Resolve the env contract into a ``Config`` (before the backend's own config file).
+
+    Raises ``ConfigError`` for the first malformed value. ``root`` prefixes the fixed paths
+    (``/app``, ``/gunicorn_conf.py``, cgroup files) and ``affinity`` stands in for the host's
+    CPU count, so tests can describe any machine.
+    """
+    sources: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        if setting.env in env:
+            values[setting.env] = setting.parse(env[setting.env])
+            sources[setting.env] = f"env:{setting.env}"
+        else:
+            values[setting.env] = setting.default
+            sources[setting.env] = "default"
+
+    def direct(key: str, variable: str) -> Any:
+        sources[key] = sources[variable]
+        return values[variable]
+
+    backend_ = direct("backend", "SERVER_BACKEND")
+
+    # APP_DIR: the reference's /app, or the current directory when there is none.
+    if "APP_DIR" in env:
+        app_dir = Path(values["APP_DIR"])
+        if not app_dir.is_dir():
+            raise ConfigError.bad_value("APP_DIR", env["APP_DIR"], "an existing directory")
+        sources["app_dir"] = "env:APP_DIR"
+    else:
+        app_dir = root / "app" if (root / "app").is_dir() else (cwd or Path.cwd())
+        sources["app_dir"] = "computed"
+    app_dir = app_dir.absolute()
+
+    # APP_MODULE wins over MODULE_NAME + VARIABLE_NAME.
+    if "APP_MODULE" in env:
+        app = values["APP_MODULE"]
+        sources["app"] = "env:APP_MODULE"
+    else:
+        module = values["MODULE_NAME"]
+        if module is None:
+            if (app_dir / "app" / "main.py").is_file():
+                module = "app.main"
+            elif (app_dir / "main.py").is_file():
+                module = "main"
+            else:
+                raise ConfigError(
+                    f"no app found: looked for {app_dir / 'app' / 'main.py'} and "
+                    f"{app_dir / 'main.py'} (APP_DIR={str(app_dir)!r}); set APP_DIR to the "
+                    "directory holding your app, or MODULE_NAME or APP_MODULE=module:variable"
+                )
+        app = f"{module}:{values['VARIABLE_NAME']}"
+        sources["app"] = "computed"
+
+    # Workers from the CPU budget this process really has.
+    cpus = cpu_budget(root, affinity)
+    sources["cpus"] = "computed"
+    workers = worker_count(cpus, values["WORKERS_PER_CORE"], values["MAX_WORKERS"], values["WEB_CONCURRENCY"])
+    sources["workers"] = "env:WEB_CONCURRENCY" if "WEB_CONCURRENCY" in env else "computed"
+
+    # BIND wins over HOST + PORT.
+    if "BIND" in env:
+        bind = values["BIND"]
+        sources["bind"] = "env:BIND"
+    else:
+        host = values["HOST"]
+        host = f"[{host}]" if ":" in host else host
+        bind = (f"{host}:{values['PORT']}",)
+        sources["bind"] = "computed" if ("HOST" in env or "PORT" in env) else "default"
+
+    _log_file("ACCESS_LOG", values["ACCESS_LOG"])
+    if values["ERROR_LOG"] is None:
+        raise ConfigError.bad_value("ERROR_LOG", env["ERROR_LOG"], "- (stderr) or a file path")
+    _log_file("ERROR_LOG", values["ERROR_LOG"])
+
+    # The prestart script is optional where it is looked for by default, required where named.
+    if "PRE_START_PATH" in env:
+        prestart: str | None = _existing_file("PRE_START_PATH", values["PRE_START_PATH"], "a prestart script")
+        sources["prestart"] = "env:PRE_START_PATH"
+    else:
+        default_prestart = app_dir / "prestart.sh"
+        prestart = str(default_prestart) if default_prestart.is_file() else None
+        sources["prestart"] = "default"
+
+    config_file: str | None = None
+    sources["config_file"] = "default"
+    file_var, file_name = backend.config_file_env, backend.config_file_name
+    if file_var and file_var in env:
+        raw = env[file_var].strip()
+        if not raw:
+            raise ConfigError.bad_value(file_var, raw, "the path of a config file")
+        # Servers may accept non-path forms (e.g. Hypercorn's python:module); the backend checks those.
+        is_scheme = raw.split(":", 1)[0] in ("python", "file") and ":" in raw
+        config_file = raw if is_scheme else _existing_file(file_var, raw, "a config file")
+        sources["config_file"] = f"env:{file_var}"
+    elif file_name:
+        config_file = _lookup_config_file(app_dir, file_name, root)
+        if config_file:
+            sources["config_file"] = "computed"
+
+    worker_class = values["WORKER_CLASS"] or backend.default_worker_class
+    sources["worker_class"] = sources["WORKER_CLASS"]
+
+    config = Config(
+        backend=backend_,
+        app=app,
+        app_dir=str(app_dir),
+        bind=tuple(bind),
+        workers=workers,
+        cpus=cpus,
+        worker_class=worker_class,
+        log_level=direct("log_level", "LOG_LEVEL"),
+        timeout=direct("timeout", "TIMEOUT"),
+        graceful_timeout=direct("graceful_timeout", "GRACEFUL_TIMEOUT"),
+        keep_alive=direct("keep_alive", "KEEP_ALIVE"),
+        access_log=direct("access_log", "ACCESS_LOG"),
+        error_log=direct("error_log", "ERROR_LOG"),
+        forwarded_allow_ips=direct("forwarded_allow_ips", "FORWARDED_ALLOW_IPS"),
+        max_requests=direct("max_requests", "MAX_REQUESTS"),
+        max_requests_jitter=direct("max_requests_jitter", "MAX_REQUESTS_JITTER"),
+        config_file=config_file,
+        prestart=prestart,
+        unsupported=tuple(sorted(backend.unsupported)),
+    )
+    keys = {f.name for f in dataclasses.fields(Config)}
+    return dataclasses.replace(config, sources={k: v for k, v in sources.items() if k in keys})

@@ -1,0 +1,22 @@
+"""The one exception type a user's mistake becomes.
+
+Every problem the user can fix by changing the environment, a config file or their app's
+location is a ``ConfigError``: the CLI prints its message as one line and exits with status 2.
+Anything else is a bug (ours or the app's) and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+EXIT_CONFIG = 2
+
+
+class ConfigError(Exception):
+    """A value the user supplied (or left out) that cannot work.
+
+    The message is complete on its own: it names the variable or file, the value, and what is
+    expected, so the CLI can print it as the only line of output.
+    """
+
+    @classmethod
+    def bad_value(cls, variable: str, value: object, expected: str) -> ConfigError:
+        return cls(f"{variable}={str(value)!r} is invalid: expected {expected}")

@@ -1,0 +1,223 @@
+"""The env contract, declared once.
+
+Each ``Setting`` names one environment variable with its type, default and meaning. Parsing
+(``launcher.resolve``), the README's table and ``asgi-launcher config`` are all derived from
+this table, so a variable cannot be documented one way and parsed another.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from launcher.errors import ConfigError
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How a raw string becomes a value; ``expected`` finishes the error message."""
+
+    expected: str
+    convert: Callable[[str], Any]
+
+    def parse(self, variable: str, raw: str) -> Any:
+        try:
+            return self.convert(raw)
+        except (ValueError, TypeError):
+            raise ConfigError.bad_value(variable, raw, self.expected) from None
+
+
+def _int(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    def convert(raw: str) -> int:
+        value = int(raw.strip())
+        if value < minimum or (maximum is not None and value > maximum):
+            raise ValueError(raw)
+        return value
+
+    return convert
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw.strip())
+    if not value > 0 or value == float("inf"):
+        raise ValueError(raw)
+    return value
+
+
+def _nonempty(raw: str) -> str:
+    if not raw.strip():
+        raise ValueError(raw)
+    return raw.strip()
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
+    def convert(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in options:
+            raise ValueError(raw)
+        return value
+
+    return convert
+
+
+def _host(raw: str) -> str:
+    value = raw.strip().strip("[]")
+    if not value or any(c.isspace() for c in value) or "/" in value:
+        raise ValueError(raw)
+    if ":" in value:
+        ipaddress.IPv6Address(value)
+    return value
+
+
+_PORT = r"(?P<port>\d{1,5})"
+_BIND_RE = re.compile(rf"^(?:\[(?P<v6>[0-9A-Fa-f:.%\w]+)\]|(?P<host>[^:\[\]\s/]+)):{_PORT}$")
+
+
+def parse_bind_address(raw: str) -> str:
+    """One listen address: ``HOST:PORT``, ``[IPv6]:PORT`` or ``unix:/absolute/path``."""
+    raw = raw.strip()
+    if raw.startswith("unix:"):
+        if not raw[5:].startswith("/") or len(raw) == 6:
+            raise ValueError(raw)
+        return raw
+    match = _BIND_RE.match(raw)
+    if not match or not 1 <= int(match["port"]) <= 65535:
+        raise ValueError(raw)
+    if match["v6"] is not None:
+        ipaddress.IPv6Address(match["v6"].split("%")[0])
+    return raw
+
+
+def _binds(raw: str) -> tuple[str, ...]:
+    parts = [p for p in re.split(r"[,\s]+", raw.strip()) if p]
+    if not parts:
+        raise ValueError(raw)
+    return tuple(parse_bind_address(p) for p in parts)
+
+
+def _app_module(raw: str) -> str:
+    value = raw.strip()
+    module, sep, attr = value.partition(":")
+    ident = r"[A-Za-z_]\w*"
+    if not sep or not re.fullmatch(rf"{ident}(\.{ident})*", module) or not re.fullmatch(
+        rf"{ident}(\.{ident})*", attr
+    ):
+        raise ValueError(raw)
+    return value
+
+
+def _dotted(raw: str) -> str:
+    value = raw.strip()
+    if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", value):
+        raise ValueError(raw)
+    return value
+
+
+def _log_target(raw: str) -> str | None:
+    """``-`` is the standard stream, empty switches the log off, anything else is a file."""
+    value = raw.strip()
+    return value or None
+
+
+def _path(raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        raise ValueError(raw)
+    return value
+
+
+INT_SECONDS = Kind("a whole number of seconds, 0 or more", _int(0))
+STRING = Kind("a non-empty string", _nonempty)
+
+KINDS: dict[str, Kind] = {
+    "backend": Kind("the name of an installed backend plugin (see: asgi-launcher backends)", _nonempty),
+    "path": Kind("a path", _path),
+    "module": Kind("a dotted Python module name such as app.main", _dotted),
+    "identifier": Kind("a Python attribute name such as app", _dotted),
+    "app": Kind("MODULE:VARIABLE, such as app.main:app", _app_module),
+    "workers_per_core": Kind("a number greater than 0, such as 1 or 0.5", _positive_float),
+    "count": Kind("a whole number, 1 or more", _int(1)),
+    "count0": Kind("a whole number, 0 or more", _int(0)),
+    "host": Kind("an IP address or host name, such as 0.0.0.0 or ::", _host),
+    "port": Kind("a port number from 1 to 65535", _int(1, 65535)),
+    "bind": Kind(
+        "HOST:PORT, [IPv6]:PORT or unix:/path, several separated by commas", _binds
+    ),
+    "log_level": Kind("one of " + ", ".join(LOG_LEVELS), _choice(LOG_LEVELS)),
+    "seconds": INT_SECONDS,
+    "log_target": Kind("- (the console), a file path, or empty to turn it off", _log_target),
+    "string": STRING,
+}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable of the contract."""
+
+    env: str
+    kind: str
+    default: Any
+    default_doc: str
+    doc: str
+
+    def parse(self, raw: str) -> Any:
+        return KINDS[self.kind].parse(self.env, raw)
+
+
+# The order is the order of the README's table and of `asgi-launcher config`.
+SETTINGS: tuple[Setting, ...] = (
+    Setting("SERVER_BACKEND", "backend", "gunicorn", "`gunicorn`",
+            "Entry-point name of the backend plugin that serves the app."),
+    Setting("APP_DIR", "path", None, "`/app` if it exists, else the current directory",
+            "Directory that holds the app; it goes first on `sys.path`, and every default "
+            "path below is relative to it."),
+    Setting("MODULE_NAME", "module", None,
+            "`app.main` if `$APP_DIR/app/main.py` exists, else `main` if `$APP_DIR/main.py` exists",
+            "Python module that holds the app."),
+    Setting("VARIABLE_NAME", "identifier", "app", "`app`",
+            "Variable in that module that holds the ASGI app."),
+    Setting("APP_MODULE", "app", None, "`$MODULE_NAME:$VARIABLE_NAME`",
+            "The app as `module:variable`; wins over both."),
+    Setting("WORKERS_PER_CORE", "workers_per_core", 1.0, "`1`",
+            "Workers per available CPU (floats allowed)."),
+    Setting("MAX_WORKERS", "count", None, "unset",
+            "Upper limit on the computed worker count; ignored when `WEB_CONCURRENCY` is set."),
+    Setting("WEB_CONCURRENCY", "count", None,
+            "`max(int(WORKERS_PER_CORE * cpus), 2)`, capped by `MAX_WORKERS`",
+            "Exact number of worker processes; wins over the formula."),
+    Setting("HOST", "host", "0.0.0.0", "`0.0.0.0`", "Address to listen on."),
+    Setting("PORT", "port", 80, "`80`", "Port to listen on."),
+    Setting("BIND", "bind", None, "`$HOST:$PORT`",
+            "Listen address(es): `HOST:PORT`, `[IPv6]:PORT` or `unix:/path`, comma-separated; "
+            "wins over `HOST` and `PORT`."),
+    Setting("LOG_LEVEL", "log_level", "info", "`info`",
+            "One of debug, info, warning, error, critical (any case)."),
+    Setting("TIMEOUT", "seconds", 120, "`120`",
+            "A worker silent for this long is killed and replaced (0 disables)."),
+    Setting("GRACEFUL_TIMEOUT", "seconds", 120, "`120`",
+            "On SIGTERM, how long in-flight requests may take before workers are killed."),
+    Setting("KEEP_ALIVE", "seconds", 5, "`5`", "Seconds an idle keep-alive connection stays open."),
+    Setting("ACCESS_LOG", "log_target", "-", "`-` (stdout)",
+            "Access log: `-` for stdout, a file path, or empty to turn access logging off."),
+    Setting("ERROR_LOG", "log_target", "-", "`-` (stderr)",
+            "Error log: `-` for stderr or a file path."),
+    Setting("FORWARDED_ALLOW_IPS", "string", "127.0.0.1", "`127.0.0.1`",
+            "Comma-separated proxy addresses (or `*`) whose X-Forwarded-For/-Proto headers "
+            "set the client address and scheme."),
+    Setting("MAX_REQUESTS", "count0", 0, "`0` (off)",
+            "Restart a worker after it has served this many requests, to bound memory growth."),
+    Setting("MAX_REQUESTS_JITTER", "count0", 0, "`0`",
+            "Random extra requests (0..N) added per worker to `MAX_REQUESTS`, so workers do "
+            "not all restart at once."),
+    Setting("PRE_START_PATH", "path", None, "`$APP_DIR/prestart.sh`",
+            "Script sourced by bash before the server starts; what it exports reaches the app."),
+    Setting("WORKER_CLASS", "string", None, "the backend's (see below)",
+            "Worker class; its meaning is the backend's own."),
+)
+
+BY_ENV: dict[str, Setting] = {s.env: s for s in SETTINGS}

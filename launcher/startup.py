@@ -1,0 +1,65 @@
+"""The effects, in order: resolve, (prestart), check the app and the address, serve.
+
+Each step either hands on or stops with an exit status; nothing is started before the
+configuration, including the backend's own config file, has been fully validated.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, MutableMapping
+
+from launcher import discovery
+from launcher.addresses import check_can_listen
+from launcher.backend import Backend
+from launcher.config import Config, backend_name, resolve
+from launcher.preflight import check_app_in_child
+from launcher.prestart import run_prestart
+
+
+def prepare(env: Mapping[str, str]) -> tuple[Backend, Config]:
+    """Resolve the full configuration the backend will get; raises ``ConfigError``."""
+    backend = discovery.load(backend_name(env))
+    config = resolve(env, backend)
+    config = config.with_file_settings(backend.load_config_file(config, env))
+    backend.validate(config)
+    return backend, config
+
+
+def say(message: str) -> None:
+    print(f"asgi-launcher: {message}", file=sys.stderr, flush=True)
+
+
+def serve(environ: MutableMapping[str, str]) -> int:
+    """Run prestart, check the app can be imported and the address bound, then serve."""
+    backend, config = prepare(environ)
+    if config.prestart:
+        say(f"running prestart script {config.prestart}")
+        status, exported = run_prestart(config.prestart, environ)
+        if status != 0:
+            say(f"prestart script {config.prestart} failed with exit status {status}; not starting")
+            return status
+        if exported:
+            for name, value in exported.items():
+                if value is None:
+                    environ.pop(name, None)
+                else:
+                    environ[name] = value
+            # What prestart exports counts as if the user had set it (as in the reference).
+            backend, config = prepare(environ)
+    status = check_app_in_child(config)
+    if status != 0:
+        return status
+    check_can_listen(config.bind)
+    # Workers (forked or spawned) find the app the same way the preflight did.
+    if config.app_dir not in sys.path:
+        sys.path.insert(0, config.app_dir)
+    pythonpath = environ.get("PYTHONPATH", "")
+    if config.app_dir not in pythonpath.split(os.pathsep):
+        environ["PYTHONPATH"] = os.pathsep.join(p for p in (config.app_dir, pythonpath) if p)
+    say(
+        f"serving {config.app} from {config.app_dir} with {config.backend} on "
+        f"{', '.join(config.bind)}: {config.workers} workers ({config.cpus} CPUs)"
+    )
+    return backend.run(config)

@@ -1,0 +1,1 @@
+"""Conformance kit for backend plugins (see README: writing a backend)."""

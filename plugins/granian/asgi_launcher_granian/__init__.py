@@ -1,0 +1,1 @@
+"""Granian backend (work in progress)."""

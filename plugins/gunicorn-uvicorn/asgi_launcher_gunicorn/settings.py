@@ -1,0 +1,124 @@
+"""Read a Gunicorn config file and ``GUNICORN_CMD_ARGS`` without starting Gunicorn.
+
+Values are validated by Gunicorn's own ``Config`` (so we accept exactly what Gunicorn accepts)
+and settings that the env contract also covers are reported under the contract's names, with
+``file:PATH`` or ``cmdline`` as their source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import shlex
+from typing import Any, NoReturn
+
+from gunicorn.config import Config as GunicornConfig
+
+from launcher import ConfigError
+from launcher.settings import BY_ENV
+
+# Gunicorn setting -> Config field, for the settings the env contract covers.
+CONTRACT = {
+    "bind": "bind",
+    "workers": "workers",
+    "worker_class": "worker_class",
+    "loglevel": "log_level",
+    "timeout": "timeout",
+    "graceful_timeout": "graceful_timeout",
+    "keepalive": "keep_alive",
+    "accesslog": "access_log",
+    "errorlog": "error_log",
+    "forwarded_allow_ips": "forwarded_allow_ips",
+    "max_requests": "max_requests",
+    "max_requests_jitter": "max_requests_jitter",
+}
+
+
+def _execute(path: str) -> dict[str, Any]:
+    spec = importlib.util.spec_from_file_location("__gunicorn_config__", path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"GUNICORN_CONF={path!r} cannot be loaded: expected a Python file")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except ConfigError:
+        raise
+    except SyntaxError as exc:
+        raise ConfigError(
+            f"GUNICORN_CONF={path!r} has a syntax error at line {exc.lineno}: {exc.msg}"
+        ) from None
+    except Exception as exc:
+        tb = exc.__traceback__
+        line = None
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == path:
+                line = tb.tb_lineno
+            tb = tb.tb_next
+        where = f" at line {line}" if line else ""
+        raise ConfigError(
+            f"GUNICORN_CONF={path!r} raised{where}: {type(exc).__name__}: {exc}"
+        ) from None
+    return vars(module)
+
+
+def _neutral(name: str, value: Any, origin: str) -> Any:
+    """Gunicorn's validated value, in the shape the launcher's Config uses."""
+    if name == "worker_class" and isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
+    if name == "loglevel":
+        return BY_ENV["LOG_LEVEL"].parse(str(value)) if origin == "cmdline" else _level(value, origin)
+    if name == "forwarded_allow_ips" and isinstance(value, list | tuple):
+        return ",".join(value)
+    if name == "bind":
+        return tuple(value)
+    return value
+
+
+def _level(value: Any, origin: str) -> str:
+    try:
+        return str(BY_ENV["LOG_LEVEL"].parse(str(value)))
+    except ConfigError:
+        raise ConfigError(
+            f"{origin}: loglevel={value!r} is invalid: expected debug, info, warning, error or critical"
+        ) from None
+
+
+def _set(cfg: GunicornConfig, name: str, value: Any, origin: str) -> Any:
+    try:
+        cfg.set(name, value)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{origin}: {name}={value!r} is invalid: {exc}") from None
+    return cfg.settings[name].get()
+
+
+class _ArgsParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(f"GUNICORN_CMD_ARGS is invalid: {message}")
+
+
+def load_file_settings(path: str | None, cmd_args: str | None) -> dict[str, tuple[Any, str]]:
+    cfg = GunicornConfig()
+    found: dict[str, tuple[Any, str]] = {}
+    if path:
+        origin = f"file:{path}"
+        namespace = _execute(path)
+        for name, value in namespace.items():
+            if name in cfg.settings:
+                checked = _set(cfg, name, value, f"GUNICORN_CONF={path!r}")
+                # Callables (hooks) and other raw values are passed to Gunicorn as written.
+                raw = value if callable(value) else checked
+                found[CONTRACT.get(name, name)] = (_neutral(name, raw, origin), origin)
+    if cmd_args:
+        parser = cfg.parser()
+        parser.__class__ = _ArgsParser
+        try:
+            argv = shlex.split(cmd_args)
+        except ValueError as exc:
+            raise ConfigError(f"GUNICORN_CMD_ARGS={cmd_args!r} is invalid: {exc}") from None
+        args = parser.parse_args(argv)
+        for name, value in vars(args).items():
+            if value is None or name not in cfg.settings or name == "config":
+                continue
+            checked = _set(cfg, name, value, "GUNICORN_CMD_ARGS")
+            found[CONTRACT.get(name, name)] = (_neutral(name, checked, "cmdline"), "cmdline")
+    return found

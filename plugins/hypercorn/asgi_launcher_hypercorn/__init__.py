@@ -1,0 +1,1 @@
+"""Hypercorn backend (work in progress)."""
