@@ -84,12 +84,27 @@ def backend_name(env: Mapping[str, str]) -> str:
     return DEFAULT_BACKEND if raw is None else str(BY_ENV["SERVER_BACKEND"].parse(raw))
 
 
+def _is_dir(path: Path) -> bool:
+    """Like Path.is_dir, but a directory we may not look into counts as absent, not a traceback."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def _existing_file(variable: str, raw: str, what: str) -> str:
     path = Path(raw)
-    if path.is_dir():
+    if _is_dir(path):
         raise ConfigError.bad_value(variable, raw, f"{what}, but it is a directory")
-    if not path.is_file():
-        raise ConfigError.bad_value(variable, raw, f"{what}, but there is no such file")
+    if not _is_file(path):
+        raise ConfigError.bad_value(variable, raw, f"{what}, but there is no such file (or no access to it)")
     if not os.access(path, os.R_OK):
         raise ConfigError.bad_value(variable, raw, f"{what}, but it is not readable")
     return raw
@@ -99,9 +114,9 @@ def _log_file(variable: str, value: str | None) -> None:
     if value is None or value == "-":
         return
     path = Path(value)
-    if path.is_dir():
+    if _is_dir(path):
         raise ConfigError.bad_value(variable, value, "- or a file path, but it is a directory")
-    if not path.parent.is_dir():
+    if not _is_dir(path.parent):
         raise ConfigError.bad_value(variable, value, f"- or a file path, but {path.parent} does not exist")
 
 
@@ -117,7 +132,7 @@ def worker_count(
 
 def _lookup_config_file(app_dir: Path, name: str, root: Path) -> str | None:
     for candidate in (app_dir / name, app_dir / "app" / name, root / name):
-        if candidate.is_file():
+        if _is_file(candidate):
             return str(candidate)
     return None
 
@@ -155,11 +170,13 @@ def resolve(
     # APP_DIR: the reference's /app, or the current directory when there is none.
     if "APP_DIR" in env:
         app_dir = Path(values["APP_DIR"])
-        if not app_dir.is_dir():
+        if not _is_dir(app_dir):
             raise ConfigError.bad_value("APP_DIR", env["APP_DIR"], "an existing directory")
+        if not os.access(app_dir, os.R_OK | os.X_OK):
+            raise ConfigError.bad_value("APP_DIR", env["APP_DIR"], "a directory this user can read")
         sources["app_dir"] = "env:APP_DIR"
     else:
-        app_dir = root / "app" if (root / "app").is_dir() else (cwd or Path.cwd())
+        app_dir = root / "app" if _is_dir(root / "app") else (cwd or Path.cwd())
         sources["app_dir"] = "computed"
     app_dir = app_dir.absolute()
 
@@ -170,9 +187,9 @@ def resolve(
     else:
         module = values["MODULE_NAME"]
         if module is None:
-            if (app_dir / "app" / "main.py").is_file():
+            if _is_file(app_dir / "app" / "main.py"):
                 module = "app.main"
-            elif (app_dir / "main.py").is_file():
+            elif _is_file(app_dir / "main.py"):
                 module = "main"
             else:
                 raise ConfigError(
@@ -210,7 +227,7 @@ def resolve(
         sources["prestart"] = "env:PRE_START_PATH"
     else:
         default_prestart = app_dir / "prestart.sh"
-        prestart = str(default_prestart) if default_prestart.is_file() else None
+        prestart = str(default_prestart) if _is_file(default_prestart) else None
         sources["prestart"] = "default"
 
     config_file: str | None = None
