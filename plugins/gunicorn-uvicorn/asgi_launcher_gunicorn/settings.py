@@ -92,8 +92,20 @@ def _set(cfg: GunicornConfig, name: str, value: Any, origin: str) -> Any:
 
 
 class _ArgsParser(argparse.ArgumentParser):
+    """Gunicorn's own option parser, made to report instead of printing usage and exiting."""
+
     def error(self, message: str) -> NoReturn:
         raise ConfigError(f"GUNICORN_CMD_ARGS is invalid: {message}")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        # --help and --version would print and exit mid-configuration.
+        raise ConfigError("GUNICORN_CMD_ARGS is invalid: expected Gunicorn settings, not --help or --version")
+
+    def print_help(self, file: object = None) -> None:
+        pass
+
+    def print_version(self, file: object = None) -> None:  # pragma: no cover - argparse >= 3.11 uses exit
+        pass
 
 
 def load_file_settings(path: str | None, cmd_args: str | None) -> dict[str, tuple[Any, str]]:
