@@ -64,8 +64,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     _, config = prepare(os.environ)
     import_app(config.app, config.app_dir, source=config.sources.get("app", ""))
-    print(f"OK: {config.app} from {config.app_dir}, {config.backend} on {', '.join(config.bind)}, "
-          f"{config.workers} workers")
+    print(
+        f"OK: {config.app} from {config.app_dir}, {config.backend} on {', '.join(config.bind)}, "
+        f"{config.workers} workers"
+    )
     return 0
 
 
@@ -94,21 +96,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"asgi-launcher {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    p = sub.add_parser("run", help="serve the app (the default)", description="Run prestart, then serve the app.")
+    p = sub.add_parser(
+        "run", help="serve the app (the default)", description="Run prestart, then serve the app."
+    )
     p.set_defaults(func=cmd_run)
-    p = sub.add_parser("config", help="print the resolved configuration and where each value came from",
-                       description="Resolve the configuration without starting anything or running prestart.")
+    p = sub.add_parser(
+        "config",
+        help="print the resolved configuration and where each value came from",
+        description="Resolve the configuration without starting anything or running prestart.",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object (stable keys)")
     p.set_defaults(func=cmd_config)
-    p = sub.add_parser("backends", help="list installed backend plugins",
-                       description="List installed backends without importing them.")
+    p = sub.add_parser(
+        "backends",
+        help="list installed backend plugins",
+        description="List installed backends without importing them.",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.set_defaults(func=cmd_backends)
-    p = sub.add_parser("check", help="resolve, load the backend and import the app once",
-                       description="Resolve the configuration, load the backend and import the app; say OK or what is wrong.")
+    p = sub.add_parser(
+        "check",
+        help="resolve, load the backend and import the app once",
+        description="Resolve the configuration, load the backend and import the app; say OK or what is wrong.",
+    )
     p.set_defaults(func=cmd_check)
-    p = sub.add_parser("probe", help="send one HTTP request to the server (health check)",
-                       description="Exit 0 if the server on the resolved bind answers HTTP at all.")
+    p = sub.add_parser(
+        "probe",
+        help="send one HTTP request to the server (health check)",
+        description="Exit 0 if the server on the resolved bind answers HTTP at all.",
+    )
     p.add_argument("--path", default="/", help="request path (default /)")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (default 5)")
     p.set_defaults(func=cmd_probe)

@@ -26,10 +26,16 @@ def env_table(backends: Sequence[tuple[str, Backend]] | None = None) -> str:
     rows = ["| Variable | Default | Meaning | Backends |", "| --- | --- | --- | --- |"]
     for s in SETTINGS:
         unused = [name for name, b in loaded if s.feeds in b.unsupported]
-        used = "all" if not unused else ", ".join(n for n in names if n not in unused) + " (unused by " + ", ".join(unused) + ")"
+        used = (
+            "all"
+            if not unused
+            else ", ".join(n for n in names if n not in unused) + " (unused by " + ", ".join(unused) + ")"
+        )
         default = s.default_doc
         if s.env == "WORKER_CLASS":
-            default = "; ".join(f"{n}: `{b.default_worker_class}`" for n, b in loaded if b.default_worker_class)
+            default = "; ".join(
+                f"{n}: `{b.default_worker_class}`" for n, b in loaded if b.default_worker_class
+            )
         rows.append(f"| `{s.env}` | {default} | {s.doc} | {used} |")
     for name, b in loaded:
         for env, doc in b.extra_env.items():

@@ -104,8 +104,10 @@ def _app_module(raw: str) -> str:
     value = raw.strip()
     module, sep, attr = value.partition(":")
     ident = r"[A-Za-z_]\w*"
-    if not sep or not re.fullmatch(rf"{ident}(\.{ident})*", module) or not re.fullmatch(
-        rf"{ident}(\.{ident})*", attr
+    if (
+        not sep
+        or not re.fullmatch(rf"{ident}(\.{ident})*", module)
+        or not re.fullmatch(rf"{ident}(\.{ident})*", attr)
     ):
         raise ValueError(raw)
     return value
@@ -145,9 +147,7 @@ KINDS: dict[str, Kind] = {
     "count0": Kind("a whole number, 0 or more", _int(0)),
     "host": Kind("an IP address or host name, such as 0.0.0.0 or ::", _host),
     "port": Kind("a port number from 1 to 65535", _int(1, 65535)),
-    "bind": Kind(
-        "HOST:PORT, [IPv6]:PORT or unix:/path, several separated by commas", _binds
-    ),
+    "bind": Kind("HOST:PORT, [IPv6]:PORT or unix:/path, several separated by commas", _binds),
     "log_level": Kind("one of " + ", ".join(LOG_LEVELS), _choice(LOG_LEVELS)),
     "seconds": INT_SECONDS,
     "log_target": Kind("- (the console), a file path, or empty to turn it off", _log_target),
@@ -172,53 +172,167 @@ class Setting:
 
 # The order is the order of the README's table and of `asgi-launcher config`.
 SETTINGS: tuple[Setting, ...] = (
-    Setting("SERVER_BACKEND", "backend", "backend", "gunicorn", "`gunicorn`",
-            "Entry-point name of the backend plugin that serves the app."),
-    Setting("APP_DIR", "app_dir", "path", None, "`/app` if it exists, else the current directory",
-            "Directory that holds the app; it goes first on `sys.path`, and every default "
-            "path below is relative to it."),
-    Setting("MODULE_NAME", "app", "module", None,
-            "`app.main` if `$APP_DIR/app/main.py` exists, else `main` if `$APP_DIR/main.py` exists",
-            "Python module that holds the app."),
-    Setting("VARIABLE_NAME", "app", "identifier", "app", "`app`",
-            "Variable in that module that holds the ASGI app."),
-    Setting("APP_MODULE", "app", "app", None, "`$MODULE_NAME:$VARIABLE_NAME`",
-            "The app as `module:variable`; wins over both."),
-    Setting("WORKERS_PER_CORE", "workers", "workers_per_core", 1.0, "`1`",
-            "Workers per available CPU (floats allowed)."),
-    Setting("MAX_WORKERS", "workers", "count", None, "unset",
-            "Upper limit on the computed worker count; ignored when `WEB_CONCURRENCY` is set."),
-    Setting("WEB_CONCURRENCY", "workers", "count", None,
-            "`max(int(WORKERS_PER_CORE * cpus), 2)`, capped by `MAX_WORKERS`",
-            "Exact number of worker processes; wins over the formula."),
+    Setting(
+        "SERVER_BACKEND",
+        "backend",
+        "backend",
+        "gunicorn",
+        "`gunicorn`",
+        "Entry-point name of the backend plugin that serves the app.",
+    ),
+    Setting(
+        "APP_DIR",
+        "app_dir",
+        "path",
+        None,
+        "`/app` if it exists, else the current directory",
+        "Directory that holds the app; it goes first on `sys.path`, and every default "
+        "path below is relative to it.",
+    ),
+    Setting(
+        "MODULE_NAME",
+        "app",
+        "module",
+        None,
+        "`app.main` if `$APP_DIR/app/main.py` exists, else `main` if `$APP_DIR/main.py` exists",
+        "Python module that holds the app.",
+    ),
+    Setting(
+        "VARIABLE_NAME",
+        "app",
+        "identifier",
+        "app",
+        "`app`",
+        "Variable in that module that holds the ASGI app.",
+    ),
+    Setting(
+        "APP_MODULE",
+        "app",
+        "app",
+        None,
+        "`$MODULE_NAME:$VARIABLE_NAME`",
+        "The app as `module:variable`; wins over both.",
+    ),
+    Setting(
+        "WORKERS_PER_CORE",
+        "workers",
+        "workers_per_core",
+        1.0,
+        "`1`",
+        "Workers per available CPU (floats allowed).",
+    ),
+    Setting(
+        "MAX_WORKERS",
+        "workers",
+        "count",
+        None,
+        "unset",
+        "Upper limit on the computed worker count; ignored when `WEB_CONCURRENCY` is set.",
+    ),
+    Setting(
+        "WEB_CONCURRENCY",
+        "workers",
+        "count",
+        None,
+        "`max(int(WORKERS_PER_CORE * cpus), 2)`, capped by `MAX_WORKERS`",
+        "Exact number of worker processes; wins over the formula.",
+    ),
     Setting("HOST", "bind", "host", "0.0.0.0", "`0.0.0.0`", "Address to listen on."),
     Setting("PORT", "bind", "port", 80, "`80`", "Port to listen on."),
-    Setting("BIND", "bind", "bind", None, "`$HOST:$PORT`",
-            "Listen address(es): `HOST:PORT`, `[IPv6]:PORT` or `unix:/path`, comma-separated; "
-            "wins over `HOST` and `PORT`."),
-    Setting("LOG_LEVEL", "log_level", "log_level", "info", "`info`",
-            "One of debug, info, warning, error, critical (any case)."),
-    Setting("TIMEOUT", "timeout", "seconds", 120, "`120`",
-            "A worker silent for this long is killed and replaced (0 disables)."),
-    Setting("GRACEFUL_TIMEOUT", "graceful_timeout", "seconds", 120, "`120`",
-            "On SIGTERM, how long in-flight requests may take before workers are killed."),
-    Setting("KEEP_ALIVE", "keep_alive", "seconds", 5, "`5`", "Seconds an idle keep-alive connection stays open."),
-    Setting("ACCESS_LOG", "access_log", "log_target", "-", "`-` (stdout)",
-            "Access log: `-` for stdout, a file path, or empty to turn access logging off."),
-    Setting("ERROR_LOG", "error_log", "log_target", "-", "`-` (stderr)",
-            "Error log: `-` for stderr or a file path."),
-    Setting("FORWARDED_ALLOW_IPS", "forwarded_allow_ips", "string", "127.0.0.1", "`127.0.0.1`",
-            "Comma-separated proxy addresses (or `*`) whose X-Forwarded-For/-Proto headers "
-            "set the client address and scheme."),
-    Setting("MAX_REQUESTS", "max_requests", "count0", 0, "`0` (off)",
-            "Restart a worker after it has served this many requests, to bound memory growth."),
-    Setting("MAX_REQUESTS_JITTER", "max_requests_jitter", "count0", 0, "`0`",
-            "Random extra requests (0..N) added per worker to `MAX_REQUESTS`, so workers do "
-            "not all restart at once."),
-    Setting("PRE_START_PATH", "prestart", "path", None, "`$APP_DIR/prestart.sh`",
-            "Script sourced by bash before the server starts; what it exports reaches the app."),
-    Setting("WORKER_CLASS", "worker_class", "string", None, "the backend's (see below)",
-            "Worker class; its meaning is the backend's own."),
+    Setting(
+        "BIND",
+        "bind",
+        "bind",
+        None,
+        "`$HOST:$PORT`",
+        "Listen address(es): `HOST:PORT`, `[IPv6]:PORT` or `unix:/path`, comma-separated; "
+        "wins over `HOST` and `PORT`.",
+    ),
+    Setting(
+        "LOG_LEVEL",
+        "log_level",
+        "log_level",
+        "info",
+        "`info`",
+        "One of debug, info, warning, error, critical (any case).",
+    ),
+    Setting(
+        "TIMEOUT",
+        "timeout",
+        "seconds",
+        120,
+        "`120`",
+        "A worker silent for this long is killed and replaced (0 disables).",
+    ),
+    Setting(
+        "GRACEFUL_TIMEOUT",
+        "graceful_timeout",
+        "seconds",
+        120,
+        "`120`",
+        "On SIGTERM, how long in-flight requests may take before workers are killed.",
+    ),
+    Setting(
+        "KEEP_ALIVE", "keep_alive", "seconds", 5, "`5`", "Seconds an idle keep-alive connection stays open."
+    ),
+    Setting(
+        "ACCESS_LOG",
+        "access_log",
+        "log_target",
+        "-",
+        "`-` (stdout)",
+        "Access log: `-` for stdout, a file path, or empty to turn access logging off.",
+    ),
+    Setting(
+        "ERROR_LOG",
+        "error_log",
+        "log_target",
+        "-",
+        "`-` (stderr)",
+        "Error log: `-` for stderr or a file path.",
+    ),
+    Setting(
+        "FORWARDED_ALLOW_IPS",
+        "forwarded_allow_ips",
+        "string",
+        "127.0.0.1",
+        "`127.0.0.1`",
+        "Comma-separated proxy addresses (or `*`) whose X-Forwarded-For/-Proto headers "
+        "set the client address and scheme.",
+    ),
+    Setting(
+        "MAX_REQUESTS",
+        "max_requests",
+        "count0",
+        0,
+        "`0` (off)",
+        "Restart a worker after it has served this many requests, to bound memory growth.",
+    ),
+    Setting(
+        "MAX_REQUESTS_JITTER",
+        "max_requests_jitter",
+        "count0",
+        0,
+        "`0`",
+        "Random extra requests (0..N) added per worker to `MAX_REQUESTS`, so workers do "
+        "not all restart at once.",
+    ),
+    Setting(
+        "PRE_START_PATH",
+        "prestart",
+        "path",
+        None,
+        "`$APP_DIR/prestart.sh`",
+        "Script sourced by bash before the server starts; what it exports reaches the app.",
+    ),
+    Setting(
+        "WORKER_CLASS",
+        "worker_class",
+        "string",
+        None,
+        "the backend's (see below)",
+        "Worker class; its meaning is the backend's own.",
+    ),
 )
 
 BY_ENV: dict[str, Setting] = {s.env: s for s in SETTINGS}

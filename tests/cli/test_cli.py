@@ -18,7 +18,9 @@ DEMO = REPO / "demo"
 BACKENDS = ["gunicorn", "hypercorn", "granian"]
 
 
-def cli(*args: str, env: Mapping[str, str] | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, env: Mapping[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "VIRTUAL_ENV", "TMPDIR")}
     full_env.update(env or {})
     return subprocess.run(
@@ -67,7 +69,9 @@ def test_bad_input_is_one_line_exit_2_and_nothing_starts(
     if variable == "GUNICORN_CONF" and backend != "gunicorn":
         pytest.skip("GUNICORN_CONF is read only by the gunicorn backend")
     port = free_port()
-    result = cli("run", env={"APP_DIR": str(app_dir), "SERVER_BACKEND": backend, "PORT": str(port), variable: value})
+    result = cli(
+        "run", env={"APP_DIR": str(app_dir), "SERVER_BACKEND": backend, "PORT": str(port), variable: value}
+    )
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -161,7 +165,12 @@ def _fake_distribution(site: Path, name: str, target: str, module_source: str | 
     ("dist", "target", "source", "fragment"),
     [
         ("plugin-broken", "missing_module_xyz:Backend", None, "failed to load: ModuleNotFoundError"),
-        ("plugin-notabackend", "notabackend_mod:Thing", "class Thing: pass\n", "is not a launcher.Backend subclass"),
+        (
+            "plugin-notabackend",
+            "notabackend_mod:Thing",
+            "class Thing: pass\n",
+            "is not a launcher.Backend subclass",
+        ),
         (
             "plugin-abstract",
             "abstract_mod:Half",
@@ -228,7 +237,9 @@ def test_help_on_every_command() -> None:
 def test_console_script_and_module_agree(app_dir: Path) -> None:
     script = Path(sys.executable).with_name("asgi-launcher")
     env = {"APP_DIR": str(app_dir), "PATH": os.environ["PATH"]}
-    via_script = subprocess.run([str(script), "config", "--json"], env=env, capture_output=True, text=True, timeout=30)
+    via_script = subprocess.run(
+        [str(script), "config", "--json"], env=env, capture_output=True, text=True, timeout=30
+    )
     assert via_script.returncode == 0
     assert json.loads(via_script.stdout) == json.loads(cli("config", "--json", env=env).stdout)
 
@@ -250,8 +261,22 @@ def test_unreadable_prestart_as_an_unprivileged_user(tmp_path: Path, app_dir: Pa
     script.chmod(0o600)
     app_dir = public_app
     result = subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "launcher", "config"],
-        env={"PATH": os.environ["PATH"], "APP_DIR": str(app_dir), "PRE_START_PATH": str(script), "HOME": "/tmp"},
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            sys.executable,
+            "-m",
+            "launcher",
+            "config",
+        ],
+        env={
+            "PATH": os.environ["PATH"],
+            "APP_DIR": str(app_dir),
+            "PRE_START_PATH": str(script),
+            "HOME": "/tmp",
+        },
         capture_output=True,
         text=True,
         timeout=30,

@@ -104,5 +104,5 @@ def test_paths_that_are_directories(root: Path, variable: str) -> None:
 
 
 def test_app_dir_that_is_a_file(root: Path) -> None:
-    with pytest.raises(ConfigError, match="APP_DIR=.*an existing directory"):
+    with pytest.raises(ConfigError, match=r"APP_DIR=.*an existing directory"):
         resolve({"APP_DIR": str(root / "app" / "main.py")}, FakeBackend, root=root, affinity=2)

@@ -159,7 +159,13 @@ def test_log_level_any_case(root: Path, level: str) -> None:
 def test_timeouts_and_logs(root: Path, tmp_path: Path) -> None:
     log = tmp_path / "access.log"
     c = res(
-        {"TIMEOUT": "30", "GRACEFUL_TIMEOUT": "7", "KEEP_ALIVE": "2", "ACCESS_LOG": str(log), "ERROR_LOG": "-"},
+        {
+            "TIMEOUT": "30",
+            "GRACEFUL_TIMEOUT": "7",
+            "KEEP_ALIVE": "2",
+            "ACCESS_LOG": str(log),
+            "ERROR_LOG": "-",
+        },
         root,
     )
     assert (c.timeout, c.graceful_timeout, c.keep_alive, c.access_log) == (30, 7, 2, str(log))
@@ -206,7 +212,11 @@ def test_worker_class_from_env(root: Path) -> None:
 def test_file_settings_win_and_record_their_source(root: Path) -> None:
     c = res({"WEB_CONCURRENCY": "2"}, root)
     c2 = c.with_file_settings(
-        {"workers": (5, "file:/app/conf.py"), "bind": (["0.0.0.0:1"], "cmdline"), "preload_app": (True, "file:/x")}
+        {
+            "workers": (5, "file:/app/conf.py"),
+            "bind": (["0.0.0.0:1"], "cmdline"),
+            "preload_app": (True, "file:/x"),
+        }
     )
     assert (c2.workers, c2.sources["workers"]) == (5, "file:/app/conf.py")
     assert (c2.bind, c2.sources["bind"]) == (("0.0.0.0:1",), "cmdline")

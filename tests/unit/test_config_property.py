@@ -23,11 +23,20 @@ plausible = st.sampled_from(
      "main:app", "app.main", "DEBUG", "/", "/etc/passwd", "/nonexistent", DEMO, "gunicorn", "hypercorn",
      "granian", "--workers 3", "--help", "--version", "-w x", "'unclosed", "*", "-"]
 )  # fmt: skip
-values = st.one_of(plausible, st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\0"), max_size=20))
+values = st.one_of(
+    plausible,
+    st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\0"), max_size=20),
+)
 environments = st.dictionaries(st.sampled_from(NAMES), values, max_size=6)
 # The default backend's own variables, with the default backend, are where a server's parser can bite.
 gunicorn_environments = st.fixed_dictionaries(
-    {}, optional={"GUNICORN_CMD_ARGS": values, "GUNICORN_CONF": values, "WORKER_CLASS": values, "LOG_LEVEL": values}
+    {},
+    optional={
+        "GUNICORN_CMD_ARGS": values,
+        "GUNICORN_CONF": values,
+        "WORKER_CLASS": values,
+        "LOG_LEVEL": values,
+    },
 )
 
 

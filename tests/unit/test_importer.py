@@ -41,7 +41,7 @@ def test_missing_module_names_it_and_where_it_looked(app_dir: Path) -> None:
 
 
 def test_missing_module_from_defaults_points_at_module_name(app_dir: Path) -> None:
-    with pytest.raises(ConfigError, match="^MODULE_NAME"):
+    with pytest.raises(ConfigError, match=r"^MODULE_NAME"):
         import_app("nothere:app", str(app_dir), source="computed")
 
 

@@ -19,7 +19,9 @@ def script(tmp_path: Path, text: str, mode: int = 0o644) -> str:
 
 
 def test_exports_come_back_without_a_run_bit(tmp_path: Path) -> None:
-    status, changes = run_prestart(script(tmp_path, "export DEMO_GREETING=hello\nunset DROP\nLOCAL_ONLY=1\n"), BASE_ENV)
+    status, changes = run_prestart(
+        script(tmp_path, "export DEMO_GREETING=hello\nunset DROP\nLOCAL_ONLY=1\n"), BASE_ENV
+    )
     assert status == 0
     assert changes == {"DEMO_GREETING": "hello", "DROP": None}
 

@@ -11,9 +11,8 @@ import os
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from launcher import Backend, Config, ConfigError, FileSettings
-
 from asgi_launcher_gunicorn.settings import load_file_settings
+from launcher import Backend, Config, ConfigError, FileSettings
 
 
 class GunicornBackend(Backend):
@@ -39,7 +38,8 @@ class GunicornBackend(Backend):
                 found = False
             if not found and worker_class not in _GUNICORN_SHORT_NAMES:
                 raise ConfigError.bad_value(
-                    "WORKER_CLASS", worker_class,
+                    "WORKER_CLASS",
+                    worker_class,
                     "an importable Gunicorn worker class such as uvicorn_worker.UvicornWorker",
                 )
 

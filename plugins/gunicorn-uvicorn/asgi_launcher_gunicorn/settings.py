@@ -55,9 +55,7 @@ def _execute(path: str) -> dict[str, Any]:
                 line = tb.tb_lineno
             tb = tb.tb_next
         where = f" at line {line}" if line else ""
-        raise ConfigError(
-            f"GUNICORN_CONF={path!r} raised{where}: {type(exc).__name__}: {exc}"
-        ) from None
+        raise ConfigError(f"GUNICORN_CONF={path!r} raised{where}: {type(exc).__name__}: {exc}") from None
     return vars(module)
 
 
