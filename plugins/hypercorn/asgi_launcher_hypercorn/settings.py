@@ -1,0 +1,273 @@
+"""Hypercorn's own config (``HYPERCORN_CONF``) read strictly, and the contract mapped onto Hypercorn.
+
+Hypercorn's ``Config.from_mapping`` silently drops keys it does not know, so a typo such as
+``keep_alive = 10`` would change nothing without a word. Here every key is checked against the
+settings Hypercorn's ``Config`` really has (read from the installed class, so the list follows
+Hypercorn's version), values of the settings the env contract also covers are checked like the
+env's own, and they are reported under the contract's names so ``asgi-launcher config`` shows
+the file winning over the env.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import inspect
+import logging
+import os
+import sys
+import tomllib
+import types
+from typing import Any
+
+from hypercorn.config import Config as HypercornConfig
+
+from launcher import Config, ConfigError
+from launcher.settings import LOG_LEVELS, parse_bind_address
+
+#: Hypercorn setting -> launcher Config field, for what the env contract also covers.
+CONTRACT = {
+    "bind": "bind",
+    "workers": "workers",
+    "worker_class": "worker_class",
+    "loglevel": "log_level",
+    "accesslog": "access_log",
+    "errorlog": "error_log",
+    "keep_alive_timeout": "keep_alive",
+    "graceful_timeout": "graceful_timeout",
+    "max_requests": "max_requests",
+    "max_requests_jitter": "max_requests_jitter",
+}
+
+#: Settings the launcher decides itself; a file setting them would fight the supervisor.
+_REFUSED = {
+    "use_reloader": "the launcher supervises the workers itself and has no reloader",
+    "application_path": "set APP_MODULE (or MODULE_NAME and VARIABLE_NAME) instead",
+}
+
+
+def hypercorn_settings() -> frozenset[str]:
+    """The names Hypercorn's ``Config`` accepts: plain attributes and writable properties."""
+    names = set()
+    for name in dir(HypercornConfig):
+        if name.startswith("_"):
+            continue
+        attr = inspect.getattr_static(HypercornConfig, name)
+        if isinstance(attr, property):
+            if attr.fset is not None:
+                names.add(name)
+        elif not isinstance(attr, classmethod | staticmethod | types.FunctionType):
+            names.add(name)
+    return frozenset(names)
+
+
+SETTINGS = hypercorn_settings()
+
+
+def _bad(origin: str, key: str, value: Any, expected: str) -> ConfigError:
+    return ConfigError(f"{origin}: {key}={value!r} is invalid: expected {expected}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _contract_value(origin: str, key: str, value: Any) -> Any:
+    """A contract setting's value from the file, in the shape the launcher's Config uses."""
+    if key == "bind":
+        binds = [value] if isinstance(value, str) else value
+        expected = "HOST:PORT, [IPv6]:PORT or unix:/path, or a list of them"
+        if not isinstance(binds, list | tuple) or not binds or not all(isinstance(b, str) for b in binds):
+            raise _bad(origin, key, value, expected)
+        try:
+            return tuple(parse_bind_address(b) for b in binds)
+        except ValueError:
+            raise _bad(origin, key, value, expected) from None
+    if key == "workers":
+        if not _is_int(value) or value < 1:
+            raise _bad(origin, key, value, "a whole number, 1 or more")
+        return value
+    if key == "worker_class":
+        if not isinstance(value, str):
+            raise _bad(origin, key, value, "asyncio, uvloop or trio")
+        return value.strip().lower()
+    if key == "loglevel":
+        if not isinstance(value, str) or value.strip().lower() not in LOG_LEVELS:
+            raise _bad(origin, key, value, "one of " + ", ".join(LOG_LEVELS))
+        return value.strip().lower()
+    if key in ("accesslog", "errorlog"):
+        if value is None or isinstance(value, logging.Logger):
+            return value
+        if not isinstance(value, str):
+            raise _bad(origin, key, value, "- (the console), a file path, or empty to turn it off")
+        return value.strip() or None
+    if key in ("keep_alive_timeout", "graceful_timeout"):
+        if not _is_number(value) or value < 0:
+            raise _bad(origin, key, value, "a number of seconds, 0 or more")
+        return value
+    # max_requests, max_requests_jitter: the contract's 0 means off, as Hypercorn's None does.
+    if value is None and key == "max_requests":
+        return 0
+    if not _is_int(value) or value < 0:
+        raise _bad(origin, key, value, "a whole number, 0 or more")
+    return value
+
+
+def _check_type(origin: str, key: str, value: Any) -> None:
+    """Catch ``backlog = "100"``: a value whose type differs from Hypercorn's plain default."""
+    default = inspect.getattr_static(HypercornConfig, key, None)
+    if isinstance(default, property) or default is None:
+        return
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int | float):
+        ok = _is_number(value) and (isinstance(default, float) or _is_int(value))
+    elif isinstance(default, str | list):
+        ok = isinstance(value, type(default))
+    else:
+        return
+    if not ok:
+        raise _bad(origin, key, value, f"a {type(default).__name__} like the default {default!r}")
+
+
+def _read_toml(path: str, origin: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as file:
+            return tomllib.load(file)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{origin}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{origin}: cannot be read: {exc.strerror}") from None
+
+
+def _public(namespace: dict[str, Any]) -> dict[str, Any]:
+    """A Python config's settings: public names that are data, or that Hypercorn knows.
+
+    Imported modules, functions and classes are helpers unless they carry a setting's name
+    (``logger_class``); other names starting with ``_`` are the documented way to keep a helper.
+    """
+    found = {}
+    for name, value in namespace.items():
+        if name.startswith("_") or isinstance(value, types.ModuleType):
+            continue
+        if name not in SETTINGS and (inspect.isfunction(value) or inspect.isclass(value)):
+            continue
+        found[name] = value
+    return found
+
+
+def _run_python(path: str, origin: str) -> dict[str, Any]:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("__hypercorn_config__", path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"{origin}: cannot be loaded: expected a Python file")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except FileNotFoundError:
+        raise ConfigError(f"{origin}: no such file") from None
+    except SyntaxError as exc:
+        raise ConfigError(f"{origin}: syntax error at line {exc.lineno}: {exc.msg}") from None
+    except Exception as exc:
+        raise ConfigError(f"{origin}: raised {type(exc).__name__}: {exc}") from None
+    return vars(module)
+
+
+def _import_object(target: str, origin: str, app_dir: str) -> dict[str, Any]:
+    """``python:module`` or ``python:module.object``, as Hypercorn's ``Config.from_object`` reads it."""
+    if app_dir not in sys.path:
+        sys.path.insert(0, app_dir)
+    try:
+        try:
+            obj: Any = importlib.import_module(target)
+        except ImportError:
+            module_name, _, attr = target.rpartition(".")
+            if not module_name:
+                raise
+            obj = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"{origin}: cannot import {target!r}: {exc}") from None
+    except Exception as exc:
+        raise ConfigError(f"{origin}: importing {target!r} raised {type(exc).__name__}: {exc}") from None
+    if isinstance(obj, types.ModuleType):
+        return vars(obj)
+    return {name: getattr(obj, name) for name in dir(obj) if not name.startswith("__")}
+
+
+def read_file(value: str, app_dir: str) -> tuple[dict[str, Any], str, bool]:
+    """The raw settings in ``value`` (a TOML path, ``file:path.py`` or ``python:module``).
+
+    Also returns how to name the file in messages and whether it is Python.
+    """
+    origin = f"HYPERCORN_CONF={value!r}"
+    if value.startswith("python:"):
+        return _public(_import_object(value[len("python:") :], origin, app_dir)), value, True
+    if value.startswith("file:"):
+        path = os.path.abspath(value[len("file:") :])
+        return _public(_run_python(path, origin)), path, True
+    return _read_toml(value, origin), os.path.abspath(value), False
+
+
+def load_file_settings(config: Config) -> dict[str, tuple[Any, str]]:
+    """What the Hypercorn config file sets: contract keys under the contract's names."""
+    if not config.config_file:
+        return {}
+    raw, label, is_python = read_file(config.config_file, config.app_dir)
+    where = f"HYPERCORN_CONF file {label}"
+    source = f"file:{label}"
+    found: dict[str, tuple[Any, str]] = {}
+    for key, value in raw.items():
+        if key not in SETTINGS:
+            if key in _REFUSED:
+                raise ConfigError(f"{where}: {key} is not supported: {_REFUSED[key]}")
+            raise ConfigError(
+                f"{where}: unknown Hypercorn setting {key!r}; see "
+                "https://hypercorn.readthedocs.io/en/latest/how_to_guides/configuring.html"
+                + (" (in a Python config, prefix helper names with _)" if is_python else "")
+            )
+        if key in _REFUSED:
+            if value:
+                raise ConfigError(f"{where}: {key} is not supported: {_REFUSED[key]}")
+            continue
+        if key in CONTRACT:
+            found[CONTRACT[key]] = (_contract_value(where, key, value), source)
+        else:
+            _check_type(where, key, value)
+            found[key] = (value, source)
+    return found
+
+
+def build(config: Config) -> HypercornConfig:
+    """The Hypercorn ``Config`` for a resolved launcher config (contract first, then the file's extras)."""
+    hc = HypercornConfig()
+    hc.bind = list(config.bind)
+    hc.workers = config.workers
+    hc.worker_class = config.worker_class
+    hc.loglevel = config.log_level.upper()
+    hc.accesslog = config.access_log
+    hc.errorlog = config.error_log
+    hc.keep_alive_timeout = float(config.keep_alive)
+    hc.graceful_timeout = float(config.graceful_timeout)
+    hc.max_requests = config.max_requests or None
+    hc.max_requests_jitter = config.max_requests_jitter
+    hc.application_path = config.app
+    for key, value in config.server_settings.items():
+        if key in SETTINGS:
+            setattr(hc, key, value)
+    return hc
+
+
+def create_sockets(hc: HypercornConfig) -> Any:
+    """Listening sockets, made once by the supervisor and shared by every worker.
+
+    Hypercorn sets SO_REUSEPORT when it has several workers; the sockets are inherited, not
+    rebound, so that option would only let another process bind our port unnoticed.
+    """
+    single = copy.copy(hc)
+    single.workers = 1
+    return single.create_sockets()

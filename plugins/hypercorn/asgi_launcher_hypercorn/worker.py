@@ -1,0 +1,190 @@
+"""One Hypercorn worker process: import the app, tell the supervisor it booted, serve until told.
+
+This is Hypercorn's own worker (``hypercorn.asyncio.run.asyncio_worker`` and friends) with
+three differences the supervisor needs: the app is found by the launcher's importer (the same
+messages as the preflight) and wrapped in the proxy-headers middleware; the worker reports
+"booted" over a pipe once the app's lifespan startup is done, so the supervisor can tell a
+crash-looping boot from a worker that died after serving; and it stops when the supervisor
+sets the shared event *or* the supervisor itself disappears (no orphaned workers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import ssl
+import sys
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from functools import partial
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event
+from typing import Any
+
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.config import Sockets
+from hypercorn.utils import wrap_app
+
+from launcher import ConfigError
+from launcher.errors import EXIT_CONFIG
+from launcher.importer import import_app
+from launcher.proxy_headers import ProxyHeadersMiddleware
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[
+    [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
+]
+
+#: The one message a worker sends on its pipe.
+BOOTED = b"booted"
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What a spawned worker needs besides Hypercorn's config (all of it picklable)."""
+
+    app: str
+    app_dir: str
+    app_source: str
+    forwarded_allow_ips: str
+    supervisor_pid: int
+
+
+class BootSignal:
+    """Wrap the app so the lifespan startup's outcome tells the supervisor the worker booted.
+
+    Booted means: the app imported and its startup completed, or it does not speak lifespan
+    (Hypercorn then serves without it). A ``lifespan.startup.failed`` is not booted: Hypercorn
+    ends the worker, and the supervisor counts it as a failed boot.
+    """
+
+    def __init__(self, app: ASGIApp, notify: Callable[[], None]) -> None:
+        self.app = app
+        self.notify = notify
+
+    async def __call__(
+        self,
+        scope: Scope,
+        receive: Callable[[], Awaitable[Message]],
+        send: Callable[[Message], Awaitable[None]],
+    ) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        failed = False
+
+        async def watch(message: Message) -> None:
+            nonlocal failed
+            if message["type"] == "lifespan.startup.complete":
+                self.notify()
+            elif message["type"] == "lifespan.startup.failed":
+                failed = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            if not failed:
+                self.notify()
+
+
+def _access_logger(target: str | None) -> logging.Logger | None:
+    """The access log at INFO whatever LOG_LEVEL says: ACCESS_LOG alone turns it on or off.
+
+    Hypercorn would give it LOG_LEVEL, so LOG_LEVEL=warning would silently drop access logs,
+    which is not what the variable means under the other backends.
+    """
+    if not target:
+        return None
+    logger = logging.getLogger("hypercorn.access")
+    handler = logging.StreamHandler(sys.stdout) if target == "-" else logging.FileHandler(target)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s [%(process)d] [%(levelname)s] %(message)s", "[%Y-%m-%d %H:%M:%S %z]")
+    )
+    logger.handlers = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    return logger
+
+
+async def _until_stopped(
+    shutdown: Event, supervisor_pid: int, sleep: Callable[[float], Awaitable[Any]]
+) -> None:
+    """Return when the supervisor asks for shutdown, or is gone (its pid is no longer our parent)."""
+    while not shutdown.is_set() and os.getppid() == supervisor_pid:
+        await sleep(0.1)
+
+
+def _load(spec: WorkerSpec, hc: HypercornConfig, ready: Connection) -> Any:
+    sent = False
+
+    def notify() -> None:
+        nonlocal sent
+        if not sent:
+            sent = True
+            # If the supervisor is gone, the shutdown trigger notices; nothing to report to.
+            with contextlib.suppress(OSError):
+                ready.send_bytes(BOOTED)
+
+    app = import_app(spec.app, spec.app_dir, source=spec.app_source)
+    app = ProxyHeadersMiddleware(app, spec.forwarded_allow_ips)
+    booting: Any = BootSignal(app, notify)  # Hypercorn's ASGIFramework type is a union of TypedDicts
+    return wrap_app(booting, hc.wsgi_max_body_size, "asgi")
+
+
+def _quiet_tls_failures(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """As Hypercorn does: a client's failed TLS handshake is not worth a traceback."""
+    if not isinstance(context.get("exception"), ssl.SSLError):
+        loop.default_exception_handler(context)
+
+
+def _serve_asyncio(
+    app: Any, hc: HypercornConfig, sockets: Sockets, trigger: Callable[[], Awaitable[None]]
+) -> None:
+    from hypercorn.asyncio.run import worker_serve
+
+    loop_factory = None
+    if hc.worker_class == "uvloop":
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(debug=hc.debug, loop_factory=loop_factory) as runner:
+        runner.get_loop().set_exception_handler(_quiet_tls_failures)
+        runner.run(worker_serve(app, hc, sockets=sockets, shutdown_trigger=trigger))
+
+
+def _serve_trio(app: Any, hc: HypercornConfig, sockets: Sockets, spec: WorkerSpec, shutdown: Event) -> None:
+    import trio
+    from hypercorn.trio.run import worker_serve
+
+    for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
+        sock.listen(hc.backlog)  # as hypercorn.trio.run.trio_worker does
+    trigger = partial(_until_stopped, shutdown, spec.supervisor_pid, trio.sleep)
+    trio.run(partial(worker_serve, app, hc, sockets=sockets, shutdown_trigger=trigger))
+
+
+def run_worker(
+    spec: WorkerSpec, hc: HypercornConfig, sockets: Sockets, shutdown: Event, ready: Connection
+) -> None:
+    """Process target (spawn context): serve until the supervisor's event is set."""
+    # The supervisor alone decides when to stop: a Ctrl-C or a SIGTERM sent to the whole
+    # process group must not cut workers' in-flight requests short.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if not isinstance(hc.accesslog, logging.Logger):  # a Python config may hand us its own logger
+        hc.accesslog = _access_logger(hc.accesslog)
+    try:
+        app = _load(spec, hc, ready)
+    except ConfigError as exc:
+        print(f"asgi-launcher: error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_CONFIG)
+    if hc.worker_class == "trio":
+        _serve_trio(app, hc, sockets, spec, shutdown)
+    else:
+        _serve_asyncio(
+            app, hc, sockets, partial(_until_stopped, shutdown, spec.supervisor_pid, asyncio.sleep)
+        )
