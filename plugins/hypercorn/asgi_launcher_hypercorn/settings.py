@@ -253,7 +253,9 @@ def build(config: Config) -> HypercornConfig:
     hc.errorlog = config.error_log
     hc.keep_alive_timeout = float(config.keep_alive)
     hc.graceful_timeout = float(config.graceful_timeout)
-    hc.max_requests = config.max_requests or None
+    # Hypercorn stops a worker once it has served *more* than max_requests; the contract (like
+    # Gunicorn) means "after it has served this many".
+    hc.max_requests = config.max_requests - 1 if config.max_requests > 0 else None
     hc.max_requests_jitter = config.max_requests_jitter
     hc.application_path = config.app
     for key, value in config.server_settings.items():
