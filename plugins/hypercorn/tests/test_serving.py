@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypercorn_helpers import Launcher, wait_for, write_app
 
 Launch = Callable[..., Launcher]
@@ -145,7 +146,10 @@ def test_request_longer_than_graceful_timeout_is_cut_and_exit_is_0(launch: Launc
     assert results[0] != (200, b"done")
 
 
-def test_sigquit_stops_at_once(launch: Launch, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "signals", [[signal.SIGQUIT], [signal.SIGTERM, signal.SIGINT]], ids=["SIGQUIT", "second-signal"]
+)
+def test_immediate_stop(launch: Launch, tmp_path: Path, signals: list[signal.Signals]) -> None:
     marker = tmp_path / "slow-started"
     app_dir = write_app(tmp_path / "slow", "main", SLOW_APP)
     server = launch(app_dir=app_dir, env={"SLOW_MARKER": str(marker), "SLOW_SECONDS": "30"})
@@ -153,7 +157,10 @@ def test_sigquit_stops_at_once(launch: Launch, tmp_path: Path) -> None:
     _slow_request(server, [])
     wait_for(marker.exists, 10, "the slow request to reach the app")
     sent = time.monotonic()
-    server.proc.send_signal(signal.SIGQUIT)
+    for signum in signals:
+        server.proc.send_signal(signum)
+        if signum == signal.SIGTERM:  # the second signal must find the shutdown already begun
+            wait_for(lambda: "got SIGTERM: stopping;" in server.stderr(), 5, "the graceful stop to begin")
     assert server.wait_exit(5) == 0, server.stderr()
     assert time.monotonic() - sent < 3  # GRACEFUL_TIMEOUT is 10: it did not wait for it
 
