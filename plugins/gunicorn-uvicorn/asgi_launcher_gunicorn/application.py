@@ -2,12 +2,61 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
+from gunicorn.errors import HaltServer
 
 from launcher import Config
 from launcher.importer import import_app
+from launcher.supervision import EXIT_WORKERS_FAILING, CrashLoop
+
+
+class LauncherArbiter(Arbiter):  # type: ignore[misc]
+    """Gunicorn's arbiter, plus the launcher's crash-loop rule.
+
+    Gunicorn halts when a worker cannot boot but replaces workers that die after booting
+    forever. We watch the real exit status of each reaped worker: a clean exit (MAX_REQUESTS)
+    or a worker stopped during shutdown is not a death; anything else counts toward the shared
+    ``CrashLoop`` rule, and a crash loop halts the server with a non-zero status.
+    """
+
+    def __init__(self, app: Any) -> None:
+        super().__init__(app)
+        self.crash_loop = CrashLoop(workers=app.config.workers)
+        self.stopping = False
+
+    def stop(self, graceful: bool = True) -> None:
+        self.stopping = True
+        super().stop(graceful)
+
+    def reap_workers(self) -> None:
+        real_waitpid = os.waitpid
+
+        def watching_waitpid(pid: int, options: int) -> tuple[int, int]:
+            wpid, status = real_waitpid(pid, options)
+            if wpid and wpid in self.WORKERS:
+                self._note_exit(status)
+            return wpid, status
+
+        os.waitpid = watching_waitpid  # the master is single-threaded; restored below
+        try:
+            super().reap_workers()
+        finally:
+            os.waitpid = real_waitpid
+
+    def _note_exit(self, status: int) -> None:
+        clean = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        if self.stopping or clean:
+            return
+        if self.crash_loop.record_death():
+            raise HaltServer(
+                f"workers keep dying ({self.crash_loop.describe()}): the app is failing; giving up",
+                EXIT_WORKERS_FAILING,
+            )
 
 
 class LauncherApplication(BaseApplication):  # type: ignore[misc]
@@ -23,3 +72,12 @@ class LauncherApplication(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Any:
         return import_app(self.config.app, self.config.app_dir, source=self.config.sources.get("app", ""))
+
+    def run(self) -> None:
+        # BaseApplication.run, with our arbiter.
+        try:
+            LauncherArbiter(self).run()
+        except RuntimeError as exc:
+            print(f"\nError: {exc}\n", file=sys.stderr)
+            sys.stderr.flush()
+            sys.exit(1)

@@ -35,9 +35,10 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
 
 from asgi_launcher_hypercorn.worker import BOOTED, WorkerSpec, run_worker
+from launcher.supervision import EXIT_WORKERS_FAILING, CrashLoop
 
-#: Exit status when workers cannot boot (the same as Gunicorn's HALT_WORKER_BOOT_ERROR).
-EXIT_BOOT_FAILURE = 3
+#: Exit status when workers cannot boot or keep dying (the same as Gunicorn's WORKER_BOOT_ERROR).
+EXIT_BOOT_FAILURE = EXIT_WORKERS_FAILING
 #: How long after GRACEFUL_TIMEOUT a worker may take for its lifespan shutdown before SIGKILL.
 KILL_MARGIN = 1.0
 
@@ -110,6 +111,7 @@ class Supervisor:
     def _supervise(self, sockets: Sockets, wake_r: int) -> int:
         limit = self.boot_limit or max(3, self.workers)
         failed_boots = 0
+        crash_loop = CrashLoop(workers=self.workers)
         respawn_at: list[float] = []
         deadline: float | None = None  # set once shutdown starts
         for _ in range(self.workers):
@@ -175,6 +177,15 @@ class Supervisor:
                         self.log.warning(
                             "worker %d died (%s); starting a replacement", worker.process.pid, self._why(code)
                         )
+                        if crash_loop.record_death():
+                            self.log.error(
+                                "workers keep dying (%s): the app is failing; giving up (exit %d)",
+                                crash_loop.describe(),
+                                EXIT_WORKERS_FAILING,
+                            )
+                            self._shutdown.set()
+                            self._stop_quickly()
+                            return EXIT_WORKERS_FAILING
                     self._spawn(sockets)
                     continue
                 failed_boots += 1
