@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+from types import FrameType
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -17,6 +19,11 @@ from launcher.supervision import EXIT_WORKERS_FAILING, CrashLoop
 
 class LauncherArbiter(Arbiter):  # type: ignore[misc]
     """Gunicorn's arbiter, plus the launcher's crash-loop rule.
+
+    Signals follow the launcher's table, the same under every backend: SIGTERM and SIGINT
+    drain in-flight requests for up to GRACEFUL_TIMEOUT; SIGQUIT, or a second signal during
+    that drain, stops at once. (Gunicorn's own SIGINT/SIGQUIT "quick shutdown" asks Uvicorn
+    workers to finish too, then waits out the whole graceful timeout.)
 
     Gunicorn halts when a worker cannot boot but replaces workers that die after booting
     forever. We watch the real exit status of each reaped worker: a clean exit (MAX_REQUESTS)
@@ -32,6 +39,20 @@ class LauncherArbiter(Arbiter):  # type: ignore[misc]
     def stop(self, graceful: bool = True) -> None:
         self.stopping = True
         super().stop(graceful)
+
+    def signal(self, sig: int, frame: FrameType | None) -> None:
+        if self.stopping and sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            self.kill_workers(signal.SIGKILL)  # a second signal while draining: stop now
+            return
+        super().signal(sig, frame)
+
+    def handle_int(self) -> None:
+        self.handle_term()  # graceful, like SIGTERM
+
+    def handle_quit(self) -> None:
+        self.stopping = True
+        self.kill_workers(signal.SIGKILL)
+        raise StopIteration
 
     def reap_workers(self) -> None:
         real_waitpid = os.waitpid
