@@ -13,7 +13,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -161,22 +161,11 @@ def launcher(env: Mapping[str, str], ready: bool = True, ready_timeout: float = 
             server.wait_until(server.ok, ready_timeout, "server answering")
         yield server
     finally:
-        if proc.poll() is None:
-            with _suppress():
-                os.killpg(proc.pid, signal.SIGKILL)
-        with _suppress():
+        with suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the launcher and any worker it left behind
+        with suppress(subprocess.TimeoutExpired):
             proc.wait(10)
-        with _suppress():
-            os.killpg(proc.pid, signal.SIGKILL)  # workers left behind by a supervisor that was killed
         log.unlink(missing_ok=True)
-
-
-@contextmanager
-def _suppress() -> Iterator[None]:
-    try:
-        yield
-    except (OSError, subprocess.TimeoutExpired):
-        pass
 
 
 @dataclass
