@@ -66,6 +66,11 @@ class LauncherArbiter(Arbiter):  # type: ignore[misc]
         os.waitpid = watching_waitpid  # the master is single-threaded; restored below
         try:
             super().reap_workers()
+        except HaltServer:
+            # Already halting (say, for one worker that failed to boot): a second failed worker
+            # reaped inside stop() would raise again and turn exit 3 into a traceback and exit 1.
+            if not self.stopping:
+                raise
         finally:
             os.waitpid = real_waitpid
 
