@@ -26,7 +26,7 @@ from typing import Any
 
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
-from hypercorn.utils import wrap_app
+from hypercorn.utils import LifespanFailureError, wrap_app
 
 from launcher import ConfigError
 from launcher.errors import EXIT_CONFIG
@@ -182,9 +182,14 @@ def run_worker(
     except ConfigError as exc:
         print(f"asgi-launcher: error: {exc}", file=sys.stderr, flush=True)
         sys.exit(EXIT_CONFIG)
-    if hc.worker_class == "trio":
-        _serve_trio(app, hc, sockets, spec, shutdown)
-    else:
-        _serve_asyncio(
-            app, hc, sockets, partial(_until_stopped, shutdown, spec.supervisor_pid, asyncio.sleep)
-        )
+    try:
+        if hc.worker_class == "trio":
+            _serve_trio(app, hc, sockets, spec, shutdown)
+        else:
+            _serve_asyncio(
+                app, hc, sockets, partial(_until_stopped, shutdown, spec.supervisor_pid, asyncio.sleep)
+            )
+    except LifespanFailureError as exc:
+        # The app reported why (lifespan.startup.failed): one line says it, a traceback would not.
+        print(f"asgi-launcher: worker {os.getpid()}: {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)
