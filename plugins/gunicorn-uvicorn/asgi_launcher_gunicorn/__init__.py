@@ -26,7 +26,11 @@ class GunicornBackend(Backend):
     }
 
     def load_config_file(self, config: Config, env: Mapping[str, str]) -> FileSettings:
-        return load_file_settings(config.config_file, env.get("GUNICORN_CMD_ARGS"))
+        cmd_args = env.get("GUNICORN_CMD_ARGS")
+        if not config.config_file and not cmd_args:
+            return {}  # nothing to read: spare `config` and start-up the import of gunicorn
+
+        return load_file_settings(config.config_file, cmd_args)
 
     def validate(self, config: Config) -> None:
         worker_class = config.worker_class
