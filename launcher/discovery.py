@@ -6,6 +6,7 @@ plugin that was asked for, so a broken or heavy plugin costs nothing unless it i
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 
@@ -45,10 +46,10 @@ def load(name: str) -> Backend:
     info = available.get(name)
     if info is None:
         listing = ", ".join(f"{i.name} ({i.distribution})" for i in available.values()) or "none"
+        hint = f" (for example pip install asgi-launcher-{name})" if re.fullmatch(r"[\w.-]+", name) else ""
         raise ConfigError(
             f"SERVER_BACKEND={name!r} is invalid: expected an installed backend; installed: "
-            f"{listing}. Install the plugin that provides {name!r} (for example "
-            f"pip install asgi-launcher-{name})"
+            f"{listing}. Install the plugin that provides {name!r}{hint}"
         )
 
     def failed(_manager: object, _ep: object, exc: BaseException) -> None:

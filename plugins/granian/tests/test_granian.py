@@ -1,0 +1,92 @@
+"""The Granian backend: what it maps, what it refuses, and that it serves the demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+DEMO = REPO / "demo"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def launcher(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    full = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), "APP_DIR": str(DEMO)}
+    return subprocess.run(
+        [sys.executable, "-m", "launcher", *args],
+        env={**full, "SERVER_BACKEND": "granian", **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_config_marks_what_granian_cannot_do() -> None:
+    data = json.loads(launcher("config", "--json").stdout)
+    assert data["backend"] == "granian" and data["worker_class"] == "auto"
+    assert set(data["unsupported"]) == {"timeout", "max_requests", "max_requests_jitter"}
+    text = launcher("config").stdout
+    assert "[not used by granian]" in text
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"BIND": "127.0.0.1:8001,127.0.0.1:8002"}, "BIND="),
+        ({"WORKER_CLASS": "gevent"}, "WORKER_CLASS='gevent'"),
+    ],
+)
+def test_what_granian_cannot_serve_is_exit_2(env: dict[str, str], fragment: str) -> None:
+    result = launcher("run", **env)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and fragment in result.stderr
+
+
+def test_serves_the_demo_with_access_log_to_a_file(tmp_path: Path) -> None:
+    port = free_port()
+    access = tmp_path / "access.log"
+    env = {
+        **os.environ,
+        "SERVER_BACKEND": "granian",
+        "APP_DIR": str(DEMO),
+        "BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": "1",
+        "ACCESS_LOG": str(access),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "launcher"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        body = b""
+        while time.monotonic() < deadline:
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/json", timeout=2).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert json.loads(body) == {"message": "Hello, World!"}
+        deadline = time.monotonic() + 5
+        while "/json" not in (access.read_text() if access.exists() else "") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "/json" in access.read_text()
+    finally:
+        os.killpg(proc.pid, 15)
+        assert proc.wait(20) == 0
