@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Development only: one Uvicorn process that restarts when code under $APP_DIR changes.
+# Same contract: the configuration is resolved (and checked) by the launcher, prestart is
+# sourced as under /start.sh, then Uvicorn serves the resolved app on the resolved address.
+set -e
+config=$(asgi-launcher config --json)
+read -r app app_dir level prestart kind address port < <(python3 -c '
+import json, sys
+c = json.load(sys.stdin)
+bind = c["bind"][0]
+if bind.startswith("unix:"):
+    kind, address, port = "uds", bind[5:], "-"
+else:
+    host, _, port = bind.rpartition(":")
+    kind, address = "tcp", host.strip("[]")
+print(c["app"], c["app_dir"], c["log_level"], c["prestart"] or "-", kind, address, port)
+' <<<"$config")
+if [ "$prestart" != "-" ]; then
+    echo "asgi-launcher: running prestart script $prestart"
+    . "$prestart"
+fi
+if [ "$kind" = uds ]; then listen=(--uds "$address"); else listen=(--host "$address" --port "$port"); fi
+exec uvicorn --reload --reload-dir "$app_dir" --app-dir "$app_dir" "${listen[@]}" --log-level "$level" "$app"

@@ -1,0 +1,124 @@
+"""Drive a real Docker engine: build images, run containers, talk HTTP to them.
+
+The engine comes from ../shared/tools/image-sandbox (it installs and starts a private dockerd and
+makes a stand-in Debian base, since no registry can be reached here). Without Docker the image
+tests are skipped with the reason, except under CI=true, where they fail instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SANDBOX = REPO.parent / "shared" / "tools" / "image-sandbox"
+TAG = "asgi-launcher:test"
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"image tests cannot run under CI: {reason}")
+    pytest.skip(reason)
+
+
+@dataclass
+class Docker:
+    env: dict[str, str]
+    base: str
+    containers: list[str] = field(default_factory=list)
+
+    def __call__(
+        self, *args: str, timeout: float = 120, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            ["docker", *args], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)} failed: {result.stderr[-2000:]}")
+        return result
+
+    def build(self, context: Path, tag: str, *extra: str) -> None:
+        self("build", "--network", "host", *extra, "-t", tag, str(context), timeout=900)
+
+    def run(
+        self, image: str = TAG, *args: str, env: dict[str, str] | None = None, port: int = 80
+    ) -> Container:
+        host_port = free_port()
+        name = f"asgi-launcher-test-{uuid.uuid4().hex[:10]}"
+        flags = [f"-e{k}={v}" for k, v in (env or {}).items()]
+        self("run", "-d", "--name", name, "-p", f"127.0.0.1:{host_port}:{port}", *flags, *args, image)
+        self.containers.append(name)
+        return Container(self, name, host_port)
+
+
+@dataclass
+class Container:
+    docker: Docker
+    name: str
+    port: int
+
+    def get(self, path: str = "/", timeout: float = 5) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=timeout) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def json(self, path: str = "/") -> object:
+        status, body = self.get(path)
+        assert status == 200, body
+        return json.loads(body)
+
+    def wait_ready(self, path: str = "/", timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self.get(path, timeout=2)
+                return
+            except OSError:
+                pass
+            if self.state()["Status"] == "exited":
+                break
+            time.sleep(0.2)
+        raise AssertionError(f"container not answering: {self.state()}\n{self.logs()[-3000:]}")
+
+    def state(self) -> dict[str, object]:
+        out = self.docker("inspect", "-f", "{{json .State}}", self.name).stdout
+        return dict(json.loads(out))
+
+    def wait_exit(self, timeout: float = 60) -> int:
+        result = self.docker("wait", self.name, timeout=timeout)
+        return int(result.stdout.strip())
+
+    def logs(self) -> str:
+        r = self.docker("logs", self.name, check=False)
+        return r.stdout + r.stderr
+
+    def processes(self) -> list[str]:
+        """Command lines of the processes in the container (from its /proc)."""
+        script = "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done"
+        out = self.docker("exec", self.name, "sh", "-c", script).stdout
+        return [line.strip() for line in out.splitlines() if line.strip()]
+
+    def workers(self) -> int:
+        """Server processes below the launcher (all run `asgi-launcher run`, or Python's spawn)."""
+        lines = self.processes()
+        launcher = [p for p in lines if "asgi-launcher run" in p and not p.startswith("dumb-init")]
+        spawned = [p for p in lines if "multiprocessing.spawn" in p and "resource_tracker" not in p]
+        return len(launcher) + len(spawned) - 1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
