@@ -4,27 +4,67 @@ A missing module or attribute then fails as one line with exit 2, and an app tha
 import shows its traceback once and stops the launcher, instead of every worker failing in a
 loop. The import happens in a child so the server's master keeps none of the app's modules
 (workers import it themselves, after fork or spawn, as they would without us).
+
+The check can run while the launcher is still loading the backend (``start_app_check`` now,
+``result`` later): the child's output is held in a pipe and shown only when the result is
+asked for, so a configuration error found meanwhile is still the only line printed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 import traceback
+from dataclasses import dataclass
 
 from launcher.config import Config
 from launcher.errors import EXIT_CONFIG, ConfigError
 from launcher.importer import import_app
 
 
-def check_app_in_child(config: Config) -> int:
-    """Return 0 if the app imports, 2 for a user error (message printed), 1 if the app raised."""
+@dataclass
+class AppCheck:
+    """A running import check: the child's pid and the read end of its output."""
+
+    pid: int
+    output: int
+    app: str
+    app_dir: str
+
+    def result(self) -> int:
+        """0 if the app imports, 2 for a user error, 1 if the app raised; the child's output is shown."""
+        chunks = []
+        while chunk := os.read(self.output, 65536):
+            chunks.append(chunk)
+        os.close(self.output)
+        if chunks:
+            sys.stderr.buffer.write(b"".join(chunks))
+            sys.stderr.flush()
+        _, wait_status = os.waitpid(self.pid, 0)
+        code = os.waitstatus_to_exitcode(wait_status)
+        return code if code >= 0 else 1
+
+    def cancel(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        os.waitpid(self.pid, 0)
+        os.close(self.output)
+
+
+def start_app_check(config: Config) -> AppCheck:
+    """Fork a child that imports ``config.app`` and reports through its exit status."""
     sys.stdout.flush()
     sys.stderr.flush()
+    read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child, reported through the exit status
         status = 1
         try:
+            os.close(read_fd)
+            os.dup2(write_fd, 1)
+            os.dup2(write_fd, 2)
             import_app(config.app, config.app_dir, source=config.sources.get("app", ""))
             status = 0
         except ConfigError as exc:
@@ -37,6 +77,9 @@ def check_app_in_child(config: Config) -> int:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(status)
-    _, wait_status = os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(wait_status)
-    return code if code >= 0 else 1
+    os.close(write_fd)
+    return AppCheck(pid, read_fd, config.app, config.app_dir)
+
+
+def check_app_in_child(config: Config) -> int:
+    return start_app_check(config).result()

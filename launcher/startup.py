@@ -14,7 +14,7 @@ from launcher import discovery
 from launcher.addresses import check_can_listen
 from launcher.backend import Backend
 from launcher.config import Config, backend_name, resolve
-from launcher.preflight import check_app_in_child
+from launcher.preflight import check_app_in_child, start_app_check
 from launcher.prestart import run_prestart
 
 
@@ -33,7 +33,20 @@ def say(message: str) -> None:
 
 def serve(environ: MutableMapping[str, str]) -> int:
     """Run prestart, check the app can be imported and the address bound, then serve."""
-    backend, config = prepare(environ)
+    # Without a prestart script the app cannot change before serving, so its import check can
+    # run in a child while this process loads the backend: start-up costs the longer of the
+    # two, not their sum. (The bare Backend resolves the server-independent part of the contract.)
+    early = resolve(environ, Backend)
+    check = start_app_check(early) if early.prestart is None else None
+    try:
+        backend, config = prepare(environ)
+    except BaseException:
+        if check:
+            check.cancel()
+        raise
+    if check and (check.app, check.app_dir) != (config.app, config.app_dir):
+        check.cancel()  # a backend's config file moved the app: check what will really be served
+        check = None
     if config.prestart:
         say(f"running prestart script {config.prestart}")
         status, exported = run_prestart(config.prestart, environ)
@@ -48,7 +61,7 @@ def serve(environ: MutableMapping[str, str]) -> int:
                     environ[name] = value
             # What prestart exports counts as if the user had set it (as in the reference).
             backend, config = prepare(environ)
-    status = check_app_in_child(config)
+    status = check.result() if check else check_app_in_child(config)
     if status != 0:
         return status
     check_can_listen(config.bind)

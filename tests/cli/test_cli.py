@@ -286,3 +286,15 @@ def test_unreadable_prestart_as_an_unprivileged_user(tmp_path: Path, app_dir: Pa
     shutil.rmtree(shared)
     assert result.returncode == 2, result.stderr
     assert "PRE_START_PATH" in result.stderr and "not readable" in result.stderr
+
+
+def test_a_broken_app_and_a_bad_variable_still_print_one_line(app_dir: Path) -> None:
+    """The app's import check may run while the config is validated; its output waits for it."""
+    (app_dir / "prestart.sh").unlink()  # without prestart the check starts early
+    (app_dir / "main.py").write_text("print('imported!')\nraise RuntimeError('boom at import')\n")
+    result = cli("run", env={"APP_DIR": str(app_dir), "PORT": str(free_port()), "LOG_LEVEL": "loud"})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "asgi-launcher: error: LOG_LEVEL='loud' is invalid: expected one of debug, info, warning, error, critical"
+    ]
+    assert "imported!" not in result.stdout + result.stderr
