@@ -16,6 +16,7 @@ warm-up (PSS, so shared pages are not counted twice), and the time of `asgi-laun
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -90,7 +91,7 @@ def setups(port: int) -> list[Setup]:
                 "/dev/shm",
                 "main:app",
             ],
-        ),  # fmt: skip
+        ),
         Setup(
             "launcher hypercorn",
             "hypercorn",
@@ -135,7 +136,7 @@ def setups(port: int) -> list[Setup]:
                 "--access-log",
                 "main:app",
             ],
-        ),  # fmt: skip
+        ),
         Setup(
             "uvicorn --workers 2",
             "uvicorn",
@@ -281,10 +282,8 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(15)
     except (OSError, subprocess.TimeoutExpired):
         pass
-    try:
+    with contextlib.suppress(OSError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except OSError:
-        pass
     proc.wait()
 
 
@@ -393,7 +392,7 @@ def cpu_model() -> str:
 
 
 def fmt(entry: dict[str, float], digits: int = 0) -> str:
-    return f"{entry['median']:.{digits}f} ({entry['min']:.{digits}f}–{entry['max']:.{digits}f})"
+    return f"{entry['median']:.{digits}f} ({entry['min']:.{digits}f}-{entry['max']:.{digits}f})"
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -402,13 +401,13 @@ def markdown(result: dict[str, Any]) -> str:
         "# Benchmark results",
         "",
         f"Measured {result['date']} with `python bench/run.py{' --quick' if result['quick'] else ''}`: "
-        f"{result['rounds']} rounds, launcher and direct interleaved; medians with (min–max).",
+        f"{result['rounds']} rounds, launcher and direct interleaved; medians with (min-max).",
         f"Machine: {result['cores']} cores ({result['cpu']}), Python {result['python']}; "
         + ", ".join(f"{k} {v}" for k, v in result["versions"].items())
         + ".",
         "",
         "Multi-worker figures on a 2-core machine that also runs wrk are noisy and often bimodal "
-        "(the kernel's choice of which worker accepts); a wide min–max range below says so.",
+        "(the kernel's choice of which worker accepts); a wide min-max range below says so.",
         "",
         "| Setup | req/s plaintext c64 | p50 / p99 ms | req/s json c64 | req/s plaintext c256 | errors | start → 200 ms | PSS MB |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -418,8 +417,8 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {name} | {e['failed']} | | | | | | |")
             continue
         p = e["plaintext_64"]
-        json64 = fmt(e["json_64"]["rps"]) if "json_64" in e else "–"
-        c256 = fmt(e["plaintext_256"]["rps"]) if "plaintext_256" in e else "–"
+        json64 = fmt(e["json_64"]["rps"]) if "json_64" in e else "-"
+        c256 = fmt(e["plaintext_256"]["rps"]) if "plaintext_256" in e else "-"
         errors = sum(e[k]["errors"]["max"] for k in ("plaintext_64", "json_64", "plaintext_256") if k in e)
         lines.append(
             f"| {name} | {fmt(p['rps'])} | {p['p50_ms']['median']:.2f} / {p['p99_ms']['median']:.2f} | {json64} | "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 spec = importlib.util.spec_from_file_location(
@@ -10,6 +11,7 @@ spec = importlib.util.spec_from_file_location(
 )
 assert spec and spec.loader
 bench = importlib.util.module_from_spec(spec)
+sys.modules["bench_run"] = bench  # dataclasses look their module up there
 spec.loader.exec_module(bench)
 
 
