@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,25 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from launcher.testing.process import free_port, run_launcher
+
 REPO = Path(__file__).resolve().parents[3]
 DEMO = REPO / "demo"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def launcher(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    full = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), "APP_DIR": str(DEMO)}
-    return subprocess.run(
-        [sys.executable, "-m", "launcher", *args],
-        env={**full, "SERVER_BACKEND": "granian", **env},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    return run_launcher({"APP_DIR": str(DEMO), "SERVER_BACKEND": "granian", **env}, args)
 
 
 def test_config_marks_what_granian_cannot_do() -> None:
