@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SANDBOX = REPO.parent / "shared" / "tools" / "image-sandbox"
+# CI clones the repository with shared/ beside it; IMAGE_SANDBOX points elsewhere if needed.
+SANDBOX = Path(os.environ.get("IMAGE_SANDBOX", REPO.parent / "shared" / "tools" / "image-sandbox"))
 TAG = "asgi-launcher:test"
 
 
