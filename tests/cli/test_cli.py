@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+
+from launcher.testing.process import free_port, run_launcher
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "demo"
@@ -21,22 +22,7 @@ BACKENDS = ["gunicorn", "hypercorn", "granian"]
 def cli(
     *args: str, env: Mapping[str, str] | None = None, timeout: float = 30
 ) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "VIRTUAL_ENV", "TMPDIR")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "launcher", *args],
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        start_new_session=True,
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return run_launcher(env or {}, args, timeout)
 
 
 @pytest.fixture
