@@ -1,8 +1,11 @@
 """Start the real launcher as a subprocess, talk real HTTP to it, and clean up whatever happens.
 
-Part of the conformance kit: standard library only, so a plugin author's test suite needs
-nothing but pytest. Every wait has a deadline; every launcher runs in its own session and its
-whole process group is killed on the way out.
+Part of the conformance kit, so it uses the standard library only: a plugin author's test
+suite needs nothing but pytest. Every wait has a deadline; every launcher runs in its own
+session, and its whole process group is killed on the way out, so a test that fails halfway
+never leaves a server (or an orphaned worker) holding a port.
+
+Linux only: worker processes are found through ``/proc``.
 """
 
 from __future__ import annotations
@@ -16,25 +19,40 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
+
+#: What a launched process inherits from the test's environment; everything else is explicit,
+#: so a developer's own ``WEB_CONCURRENCY`` or ``PORT`` cannot change a test's outcome.
+INHERITED = ("PATH", "HOME", "LANG", "VIRTUAL_ENV", "TMPDIR")
 
 
 def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
+def base_env() -> dict[str, str]:
+    """The clean environment every launch starts from (unbuffered, so output arrives in order)."""
+    return {**{k: os.environ[k] for k in INHERITED if k in os.environ}, "PYTHONUNBUFFERED": "1"}
+
+
 def run_launcher(
-    env: Mapping[str, str], args: tuple[str, ...] = ("config",), timeout: float = 30
+    env: Mapping[str, str],
+    args: Sequence[str] = ("config",),
+    timeout: float = 30,
+    cwd: str | Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``asgi-launcher ARGS`` to completion with a clean environment plus ``env``."""
+    """Run ``python -m launcher ARGS`` to completion (config, check, bad input, a server that fails)."""
     return subprocess.run(
         [sys.executable, "-m", "launcher", *args],
         env={**base_env(), **env},
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -42,12 +60,8 @@ def run_launcher(
     )
 
 
-def base_env() -> dict[str, str]:
-    keep = ("PATH", "HOME", "LANG", "VIRTUAL_ENV", "TMPDIR")
-    return {**{k: os.environ[k] for k in keep if k in os.environ}, "PYTHONUNBUFFERED": "1"}
-
-
 def request(port: int, path: str, timeout: float = 10.0, close: bool = True) -> tuple[int, bytes]:
+    """One GET to 127.0.0.1:``port``; returns (status, body). Raises ``OSError`` if nobody answers."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request("GET", path, headers={"Connection": "close"} if close else {})
@@ -58,6 +72,7 @@ def request(port: int, path: str, timeout: float = 10.0, close: bool = True) -> 
 
 
 def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, grandchildren, ...), read from ``/proc``."""
     found: list[int] = []
     stack = [pid]
     while stack:
@@ -77,6 +92,39 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def listening_inodes(port: int) -> set[str]:
+    """The socket inodes listening on TCP ``port`` (IPv4 and IPv6), from ``/proc/net``.
+
+    Several when a server binds one socket per worker (``SO_REUSEPORT``).
+    """
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and int(local.rpartition(":")[2], 16) == port:  # 0A: LISTEN
+                inodes.add(inode)
+    return inodes
+
+
+def holds_socket(pid: int, inodes: set[str]) -> bool:
+    """Whether process ``pid`` has one of the socket ``inodes`` open."""
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        with suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in wanted:
+                return True
+    return False
+
+
 def is_worker(pid: int) -> bool:
     """Not multiprocessing's resource tracker (the Hypercorn backend's spawn context starts one)."""
     try:
@@ -87,6 +135,7 @@ def is_worker(pid: int) -> bool:
 
 
 def rss_kb(pids: list[int]) -> int:
+    """Resident memory of ``pids`` together, in KiB (processes that are gone count 0)."""
     total = 0
     for pid in pids:
         try:
@@ -98,79 +147,198 @@ def rss_kb(pids: list[int]) -> int:
     return total
 
 
-@dataclass
-class Server:
-    proc: subprocess.Popen[bytes]
-    port: int
-    log: Path
+def _where(env: Mapping[str, str]) -> tuple[str, int | None]:
+    """The host to connect to and the TCP port the launcher will listen on, as ``env`` says."""
+    bind = env.get("BIND", "").split(",")[0].strip()
+    if bind:
+        host, _, port = bind.rpartition(":")
+        host = host.strip("[]")
+    else:
+        host, port = env.get("HOST", "127.0.0.1"), env.get("PORT", "")
+    connect = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return connect, int(port) if port.isdigit() else None
+
+
+class Launcher:
+    """One running ``python -m launcher``: its process, its output, and HTTP to what it serves.
+
+    A context manager: leaving it kills the launcher's whole process group (the launcher and
+    any worker it left behind) and waits for it with a deadline. ``output()`` still works after.
+    """
+
+    def __init__(self, proc: subprocess.Popen[bytes], host: str, port: int, log: Path) -> None:
+        self.proc = proc
+        self.host = host
+        self.port = port
+        self.log = log
+        self._final_output: str | None = None
+
+    # -- output and HTTP ---------------------------------------------------------------------
 
     def output(self) -> str:
+        """Everything the launcher and its workers wrote so far, stdout and stderr interleaved."""
+        if self._final_output is not None:
+            return self._final_output
         return self.log.read_text(errors="replace")
 
-    def workers(self) -> list[int]:
-        return [p for p in descendants(self.proc.pid) if is_worker(p)]
+    def url(self, path: str = "/") -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}{path}"
 
-    def tree(self) -> list[int]:
-        return [self.proc.pid, *descendants(self.proc.pid)]
+    def get(self, path: str = "/", timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
+        """GET ``path`` on a fresh connection; (status, headers with lower-case names, body)."""
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        try:
+            conn.request("GET", path, headers={"Connection": "close"})
+            response = conn.getresponse()
+            headers = {name.lower(): value for name, value in response.getheaders()}
+            return response.status, headers, response.read()
+        finally:
+            conn.close()
 
     def ok(self, path: str = "/plaintext") -> bool:
+        """Whether ``path`` answers 200 right now (any failure to connect counts as no)."""
         try:
-            return request(self.port, path, timeout=2)[0] == 200
-        except OSError:
+            return self.get(path, timeout=2)[0] == 200
+        except (OSError, http.client.HTTPException):
             return False
 
-    def wait_until(self, predicate: object, timeout: float, what: str) -> float:
-        """Poll ``predicate`` until true; return how long it took, or fail with the server's output."""
+    def answers(self, path: str = "/") -> bool:
+        """Whether anything answers HTTP on ``path`` right now, whatever the status."""
+        try:
+            self.get(path, timeout=2)
+            return True
+        except (OSError, http.client.HTTPException):
+            return False
+
+    # -- waiting -----------------------------------------------------------------------------
+
+    def wait_until(self, predicate: Callable[[], object], timeout: float, what: str) -> float:
+        """Poll ``predicate`` until true; return how long it took, or fail with the launcher's output.
+
+        Fails at once if the launcher exits first: nothing will change after that.
+        """
         started = time.monotonic()
         while time.monotonic() - started < timeout:
-            if predicate():  # type: ignore[operator]
+            if predicate():
                 return time.monotonic() - started
             if self.proc.poll() is not None:
+                if predicate():  # the last thing it did may have made it true
+                    return time.monotonic() - started
                 break
             time.sleep(0.05)
         raise AssertionError(
-            f"{what}: not within {timeout}s; exit={self.proc.poll()}\n{self.output()[-3000:]}"
+            f"{what}: not within {timeout}s; exit={self.proc.poll()}\n{self.output()[-4000:]}"
         )
 
-    def wait_exit(self, timeout: float) -> int:
+    def wait_ready(self, path: str = "/", timeout: float = 30) -> None:
+        """Wait until the server answers HTTP on ``path``; raise with its output if it dies or never does."""
+        self.wait_until(lambda: self.answers(path), timeout, f"an HTTP answer on {self.url(path)}")
+
+    def wait(self, timeout: float) -> int:
+        """The launcher's exit status, waiting at most ``timeout`` seconds (else fail with its output)."""
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"still running after {timeout}s\n{self.output()[-3000:]}") from None
+            raise AssertionError(f"still running after {timeout}s\n{self.output()[-4000:]}") from None
+
+    wait_exit = wait
+
+    # -- processes ---------------------------------------------------------------------------
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the launcher process only (as a container runtime does), not its group."""
+        self.proc.send_signal(sig)
+
+    def children(self) -> list[int]:
+        """Every live descendant of the launcher process."""
+        return descendants(self.proc.pid)
+
+    def serving(self) -> list[int]:
+        """The descendants that hold the listening socket: the workers that serve."""
+        inodes = listening_inodes(self.port)
+        return [pid for pid in self.children() if inodes and holds_socket(pid, inodes)]
+
+    def listener_pids(self) -> list[int]:
+        """The launcher process and its descendants that hold the listening socket."""
+        inodes = listening_inodes(self.port)
+        return [pid for pid in self.tree() if inodes and holds_socket(pid, inodes)]
+
+    def workers(self) -> list[int]:
+        """Descendants other than multiprocessing's resource tracker."""
+        return [p for p in self.children() if is_worker(p)]
+
+    def tree(self) -> list[int]:
+        """The launcher process and all its descendants."""
+        return [self.proc.pid, *self.children()]
+
+    # -- teardown ----------------------------------------------------------------------------
+
+    def close(self, deadline: float = 10.0) -> None:
+        """Kill the whole process group, reap the launcher, keep the output, remove the log file."""
+        with suppress(OSError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the launcher and any worker it left behind
+        with suppress(subprocess.TimeoutExpired):
+            self.proc.wait(deadline)
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:  # orphans are reaped by init: wait until the group is gone
+            try:
+                os.killpg(self.proc.pid, 0)
+            except OSError:
+                break
+            time.sleep(0.02)
+        if self._final_output is None:
+            with suppress(OSError):
+                self._final_output = self.log.read_text(errors="replace")
+        self.log.unlink(missing_ok=True)
+
+    def __enter__(self) -> Launcher:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
 
-@contextmanager
-def launcher(env: Mapping[str, str], ready: bool = True, ready_timeout: float = 30) -> Iterator[Server]:
-    # Listen where the caller said (BIND, or HOST/PORT), else on a free port of 127.0.0.1.
+#: The name the first version of the kit used; the reliability suite still does.
+Server = Launcher
+
+
+def start_launcher(
+    env: Mapping[str, str], args: Sequence[str] = ("run",), cwd: str | Path | None = None
+) -> Launcher:
+    """Start ``python -m launcher ARGS`` in its own session, with a clean environment plus ``env``.
+
+    With neither ``BIND`` nor ``PORT`` in ``env`` it listens on a free port of 127.0.0.1. It
+    returns at once: call ``wait_ready()`` to wait for it to serve.
+    """
     full = {**base_env(), **env}
-    bind_port = env.get("BIND", "").rpartition(":")[2]
-    if bind_port.isdigit():
-        port = int(bind_port)
-    elif "PORT" in env and "BIND" not in env:
-        port = int(env["PORT"])
-    else:
+    host, port = _where(env)
+    if port is None and "BIND" not in env and "PORT" not in env:
         port = free_port()
-        full.setdefault("BIND", f"127.0.0.1:{port}")
-    log = Path(tempfile.mkstemp(prefix="launcher-", suffix=".log")[1])
-    with log.open("wb") as out:
+        full["BIND"] = f"127.0.0.1:{port}"
+    fd, name = tempfile.mkstemp(prefix="asgi-launcher-", suffix=".log")
+    log = Path(name)
+    with os.fdopen(fd, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "launcher"],
+            [sys.executable, "-m", "launcher", *args],
             env=full,
+            cwd=cwd,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    server = Server(proc, port, log)
-    try:
+    return Launcher(proc, host, port or 0, log)
+
+
+@contextmanager
+def launcher(env: Mapping[str, str], ready: bool = True, ready_timeout: float = 30) -> Iterator[Launcher]:
+    """``start_launcher(env)`` that (unless ``ready=False``) waits until ``/`` answers HTTP."""
+    with start_launcher(env) as server:
         if ready:
-            server.wait_until(server.ok, ready_timeout, "server answering")
+            server.wait_ready("/", ready_timeout)
         yield server
-    finally:
-        with suppress(OSError):
-            os.killpg(proc.pid, signal.SIGKILL)  # the launcher and any worker it left behind
-        with suppress(subprocess.TimeoutExpired):
-            proc.wait(10)
-        log.unlink(missing_ok=True)
 
 
 @dataclass
