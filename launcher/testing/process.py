@@ -125,6 +125,23 @@ def holds_socket(pid: int, inodes: set[str]) -> bool:
     return False
 
 
+def live_group_members(pgid: int) -> list[int]:
+    """The processes of process group ``pgid`` that are not zombies, found by scanning ``/proc``."""
+    members: list[int] = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # Fields after the parenthesised command name: state, ppid, pgrp, ...
+        state, _ppid, pgrp = stat.rpartition(")")[2].split()[:3]
+        if int(pgrp) == pgid and state not in ("Z", "X"):
+            members.append(int(entry))
+    return members
+
+
 def is_worker(pid: int) -> bool:
     """Not multiprocessing's resource tracker (the Hypercorn backend's spawn context starts one)."""
     try:
@@ -280,12 +297,10 @@ class Launcher:
             os.killpg(self.proc.pid, signal.SIGKILL)  # the launcher and any worker it left behind
         with suppress(subprocess.TimeoutExpired):
             self.proc.wait(deadline)
+        # Orphaned workers die too, but init reaps them when it gets round to it (seconds, on
+        # some hosts): wait until none is still running, not until none is left unreaped.
         end = time.monotonic() + deadline
-        while time.monotonic() < end:  # orphans are reaped by init: wait until the group is gone
-            try:
-                os.killpg(self.proc.pid, 0)
-            except OSError:
-                break
+        while time.monotonic() < end and live_group_members(self.proc.pid):
             time.sleep(0.02)
         if self._final_output is None:
             with suppress(OSError):
