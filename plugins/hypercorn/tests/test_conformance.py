@@ -5,3 +5,5 @@ from launcher.testing.conformance import BackendConformance
 
 class TestConformance(BackendConformance):
     backend = "hypercorn"
+    # Spawned workers bring multiprocessing's resource tracker: one small helper process.
+    extra_processes = 1
