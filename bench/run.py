@@ -2,15 +2,22 @@
 
 For each backend, the launcher and the same server started directly with the equivalent
 command line serve the demo app (demo/main.py) with 2 workers on 127.0.0.1; wrk drives them.
-Launcher and direct runs alternate (A B A B ...) so drift of this shared machine hits both.
 
-    python bench/run.py             # full run (several minutes): writes bench/results.md and .json
-    python bench/run.py --quick     # at most ~60 s; last line gives the launcher/direct ratios
+Multi-worker throughput on a 2-core machine that also runs wrk is noisy and often bimodal
+(which worker the kernel hands each connection to decides a run), so two things compared are
+*running at the same time* on two ports and wrk alternates between them, A B then B A, several
+times: drift of the machine hits both sides alike, and a ratio is the median of those paired
+samples rather than a ratio of two separate runs. Start-up and memory are measured with each
+server alone, interleaved the same way.
+
+    python bench/run.py             # full run (about 10 minutes): writes bench/results.md and .json
+    python bench/run.py --quick     # at most ~60 s; the last line gives the launcher/direct ratios
     python bench/run.py --self-check  # parses sample wrk output and starts one config briefly
 
 Figures: requests/s at 64 and 256 connections, p50/p99 latency, errors (socket errors and
 non-2xx), time from process start to the first 200, memory of the whole process tree after
-warm-up (PSS, so shared pages are not counted twice), and the time of `asgi-launcher config`.
+warm-up (PSS, so pages shared between a master and its forked workers count once), and the
+time of `asgi-launcher config`.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -44,86 +52,79 @@ TARGETS = {
     "startup_overhead_ms": 100.0,  # launcher - direct, at most
     "memory_overhead_mb": 10.0,  # launcher tree - direct tree, at most
     "config_ms": 150.0,  # `asgi-launcher config`, at most
+    "default_vs_reference": 1.0,  # default backend / the reference image's setup, at least
 }
+#: A spread (max / min) above this across samples of one setup is flagged as noisy or bimodal.
+NOISY = 1.2
 
 
 @dataclass(frozen=True)
 class Setup:
-    """One way of serving the demo: a command line plus environment."""
+    """One way of serving the demo: a command line plus environment ({bind} and {port} filled in)."""
 
     name: str
-    backend: str
     kind: str  # "launcher", "direct" or "peer"
-    argv: list[str]
+    argv: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
 
+    def command(self, port: int) -> tuple[list[str], dict[str, str]]:
+        values = {"bind": f"127.0.0.1:{port}", "port": str(port)}
+        return [a.format(**values) for a in self.argv], {k: v.format(**values) for k, v in self.env.items()}
 
-def setups(port: int) -> list[Setup]:
-    """Each direct command is configured as the launcher configures that server by default
-    (access log on, log level info, 2 workers, same loop), so the ratio measures the launcher."""
-    bind = f"127.0.0.1:{port}"
-    launcher = [str(BIN / "asgi-launcher")]
-    launch_env = {"APP_DIR": str(DEMO), "BIND": bind, "WEB_CONCURRENCY": WORKERS}
-    return [
-        Setup(
-            "launcher gunicorn",
-            "gunicorn",
-            "launcher",
-            launcher,
-            {**launch_env, "SERVER_BACKEND": "gunicorn"},
-        ),
-        Setup(
-            "direct gunicorn",
-            "gunicorn",
-            "direct",
-            [
-                str(BIN / "gunicorn"),
-                "-k",
-                "uvicorn_worker.UvicornWorker",
-                "-w",
-                WORKERS,
-                "-b",
-                bind,
-                "--no-control-socket",
-                "--access-logfile",
-                "-",
-                "--worker-tmp-dir",
-                "/dev/shm",
-                "main:app",
-            ],
-        ),
-        Setup(
-            "launcher hypercorn",
-            "hypercorn",
-            "launcher",
-            launcher,
-            {**launch_env, "SERVER_BACKEND": "hypercorn"},
-        ),
-        Setup(
-            "direct hypercorn",
-            "hypercorn",
-            "direct",
-            [
-                str(BIN / "hypercorn"),
-                "-w",
-                WORKERS,
-                "-k",
-                "uvloop",
-                "-b",
-                bind,
-                "--access-logfile",
-                "-",
-                "main:app",
-            ],
-        ),
-        Setup(
-            "launcher granian", "granian", "launcher", launcher, {**launch_env, "SERVER_BACKEND": "granian"}
-        ),
+
+def _launcher(backend: str) -> Setup:
+    env = {"APP_DIR": str(DEMO), "BIND": "{bind}", "WEB_CONCURRENCY": WORKERS, "SERVER_BACKEND": backend}
+    return Setup(f"launcher {backend}", "launcher", (str(BIN / "asgi-launcher"),), env)
+
+
+def _gunicorn(name: str, kind: str, worker_class: str) -> Setup:
+    """Configured as the launcher configures Gunicorn by default, so only the launcher differs."""
+    argv = (
+        str(BIN / "gunicorn"),
+        "-k",
+        worker_class,
+        "-w",
+        WORKERS,
+        "-b",
+        "{bind}",
+        "--no-control-socket",
+        "--access-logfile",
+        "-",
+        "--worker-tmp-dir",
+        "/dev/shm",
+        "main:app",
+    )
+    return Setup(name, kind, argv)
+
+
+def _hypercorn(name: str, kind: str, worker_class: str) -> Setup:
+    argv = (
+        str(BIN / "hypercorn"),
+        "-w",
+        WORKERS,
+        "-k",
+        worker_class,
+        "-b",
+        "{bind}",
+        "--access-logfile",
+        "-",
+        "main:app",
+    )
+    return Setup(name, kind, argv)
+
+
+SETUPS = {
+    s.name: s
+    for s in [
+        _launcher("gunicorn"),
+        _gunicorn("direct gunicorn", "direct", "uvicorn_worker.UvicornWorker"),
+        _launcher("hypercorn"),
+        _hypercorn("direct hypercorn", "direct", "uvloop"),
+        _launcher("granian"),
         Setup(
             "direct granian",
-            "granian",
             "direct",
-            [
+            (
                 str(BIN / "granian"),
                 "--interface",
                 "asgi",
@@ -132,27 +133,82 @@ def setups(port: int) -> list[Setup]:
                 "--host",
                 "127.0.0.1",
                 "--port",
-                str(port),
+                "{port}",
                 "--access-log",
                 "main:app",
-            ],
+            ),
         ),
+        # The reference image's setup when uvicorn comes without its optional speed-ups (as
+        # conda's plain `uvicorn` package does): the asyncio loop and the pure-Python h11 parser.
+        _gunicorn("reference setup (asyncio, h11)", "peer", "uvicorn_worker.UvicornH11Worker"),
+        _hypercorn("hypercorn -k asyncio", "peer", "asyncio"),
         Setup(
             "uvicorn --workers 2",
-            "uvicorn",
             "peer",
-            [
+            (
                 str(BIN / "uvicorn"),
                 "--workers",
                 WORKERS,
                 "--host",
                 "127.0.0.1",
                 "--port",
-                str(port),
+                "{port}",
                 "main:app",
-            ],
+            ),
         ),
     ]
+}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two setups run side by side; ``target`` names the threshold their ratio is held to."""
+
+    name: str
+    a: str
+    b: str
+    target: str | None
+
+
+BACKENDS = ("gunicorn", "hypercorn", "granian")
+COMPARISONS = [
+    *(Comparison(b, f"launcher {b}", f"direct {b}", "throughput_ratio") for b in BACKENDS),
+    Comparison(
+        "default backend vs the reference setup",
+        "launcher gunicorn",
+        "reference setup (asyncio, h11)",
+        "default_vs_reference",
+    ),
+    Comparison(
+        "hypercorn: uvloop (our default) vs asyncio", "launcher hypercorn", "hypercorn -k asyncio", None
+    ),
+    Comparison("default backend vs uvicorn --workers 2", "launcher gunicorn", "uvicorn --workers 2", None),
+]
+LOADS = {  # name -> (path, connections)
+    "plaintext c64": ("/plaintext", 64),
+    "json c64": ("/json", 64),
+    "plaintext c256": ("/plaintext", 256),
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much to measure: --quick and the full run differ only here."""
+
+    quick: bool
+    comparisons: list[Comparison]
+    loads: list[str]
+    rounds: int  # paired A/B samples per load
+    seconds: int  # per wrk sample
+    warm_seconds: int
+    startup_runs: int
+    memory: bool
+
+    @classmethod
+    def for_mode(cls, quick: bool, rounds: int) -> Plan:
+        if quick:
+            return cls(True, COMPARISONS[:3], ["plaintext c64"], 2, 2, 1, 2, False)
+        return cls(False, COMPARISONS, list(LOADS), rounds, 4, 2, 5, True)
 
 
 # -- wrk -------------------------------------------------------------------------------------
@@ -196,9 +252,20 @@ def parse_wrk(output: str) -> dict[str, float]:
     return {"rps": float(rps[1]), "p50_ms": _ms(p50[1]), "p99_ms": _ms(p99[1]), "errors": errors}
 
 
-def wrk(binary: str, url: str, connections: int, seconds: float) -> dict[str, float]:
+def wrk(binary: str, port: int, load: str, seconds: int) -> dict[str, float]:
+    path, connections = LOADS[load]
     out = subprocess.run(
-        [binary, "-t", "1", "-c", str(connections), "-d", f"{max(1, round(seconds))}s", "--latency", url],
+        [
+            binary,
+            "-t",
+            "1",
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds}s",
+            "--latency",
+            f"http://127.0.0.1:{port}{path}",
+        ],
         capture_output=True,
         text=True,
         timeout=seconds + 30,
@@ -219,25 +286,24 @@ def tree(pid: int) -> list[int]:
     pids, stack = [pid], [pid]
     while stack:
         current = stack.pop()
-        for task in os.listdir(f"/proc/{current}/task") if os.path.exists(f"/proc/{current}/task") else []:
-            try:
-                children = Path(f"/proc/{current}/task/{task}/children").read_text().split()
-            except OSError:
-                continue
-            pids += map(int, children)
-            stack += map(int, children)
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{current}/task"):
+                with contextlib.suppress(OSError):
+                    children = [
+                        int(c) for c in Path(f"/proc/{current}/task/{task}/children").read_text().split()
+                    ]
+                    pids += children
+                    stack += children
     return pids
 
 
 def pss_mb(pids: list[int]) -> float:
     total_kb = 0
     for pid in pids:
-        try:
+        with contextlib.suppress(OSError):
             for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
                 if line.startswith("Pss:"):
                     total_kb += int(line.split()[1])
-        except OSError:
-            pass
     return total_kb / 1024
 
 
@@ -252,23 +318,21 @@ def answers(port: int, path: str = "/plaintext") -> bool:
 @dataclass
 class Running:
     proc: subprocess.Popen[bytes]
+    port: int
     startup_ms: float
 
 
-def start(setup: Setup, port: int, timeout: float = 30) -> Running | None:
-    env = {**os.environ, **setup.env, "PYTHONDONTWRITEBYTECODE": "1"}
+def start(setup: Setup, timeout: float = 30) -> Running | None:
+    port = free_port()
+    argv, extra_env = setup.command(port)
+    env = {**os.environ, **extra_env}
     started = time.perf_counter()
     proc = subprocess.Popen(
-        setup.argv,
-        cwd=DEMO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+        argv, cwd=DEMO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     while time.perf_counter() - started < timeout:
         if answers(port):
-            return Running(proc, (time.perf_counter() - started) * 1000)
+            return Running(proc, port, (time.perf_counter() - started) * 1000)
         if proc.poll() is not None:
             break
         time.sleep(0.002)
@@ -277,11 +341,15 @@ def start(setup: Setup, port: int, timeout: float = 30) -> Running | None:
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(15)
-    except (OSError, subprocess.TimeoutExpired):
-        pass
+    """SIGTERM to the top process only, as a container runtime sends it; then clear the group.
+
+    Shutdown is not what is measured, so 3 s is all it gets: Granian started directly can miss
+    a SIGTERM that lands while a worker is still booting, and would otherwise hold the run up.
+    """
+    with contextlib.suppress(OSError):
+        proc.send_signal(signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(3)
     with contextlib.suppress(OSError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -297,67 +365,160 @@ def config_ms(runs: int) -> list[float]:
     return times
 
 
-# -- one measurement -------------------------------------------------------------------------
+# -- the two phases --------------------------------------------------------------------------
 
 
-def measure(binary: str, setup: Setup, quick: bool) -> dict[str, Any]:
-    port = free_port()
-    setup = next(s for s in setups(port) if s.name == setup.name)
-    running = start(setup, port)
-    if running is None:
-        return {"failed": "failed to start"}
-    seconds = 3.0 if quick else 5.0
+def alternate(names: list[str], index: int) -> list[str]:
+    """A B, then B A: neither side always goes first."""
+    return names if index % 2 == 0 else names[::-1]
+
+
+def measure_startup(binary: str, plan: Plan, log: Any) -> dict[str, list[dict[str, float]]]:
+    """Each setup alone: start -> first 200, then (full run) warm-up and PSS of its tree."""
+    names = list(dict.fromkeys(n for c in plan.comparisons for n in (c.a, c.b)))
+    runs: dict[str, list[dict[str, float]]] = {n: [] for n in names}
+    for index in range(plan.startup_runs):
+        for name in alternate(names, index):
+            running = start(SETUPS[name])
+            if running is None:
+                runs[name].append({"failed": 1.0})
+                log(f"start-up {index + 1} {name}: failed to start")
+                continue
+            try:
+                entry = {"startup_ms": running.startup_ms}
+                if plan.memory:
+                    wrk(binary, running.port, "plaintext c64", plan.warm_seconds)
+                    entry["pss_mb"] = pss_mb(tree(running.proc.pid))
+                runs[name].append(entry)
+                log(f"start-up {index + 1} {name}: " + ", ".join(f"{k} {v:.1f}" for k, v in entry.items()))
+            finally:
+                stop(running.proc)
+    return runs
+
+
+def measure_pair(binary: str, comparison: Comparison, plan: Plan, log: Any) -> dict[str, Any]:
+    """A and B run at once on two ports; wrk alternates between them for every load and round."""
+    a, b = start(SETUPS[comparison.a]), None
     try:
-        wrk(binary, f"http://127.0.0.1:{port}/plaintext", 64, 1.0 if quick else 2.0)  # warm-up
-        result: dict[str, Any] = {"startup_ms": running.startup_ms, "pss_mb": pss_mb(tree(running.proc.pid))}
-        result["plaintext_64"] = wrk(binary, f"http://127.0.0.1:{port}/plaintext", 64, seconds)
-        if not quick:
-            result["json_64"] = wrk(binary, f"http://127.0.0.1:{port}/json", 64, seconds)
-            result["plaintext_256"] = wrk(binary, f"http://127.0.0.1:{port}/plaintext", 256, seconds)
-        return result
+        b = start(SETUPS[comparison.b])
+        if a is None or b is None:
+            return {"failed": f"{comparison.a if a is None else comparison.b} failed to start"}
+        for side in (a, b):
+            wrk(binary, side.port, "plaintext c64", plan.warm_seconds)
+        samples = []
+        for index in range(plan.rounds):
+            for offset, load in enumerate(plan.loads):
+                sample: dict[str, Any] = {"round": index + 1, "load": load}
+                for key in alternate(["a", "b"], index + offset):
+                    sample[key] = wrk(binary, (a if key == "a" else b).port, load, plan.seconds)
+                sample["ratio"] = sample["a"]["rps"] / sample["b"]["rps"]
+                samples.append(sample)
+                log(
+                    f"{comparison.name} round {index + 1} {load}: {sample['a']['rps']:.0f} / "
+                    f"{sample['b']['rps']:.0f} req/s = {sample['ratio']:.3f}"
+                )
+        return {"samples": samples}
     finally:
-        stop(running.proc)
+        for side in (a, b):
+            if side is not None:
+                stop(side.proc)
 
 
-def median_min_max(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+# -- summaries -------------------------------------------------------------------------------
 
 
-def summarize(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
+def spread(values: Iterable[float]) -> dict[str, float]:
+    v = list(values)
+    return {"median": statistics.median(v), "min": min(v), "max": max(v), "n": len(v)}
+
+
+def summarize_setups(
+    pairs: dict[str, dict[str, Any]], startup: dict[str, list[dict[str, float]]]
+) -> dict[str, Any]:
+    """Every sample of a setup, from every comparison it took part in, per load."""
+    by_setup: dict[str, dict[str, list[dict[str, float]]]] = {}
+    for comparison in COMPARISONS:
+        for sample in pairs.get(comparison.name, {}).get("samples", []):
+            for key, name in (("a", comparison.a), ("b", comparison.b)):
+                by_setup.setdefault(name, {}).setdefault(sample["load"], []).append(sample[key])
     summary: dict[str, Any] = {}
-    for name in rounds[0]:
-        ok = [r[name] for r in rounds if "failed" not in r[name]]
-        if not ok:
-            summary[name] = {"failed": rounds[0][name]["failed"]}
-            continue
-        entry: dict[str, Any] = {
-            "startup_ms": median_min_max([r["startup_ms"] for r in ok]),
-            "pss_mb": median_min_max([r["pss_mb"] for r in ok]),
-        }
-        for load in ("plaintext_64", "json_64", "plaintext_256"):
-            if load in ok[0]:
-                entry[load] = {k: median_min_max([r[load][k] for r in ok]) for k in ok[0][load]}
-        summary[name] = entry
+    for name in SETUPS:
+        entry: dict[str, Any] = {}
+        for load, results in by_setup.get(name, {}).items():
+            rps = spread(r["rps"] for r in results)
+            entry[load] = {
+                "rps": rps,
+                "p50_ms": spread(r["p50_ms"] for r in results),
+                "p99_ms": spread(r["p99_ms"] for r in results),
+                "errors": sum(r["errors"] for r in results),
+                "noisy": rps["max"] / rps["min"] > NOISY,
+            }
+        ok = [r for r in startup.get(name, []) if "failed" not in r]
+        if ok:
+            entry["startup_ms"] = spread(r["startup_ms"] for r in ok)
+            if "pss_mb" in ok[0]:
+                entry["pss_mb"] = spread(r["pss_mb"] for r in ok)
+        if len(ok) < len(startup.get(name, [])):
+            entry["failed_starts"] = len(startup[name]) - len(ok)
+        if entry:
+            summary[name] = entry
     return summary
 
 
-def ratios(summary: dict[str, Any]) -> dict[str, dict[str, float]]:
-    out: dict[str, dict[str, float]] = {}
-    for backend in ("gunicorn", "hypercorn", "granian"):
-        a, b = summary.get(f"launcher {backend}", {}), summary.get(f"direct {backend}", {})
-        if "failed" in a or "failed" in b or not a or not b:
+def summarize_comparisons(pairs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for comparison in COMPARISONS:
+        measured = pairs.get(comparison.name)
+        if measured is None:
             continue
-        out[backend] = {
-            "throughput_ratio": a["plaintext_64"]["rps"]["median"] / b["plaintext_64"]["rps"]["median"],
-            "startup_overhead_ms": a["startup_ms"]["median"] - b["startup_ms"]["median"],
-            "memory_overhead_mb": a["pss_mb"]["median"] - b["pss_mb"]["median"],
+        if "failed" in measured:
+            out[comparison.name] = {"failed": measured["failed"]}
+            continue
+        samples = measured["samples"]
+        loads = dict.fromkeys(s["load"] for s in samples)
+        out[comparison.name] = {
+            "a": comparison.a,
+            "b": comparison.b,
+            "target": comparison.target,
+            "ratio": spread(s["ratio"] for s in samples),
+            "by_load": {load: spread(s["ratio"] for s in samples if s["load"] == load) for load in loads},
         }
     return out
 
 
-def verdict(name: str, value: float) -> str:
+def paired_difference(startup: dict[str, list[dict[str, float]]], a: str, b: str, key: str) -> float | None:
+    """Median of A - B over the runs in which both started (run i of A next to run i of B)."""
+    diffs = [
+        x[key] - y[key]
+        for x, y in zip(startup.get(a, []), startup.get(b, []), strict=False)
+        if key in x and key in y
+    ]
+    return statistics.median(diffs) if diffs else None
+
+
+def targets(
+    comparisons: dict[str, Any], startup: dict[str, list[dict[str, float]]]
+) -> dict[str, dict[str, float | None]]:
+    out: dict[str, dict[str, float | None]] = {}
+    for backend in BACKENDS:
+        ratio = comparisons.get(backend, {}).get("ratio")
+        out[backend] = {
+            "throughput_ratio": ratio["median"] if ratio else None,
+            "startup_overhead_ms": paired_difference(
+                startup, f"launcher {backend}", f"direct {backend}", "startup_ms"
+            ),
+            "memory_overhead_mb": paired_difference(
+                startup, f"launcher {backend}", f"direct {backend}", "pss_mb"
+            ),
+        }
+    return out
+
+
+def verdict(name: str, value: float | None) -> str:
+    if value is None:
+        return "not measured"
     target = TARGETS[name]
-    good = value >= target if name == "throughput_ratio" else value <= target
+    good = value >= target if name in ("throughput_ratio", "default_vs_reference") else value <= target
     return "PASS" if good else "MISS"
 
 
@@ -374,6 +535,7 @@ def versions() -> dict[str, str]:
         "granian",
         "starlette",
         "uvloop",
+        "httptools",
     ]
     found = {}
     for name in names:
@@ -391,63 +553,112 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def fmt(entry: dict[str, float], digits: int = 0) -> str:
+def fmt(entry: dict[str, float] | None, digits: int = 0) -> str:
+    if not entry:
+        return "-"
     return f"{entry['median']:.{digits}f} ({entry['min']:.{digits}f}-{entry['max']:.{digits}f})"
 
 
+def _num(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
 def markdown(result: dict[str, Any]) -> str:
-    s = result["summary"]
+    plan = result["plan"]
     lines = [
         "# Benchmark results",
         "",
-        f"Measured {result['date']} with `python bench/run.py{' --quick' if result['quick'] else ''}`: "
-        f"{result['rounds']} rounds, launcher and direct interleaved; medians with (min-max).",
+        f"Measured {result['date']} with `python bench/run.py{' --quick' if plan['quick'] else ''}`. "
         f"Machine: {result['cores']} cores ({result['cpu']}), Python {result['python']}; "
         + ", ".join(f"{k} {v}" for k, v in result["versions"].items())
         + ".",
         "",
-        "Multi-worker figures on a 2-core machine that also runs wrk are noisy and often bimodal "
-        "(the kernel's choice of which worker accepts); a wide min-max range below says so.",
+        f"Throughput: the two setups of each comparison run at the same time on two ports, and wrk "
+        f"(1 thread) alternates between them, A B then B A, {plan['rounds']} times per load, "
+        f"{plan['seconds']} s per sample, after {plan['warm_seconds']} s of warm-up each. Start-up and memory: "
+        f"each setup alone, {plan['startup_runs']} interleaved runs; memory is the PSS of the whole "
+        "process tree after warm-up. Medians, with (min-max).",
         "",
-        "| Setup | req/s plaintext c64 | p50 / p99 ms | req/s json c64 | req/s plaintext c256 | errors | start → 200 ms | PSS MB |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "Multi-worker throughput on a 2-core machine that also runs wrk is noisy and often "
+        "bimodal: which of the 2 workers the kernel hands each connection to decides a whole "
+        f"sample. Rows marked *noisy* had a max/min spread above {NOISY} in their samples; the "
+        "paired ratios below are steadier than any single row.",
+        "",
+        "| Setup | req/s plaintext c64 | p50 / p99 ms | req/s json c64 | req/s plaintext c256 | p50 / p99 ms c256 | errors | start -> 200 ms | PSS MB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for name, e in s.items():
-        if "failed" in e:
-            lines.append(f"| {name} | {e['failed']} | | | | | | |")
+    for name, e in result["setups"].items():
+
+        def rps(load: str, e: dict[str, Any] = e) -> str:
+            if load not in e:
+                return "-"
+            return fmt(e[load]["rps"]) + (" *noisy*" if e[load]["noisy"] else "")
+
+        def latency(load: str, e: dict[str, Any] = e) -> str:
+            if load not in e:
+                return "-"
+            return f"{e[load]['p50_ms']['median']:.2f} / {e[load]['p99_ms']['median']:.2f}"
+
+        errors = sum(e[load]["errors"] for load in LOADS if load in e)
+        failed = f" ({e['failed_starts']} failed starts)" if "failed_starts" in e else ""
+        lines.append(
+            f"| {name}{failed} | {rps('plaintext c64')} | {latency('plaintext c64')} | {rps('json c64')} | "
+            f"{rps('plaintext c256')} | {latency('plaintext c256')} | {errors} | "
+            f"{fmt(e.get('startup_ms'))} | {fmt(e.get('pss_mb'), 1)} |"
+        )
+    lines += [
+        "",
+        "## Side by side",
+        "",
+        "| A / B | throughput ratio, all samples | per load | target |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, c in result["comparisons"].items():
+        if "failed" in c:
+            lines.append(f"| {name} | {c['failed']} | | |")
             continue
-        p = e["plaintext_64"]
-        json64 = fmt(e["json_64"]["rps"]) if "json_64" in e else "-"
-        c256 = fmt(e["plaintext_256"]["rps"]) if "plaintext_256" in e else "-"
-        errors = sum(e[k]["errors"]["max"] for k in ("plaintext_64", "json_64", "plaintext_256") if k in e)
+        per_load = "; ".join(f"{load} {r['median']:.3f}" for load, r in c["by_load"].items())
+        target = c["target"]
+        shown = f"{verdict(target, c['ratio']['median'])} (>= {TARGETS[target]})" if target else "-"
         lines.append(
-            f"| {name} | {fmt(p['rps'])} | {p['p50_ms']['median']:.2f} / {p['p99_ms']['median']:.2f} | {json64} | "
-            f"{c256} | {errors:.0f} | {fmt(e['startup_ms'])} | {fmt(e['pss_mb'], 1)} |"
+            f"| {c['a']} / {c['b']} | {c['ratio']['median']:.3f} ({c['ratio']['min']:.3f}-{c['ratio']['max']:.3f}), "
+            f"{c['ratio']['n']} pairs | {per_load} | {shown} |"
         )
-    lines += ["", "## Targets", "", "| Backend | launcher/direct throughput | start-up overhead ms | memory overhead MB |",
-              "| --- | --- | --- | --- |"]  # fmt: skip
-    for backend, r in result["ratios"].items():
-        lines.append(
-            f"| {backend} | {r['throughput_ratio']:.2f} {verdict('throughput_ratio', r['throughput_ratio'])} | "
-            f"{r['startup_overhead_ms']:+.0f} {verdict('startup_overhead_ms', r['startup_overhead_ms'])} | "
-            f"{r['memory_overhead_mb']:+.1f} {verdict('memory_overhead_mb', r['memory_overhead_mb'])} |"
-        )
+    lines += [
+        "",
+        "## Targets",
+        "",
+        "| Backend | launcher/direct throughput (>= 0.97) | start-up overhead ms (<= 100) | memory overhead MB (<= 10) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for backend, t in result["targets"].items():
+        cells = [
+            f"{_num(t['throughput_ratio'], '.3f')} {verdict('throughput_ratio', t['throughput_ratio'])}",
+            f"{_num(t['startup_overhead_ms'], '+.0f')} {verdict('startup_overhead_ms', t['startup_overhead_ms'])}",
+            f"{_num(t['memory_overhead_mb'], '+.1f')} {verdict('memory_overhead_mb', t['memory_overhead_mb'])}",
+        ]
+        lines.append(f"| {backend} | " + " | ".join(cells) + " |")
     c = result["config_ms"]
     lines += [
         "",
-        f"`asgi-launcher config`: {fmt(c)} ms, {verdict('config_ms', c['median'])} (target < 150 ms).",
+        "Start-up and memory overheads are medians of paired differences (run i of the launcher "
+        "against run i of the direct command).",
+        "",
+        f"`asgi-launcher config`: {fmt(c)} ms over {c['n']} runs, {verdict('config_ms', c['median'])} "
+        f"(target < {TARGETS['config_ms']:.0f} ms).",
+        "",
+        "Each launcher configuration, as `asgi-launcher config --json` resolved it:",
+        "",
     ]
-    lines += ["", "Each launcher configuration, as `asgi-launcher config --json` resolved it:", ""]
+    keys = ("workers", "worker_class", "access_log", "log_level", "keep_alive")
     for backend, shown in result["launcher_configs"].items():
-        lines.append(
-            f"- {backend}: `{json.dumps({k: shown[k] for k in ('workers', 'worker_class', 'access_log', 'log_level', 'keep_alive')})}`"
-        )
+        lines.append(f"- {backend}: `{json.dumps({k: shown.get(k) for k in keys})}`")
     return "\n".join(lines) + "\n"
 
 
 def launcher_configs() -> dict[str, Any]:
     shown = {}
-    for backend in ("gunicorn", "hypercorn", "granian"):
+    for backend in BACKENDS:
         env = {**os.environ, "APP_DIR": str(DEMO), "WEB_CONCURRENCY": WORKERS, "SERVER_BACKEND": backend}
         out = subprocess.run(
             [str(BIN / "asgi-launcher"), "config", "--json"], env=env, capture_output=True, text=True
@@ -456,56 +667,45 @@ def launcher_configs() -> dict[str, Any]:
     return shown
 
 
-def run(quick: bool, rounds: int, out: Path) -> dict[str, Any]:
+def run(plan: Plan, out: Path | None) -> dict[str, Any]:
     binary = ensure_wrk()
-    all_setups = setups(0)
-    results: list[dict[str, dict[str, Any]]] = []
-    for index in range(rounds):
-        order = all_setups if index % 2 == 0 else list(reversed(all_setups))  # A B A B, then B A B A
-        current: dict[str, dict[str, Any]] = {}
-        for setup in order:
-            current[setup.name] = measure(binary, setup, quick)
-            print(
-                f"round {index + 1} {setup.name}: {_brief(current[setup.name])}", file=sys.stderr, flush=True
-            )
-        results.append({s.name: current[s.name] for s in all_setups})
-    summary = summarize(results)
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    startup = measure_startup(binary, plan, log)
+    pairs = {c.name: measure_pair(binary, c, plan, log) for c in plan.comparisons}
+    comparisons = summarize_comparisons(pairs)
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "quick": quick,
-        "rounds": rounds,
+        "plan": {k: v for k, v in plan.__dict__.items() if k != "comparisons"},
         "cores": os.cpu_count(),
         "cpu": cpu_model(),
         "python": platform.python_version(),
         "versions": versions(),
-        "config_ms": median_min_max(config_ms(5 if quick else 15)),
-        "summary": summary,
-        "ratios": ratios(summary),
-        "raw_rounds": results,
+        "config_ms": spread(config_ms(5 if plan.quick else 15)),
+        "setups": summarize_setups(pairs, startup),
+        "comparisons": comparisons,
+        "targets": targets(comparisons, startup),
+        "raw": {"startup": startup, "pairs": pairs},
         "launcher_configs": launcher_configs(),
     }
-    if not quick:
+    if out is not None:
         out.write_text(markdown(result))
         out.with_suffix(".json").write_text(json.dumps(result, indent=2))
     return result
 
 
-def _brief(m: dict[str, Any]) -> str:
-    if "failed" in m:
-        return str(m["failed"])
-    return f"{m['plaintext_64']['rps']:.0f} req/s, first 200 after {m['startup_ms']:.0f} ms, PSS {m['pss_mb']:.1f} MB"
-
-
 def last_line(result: dict[str, Any]) -> str:
-    r = result["ratios"]
+    t = result["targets"]
 
     def each(key: str, spec: str) -> str:
-        return " ".join(
-            f"{b}={format(r[b][key], spec)}" if b in r else f"{b}=failed"
-            for b in ("gunicorn", "hypercorn", "granian")
-        )
+        return " ".join(f"{b}={_num(t[b][key], spec) if b in t else 'failed'}" for b in BACKENDS)
 
-    return f"launcher/direct throughput: {each('throughput_ratio', '.2f')}; startup overhead ms: {each('startup_overhead_ms', '.0f')}"
+    return (
+        f"launcher/direct throughput: {each('throughput_ratio', '.2f')}; "
+        f"startup overhead ms: {each('startup_overhead_ms', '.0f')}; config ms: {result['config_ms']['median']:.0f}"
+    )
 
 
 SAMPLE = """Running 3s test @ http://127.0.0.1:1/plaintext
@@ -530,12 +730,10 @@ def self_check() -> int:
     assert parsed == {"rps": 10000.0, "p50_ms": 4.9, "p99_ms": 10.5, "errors": 7}, parsed
     assert _ms("850us") == 0.85 and _ms("1.5s") == 1500.0
     binary = ensure_wrk()
-    port = free_port()
-    setup = setups(port)[0]
-    running = start(setup, port)
+    running = start(SETUPS["launcher gunicorn"])
     assert running is not None, "the launcher did not start"
     try:
-        print("self-check:", wrk(binary, f"http://127.0.0.1:{port}/plaintext", 8, 1.0))
+        print("self-check:", wrk(binary, running.port, "plaintext c64", 1))
     finally:
         stop(running.proc)
     return 0
@@ -545,17 +743,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--quick", action="store_true", help="a short run (at most ~60 s); no files written")
     parser.add_argument(
-        "--quick", action="store_true", help="one short round (at most ~60 s); no files written"
+        "--rounds", type=int, default=3, help="paired samples per load in the full run (default 3)"
     )
-    parser.add_argument("--rounds", type=int, default=3, help="rounds in the full run (default 3)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.md")
     parser.add_argument("--self-check", action="store_true", help="check the harness itself")
     args = parser.parse_args()
     if args.self_check:
         return self_check()
-    result = run(args.quick, 1 if args.quick else args.rounds, args.out)
-    if not args.quick:
+    plan = Plan.for_mode(args.quick, args.rounds)
+    result = run(plan, None if plan.quick else args.out)
+    if not plan.quick:
         print(markdown(result))
     print(last_line(result))
     return 0

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from launcher import __version__, discovery
+from launcher import __version__
 from launcher.config import Config
 from launcher.errors import EXIT_CONFIG, ConfigError
 
@@ -47,6 +47,8 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
+    from launcher import discovery
+
     found = discovery.installed()
     if args.json:
         print(json.dumps([b.__dict__ for b in found], indent=2))

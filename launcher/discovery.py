@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 
 from stevedore import DriverManager
+from stevedore.exception import NoMatches
 
 from launcher.backend import ENTRY_POINT_GROUP, Backend
 from launcher.errors import ConfigError
@@ -40,40 +41,47 @@ def installed() -> list[BackendInfo]:
     return [found[name] for name in sorted(found)]
 
 
+def _describe(name: str) -> str:
+    """``TARGET from DIST VERSION`` for an installed backend, for error messages only."""
+    info = next((i for i in installed() if i.name == name), None)
+    return f"{info.target} from {info.distribution} {info.version}" if info else repr(name)
+
+
 def load(name: str) -> Backend:
-    """Import and instantiate the named backend, or raise a one-line ``ConfigError``."""
-    available = {info.name: info for info in installed()}
-    info = available.get(name)
-    if info is None:
-        listing = ", ".join(f"{i.name} ({i.distribution})" for i in available.values()) or "none"
+    """Import and instantiate the named backend, or raise a one-line ``ConfigError``.
+
+    The happy path reads entry points once, through stevedore's cache; the slower listing of
+    distributions and versions is only done to word an error.
+    """
+
+    def missing() -> ConfigError:
+        available = installed()
+        listing = ", ".join(f"{i.name} ({i.distribution})" for i in available) or "none"
         hint = f" (for example pip install asgi-launcher-{name})" if re.fullmatch(r"[\w.-]+", name) else ""
-        raise ConfigError(
+        return ConfigError(
             f"SERVER_BACKEND={name!r} is invalid: expected an installed backend; installed: "
             f"{listing}. Install the plugin that provides {name!r}{hint}"
         )
 
     def failed(_manager: object, _ep: object, exc: BaseException) -> None:
         raise ConfigError(
-            f"SERVER_BACKEND={name!r}: plugin {info.target} from {info.distribution} "
-            f"{info.version} failed to load: {type(exc).__name__}: {exc}"
+            f"SERVER_BACKEND={name!r}: plugin {_describe(name)} failed to load: {type(exc).__name__}: {exc}"
         ) from exc
 
-    manager: DriverManager[Backend] = DriverManager(
-        ENTRY_POINT_GROUP,
-        name,
-        invoke_on_load=False,
-        on_load_failure_callback=failed,
-        on_missing_entrypoints_callback=lambda _names: None,
-    )
+    try:
+        manager: DriverManager[Backend] = DriverManager(
+            ENTRY_POINT_GROUP,
+            name,
+            invoke_on_load=False,
+            on_load_failure_callback=failed,
+            on_missing_entrypoints_callback=lambda _names: None,
+        )
+    except NoMatches:
+        raise missing() from None
     plugin = manager.driver
     if not (isinstance(plugin, type) and issubclass(plugin, Backend)):
-        raise ConfigError(
-            f"SERVER_BACKEND={name!r}: {info.target} from {info.distribution} {info.version} "
-            "is not a launcher.Backend subclass"
-        )
+        raise ConfigError(f"SERVER_BACKEND={name!r}: {_describe(name)} is not a launcher.Backend subclass")
     try:
         return plugin()
     except TypeError as exc:  # abstract methods left unimplemented
-        raise ConfigError(
-            f"SERVER_BACKEND={name!r}: {info.target} from {info.distribution} cannot be used: {exc}"
-        ) from exc
+        raise ConfigError(f"SERVER_BACKEND={name!r}: {_describe(name)} cannot be used: {exc}") from exc

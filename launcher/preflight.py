@@ -79,7 +79,3 @@ def start_app_check(config: Config) -> AppCheck:
             os._exit(status)
     os.close(write_fd)
     return AppCheck(pid, read_fd, config.app, config.app_dir)
-
-
-def check_app_in_child(config: Config) -> int:
-    return start_app_check(config).result()

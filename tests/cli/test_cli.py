@@ -284,3 +284,55 @@ def test_a_broken_app_and_a_bad_variable_still_print_one_line(app_dir: Path) -> 
         "asgi-launcher: error: LOG_LEVEL='loud' is invalid: expected one of debug, info, warning, error, critical"
     ]
     assert "imported!" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("with_prestart", [False, True])
+def test_backend_preload_runs_while_the_app_import_check_runs(tmp_path: Path, with_prestart: bool) -> None:
+    """Start-up costs the longer of the server's imports and the app check, not their sum.
+
+    The app waits, during its import, for the plugin's ``preload`` to have run, and ``preload``
+    waits for the app's import to have begun: each gives up after 10 s. Both only finish if the
+    launcher runs them at the same time.
+    """
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    app = tmp_path / "app"
+    app.mkdir()
+    wait_for = (
+        "import os, time\n"
+        "def wait_for(path):\n"
+        "    deadline = time.monotonic() + 10\n"
+        "    while not os.path.exists(path):\n"
+        "        if time.monotonic() > deadline:\n"
+        "            raise RuntimeError(f'{path} never appeared')\n"
+        "        time.sleep(0.01)\n"
+    )
+    (app / "main.py").write_text(
+        wait_for + f"open({str(markers / 'check-began')!r}, 'w').close()\n"
+        f"wait_for({str(markers / 'preloaded')!r})\n"
+        "async def app(scope, receive, send): pass\n"
+    )
+    if with_prestart:
+        (app / "prestart.sh").write_text("export FROM_PRESTART=1\n")
+    source = (
+        "from launcher import Backend\n" + wait_for + "class Overlap(Backend):\n"
+        "    def validate(self, config): pass\n"
+        "    def preload(self, config):\n"
+        f"        wait_for({str(markers / 'check-began')!r})\n"
+        f"        open({str(markers / 'preloaded')!r}, 'w').close()\n"
+        "    def run(self, config):\n"
+        "        print('served after preload')\n"
+        "        return 0\n"
+    )
+    site = tmp_path / "site"
+    _fake_distribution(site, "plugin-overlap", "overlap_mod:Overlap", source)
+    env = {
+        "APP_DIR": str(app),
+        "SERVER_BACKEND": "overlap",
+        "PYTHONPATH": str(site),
+        "PORT": str(free_port()),
+    }
+    result = cli("run", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "served after preload" in result.stdout
+    assert ("running prestart script" in result.stderr) == with_prestart

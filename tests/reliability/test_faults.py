@@ -102,6 +102,66 @@ def test_a_killed_worker_is_replaced_under_load(backend: str, tmp_path: Path, fi
     assert sum(o.status == 200 for o in after_kill) > 0
 
 
+# Each process that imports the app (the launcher's check, then every worker), or that runs its
+# lifespan startup (workers only), leaves a marker, then takes a second: a SIGTERM sent meanwhile
+# reaches workers that are still booting.
+SLOW_BOOT_APP = """
+import asyncio, os, time
+from pathlib import Path
+
+MARKERS = Path(os.environ["BOOT_MARKERS"])
+PHASE = os.environ["BOOT_PHASE"]
+if PHASE == "import":
+    (MARKERS / f"import-{os.getpid()}").touch()
+    time.sleep(1.0)
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                if PHASE == "lifespan":
+                    (MARKERS / f"lifespan-{os.getpid()}").touch()
+                    await asyncio.sleep(1.0)
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+"""
+
+
+@pytest.mark.parametrize(("phase", "markers"), [("import", 3), ("lifespan", 2)])
+def test_sigterm_while_workers_boot_stops_promptly_with_0(
+    backend: str, tmp_path: Path, phase: str, markers: int, figures: list[str]
+) -> None:
+    """A container stopped while it starts must not hang until the graceful timeout (or SIGKILL)."""
+    app_dir, marker_dir = tmp_path / "app", tmp_path / "markers"
+    app_dir.mkdir()
+    marker_dir.mkdir()
+    (app_dir / "main.py").write_text(SLOW_BOOT_APP)
+    env = {
+        "SERVER_BACKEND": backend,
+        "APP_DIR": str(app_dir),
+        "WEB_CONCURRENCY": "2",
+        "GRACEFUL_TIMEOUT": "60",
+        "BOOT_MARKERS": str(marker_dir),
+        "BOOT_PHASE": phase,
+    }
+    with launcher(env, ready=False) as server:
+        server.wait_until(lambda: len(list(marker_dir.iterdir())) >= markers, 20, f"{markers} markers")
+        signalled = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)  # to the launcher alone, as a container runtime does
+        code = server.wait_exit(15)
+        took = time.monotonic() - signalled
+    figures.append(
+        f"SIGTERM while workers {'import the app' if phase == 'import' else 'run lifespan startup'} [{backend}]: exit {code} after {took:.1f}s"
+    )
+    assert code == 0, server.output()[-2000:]
+    assert took < 10  # GRACEFUL_TIMEOUT is 60: nothing waited for it
+
+
 @pytest.mark.parametrize(
     ("source", "what"), [(CRASHING_APP, "keeps dying"), (LIFESPAN_FAILS, "lifespan fails")]
 )

@@ -25,19 +25,41 @@ def test_durations() -> None:
     assert bench._ms("2.00ms") == 2.0
 
 
-def test_ratios_and_verdicts() -> None:
-    summary = {
-        "launcher gunicorn": {
-            "plaintext_64": {"rps": {"median": 970.0}},
-            "startup_ms": {"median": 450.0},
-            "pss_mb": {"median": 55.0},
+def test_paired_samples_give_the_ratio_and_overheads() -> None:
+    def sample(load: str, a: float, b: float) -> dict[str, object]:
+        result = {"p50_ms": 1.0, "p99_ms": 2.0, "errors": 0}
+        return {"load": load, "a": {**result, "rps": a}, "b": {**result, "rps": b}, "ratio": a / b}
+
+    pairs = {
+        "gunicorn": {
+            "samples": [
+                sample("plaintext c64", 970.0, 1000.0),
+                sample("plaintext c64", 1100.0, 1000.0),
+                sample("json c64", 500.0, 1000.0),  # one bad sample does not move the median
+            ]
         },
-        "direct gunicorn": {
-            "plaintext_64": {"rps": {"median": 1000.0}},
-            "startup_ms": {"median": 400.0},
-            "pss_mb": {"median": 50.0},
-        },
+        "hypercorn": {"failed": "direct hypercorn failed to start"},
     }
-    r = bench.ratios(summary)["gunicorn"]
-    assert round(r["throughput_ratio"], 2) == 0.97 and r["startup_overhead_ms"] == 50.0
+    startup = {
+        "launcher gunicorn": [{"startup_ms": 450.0, "pss_mb": 55.0}, {"startup_ms": 300.0, "pss_mb": 54.0}],
+        "direct gunicorn": [{"startup_ms": 400.0, "pss_mb": 50.0}, {"startup_ms": 280.0, "pss_mb": 50.0}],
+    }
+    comparisons = bench.summarize_comparisons(pairs)
+    assert comparisons["gunicorn"]["ratio"]["median"] == 0.97
+    assert comparisons["gunicorn"]["by_load"]["json c64"]["median"] == 0.5
+    assert comparisons["hypercorn"] == {"failed": "direct hypercorn failed to start"}
+    t = bench.targets(comparisons, startup)["gunicorn"]
+    assert t["throughput_ratio"] == 0.97
+    assert t["startup_overhead_ms"] == 35.0  # median of the paired differences 50 and 20
+    assert t["memory_overhead_mb"] == 4.5
+    setups = bench.summarize_setups(pairs, startup)
+    assert setups["launcher gunicorn"]["plaintext c64"]["rps"]["median"] == 1035.0
+    assert not setups["launcher gunicorn"]["plaintext c64"]["noisy"]  # 1100 / 970 is within 1.2
+    assert setups["launcher gunicorn"]["startup_ms"]["median"] == 375.0
+    noisy = {"gunicorn": {"samples": [sample("json c64", 800.0, 1000.0), sample("json c64", 1000.0, 1000.0)]}}
+    assert bench.summarize_setups(noisy, {})["launcher gunicorn"]["json c64"]["noisy"]  # 1000 / 800 > 1.2
     assert bench.verdict("throughput_ratio", 0.97) == "PASS" and bench.verdict("config_ms", 151) == "MISS"
+    assert bench.verdict("startup_overhead_ms", None) == "not measured"
+    assert "0.97" in bench.last_line(
+        {"targets": bench.targets(comparisons, startup), "config_ms": {"median": 120.0}}
+    )

@@ -42,6 +42,9 @@ class GranianBackend(Backend):
                 "WORKER_CLASS", config.worker_class, f"an installed loop; pip install {config.worker_class}"
             )
 
+    def preload(self, config: Config) -> None:
+        import asgi_launcher_granian.server  # noqa: F401  (Granian's own import, while the app check runs)
+
     def run(self, config: Config) -> int:
         from asgi_launcher_granian.server import serve
 

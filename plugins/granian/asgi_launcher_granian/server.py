@@ -9,6 +9,7 @@ that dies is replaced; ``launcher.supervision.CrashLoop`` decides when deaths me
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from functools import partial
@@ -51,12 +52,15 @@ class LauncherGranian(MPServer):  # type: ignore[misc]
         crash_loop = CrashLoop(workers=self.workers)
         while True:
             self.main_loop_interrupt.wait()
+            # Clear before reading the state: a worker that dies from here on sets the event
+            # again. (Clearing after handling, as Granian's own loop does, can swallow a death
+            # that happens meanwhile, and the master then waits for ever.)
+            self.main_loop_interrupt.clear()
             if self.interrupt_signal:
                 break
-            if self.interrupt_children:
-                dead = list(self.interrupt_children)
-                self.interrupt_children.clear()
-                self.main_loop_interrupt.clear()
+            dead = self.interrupt_children[:]
+            del self.interrupt_children[: len(dead)]  # a watcher thread may append meanwhile
+            if dead:
                 if any(crash_loop.record_death() for _ in dead):
                     log.error("workers keep dying (%s): the app is failing; giving up", crash_loop.describe())
                     self.exit_status = EXIT_WORKERS_FAILING
@@ -64,7 +68,6 @@ class LauncherGranian(MPServer):  # type: ignore[misc]
                 self._respawn_workers(dead, spawn_target, target_loader)
             if self.reload_signal:
                 self._reload(spawn_target, target_loader)
-            self.main_loop_interrupt.clear()
 
     def _serve(self, spawn_target: Any, target_loader: Any) -> None:
         self.startup(spawn_target, target_loader)
@@ -74,13 +77,27 @@ class LauncherGranian(MPServer):  # type: ignore[misc]
         self.interrupt_children.clear()  # workers stopped from here on are not failures
         self.shutdown(self.exit_status)
 
+    def _in_booting_worker(self) -> bool:
+        """True in a forked worker that still runs the master's handlers.
+
+        A forked worker inherits them and keeps them until it installs its own, after importing
+        the app. A SIGTERM that lands in between would only flip flags in the worker's copy of
+        this object: the worker would then serve on, and the master wait out the whole graceful
+        timeout for it. Such a worker serves nothing yet, so it can simply leave.
+        """
+        return os.getpid() != self.pid
+
     def signal_handler_interrupt(self, *args: Any, **kwargs: Any) -> None:
+        if self._in_booting_worker():
+            os._exit(0)
         if self.draining:
             self._stop_now()
             return
         super().signal_handler_interrupt(*args, **kwargs)
 
     def _stop_now(self, *args: Any) -> None:
+        if self._in_booting_worker():
+            os._exit(0)
         self.draining = True
         for worker in list(self.wrks):
             worker.kill()

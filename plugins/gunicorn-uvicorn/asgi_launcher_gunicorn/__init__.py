@@ -6,12 +6,13 @@ documented ``BaseApplication``, so the container's signals reach the Gunicorn ma
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import importlib.util
 import os
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from asgi_launcher_gunicorn.settings import load_file_settings
 from launcher import Backend, Config, ConfigError, FileSettings
 
 
@@ -28,7 +29,10 @@ class GunicornBackend(Backend):
     def load_config_file(self, config: Config, env: Mapping[str, str]) -> FileSettings:
         cmd_args = env.get("GUNICORN_CMD_ARGS")
         if not config.config_file and not cmd_args:
-            return {}  # nothing to read: spare `config` and start-up the import of gunicorn
+            return {}
+        # Imported only when there is something to read: gunicorn's config module costs ~15 ms,
+        # which `asgi-launcher config` and start-up otherwise spare.
+        from asgi_launcher_gunicorn.settings import load_file_settings
 
         return load_file_settings(config.config_file, cmd_args)
 
@@ -46,6 +50,16 @@ class GunicornBackend(Backend):
                     worker_class,
                     "an importable Gunicorn worker class such as uvicorn_worker.UvicornWorker",
                 )
+
+    def preload(self, config: Config) -> None:
+        # Gunicorn's master imports the worker class anyway (before forking workers), so doing
+        # it now, while the app check runs, moves the cost off the start-up path.
+        import asgi_launcher_gunicorn.application  # noqa: F401
+
+        worker_class = config.worker_class
+        if isinstance(worker_class, str) and "." in worker_class and not worker_class.startswith("egg:"):
+            with contextlib.suppress(Exception):  # a broken worker module is reported by run()
+                importlib.import_module(worker_class.rpartition(".")[0])
 
     def run(self, config: Config) -> int:
         from asgi_launcher_gunicorn.application import LauncherApplication

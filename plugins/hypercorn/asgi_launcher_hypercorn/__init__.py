@@ -70,6 +70,12 @@ class HypercornBackend(Backend):
                 f"{needed} is not installed (pip install {needed}), or use asyncio"
             )
 
+    def preload(self, config: Config) -> None:
+        # Hypercorn and the supervisor load while the app check runs (workers are spawned and
+        # import their own copies).
+        import asgi_launcher_hypercorn.settings
+        import asgi_launcher_hypercorn.supervisor  # noqa: F401
+
     def run(self, config: Config) -> int:
         from asgi_launcher_hypercorn.settings import build, create_sockets
         from asgi_launcher_hypercorn.supervisor import Supervisor, close_sockets, supervisor_logger
