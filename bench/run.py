@@ -208,7 +208,7 @@ class Plan:
     def for_mode(cls, quick: bool, rounds: int) -> Plan:
         if quick:
             return cls(True, COMPARISONS[:3], ["plaintext c64"], 2, 2, 1, 2, False)
-        return cls(False, COMPARISONS, list(LOADS), rounds, 4, 2, 5, True)
+        return cls(False, COMPARISONS, list(LOADS), rounds, 3, 2, 5, True)
 
 
 # -- wrk -------------------------------------------------------------------------------------
@@ -297,14 +297,17 @@ def tree(pid: int) -> list[int]:
     return pids
 
 
-def pss_mb(pids: list[int]) -> float:
-    total_kb = 0
+def memory_mb(pids: list[int]) -> dict[str, float]:
+    """The tree's summed RSS (what the targets use; pages shared after fork count once per
+    process) and its PSS (each shared page split between its sharers: the truer total)."""
+    totals = {"Rss:": 0, "Pss:": 0}
     for pid in pids:
         with contextlib.suppress(OSError):
             for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total_kb += int(line.split()[1])
-    return total_kb / 1024
+                key = line.split(maxsplit=1)[0]
+                if key in totals:
+                    totals[key] += int(line.split()[1])
+    return {"rss_mb": totals["Rss:"] / 1024, "pss_mb": totals["Pss:"] / 1024}
 
 
 def answers(port: int, path: str = "/plaintext") -> bool:
@@ -388,7 +391,7 @@ def measure_startup(binary: str, plan: Plan, log: Any) -> dict[str, list[dict[st
                 entry = {"startup_ms": running.startup_ms}
                 if plan.memory:
                     wrk(binary, running.port, "plaintext c64", plan.warm_seconds)
-                    entry["pss_mb"] = pss_mb(tree(running.proc.pid))
+                    entry.update(memory_mb(tree(running.proc.pid)))
                 runs[name].append(entry)
                 log(f"start-up {index + 1} {name}: " + ", ".join(f"{k} {v:.1f}" for k, v in entry.items()))
             finally:
@@ -456,8 +459,9 @@ def summarize_setups(
         ok = [r for r in startup.get(name, []) if "failed" not in r]
         if ok:
             entry["startup_ms"] = spread(r["startup_ms"] for r in ok)
-            if "pss_mb" in ok[0]:
-                entry["pss_mb"] = spread(r["pss_mb"] for r in ok)
+            for key in ("rss_mb", "pss_mb"):
+                if key in ok[0]:
+                    entry[key] = spread(r[key] for r in ok)
         if len(ok) < len(startup.get(name, [])):
             entry["failed_starts"] = len(startup[name]) - len(ok)
         if entry:
@@ -508,6 +512,9 @@ def targets(
                 startup, f"launcher {backend}", f"direct {backend}", "startup_ms"
             ),
             "memory_overhead_mb": paired_difference(
+                startup, f"launcher {backend}", f"direct {backend}", "rss_mb"
+            ),
+            "pss_overhead_mb": paired_difference(
                 startup, f"launcher {backend}", f"direct {backend}", "pss_mb"
             ),
         }
@@ -576,16 +583,18 @@ def markdown(result: dict[str, Any]) -> str:
         f"Throughput: the two setups of each comparison run at the same time on two ports, and wrk "
         f"(1 thread) alternates between them, A B then B A, {plan['rounds']} times per load, "
         f"{plan['seconds']} s per sample, after {plan['warm_seconds']} s of warm-up each. Start-up and memory: "
-        f"each setup alone, {plan['startup_runs']} interleaved runs; memory is the PSS of the whole "
-        "process tree after warm-up. Medians, with (min-max).",
+        f"each setup alone, {plan['startup_runs']} interleaved runs; memory is summed over the whole "
+        "process tree after warm-up, as RSS (the target's measure; pages a master shares with its "
+        "forked workers count once per process) and as PSS (shared pages split: the truer total). "
+        "Medians, with (min-max).",
         "",
         "Multi-worker throughput on a 2-core machine that also runs wrk is noisy and often "
         "bimodal: which of the 2 workers the kernel hands each connection to decides a whole "
         f"sample. Rows marked *noisy* had a max/min spread above {NOISY} in their samples; the "
         "paired ratios below are steadier than any single row.",
         "",
-        "| Setup | req/s plaintext c64 | p50 / p99 ms | req/s json c64 | req/s plaintext c256 | p50 / p99 ms c256 | errors | start -> 200 ms | PSS MB |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| Setup | req/s plaintext c64 | p50 / p99 ms | req/s json c64 | req/s plaintext c256 | p50 / p99 ms c256 | errors | start -> 200 ms | RSS MB | PSS MB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, e in result["setups"].items():
 
@@ -604,7 +613,7 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| {name}{failed} | {rps('plaintext c64')} | {latency('plaintext c64')} | {rps('json c64')} | "
             f"{rps('plaintext c256')} | {latency('plaintext c256')} | {errors} | "
-            f"{fmt(e.get('startup_ms'))} | {fmt(e.get('pss_mb'), 1)} |"
+            f"{fmt(e.get('startup_ms'))} | {fmt(e.get('rss_mb'), 1)} | {fmt(e.get('pss_mb'), 1)} |"
         )
     lines += [
         "",
@@ -628,14 +637,15 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "## Targets",
         "",
-        "| Backend | launcher/direct throughput (>= 0.97) | start-up overhead ms (<= 100) | memory overhead MB (<= 10) |",
-        "| --- | --- | --- | --- |",
+        "| Backend | launcher/direct throughput (>= 0.97) | start-up overhead ms (<= 100) | RSS overhead MB (<= 10) | PSS overhead MB |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for backend, t in result["targets"].items():
         cells = [
             f"{_num(t['throughput_ratio'], '.3f')} {verdict('throughput_ratio', t['throughput_ratio'])}",
             f"{_num(t['startup_overhead_ms'], '+.0f')} {verdict('startup_overhead_ms', t['startup_overhead_ms'])}",
             f"{_num(t['memory_overhead_mb'], '+.1f')} {verdict('memory_overhead_mb', t['memory_overhead_mb'])}",
+            _num(t["pss_overhead_mb"], "+.1f"),
         ]
         lines.append(f"| {backend} | " + " | ".join(cells) + " |")
     c = result["config_ms"]
@@ -745,7 +755,7 @@ def main() -> int:
     )
     parser.add_argument("--quick", action="store_true", help="a short run (at most ~60 s); no files written")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="paired samples per load in the full run (default 3)"
+        "--rounds", type=int, default=5, help="paired samples per load in the full run (default 5)"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.md")
     parser.add_argument("--self-check", action="store_true", help="check the harness itself")

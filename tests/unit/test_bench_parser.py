@@ -41,8 +41,14 @@ def test_paired_samples_give_the_ratio_and_overheads() -> None:
         "hypercorn": {"failed": "direct hypercorn failed to start"},
     }
     startup = {
-        "launcher gunicorn": [{"startup_ms": 450.0, "pss_mb": 55.0}, {"startup_ms": 300.0, "pss_mb": 54.0}],
-        "direct gunicorn": [{"startup_ms": 400.0, "pss_mb": 50.0}, {"startup_ms": 280.0, "pss_mb": 50.0}],
+        "launcher gunicorn": [
+            {"startup_ms": 450.0, "rss_mb": 95.0, "pss_mb": 55.0},
+            {"startup_ms": 300.0, "rss_mb": 94.0, "pss_mb": 54.0},
+        ],
+        "direct gunicorn": [
+            {"startup_ms": 400.0, "rss_mb": 90.0, "pss_mb": 50.0},
+            {"startup_ms": 280.0, "rss_mb": 88.0, "pss_mb": 51.0},
+        ],
     }
     comparisons = bench.summarize_comparisons(pairs)
     assert comparisons["gunicorn"]["ratio"]["median"] == 0.97
@@ -51,7 +57,8 @@ def test_paired_samples_give_the_ratio_and_overheads() -> None:
     t = bench.targets(comparisons, startup)["gunicorn"]
     assert t["throughput_ratio"] == 0.97
     assert t["startup_overhead_ms"] == 35.0  # median of the paired differences 50 and 20
-    assert t["memory_overhead_mb"] == 4.5
+    assert t["memory_overhead_mb"] == 5.5  # RSS: median of 5 and 6
+    assert t["pss_overhead_mb"] == 4.0  # PSS: median of 5 and 3
     setups = bench.summarize_setups(pairs, startup)
     assert setups["launcher gunicorn"]["plaintext c64"]["rps"]["median"] == 1035.0
     assert not setups["launcher gunicorn"]["plaintext c64"]["noisy"]  # 1100 / 970 is within 1.2

@@ -66,15 +66,23 @@ class BootSignal:
         self.app = app
         self.notify = notify
 
-    async def __call__(
+    def __call__(
+        self,
+        scope: Scope,
+        receive: Callable[[], Awaitable[Message]],
+        send: Callable[[Message], Awaitable[None]],
+    ) -> Awaitable[None]:
+        # Requests get the app's own awaitable: no extra coroutine frame on every request.
+        if scope["type"] != "lifespan":
+            return self.app(scope, receive, send)
+        return self._lifespan(scope, receive, send)
+
+    async def _lifespan(
         self,
         scope: Scope,
         receive: Callable[[], Awaitable[Message]],
         send: Callable[[Message], Awaitable[None]],
     ) -> None:
-        if scope["type"] != "lifespan":
-            await self.app(scope, receive, send)
-            return
         failed = False
 
         async def watch(message: Message) -> None:
