@@ -27,6 +27,7 @@ import contextlib
 import json
 import os
 import platform
+import random
 import re
 import shutil
 import signal
@@ -198,17 +199,15 @@ class Plan:
     quick: bool
     comparisons: list[Comparison]
     loads: list[str]
-    rounds: int  # paired A/B samples per load
+    rounds: int  # fresh pairs of processes; one A/B sample per load each
     seconds: int  # per wrk sample
     warm_seconds: int
-    startup_runs: int
-    memory: bool
 
     @classmethod
     def for_mode(cls, quick: bool, rounds: int) -> Plan:
         if quick:
-            return cls(True, COMPARISONS[:3], ["plaintext c64"], 2, 2, 1, 2, False)
-        return cls(False, COMPARISONS, list(LOADS), rounds, 3, 2, 5, True)
+            return cls(True, COMPARISONS[:3], ["plaintext c64"], 2, 2, 1)
+        return cls(False, COMPARISONS, list(LOADS), rounds, 2, 1)
 
 
 # -- wrk -------------------------------------------------------------------------------------
@@ -236,11 +235,12 @@ def _ms(text: str) -> float:
 
 
 def parse_wrk(output: str) -> dict[str, float]:
-    """Requests/s, p50/p99 latency (ms) and errors from `wrk --latency` output."""
+    """Requests/s, requests, p50/p99 latency (ms) and errors from `wrk --latency` output."""
     rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    total = re.search(r"(\d+) requests in", output)
     p50 = re.search(r"^\s+50%\s+(\S+)", output, re.M)
     p99 = re.search(r"^\s+99%\s+(\S+)", output, re.M)
-    if not (rps and p50 and p99):
+    if not (rps and total and p50 and p99):
         raise ValueError(f"unexpected wrk output:\n{output}")
     errors = 0
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
@@ -249,7 +249,13 @@ def parse_wrk(output: str) -> dict[str, float]:
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     if non2xx:
         errors += int(non2xx[1])
-    return {"rps": float(rps[1]), "p50_ms": _ms(p50[1]), "p99_ms": _ms(p99[1]), "errors": errors}
+    return {
+        "rps": float(rps[1]),
+        "requests": int(total[1]),
+        "p50_ms": _ms(p50[1]),
+        "p99_ms": _ms(p99[1]),
+        "errors": errors,
+    }
 
 
 def wrk(binary: str, port: int, load: str, seconds: int) -> dict[str, float]:
@@ -295,6 +301,33 @@ def tree(pid: int) -> list[int]:
                     pids += children
                     stack += children
     return pids
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system time the processes have used so far."""
+    ticks = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / _TICKS
+
+
+def served(binary: str, running: Running, load: str, seconds: int) -> dict[str, float]:
+    """One wrk sample, plus the CPU time the server's whole tree spent per request meanwhile.
+
+    CPU per request is what the launcher could add to every request; it depends less than
+    requests/s on how the kernel spreads connections over 2 workers.
+    """
+    pids = tree(running.proc.pid)
+    before = cpu_seconds(pids)
+    result = wrk(binary, running.port, load, seconds)
+    used = cpu_seconds(pids) - before  # workers replaced meanwhile would be missed: none are
+    result["cpu_us_per_request"] = used / max(result["requests"], 1) * 1e6
+    return result
 
 
 def memory_mb(pids: list[int]) -> dict[str, float]:
@@ -376,58 +409,60 @@ def alternate(names: list[str], index: int) -> list[str]:
     return names if index % 2 == 0 else names[::-1]
 
 
-def measure_startup(binary: str, plan: Plan, log: Any) -> dict[str, list[dict[str, float]]]:
-    """Each setup alone: start -> first 200, then (full run) warm-up and PSS of its tree."""
-    names = list(dict.fromkeys(n for c in plan.comparisons for n in (c.a, c.b)))
-    runs: dict[str, list[dict[str, float]]] = {n: [] for n in names}
-    for index in range(plan.startup_runs):
-        for name in alternate(names, index):
-            running = start(SETUPS[name])
-            if running is None:
-                runs[name].append({"failed": 1.0})
-                log(f"start-up {index + 1} {name}: failed to start")
-                continue
-            try:
-                entry = {"startup_ms": running.startup_ms}
-                if plan.memory:
-                    wrk(binary, running.port, "plaintext c64", plan.warm_seconds)
-                    entry.update(memory_mb(tree(running.proc.pid)))
-                runs[name].append(entry)
-                log(f"start-up {index + 1} {name}: " + ", ".join(f"{k} {v:.1f}" for k, v in entry.items()))
-            finally:
-                stop(running.proc)
-    return runs
-
-
 def measure_pair(binary: str, comparison: Comparison, plan: Plan, log: Any) -> dict[str, Any]:
-    """A and B run at once on two ports; wrk alternates between them for every load and round."""
-    a, b = start(SETUPS[comparison.a]), None
-    try:
-        b = start(SETUPS[comparison.b])
-        if a is None or b is None:
-            return {"failed": f"{comparison.a if a is None else comparison.b} failed to start"}
-        for side in (a, b):
-            wrk(binary, side.port, "plaintext c64", plan.warm_seconds)
-        samples = []
-        for index in range(plan.rounds):
+    """A and B, started afresh every round (which one starts first alternates), run at once on
+    two ports; wrk alternates between them for every load.
+
+    Fresh processes each round matter: how a pair of servers happens to land (which worker the
+    kernel favours, where their threads run) persists for the processes' lifetime, so samples
+    from one pair of processes are not independent of each other.
+    """
+    names = {"a": comparison.a, "b": comparison.b}
+    samples: list[dict[str, Any]] = []
+    starts: list[dict[str, Any]] = []
+    for index in range(plan.rounds):
+        running: dict[str, Running] = {}
+        try:
+            for key in alternate(["a", "b"], index):
+                started = start(SETUPS[names[key]])
+                if started is None:
+                    return {"failed": f"{names[key]} failed to start", "samples": samples, "starts": starts}
+                running[key] = started
+            for key in alternate(["a", "b"], index):
+                wrk(binary, running[key].port, "plaintext c64", plan.warm_seconds)
+            starts.append(
+                {
+                    key: {"startup_ms": running[key].startup_ms, **memory_mb(tree(running[key].proc.pid))}
+                    for key in ("a", "b")
+                }
+            )
             for offset, load in enumerate(plan.loads):
                 sample: dict[str, Any] = {"round": index + 1, "load": load}
                 for key in alternate(["a", "b"], index + offset):
-                    sample[key] = wrk(binary, (a if key == "a" else b).port, load, plan.seconds)
+                    sample[key] = served(binary, running[key], load, plan.seconds)
                 sample["ratio"] = sample["a"]["rps"] / sample["b"]["rps"]
+                sample["cpu_ratio"] = sample["a"]["cpu_us_per_request"] / sample["b"]["cpu_us_per_request"]
                 samples.append(sample)
                 log(
                     f"{comparison.name} round {index + 1} {load}: {sample['a']['rps']:.0f} / "
-                    f"{sample['b']['rps']:.0f} req/s = {sample['ratio']:.3f}"
+                    f"{sample['b']['rps']:.0f} req/s = {sample['ratio']:.3f}; CPU per request "
+                    f"{sample['a']['cpu_us_per_request']:.0f} / {sample['b']['cpu_us_per_request']:.0f} us"
                 )
-        return {"samples": samples}
-    finally:
-        for side in (a, b):
-            if side is not None:
+        finally:
+            for side in running.values():
                 stop(side.proc)
+    return {"samples": samples, "starts": starts}
 
 
 # -- summaries -------------------------------------------------------------------------------
+
+
+def median_ci(values: list[float], level: float = 0.95, resamples: int = 2000) -> tuple[float, float]:
+    """Bootstrap interval of the median: how far the noise alone could move it."""
+    rng = random.Random(0)  # the same samples always give the same interval
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples))
+    cut = int(resamples * (1 - level) / 2)
+    return medians[cut], medians[-cut - 1]
 
 
 def spread(values: Iterable[float]) -> dict[str, float]:
@@ -435,19 +470,20 @@ def spread(values: Iterable[float]) -> dict[str, float]:
     return {"median": statistics.median(v), "min": min(v), "max": max(v), "n": len(v)}
 
 
-def summarize_setups(
-    pairs: dict[str, dict[str, Any]], startup: dict[str, list[dict[str, float]]]
-) -> dict[str, Any]:
-    """Every sample of a setup, from every comparison it took part in, per load."""
-    by_setup: dict[str, dict[str, list[dict[str, float]]]] = {}
+def summarize_setups(pairs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Every sample and start of a setup, from every comparison it took part in."""
+    loads: dict[str, dict[str, list[dict[str, float]]]] = {}
+    starts: dict[str, list[dict[str, float]]] = {}
     for comparison in COMPARISONS:
-        for sample in pairs.get(comparison.name, {}).get("samples", []):
-            for key, name in (("a", comparison.a), ("b", comparison.b)):
-                by_setup.setdefault(name, {}).setdefault(sample["load"], []).append(sample[key])
+        measured = pairs.get(comparison.name, {})
+        for key, name in (("a", comparison.a), ("b", comparison.b)):
+            for sample in measured.get("samples", []):
+                loads.setdefault(name, {}).setdefault(sample["load"], []).append(sample[key])
+            starts.setdefault(name, []).extend(s[key] for s in measured.get("starts", []))
     summary: dict[str, Any] = {}
     for name in SETUPS:
         entry: dict[str, Any] = {}
-        for load, results in by_setup.get(name, {}).items():
+        for load, results in loads.get(name, {}).items():
             rps = spread(r["rps"] for r in results)
             entry[load] = {
                 "rps": rps,
@@ -456,14 +492,9 @@ def summarize_setups(
                 "errors": sum(r["errors"] for r in results),
                 "noisy": rps["max"] / rps["min"] > NOISY,
             }
-        ok = [r for r in startup.get(name, []) if "failed" not in r]
-        if ok:
-            entry["startup_ms"] = spread(r["startup_ms"] for r in ok)
-            for key in ("rss_mb", "pss_mb"):
-                if key in ok[0]:
-                    entry[key] = spread(r[key] for r in ok)
-        if len(ok) < len(startup.get(name, [])):
-            entry["failed_starts"] = len(startup[name]) - len(ok)
+        for key in ("startup_ms", "rss_mb", "pss_mb"):
+            if starts.get(name):
+                entry[key] = spread(s[key] for s in starts[name])
         if entry:
             summary[name] = entry
     return summary
@@ -485,38 +516,32 @@ def summarize_comparisons(pairs: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "b": comparison.b,
             "target": comparison.target,
             "ratio": spread(s["ratio"] for s in samples),
+            "ratio_ci95": median_ci([s["ratio"] for s in samples]),
+            "cpu_ratio": spread(s["cpu_ratio"] for s in samples if "cpu_ratio" in s) if samples else None,
             "by_load": {load: spread(s["ratio"] for s in samples if s["load"] == load) for load in loads},
+            # A minus B, round by round (same moment, same machine state), then the median.
+            "startup_ms": spread(s["a"]["startup_ms"] - s["b"]["startup_ms"] for s in measured["starts"]),
+            "rss_mb": spread(s["a"]["rss_mb"] - s["b"]["rss_mb"] for s in measured["starts"]),
+            "pss_mb": spread(s["a"]["pss_mb"] - s["b"]["pss_mb"] for s in measured["starts"]),
         }
     return out
 
 
-def paired_difference(startup: dict[str, list[dict[str, float]]], a: str, b: str, key: str) -> float | None:
-    """Median of A - B over the runs in which both started (run i of A next to run i of B)."""
-    diffs = [
-        x[key] - y[key]
-        for x, y in zip(startup.get(a, []), startup.get(b, []), strict=False)
-        if key in x and key in y
-    ]
-    return statistics.median(diffs) if diffs else None
-
-
-def targets(
-    comparisons: dict[str, Any], startup: dict[str, list[dict[str, float]]]
-) -> dict[str, dict[str, float | None]]:
+def targets(comparisons: dict[str, Any]) -> dict[str, dict[str, float | None]]:
     out: dict[str, dict[str, float | None]] = {}
     for backend in BACKENDS:
-        ratio = comparisons.get(backend, {}).get("ratio")
+        c = comparisons.get(backend, {})
+
+        def median(key: str, c: dict[str, Any] = c) -> float | None:
+            return c[key]["median"] if key in c else None
+
         out[backend] = {
-            "throughput_ratio": ratio["median"] if ratio else None,
-            "startup_overhead_ms": paired_difference(
-                startup, f"launcher {backend}", f"direct {backend}", "startup_ms"
-            ),
-            "memory_overhead_mb": paired_difference(
-                startup, f"launcher {backend}", f"direct {backend}", "rss_mb"
-            ),
-            "pss_overhead_mb": paired_difference(
-                startup, f"launcher {backend}", f"direct {backend}", "pss_mb"
-            ),
+            "throughput_ratio": median("ratio"),
+            "throughput_ci95": c.get("ratio_ci95"),
+            "cpu_ratio": median("cpu_ratio") if c.get("cpu_ratio") else None,
+            "startup_overhead_ms": median("startup_ms"),
+            "memory_overhead_mb": median("rss_mb"),
+            "pss_overhead_mb": median("pss_mb"),
         }
     return out
 
@@ -580,13 +605,13 @@ def markdown(result: dict[str, Any]) -> str:
         + ", ".join(f"{k} {v}" for k, v in result["versions"].items())
         + ".",
         "",
-        f"Throughput: the two setups of each comparison run at the same time on two ports, and wrk "
-        f"(1 thread) alternates between them, A B then B A, {plan['rounds']} times per load, "
-        f"{plan['seconds']} s per sample, after {plan['warm_seconds']} s of warm-up each. Start-up and memory: "
-        f"each setup alone, {plan['startup_runs']} interleaved runs; memory is summed over the whole "
-        "process tree after warm-up, as RSS (the target's measure; pages a master shares with its "
-        "forked workers count once per process) and as PSS (shared pages split: the truer total). "
-        "Medians, with (min-max).",
+        f"Each comparison is {plan['rounds']} rounds. A round starts both setups afresh (which one "
+        "starts first alternates), lets them run at the same time on two ports, warms each up "
+        f"for {plan['warm_seconds']} s, then wrk (1 thread) measures each load on both, "
+        f"{plan['seconds']} s a sample, A then B or B then A, alternating. Start-up is from process "
+        "start to the first 200. Memory is summed over the whole process tree after warm-up, as RSS "
+        "(the target's measure; pages a master shares with its forked workers count once per "
+        "process) and as PSS (shared pages split: the truer total). Medians, with (min-max).",
         "",
         "Multi-worker throughput on a 2-core machine that also runs wrk is noisy and often "
         "bimodal: which of the 2 workers the kernel hands each connection to decides a whole "
@@ -619,30 +644,35 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "## Side by side",
         "",
-        "| A / B | throughput ratio, all samples | per load | target |",
-        "| --- | --- | --- | --- |",
+        "| A / B | throughput ratio, all samples (95% CI of the median) | per load | CPU per request A / B | target |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for name, c in result["comparisons"].items():
         if "failed" in c:
-            lines.append(f"| {name} | {c['failed']} | | |")
+            lines.append(f"| {name} | {c['failed']} | | | |")
             continue
         per_load = "; ".join(f"{load} {r['median']:.3f}" for load, r in c["by_load"].items())
         target = c["target"]
         shown = f"{verdict(target, c['ratio']['median'])} (>= {TARGETS[target]})" if target else "-"
+        low, high = c["ratio_ci95"]
+        cpu = c.get("cpu_ratio")
         lines.append(
-            f"| {c['a']} / {c['b']} | {c['ratio']['median']:.3f} ({c['ratio']['min']:.3f}-{c['ratio']['max']:.3f}), "
-            f"{c['ratio']['n']} pairs | {per_load} | {shown} |"
+            f"| {c['a']} / {c['b']} | {c['ratio']['median']:.3f} ({low:.3f}-{high:.3f}), "
+            f"{c['ratio']['n']} pairs, range {c['ratio']['min']:.3f}-{c['ratio']['max']:.3f} | {per_load} | "
+            f"{fmt(cpu, 3) if cpu else '-'} | {shown} |"
         )
     lines += [
         "",
         "## Targets",
         "",
-        "| Backend | launcher/direct throughput (>= 0.97) | start-up overhead ms (<= 100) | RSS overhead MB (<= 10) | PSS overhead MB |",
-        "| --- | --- | --- | --- | --- |",
+        "| Backend | launcher/direct throughput (>= 0.97) | its 95% CI | launcher/direct CPU per request | start-up overhead ms (<= 100) | RSS overhead MB (<= 10) | PSS overhead MB |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for backend, t in result["targets"].items():
         cells = [
             f"{_num(t['throughput_ratio'], '.3f')} {verdict('throughput_ratio', t['throughput_ratio'])}",
+            "-" if not t["throughput_ci95"] else "{:.3f}-{:.3f}".format(*t["throughput_ci95"]),
+            _num(t["cpu_ratio"], ".3f"),
             f"{_num(t['startup_overhead_ms'], '+.0f')} {verdict('startup_overhead_ms', t['startup_overhead_ms'])}",
             f"{_num(t['memory_overhead_mb'], '+.1f')} {verdict('memory_overhead_mb', t['memory_overhead_mb'])}",
             _num(t["pss_overhead_mb"], "+.1f"),
@@ -651,8 +681,13 @@ def markdown(result: dict[str, Any]) -> str:
     c = result["config_ms"]
     lines += [
         "",
-        "Start-up and memory overheads are medians of paired differences (run i of the launcher "
-        "against run i of the direct command).",
+        "Throughput ratios are medians over all paired samples, with a bootstrap 95% interval of "
+        "that median: where the interval straddles a target, this run cannot tell the two apart "
+        "from noise. CPU per request is the user + system time of the server's whole process "
+        "tree during a sample divided by the requests wrk counted: what the launcher adds to each "
+        "request; it depends less on which worker got the connections, but this shared machine makes "
+        "it noisy too. Start-up and memory overheads are medians "
+        "of the round-by-round differences.",
         "",
         f"`asgi-launcher config`: {fmt(c)} ms over {c['n']} runs, {verdict('config_ms', c['median'])} "
         f"(target < {TARGETS['config_ms']:.0f} ms).",
@@ -683,7 +718,8 @@ def run(plan: Plan, out: Path | None) -> dict[str, Any]:
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    startup = measure_startup(binary, plan, log)
+    # First, on a machine not yet busy with servers shutting down.
+    config = spread(config_ms(5 if plan.quick else 15))
     pairs = {c.name: measure_pair(binary, c, plan, log) for c in plan.comparisons}
     comparisons = summarize_comparisons(pairs)
     result = {
@@ -693,11 +729,11 @@ def run(plan: Plan, out: Path | None) -> dict[str, Any]:
         "cpu": cpu_model(),
         "python": platform.python_version(),
         "versions": versions(),
-        "config_ms": spread(config_ms(5 if plan.quick else 15)),
-        "setups": summarize_setups(pairs, startup),
+        "config_ms": config,
+        "setups": summarize_setups(pairs),
         "comparisons": comparisons,
-        "targets": targets(comparisons, startup),
-        "raw": {"startup": startup, "pairs": pairs},
+        "targets": targets(comparisons),
+        "raw": pairs,
         "launcher_configs": launcher_configs(),
     }
     if out is not None:
@@ -737,7 +773,7 @@ Transfer/sec:      1.33MB
 
 def self_check() -> int:
     parsed = parse_wrk(SAMPLE)
-    assert parsed == {"rps": 10000.0, "p50_ms": 4.9, "p99_ms": 10.5, "errors": 7}, parsed
+    assert parsed == {"rps": 10000.0, "requests": 30000, "p50_ms": 4.9, "p99_ms": 10.5, "errors": 7}, parsed
     assert _ms("850us") == 0.85 and _ms("1.5s") == 1500.0
     binary = ensure_wrk()
     running = start(SETUPS["launcher gunicorn"])
@@ -755,11 +791,13 @@ def main() -> int:
     )
     parser.add_argument("--quick", action="store_true", help="a short run (at most ~60 s); no files written")
     parser.add_argument(
-        "--rounds", type=int, default=5, help="paired samples per load in the full run (default 5)"
+        "--rounds", type=int, default=6, help="fresh pairs of processes per comparison (default 6)"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.md")
     parser.add_argument("--self-check", action="store_true", help="check the harness itself")
     args = parser.parse_args()
+    # Stopped from outside, still stop the servers it started (the `finally` blocks do).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.self_check:
         return self_check()
     plan = Plan.for_mode(args.quick, args.rounds)

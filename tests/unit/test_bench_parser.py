@@ -16,7 +16,13 @@ spec.loader.exec_module(bench)
 
 
 def test_parse_wrk_sample() -> None:
-    assert bench.parse_wrk(bench.SAMPLE) == {"rps": 10000.0, "p50_ms": 4.9, "p99_ms": 10.5, "errors": 7}
+    assert bench.parse_wrk(bench.SAMPLE) == {
+        "rps": 10000.0,
+        "requests": 30000,
+        "p50_ms": 4.9,
+        "p99_ms": 10.5,
+        "errors": 7,
+    }
 
 
 def test_durations() -> None:
@@ -28,7 +34,12 @@ def test_durations() -> None:
 def test_paired_samples_give_the_ratio_and_overheads() -> None:
     def sample(load: str, a: float, b: float) -> dict[str, object]:
         result = {"p50_ms": 1.0, "p99_ms": 2.0, "errors": 0}
-        return {"load": load, "a": {**result, "rps": a}, "b": {**result, "rps": b}, "ratio": a / b}
+        a_result = {**result, "rps": a, "cpu_us_per_request": 100.0}
+        b_result = {**result, "rps": b, "cpu_us_per_request": 100.0 * b / a}
+        return {"load": load, "a": a_result, "b": b_result, "ratio": a / b, "cpu_ratio": a / b}
+
+    def start(ms: float, rss: float, pss: float) -> dict[str, float]:
+        return {"startup_ms": ms, "rss_mb": rss, "pss_mb": pss}
 
     pairs = {
         "gunicorn": {
@@ -36,37 +47,35 @@ def test_paired_samples_give_the_ratio_and_overheads() -> None:
                 sample("plaintext c64", 970.0, 1000.0),
                 sample("plaintext c64", 1100.0, 1000.0),
                 sample("json c64", 500.0, 1000.0),  # one bad sample does not move the median
-            ]
+            ],
+            "starts": [
+                {"a": start(450.0, 95.0, 55.0), "b": start(400.0, 90.0, 50.0)},
+                {"a": start(300.0, 94.0, 54.0), "b": start(280.0, 88.0, 51.0)},
+            ],
         },
-        "hypercorn": {"failed": "direct hypercorn failed to start"},
-    }
-    startup = {
-        "launcher gunicorn": [
-            {"startup_ms": 450.0, "rss_mb": 95.0, "pss_mb": 55.0},
-            {"startup_ms": 300.0, "rss_mb": 94.0, "pss_mb": 54.0},
-        ],
-        "direct gunicorn": [
-            {"startup_ms": 400.0, "rss_mb": 90.0, "pss_mb": 50.0},
-            {"startup_ms": 280.0, "rss_mb": 88.0, "pss_mb": 51.0},
-        ],
+        "hypercorn": {"failed": "direct hypercorn failed to start", "samples": [], "starts": []},
     }
     comparisons = bench.summarize_comparisons(pairs)
     assert comparisons["gunicorn"]["ratio"]["median"] == 0.97
     assert comparisons["gunicorn"]["by_load"]["json c64"]["median"] == 0.5
     assert comparisons["hypercorn"] == {"failed": "direct hypercorn failed to start"}
-    t = bench.targets(comparisons, startup)["gunicorn"]
-    assert t["throughput_ratio"] == 0.97
-    assert t["startup_overhead_ms"] == 35.0  # median of the paired differences 50 and 20
-    assert t["memory_overhead_mb"] == 5.5  # RSS: median of 5 and 6
-    assert t["pss_overhead_mb"] == 4.0  # PSS: median of 5 and 3
-    setups = bench.summarize_setups(pairs, startup)
+    low, high = comparisons["gunicorn"]["ratio_ci95"]
+    assert 0.5 <= low <= 0.97 <= high <= 1.1  # three samples: a wide interval around the median
+    assert comparisons["gunicorn"]["cpu_ratio"]["median"] == 0.97
+    t = bench.targets(comparisons)
+    assert t["gunicorn"]["throughput_ratio"] == 0.97
+    assert t["gunicorn"]["startup_overhead_ms"] == 35.0  # median of the round differences 50 and 20
+    assert t["gunicorn"]["memory_overhead_mb"] == 5.5  # RSS: median of 5 and 6
+    assert t["gunicorn"]["pss_overhead_mb"] == 4.0  # PSS: median of 5 and 3
+    assert t["hypercorn"]["throughput_ratio"] is None
+    setups = bench.summarize_setups(pairs)
     assert setups["launcher gunicorn"]["plaintext c64"]["rps"]["median"] == 1035.0
     assert not setups["launcher gunicorn"]["plaintext c64"]["noisy"]  # 1100 / 970 is within 1.2
     assert setups["launcher gunicorn"]["startup_ms"]["median"] == 375.0
+    assert setups["direct gunicorn"]["rss_mb"]["median"] == 89.0
     noisy = {"gunicorn": {"samples": [sample("json c64", 800.0, 1000.0), sample("json c64", 1000.0, 1000.0)]}}
-    assert bench.summarize_setups(noisy, {})["launcher gunicorn"]["json c64"]["noisy"]  # 1000 / 800 > 1.2
+    assert bench.summarize_setups(noisy)["launcher gunicorn"]["json c64"]["noisy"]  # 1000 / 800 > 1.2
     assert bench.verdict("throughput_ratio", 0.97) == "PASS" and bench.verdict("config_ms", 151) == "MISS"
     assert bench.verdict("startup_overhead_ms", None) == "not measured"
-    assert "0.97" in bench.last_line(
-        {"targets": bench.targets(comparisons, startup), "config_ms": {"median": 120.0}}
-    )
+    line = bench.last_line({"targets": t, "config_ms": {"median": 120.0}})
+    assert line.startswith("launcher/direct throughput: gunicorn=0.97 hypercorn=- granian=-")
