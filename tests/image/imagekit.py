@@ -111,7 +111,24 @@ class Container:
         out = self.docker("exec", self.name, "sh", "-c", script).stdout
         return [line.strip() for line in out.splitlines() if line.strip()]
 
-    def workers(self) -> int:
+    def workers(self, settle: float = 1.0, timeout: float = 15.0) -> int:
+        """Server processes below the launcher, once their number has held for ``settle`` s.
+
+        A server answers as soon as its first worker has booted, while the others may still be
+        forking (Gunicorn spaces them by up to 0.1 s each): a count taken at once can be short.
+        """
+        deadline = time.monotonic() + timeout
+        count, since = self._count_workers(), time.monotonic()
+        while time.monotonic() - since < settle:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"worker count still changing after {timeout}s (now {count})")
+            time.sleep(0.2)
+            now = self._count_workers()
+            if now != count:
+                count, since = now, time.monotonic()
+        return count
+
+    def _count_workers(self) -> int:
         """Server processes below the launcher (all run `asgi-launcher run`, or Python's spawn)."""
         lines = self.processes()
         launcher = [p for p in lines if "asgi-launcher run" in p and not p.startswith("dumb-init")]

@@ -7,6 +7,7 @@ wins over it, prestart) and what this launcher adds (no wrapper process, heartbe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -101,7 +102,10 @@ def test_the_launcher_is_the_master_of_its_workers_with_no_wrapper(tmp_path: Pat
         assert f"({server.proc.pid})" in server.output().split("Listening at:")[1].splitlines()[0]
         for worker in server.serving():
             assert Path(f"/proc/{worker}/stat").read_text().split()[3] == str(server.proc.pid)  # ppid
-            fds = [os.readlink(f"/proc/{worker}/fd/{fd}") for fd in os.listdir(f"/proc/{worker}/fd")]
+            fds = []
+            for fd in os.listdir(f"/proc/{worker}/fd"):
+                with contextlib.suppress(FileNotFoundError):  # closed since the listing
+                    fds.append(os.readlink(f"/proc/{worker}/fd/{fd}"))
             assert any(target.startswith("/dev/shm/") for target in fds), fds  # heartbeat on tmpfs
         # No control socket, nor anything else written to HOME or the runtime directory.
         assert list(home.rglob("*")) == []
