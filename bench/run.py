@@ -64,7 +64,6 @@ class Setup:
     """One way of serving the demo: a command line plus environment ({bind} and {port} filled in)."""
 
     name: str
-    kind: str  # "launcher", "direct" or "peer"
     argv: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
 
@@ -75,88 +74,37 @@ class Setup:
 
 def _launcher(backend: str) -> Setup:
     env = {"APP_DIR": str(DEMO), "BIND": "{bind}", "WEB_CONCURRENCY": WORKERS, "SERVER_BACKEND": backend}
-    return Setup(f"launcher {backend}", "launcher", (str(BIN / "asgi-launcher"),), env)
+    return Setup(f"launcher {backend}", (str(BIN / "asgi-launcher"),), env)
 
 
-def _gunicorn(name: str, kind: str, worker_class: str) -> Setup:
-    """Configured as the launcher configures Gunicorn by default, so only the launcher differs."""
-    argv = (
-        str(BIN / "gunicorn"),
-        "-k",
-        worker_class,
-        "-w",
-        WORKERS,
-        "-b",
-        "{bind}",
-        "--no-control-socket",
-        "--access-logfile",
-        "-",
-        "--worker-tmp-dir",
-        "/dev/shm",
-        "main:app",
-    )
-    return Setup(name, kind, argv)
+def _direct(name: str, program: str, options: str) -> Setup:
+    """A server's own command line, configured as the launcher configures that server by default
+    (2 workers, access log on, same loop), so that only the launcher differs."""
+    return Setup(name, (str(BIN / program), *options.split(), "main:app"))
 
 
-def _hypercorn(name: str, kind: str, worker_class: str) -> Setup:
-    argv = (
-        str(BIN / "hypercorn"),
-        "-w",
-        WORKERS,
-        "-k",
-        worker_class,
-        "-b",
-        "{bind}",
-        "--access-logfile",
-        "-",
-        "main:app",
-    )
-    return Setup(name, kind, argv)
-
+_GUNICORN = f"-w {WORKERS} -b {{bind}} --no-control-socket --access-logfile - --worker-tmp-dir /dev/shm -k"
 
 SETUPS = {
     s.name: s
     for s in [
         _launcher("gunicorn"),
-        _gunicorn("direct gunicorn", "direct", "uvicorn_worker.UvicornWorker"),
+        _direct("direct gunicorn", "gunicorn", f"{_GUNICORN} uvicorn_worker.UvicornWorker"),
         _launcher("hypercorn"),
-        _hypercorn("direct hypercorn", "direct", "uvloop"),
+        _direct("direct hypercorn", "hypercorn", f"-w {WORKERS} -b {{bind}} --access-logfile - -k uvloop"),
         _launcher("granian"),
-        Setup(
+        _direct(
             "direct granian",
-            "direct",
-            (
-                str(BIN / "granian"),
-                "--interface",
-                "asgi",
-                "--workers",
-                WORKERS,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "{port}",
-                "--access-log",
-                "main:app",
-            ),
+            "granian",
+            f"--interface asgi --workers {WORKERS} --host 127.0.0.1 --port {{port}} --access-log",
         ),
         # The reference image's setup when uvicorn comes without its optional speed-ups (as
         # conda's plain `uvicorn` package does): the asyncio loop and the pure-Python h11 parser.
-        _gunicorn("reference setup (asyncio, h11)", "peer", "uvicorn_worker.UvicornH11Worker"),
-        _hypercorn("hypercorn -k asyncio", "peer", "asyncio"),
-        Setup(
-            "uvicorn --workers 2",
-            "peer",
-            (
-                str(BIN / "uvicorn"),
-                "--workers",
-                WORKERS,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "{port}",
-                "main:app",
-            ),
+        _direct("reference setup (asyncio, h11)", "gunicorn", f"{_GUNICORN} uvicorn_worker.UvicornH11Worker"),
+        _direct(
+            "hypercorn -k asyncio", "hypercorn", f"-w {WORKERS} -b {{bind}} --access-logfile - -k asyncio"
         ),
+        _direct("uvicorn --workers 2", "uvicorn", f"--workers {WORKERS} --host 127.0.0.1 --port {{port}}"),
     ]
 }
 

@@ -28,7 +28,8 @@ class Backend(abc.ABC):
 
     Subclasses declare a few class attributes so the core can resolve settings that depend on
     the server (its config file, its default worker class) without naming it, then implement
-    ``validate`` and ``run`` (and, optionally, ``load_config_file`` and ``preload``). Instances are created with no arguments.
+    ``validate`` and ``run`` (and, optionally, ``load_config_file`` and ``preload``). Instances
+    are created with no arguments.
     """
 
     #: Variable naming this server's own config file, e.g. ``"GUNICORN_CONF"``; None if it has none.

@@ -38,8 +38,8 @@ class GunicornBackend(Backend):
 
     def validate(self, config: Config) -> None:
         worker_class = config.worker_class
-        if isinstance(worker_class, str) and not worker_class.startswith("egg:"):
-            module = worker_class.rpartition(".")[0] or worker_class
+        module = _worker_module(worker_class)
+        if module is not None:
             try:
                 found = importlib.util.find_spec(module) is not None
             except (ImportError, ValueError):
@@ -56,10 +56,10 @@ class GunicornBackend(Backend):
         # it now, while the app check runs, moves the cost off the start-up path.
         import asgi_launcher_gunicorn.application  # noqa: F401
 
-        worker_class = config.worker_class
-        if isinstance(worker_class, str) and "." in worker_class and not worker_class.startswith("egg:"):
+        module = _worker_module(config.worker_class)
+        if module is not None and module != config.worker_class:  # a dotted path, not a short name
             with contextlib.suppress(Exception):  # a broken worker module is reported by run()
-                importlib.import_module(worker_class.rpartition(".")[0])
+                importlib.import_module(module)
 
     def run(self, config: Config) -> int:
         from asgi_launcher_gunicorn.application import LauncherApplication
@@ -70,6 +70,14 @@ class GunicornBackend(Backend):
             code = exc.code
             return code if isinstance(code, int) else (0 if code is None else 1)
         return 0
+
+
+def _worker_module(worker_class: object) -> str | None:
+    """The module a WORKER_CLASS names (``pkg.mod.Class`` -> ``pkg.mod``; a short name such as
+    ``sync`` is its own); None for ``egg:`` URIs and for classes a config file set directly."""
+    if not isinstance(worker_class, str) or worker_class.startswith("egg:"):
+        return None
+    return worker_class.rpartition(".")[0] or worker_class
 
 
 _GUNICORN_SHORT_NAMES = frozenset({"sync", "eventlet", "gevent", "tornado", "gthread"})
