@@ -1,16 +1,39 @@
-"""When replacing dead workers stops helping: one rule shared by every backend's supervisor.
+"""The rules every backend's master applies to its workers: one home, used by every plugin.
 
-A worker killed now and then (the OOM killer, an operator's ``kill -9``) should simply be
-replaced. Workers that keep dying mean the app is broken, and replacing them forever hides that
-behind a service that answers intermittently, so the launcher gives up with a non-zero status
-and the container runtime can report it and restart or alert.
+A backend's master (Gunicorn's arbiter, the Hypercorn supervisor, Granian's server) owns its
+processes; what it decides about them comes from here, so a user who switches backend sees the
+same behaviour and the same log lines:
+
+* **Crash loop.** A worker killed now and then (the OOM killer, an operator's ``kill -9``) is
+  simply replaced. Workers that keep dying mean the app is broken; replacing them forever hides
+  that behind a service that answers intermittently, so the master gives up with exit 3 and the
+  container runtime can report it.
+* **Which exits count.** A worker that exits 0 on its own has retired (``MAX_REQUESTS``); one
+  the master stopped itself (``TIMEOUT``) is not the app's fault. Neither counts as a crash.
+* **TIMEOUT.** Each worker's event loop refreshes a heartbeat file (``launcher.pipeline`` does
+  it, in every worker); a worker whose loop has not turned for ``TIMEOUT`` seconds (an async
+  handler calling ``time.sleep``) is killed and replaced, with one line naming it.
+
+The plugin surface is ``Supervision`` (one per master) and ``master_log``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from launcher.config import Config
 
 #: The exit status when workers keep dying or cannot boot (Gunicorn's "worker failed to boot").
 EXIT_WORKERS_FAILING = 3
@@ -43,3 +66,174 @@ class CrashLoop:
 
     def describe(self) -> str:
         return f"{len(self._deaths)} workers died within {self.window:.0f}s"
+
+
+def heartbeat_interval(timeout: float) -> float:
+    """How often a worker's loop refreshes its heartbeat: often enough to be well inside TIMEOUT."""
+    return max(0.05, min(1.0, timeout / 4))
+
+
+def _shared_memory_dir() -> str:
+    """tmpfs when there is one (no disk writes), else the temporary directory."""
+    shm = "/dev/shm"
+    if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK):
+        return shm
+    return tempfile.gettempdir()
+
+
+class Watchdog:
+    """The master's side of TIMEOUT: one heartbeat file per worker pid in a private directory.
+
+    A worker whose file has not been touched for ``timeout`` seconds (counted from its spawn
+    until its first beat, as Gunicorn counts boot time) is overdue.
+    """
+
+    def __init__(self, timeout: float, directory: str | None = None) -> None:
+        self.timeout = timeout
+        self.directory = directory or tempfile.mkdtemp(prefix="asgi-launcher-", dir=_shared_memory_dir())
+        self._born: dict[int, float] = {}
+
+    def born(self, pid: int, now: float | None = None) -> None:
+        self._born[pid] = time.time() if now is None else now
+
+    def forget(self, pid: int) -> None:
+        self._born.pop(pid, None)
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(self.directory, str(pid)))
+
+    def last_beat(self, pid: int) -> float:
+        try:
+            return os.stat(os.path.join(self.directory, str(pid))).st_mtime
+        except OSError:
+            return self._born.get(pid, time.time())
+
+    def overdue(self, pids: Iterable[int], now: float | None = None) -> list[int]:
+        now = time.time() if now is None else now
+        return [pid for pid in pids if now - self.last_beat(pid) > self.timeout]
+
+    def close(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def describe_exit(code: int | None) -> str:
+    """``exit status 1`` or ``killed by SIGKILL``, from a ``waitstatus_to_exitcode``-style code."""
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
+def exit_code(wait_status: int) -> int:
+    """``os.waitpid``'s status as an exit code (negative: killed by that signal)."""
+    return os.waitstatus_to_exitcode(wait_status)
+
+
+class Supervision:
+    """One master's worker policy: what each exit means, when to give up, who is overdue.
+
+    The master reports what happens (``spawned``, ``exited``) and asks what to do
+    (``exited`` returns True when it must give up with ``EXIT_WORKERS_FAILING``;
+    ``stop_overdue`` kills the workers TIMEOUT caught). Every line it logs goes to ``log``.
+    """
+
+    def __init__(self, config: Config, log: logging.Logger) -> None:
+        self.log = log
+        self.timeout = config.timeout
+        self.max_requests = config.max_requests
+        self.crash_loop = CrashLoop(workers=config.workers)
+        self.watchdog = Watchdog(config.timeout) if config.timeout > 0 else None
+        self.check_every = heartbeat_interval(config.timeout) if config.timeout > 0 else None
+        self._stopped: dict[int, str] = {}  # pid -> why the master itself stopped it
+        self._last_check = 0.0
+        self._master = os.getpid()  # a forked worker inherits this object: only the master cleans up
+
+    @property
+    def heartbeat_dir(self) -> str | None:
+        """What each worker's pipeline needs to beat (``launcher.pipeline.build``)."""
+        return self.watchdog.directory if self.watchdog else None
+
+    def spawned(self, pid: int) -> None:
+        if self.watchdog:
+            self.watchdog.born(pid)
+
+    def stop_overdue(self, pids: Iterable[int], kill: Callable[[int, int], None] = os.kill) -> list[int]:
+        """Kill (SIGKILL) every worker whose event loop has not turned for TIMEOUT; return them.
+
+        Cheap to call on every turn of a master's loop: it looks at the files at most once per
+        heartbeat interval.
+        """
+        if self.watchdog is None or self.check_every is None:
+            return []
+        now = time.monotonic()
+        if now - self._last_check < self.check_every:
+            return []
+        self._last_check = now
+        killed = []
+        for pid in self.watchdog.overdue(p for p in pids if p not in self._stopped):
+            self.log.error(
+                "worker %d timed out: its event loop did not turn for %ss (TIMEOUT=%s); "
+                "killed, starting a replacement",
+                pid,
+                self.timeout,
+                self.timeout,
+            )
+            self._stopped[pid] = "timeout"
+            with contextlib.suppress(ProcessLookupError):
+                kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        return killed
+
+    def stopped_by_master(self, pid: int) -> bool:
+        """Whether the master itself stopped ``pid`` (so its death is not the app's fault)."""
+        return pid in self._stopped
+
+    def exited(self, pid: int, code: int | None, *, stopping: bool = False) -> bool:
+        """A booted worker is gone (``code`` as ``exit_code`` gives it). True: give up now.
+
+        During the master's own shutdown nothing counts and nothing is logged here.
+        """
+        if self.watchdog:
+            self.watchdog.forget(pid)
+        why = self._stopped.pop(pid, None)
+        if stopping or why is not None:
+            return False
+        if code == 0:
+            if self.max_requests:
+                self.log.info(
+                    "worker %d retired after MAX_REQUESTS=%d; starting a new one", pid, self.max_requests
+                )
+            else:
+                self.log.info("worker %d exited (exit status 0); starting a new one", pid)
+            return False
+        self.log.warning("worker %d died (%s); starting a replacement", pid, describe_exit(code))
+        if self.crash_loop.record_death():
+            self.log.error(
+                "workers keep dying (%s): the app is failing; giving up (exit %d)",
+                self.crash_loop.describe(),
+                EXIT_WORKERS_FAILING,
+            )
+            return True
+        return False
+
+    def close(self) -> None:
+        if self.watchdog and os.getpid() == self._master:
+            self.watchdog.close()
+
+
+def master_log(config: Config, name: str = "asgi_launcher") -> logging.Logger:
+    """The launcher's own lines in a master: ``asgi-launcher: ...`` where ERROR_LOG says, at LOG_LEVEL."""
+    logger = logging.getLogger(name)
+    handler: logging.Handler
+    if config.error_log is None:
+        handler = logging.NullHandler()
+    elif config.error_log == "-":
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        handler = logging.FileHandler(config.error_log)
+    handler.setFormatter(logging.Formatter("asgi-launcher: %(message)s"))
+    logger.handlers = [handler]
+    logger.propagate = False
+    logger.setLevel(config.log_level.upper())
+    return logger

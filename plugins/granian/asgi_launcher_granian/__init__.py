@@ -19,9 +19,6 @@ LOOPS = ("auto", "asyncio", "uvloop", "rloop")
 
 class GranianBackend(Backend):
     default_worker_class: ClassVar[str] = "auto"
-    # Granian has no silent-worker watchdog (TIMEOUT) and no per-request recycling (MAX_REQUESTS:
-    # its closest option, workers_lifetime, counts seconds, at least 60).
-    unsupported: ClassVar[frozenset[str]] = frozenset({"timeout", "max_requests", "max_requests_jitter"})
 
     def validate(self, config: Config) -> None:
         if len(config.bind) != 1:

@@ -8,7 +8,7 @@ that dies is replaced; ``launcher.supervision.CrashLoop`` decides when deaths me
 
 from __future__ import annotations
 
-import logging
+import dataclasses
 import os
 import signal
 import sys
@@ -18,21 +18,21 @@ from typing import Any
 from granian.constants import HTTPModes, Interfaces, Loops
 from granian.http import HTTP1Settings
 from granian.log import LogLevels
-from granian.server.mp import MPServer
+from granian.server.mp import MPServer, WorkerProcess
 
 from asgi_launcher_granian.app import load_app
 from launcher import Config
 from launcher.addresses import parse
-from launcher.supervision import EXIT_WORKERS_FAILING, CrashLoop
-
-log = logging.getLogger("_granian")
+from launcher.supervision import EXIT_WORKERS_FAILING, Supervision, master_log
 
 
 def _log_config(config: Config) -> dict[str, Any]:
     """Route Granian's two loggers where ERROR_LOG and ACCESS_LOG say."""
 
     def handler(target: str | None, stream: str, formatter: str) -> dict[str, Any]:
-        if target in (None, "-"):
+        if target is None:  # empty ERROR_LOG or ACCESS_LOG: off
+            return {"class": "logging.NullHandler"}
+        if target == "-":
             return {"formatter": formatter, "class": "logging.StreamHandler", "stream": stream}
         return {"formatter": formatter, "class": "logging.FileHandler", "filename": target}
 
@@ -44,33 +44,59 @@ def _log_config(config: Config) -> dict[str, Any]:
     }
 
 
+class _Worker(WorkerProcess):  # type: ignore[misc]
+    """Granian's worker handle, minus its "Unexpected exit" line: the launcher's supervision
+    says what each exit was (retired, timed out, died)."""
+
+    def _watcher(self) -> None:
+        self.inner.join()
+        if not self.interrupt_by_parent:
+            self.parent.interrupt_children.append(self.idx)
+            self.parent.main_loop_interrupt.set()
+
+
 class LauncherGranian(MPServer):  # type: ignore[misc]
     exit_status = 0
     draining = False
+    supervision: Supervision
+
+    def _spawn_worker(self, idx: Any, target: Any, callback_loader: Any, *args: Any) -> Any:
+        worker = super()._spawn_worker(idx, target, callback_loader, *args)
+        worker.__class__ = _Worker  # before start(), which starts the watcher thread
+        return worker
+
+    def _note_spawned(self) -> None:
+        for worker in self.wrks:
+            if worker.inner.pid is not None:
+                self.supervision.spawned(worker.inner.pid)
 
     def _serve_loop(self, spawn_target: Any, target_loader: Any) -> None:
-        crash_loop = CrashLoop(workers=self.workers)
+        supervision = self.supervision
         while True:
-            self.main_loop_interrupt.wait()
+            self.main_loop_interrupt.wait(supervision.check_every)
             # Clear before reading the state: a worker that dies from here on sets the event
             # again. (Clearing after handling, as Granian's own loop does, can swallow a death
             # that happens meanwhile, and the master then waits for ever.)
             self.main_loop_interrupt.clear()
             if self.interrupt_signal:
                 break
+            supervision.stop_overdue([w.inner.pid for w in self.wrks if w.inner.pid is not None])
             dead = self.interrupt_children[:]
             del self.interrupt_children[: len(dead)]  # a watcher thread may append meanwhile
             if dead:
-                if any(crash_loop.record_death() for _ in dead):
-                    log.error("workers keep dying (%s): the app is failing; giving up", crash_loop.describe())
+                exits = [(self.wrks[idx].inner.pid, self.wrks[idx].inner.exitcode) for idx in dead]
+                if any([supervision.exited(pid, code) for pid, code in exits]):
                     self.exit_status = EXIT_WORKERS_FAILING
                     break
                 self._respawn_workers(dead, spawn_target, target_loader)
+                self._note_spawned()
             if self.reload_signal:
                 self._reload(spawn_target, target_loader)
+                self._note_spawned()
 
     def _serve(self, spawn_target: Any, target_loader: Any) -> None:
         self.startup(spawn_target, target_loader)
+        self._note_spawned()
         signal.signal(signal.SIGQUIT, self._stop_now)
         self._serve_loop(spawn_target, target_loader)
         self.draining = True
@@ -129,17 +155,20 @@ def serve(config: Config) -> int:
         working_dir=None,
         **kwargs,
     )
+    server.supervision = Supervision(config, master_log(config))
+    # The pipeline needs no server settings; keeping them out keeps the loader picklable.
     loader = partial(
         load_app,
-        app_dir=config.app_dir,
-        source=config.sources.get("app", ""),
-        trusted=config.forwarded_allow_ips,
+        config=dataclasses.replace(config, server_settings={}),
+        heartbeat_dir=server.supervision.heartbeat_dir,
     )
     try:
         server.serve(target_loader=loader)
     except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
+    finally:
+        server.supervision.close()
     return 0
 
 

@@ -22,12 +22,13 @@ def launcher(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return run_launcher({"APP_DIR": str(DEMO), "SERVER_BACKEND": "granian", **env}, args)
 
 
-def test_config_marks_what_granian_cannot_do() -> None:
-    data = json.loads(launcher("config", "--json").stdout)
+def test_granian_honours_every_variable_of_the_contract() -> None:
+    # TIMEOUT, MAX_REQUESTS and MAX_REQUESTS_JITTER come from the shared pipeline and supervision.
+    data = json.loads(launcher("config", "--json", TIMEOUT="5", MAX_REQUESTS="100").stdout)
     assert data["backend"] == "granian" and data["worker_class"] == "auto"
-    assert set(data["unsupported"]) == {"timeout", "max_requests", "max_requests_jitter"}
-    text = launcher("config").stdout
-    assert "[not used by granian]" in text
+    assert data["unsupported"] == []
+    assert (data["timeout"], data["max_requests"]) == (5, 100)
+    assert "[not used by granian]" not in launcher("config").stdout
 
 
 @pytest.mark.parametrize(

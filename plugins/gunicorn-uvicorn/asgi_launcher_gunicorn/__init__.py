@@ -6,9 +6,6 @@ documented ``BaseApplication``, so the container's signals reach the Gunicorn ma
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-import importlib.util
 import os
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -37,29 +34,21 @@ class GunicornBackend(Backend):
         return load_file_settings(config.config_file, cmd_args)
 
     def validate(self, config: Config) -> None:
-        worker_class = config.worker_class
-        module = _worker_module(worker_class)
-        if module is not None:
-            try:
-                found = importlib.util.find_spec(module) is not None
-            except (ImportError, ValueError):
-                found = False
-            if not found and worker_class not in _GUNICORN_SHORT_NAMES:
-                raise ConfigError.bad_value(
-                    "WORKER_CLASS",
-                    worker_class,
-                    "an importable Gunicorn worker class such as uvicorn_worker.UvicornWorker",
-                )
+        worker_class: object = config.worker_class
+        if isinstance(worker_class, str):
+            worker_class = _load_worker_class(worker_class, config.app_dir)
+        if not (isinstance(worker_class, type) and _is_uvicorn_worker(worker_class)):
+            raise ConfigError.bad_value(
+                "WORKER_CLASS",
+                config.worker_class,
+                "an ASGI worker class: uvicorn_worker.UvicornWorker, uvicorn_worker.UvicornH11Worker "
+                "or a subclass of them (Gunicorn's own classes such as sync serve WSGI only)",
+            )
 
     def preload(self, config: Config) -> None:
-        # Gunicorn's master imports the worker class anyway (before forking workers), so doing
-        # it now, while the app check runs, moves the cost off the start-up path.
+        # Gunicorn's arbiter and our worker load while the app check runs (validate has already
+        # imported the worker class).
         import asgi_launcher_gunicorn.application  # noqa: F401
-
-        module = _worker_module(config.worker_class)
-        if module is not None and module != config.worker_class:  # a dotted path, not a short name
-            with contextlib.suppress(Exception):  # a broken worker module is reported by run()
-                importlib.import_module(module)
 
     def run(self, config: Config) -> int:
         from asgi_launcher_gunicorn.application import LauncherApplication
@@ -72,15 +61,32 @@ class GunicornBackend(Backend):
         return 0
 
 
-def _worker_module(worker_class: object) -> str | None:
-    """The module a WORKER_CLASS names (``pkg.mod.Class`` -> ``pkg.mod``; a short name such as
-    ``sync`` is its own); None for ``egg:`` URIs and for classes a config file set directly."""
-    if not isinstance(worker_class, str) or worker_class.startswith("egg:"):
-        return None
-    return worker_class.rpartition(".")[0] or worker_class
+def _load_worker_class(name: str, app_dir: str) -> object:
+    """The class ``name`` designates, as Gunicorn resolves it, with APP_DIR on the path (as for the app)."""
+    import sys
+
+    from gunicorn.util import load_class
+
+    added = app_dir not in sys.path
+    if added:
+        sys.path.insert(0, app_dir)
+    try:
+        return load_class(name)
+    except (RuntimeError, ImportError, AttributeError, ValueError) as exc:
+        # Gunicorn's message ends with the import's traceback: its last line says what failed.
+        reason = str(exc).strip().splitlines()[-1].strip("[]") if str(exc).strip() else type(exc).__name__
+        raise ConfigError.bad_value(
+            "WORKER_CLASS", name, f"an importable Gunicorn worker class ({reason})"
+        ) from None
+    finally:
+        if added:
+            sys.path.remove(app_dir)
 
 
-_GUNICORN_SHORT_NAMES = frozenset({"sync", "eventlet", "gevent", "tornado", "gthread"})
+def _is_uvicorn_worker(cls: type) -> bool:
+    from asgi_launcher_gunicorn.worker import is_uvicorn_worker
+
+    return is_uvicorn_worker(cls)
 
 
 def gunicorn_settings(config: Config) -> dict[str, Any]:
@@ -94,7 +100,7 @@ def gunicorn_settings(config: Config) -> dict[str, Any]:
         "graceful_timeout": config.graceful_timeout,
         "keepalive": config.keep_alive,
         "accesslog": config.access_log,
-        "errorlog": config.error_log,
+        "errorlog": config.error_log or "/dev/null",  # empty ERROR_LOG: off
         "forwarded_allow_ips": config.forwarded_allow_ips,
         "max_requests": config.max_requests,
         "max_requests_jitter": config.max_requests_jitter,

@@ -12,9 +12,10 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.errors import HaltServer
 
+from asgi_launcher_gunicorn.worker import launcher_worker_class
 from launcher import Config
 from launcher.importer import import_app
-from launcher.supervision import EXIT_WORKERS_FAILING, CrashLoop
+from launcher.supervision import EXIT_WORKERS_FAILING, Supervision, exit_code, master_log
 
 
 class LauncherArbiter(Arbiter):  # type: ignore[misc]
@@ -25,16 +26,33 @@ class LauncherArbiter(Arbiter):  # type: ignore[misc]
     that drain, stops at once. (Gunicorn's own SIGINT/SIGQUIT "quick shutdown" asks Uvicorn
     workers to finish too, then waits out the whole graceful timeout.)
 
-    Gunicorn halts when a worker cannot boot but replaces workers that die after booting
-    forever. We watch the real exit status of each reaped worker: a clean exit (MAX_REQUESTS)
-    or a worker stopped during shutdown is not a death; anything else counts toward the shared
-    ``CrashLoop`` rule, and a crash loop halts the server with a non-zero status.
+    What happens to workers is decided by the launcher's shared ``Supervision``, as under
+    every backend: each reaped worker's real exit status says whether it retired
+    (MAX_REQUESTS), was stopped by the master, or died, and deaths count toward the shared
+    crash-loop rule, which halts the server with exit 3. TIMEOUT uses the pipeline's heartbeat
+    rather than Gunicorn's own, so the rule and its log line are the same everywhere.
     """
 
     def __init__(self, app: Any) -> None:
         super().__init__(app)
-        self.crash_loop = CrashLoop(workers=app.config.workers)
+        self.supervision: Supervision = app.supervision
         self.stopping = False
+
+    def setup(self, app: Any) -> None:
+        super().setup(app)
+        self.worker_class: type = launcher_worker_class(self.cfg.worker_class)
+
+    def spawn_worker(self) -> int:
+        pid: int = super().spawn_worker()  # only the master returns from it
+        self.supervision.spawned(pid)
+        return pid
+
+    def murder_workers(self) -> None:
+        for pid in self.supervision.stop_overdue(list(self.WORKERS)):
+            # Ours to reap: Gunicorn would log the SIGKILL as "perhaps out of memory?".
+            worker = self.WORKERS.pop(pid, None)
+            if worker is not None:
+                worker.tmp.close()
 
     def stop(self, graceful: bool = True) -> None:
         self.stopping = True
@@ -59,8 +77,8 @@ class LauncherArbiter(Arbiter):  # type: ignore[misc]
 
         def watching_waitpid(pid: int, options: int) -> tuple[int, int]:
             wpid, status = real_waitpid(pid, options)
-            if wpid and wpid in self.WORKERS:
-                self._note_exit(status)
+            if wpid and (wpid in self.WORKERS or self.supervision.stopped_by_master(wpid)):
+                self._note_exit(wpid, status)
             return wpid, status
 
         os.waitpid = watching_waitpid  # the master is single-threaded; restored below
@@ -74,20 +92,15 @@ class LauncherArbiter(Arbiter):  # type: ignore[misc]
         finally:
             os.waitpid = real_waitpid
 
-    def _note_exit(self, status: int) -> None:
-        clean = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-        if self.stopping or clean:
-            return
-        if self.crash_loop.record_death():
-            raise HaltServer(
-                f"workers keep dying ({self.crash_loop.describe()}): the app is failing; giving up",
-                EXIT_WORKERS_FAILING,
-            )
+    def _note_exit(self, pid: int, status: int) -> None:
+        if self.supervision.exited(pid, exit_code(status), stopping=self.stopping):
+            raise HaltServer("workers keep dying: the app is failing; giving up", EXIT_WORKERS_FAILING)
 
 
 class LauncherApplication(BaseApplication):  # type: ignore[misc]
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.supervision = Supervision(config, master_log(config))
         super().__init__()
 
     def load_config(self) -> None:
@@ -107,3 +120,5 @@ class LauncherApplication(BaseApplication):  # type: ignore[misc]
             print(f"\nError: {exc}\n", file=sys.stderr)
             sys.stderr.flush()
             sys.exit(1)
+        finally:
+            self.supervision.close()

@@ -37,8 +37,6 @@ class HypercornBackend(Backend):
     config_file_env: ClassVar[str | None] = "HYPERCORN_CONF"
     config_file_name: ClassVar[str | None] = "hypercorn.toml"
     default_worker_class: ClassVar[str] = fastest_worker_class()
-    # TIMEOUT is Gunicorn's "worker silent for N seconds" watchdog; Hypercorn has none.
-    unsupported: ClassVar[frozenset[str]] = frozenset({"timeout"})
     extra_env: ClassVar[Mapping[str, str]] = {
         "HYPERCORN_CONF": "Hypercorn config: a TOML file, file:path.py or python:module (as hypercorn "
         "--config takes); default: the first of $APP_DIR/hypercorn.toml, $APP_DIR/app/hypercorn.toml, "
@@ -77,12 +75,15 @@ class HypercornBackend(Backend):
         import asgi_launcher_hypercorn.supervisor  # noqa: F401
 
     def run(self, config: Config) -> int:
+        import dataclasses
+
         from asgi_launcher_hypercorn.settings import build, create_sockets
-        from asgi_launcher_hypercorn.supervisor import Supervisor, close_sockets, supervisor_logger
+        from asgi_launcher_hypercorn.supervisor import Supervisor, close_sockets
         from asgi_launcher_hypercorn.worker import WorkerSpec
+        from launcher.supervision import Supervision, master_log
 
         hc = build(config)
-        log = supervisor_logger(config.error_log, config.log_level)
+        log = master_log(config)
         try:
             sockets = create_sockets(hc)
         except OSError as exc:
@@ -91,15 +92,16 @@ class HypercornBackend(Backend):
         if hc.pid_path:
             with open(hc.pid_path, "w") as file:
                 file.write(str(os.getpid()))
+        supervision = Supervision(config, log)
         spec = WorkerSpec(
-            app=config.app,
-            app_dir=config.app_dir,
-            app_source=config.sources.get("app", ""),
-            forwarded_allow_ips=config.forwarded_allow_ips,
+            # What the worker pipeline needs (the server's own settings travel in hc).
+            config=dataclasses.replace(config, server_settings={}),
+            heartbeat_dir=supervision.heartbeat_dir,
             supervisor_pid=os.getpid(),
         )
-        supervisor = Supervisor(hc, spec, config.workers, float(config.graceful_timeout), log)
+        supervisor = Supervisor(hc, spec, config.workers, float(config.graceful_timeout), log, supervision)
         try:
             return supervisor.run(sockets)
         finally:
+            supervision.close()
             close_sockets(sockets, list(config.bind))

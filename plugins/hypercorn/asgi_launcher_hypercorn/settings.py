@@ -23,7 +23,7 @@ from typing import Any
 from hypercorn.config import Config as HypercornConfig
 
 from launcher import Config, ConfigError
-from launcher.settings import LOG_LEVELS, parse_bind_address
+from launcher.settings import BY_ENV, LOG_LEVELS, parse_bind_address
 
 #: Hypercorn setting -> launcher Config field, for what the env contract also covers.
 CONTRACT = {
@@ -37,6 +37,7 @@ CONTRACT = {
     "graceful_timeout": "graceful_timeout",
     "max_requests": "max_requests",
     "max_requests_jitter": "max_requests_jitter",
+    "root_path": "root_path",
 }
 
 #: Settings the launcher decides itself; a file setting them would fight the supervisor.
@@ -109,6 +110,11 @@ def _contract_value(origin: str, key: str, value: Any) -> Any:
         if not _is_number(value) or value < 0:
             raise _bad(origin, key, value, "a number of seconds, 0 or more")
         return value
+    if key == "root_path":
+        try:
+            return BY_ENV["ROOT_PATH"].parse(value) if isinstance(value, str) else None
+        except ConfigError:
+            raise _bad(origin, key, value, "a URL path starting with /, such as /api") from None
     # max_requests, max_requests_jitter: the contract's 0 means off, as Hypercorn's None does.
     if value is None and key == "max_requests":
         return 0
@@ -253,14 +259,15 @@ def build(config: Config) -> HypercornConfig:
     hc.errorlog = config.error_log
     hc.keep_alive_timeout = float(config.keep_alive)
     hc.graceful_timeout = float(config.graceful_timeout)
-    # Hypercorn stops a worker once it has served *more* than max_requests; the contract (like
-    # Gunicorn) means "after it has served this many".
-    hc.max_requests = config.max_requests - 1 if config.max_requests > 0 else None
-    hc.max_requests_jitter = config.max_requests_jitter
     hc.application_path = config.app
     for key, value in config.server_settings.items():
         if key in SETTINGS:
             setattr(hc, key, value)
+    # The worker pipeline does these for every backend (MAX_REQUESTS, ROOT_PATH): Hypercorn's own
+    # would do them twice, and by other rules (its max_requests counts one more).
+    hc.max_requests = None
+    hc.max_requests_jitter = 0
+    hc.root_path = ""
     return hc
 
 

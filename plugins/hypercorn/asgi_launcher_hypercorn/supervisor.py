@@ -22,7 +22,6 @@ import logging
 import multiprocessing
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
 
 from asgi_launcher_hypercorn.worker import BOOTED, WorkerSpec, run_worker
-from launcher.supervision import EXIT_WORKERS_FAILING, CrashLoop
+from launcher.supervision import EXIT_WORKERS_FAILING, Supervision, describe_exit
 
 #: Exit status when workers cannot boot or keep dying (the same as Gunicorn's WORKER_BOOT_ERROR).
 EXIT_BOOT_FAILURE = EXIT_WORKERS_FAILING
@@ -63,6 +62,7 @@ class Supervisor:
     workers: int
     graceful_timeout: float
     log: logging.Logger
+    supervision: Supervision
     boot_limit: int = 0  # consecutive failed boots before giving up; 0 = max(3, workers)
     _ctx: Any = field(default_factory=lambda: multiprocessing.get_context("spawn"))
     _running: dict[int, Worker] = field(default_factory=dict)
@@ -106,12 +106,13 @@ class Supervisor:
         )
         process.start()
         writer.close()  # the worker holds the only writer: its death is EOF on the reader
+        assert process.pid is not None
+        self.supervision.spawned(process.pid)
         self._running[process.sentinel] = Worker(process, reader, time.monotonic())
 
     def _supervise(self, sockets: Sockets, wake_r: int) -> int:
         limit = self.boot_limit or max(3, self.workers)
         failed_boots = 0
-        crash_loop = CrashLoop(workers=self.workers)
         respawn_at: list[float] = []
         deadline: float | None = None  # set once shutdown starts
         for _ in range(self.workers):
@@ -149,7 +150,12 @@ class Supervisor:
                 respawn_at.pop(0)
                 self._spawn(sockets)
 
-            waits = [t for t in (deadline, respawn_at[0] if respawn_at else None) if t is not None]
+            if deadline is None:
+                self.supervision.stop_overdue(
+                    [w.process.pid for w in self._running.values() if w.process.pid]
+                )
+            check = now + self.supervision.check_every if self.supervision.check_every else None
+            waits = [t for t in (deadline, respawn_at[0] if respawn_at else None, check) if t is not None]
             timeout = max(0.0, min(waits) - now) if waits else None
             watched: list[Any] = [wake_r, *self._running.keys()]
             watched += [w.ready for w in self._running.values() if not (w.booted or w.ready.closed)]
@@ -169,30 +175,17 @@ class Supervisor:
                     continue
                 code = worker.process.exitcode
                 if worker.booted:
-                    if code == 0:
-                        self.log.info(
-                            "worker %d exited (MAX_REQUESTS reached); starting a new one", worker.process.pid
-                        )
-                    else:
-                        self.log.warning(
-                            "worker %d died (%s); starting a replacement", worker.process.pid, self._why(code)
-                        )
-                        if crash_loop.record_death():
-                            self.log.error(
-                                "workers keep dying (%s): the app is failing; giving up (exit %d)",
-                                crash_loop.describe(),
-                                EXIT_WORKERS_FAILING,
-                            )
-                            self._shutdown.set()
-                            self._stop_quickly()
-                            return EXIT_WORKERS_FAILING
+                    if self.supervision.exited(worker.process.pid or 0, code):
+                        self._shutdown.set()
+                        self._stop_quickly()
+                        return EXIT_WORKERS_FAILING
                     self._spawn(sockets)
                     continue
                 failed_boots += 1
                 self.log.error(
                     "worker %d failed to boot (%s after %.1fs); %d of %d failed boots in a row",
                     worker.process.pid,
-                    self._why(code),
+                    describe_exit(code),
                     time.monotonic() - worker.started,
                     failed_boots,
                     limit,
@@ -236,30 +229,8 @@ class Supervisor:
         self._kill_all()
 
     @staticmethod
-    def _why(code: int | None) -> str:
-        if code is not None and code < 0:
-            try:
-                return f"killed by {signal.Signals(-code).name}"
-            except ValueError:
-                return f"killed by signal {-code}"
-        return f"exit status {code}"
-
-    @staticmethod
     def _fmt(seconds: float) -> str:
         return f"{seconds:g}"
-
-
-def supervisor_logger(error_log: str | None, level: str) -> logging.Logger:
-    """The supervisor's own lines go where ERROR_LOG says, prefixed like the launcher's."""
-    logger = logging.getLogger("asgi_launcher.hypercorn")
-    handler: logging.Handler = (
-        logging.StreamHandler(sys.stderr) if error_log in (None, "-") else logging.FileHandler(str(error_log))
-    )
-    handler.setFormatter(logging.Formatter("asgi-launcher: %(message)s"))
-    logger.handlers = [handler]
-    logger.propagate = False
-    logger.setLevel(level.upper())
-    return logger
 
 
 def close_sockets(sockets: Sockets, binds: list[str], unlink: Callable[[str], None] = os.unlink) -> None:

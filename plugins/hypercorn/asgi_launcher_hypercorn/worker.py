@@ -1,11 +1,13 @@
 """One Hypercorn worker process: import the app, tell the supervisor it booted, serve until told.
 
 This is Hypercorn's own worker (``hypercorn.asyncio.run.asyncio_worker`` and friends) with
-three differences the supervisor needs: the app is found by the launcher's importer (the same
-messages as the preflight) and wrapped in the proxy-headers middleware; the worker reports
+these differences: it serves the launcher's worker pipeline (``launcher.pipeline.build``: the
+app found by the launcher's importer, with the layers every backend shares); the worker reports
 "booted" over a pipe once the app's lifespan startup is done, so the supervisor can tell a
 crash-looping boot from a worker that died after serving; and it stops when the supervisor
-sets the shared event *or* the supervisor itself disappears (no orphaned workers).
+sets the shared event, when the pipeline retires it (MAX_REQUESTS), or when the supervisor
+itself disappears (no orphaned workers). When it begins to stop it tells the pipeline, which
+closes open WebSockets with 1012 (Hypercorn itself would wait for them for GRACEFUL_TIMEOUT).
 """
 
 from __future__ import annotations
@@ -28,10 +30,9 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
 from hypercorn.utils import LifespanFailureError, wrap_app
 
-from launcher import ConfigError
+from launcher import Config, ConfigError
 from launcher.errors import EXIT_CONFIG
-from launcher.importer import import_app
-from launcher.proxy_headers import ProxyHeadersMiddleware
+from launcher.pipeline import ServerTraits, WorkerApp, build
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -47,11 +48,30 @@ BOOTED = b"booted"
 class WorkerSpec:
     """What a spawned worker needs besides Hypercorn's config (all of it picklable)."""
 
-    app: str
-    app_dir: str
-    app_source: str
-    forwarded_allow_ips: str
+    config: Config
+    heartbeat_dir: str | None
     supervisor_pid: int
+
+
+@dataclass
+class Stop:
+    """Why this worker should stop, besides the supervisor's shared event."""
+
+    retiring: bool = False
+    worker_app: WorkerApp | None = None
+    _wake: asyncio.Event | None = None
+
+    def retire(self) -> None:
+        self.retiring = True
+        if self._wake is not None:
+            self._wake.set()
+
+    async def nap(self, seconds: float) -> None:
+        """asyncio.sleep that ``retire`` cuts short, so a retiring worker stops accepting at once."""
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
 
 
 class BootSignal:
@@ -120,14 +140,17 @@ def _access_logger(target: str | None) -> logging.Logger | None:
 
 
 async def _until_stopped(
-    shutdown: Event, supervisor_pid: int, sleep: Callable[[float], Awaitable[Any]]
+    shutdown: Event, spec: WorkerSpec, stop: Stop, sleep: Callable[[float], Awaitable[Any]]
 ) -> None:
-    """Return when the supervisor asks for shutdown, or is gone (its pid is no longer our parent)."""
-    while not shutdown.is_set() and os.getppid() == supervisor_pid:
+    """Return when the supervisor asks for shutdown or is gone (its pid is no longer our parent),
+    or when the pipeline retires this worker; tell the pipeline that shutdown begins."""
+    while not (shutdown.is_set() or stop.retiring) and os.getppid() == spec.supervisor_pid:
         await sleep(0.1)
+    if stop.worker_app is not None:
+        stop.worker_app.shutting_down()
 
 
-def _load(spec: WorkerSpec, hc: HypercornConfig, ready: Connection) -> Any:
+def _load(spec: WorkerSpec, hc: HypercornConfig, ready: Connection, stop: Stop) -> Any:
     sent = False
 
     def notify() -> None:
@@ -138,9 +161,9 @@ def _load(spec: WorkerSpec, hc: HypercornConfig, ready: Connection) -> Any:
             with contextlib.suppress(OSError):
                 ready.send_bytes(BOOTED)
 
-    app = import_app(spec.app, spec.app_dir, source=spec.app_source)
-    app = ProxyHeadersMiddleware(app, spec.forwarded_allow_ips)
-    booting: Any = BootSignal(app, notify)  # Hypercorn's ASGIFramework type is a union of TypedDicts
+    traits = ServerTraits(asyncio=hc.worker_class != "trio")
+    stop.worker_app = build(spec.config, retire=stop.retire, heartbeat_dir=spec.heartbeat_dir, traits=traits)
+    booting: Any = BootSignal(stop.worker_app.app, notify)  # Hypercorn's ASGIFramework type is a union
     return wrap_app(booting, hc.wsgi_max_body_size, "asgi")
 
 
@@ -165,13 +188,15 @@ def _serve_asyncio(
         runner.run(worker_serve(app, hc, sockets=sockets, shutdown_trigger=trigger))
 
 
-def _serve_trio(app: Any, hc: HypercornConfig, sockets: Sockets, spec: WorkerSpec, shutdown: Event) -> None:
+def _serve_trio(
+    app: Any, hc: HypercornConfig, sockets: Sockets, spec: WorkerSpec, shutdown: Event, stop: Stop
+) -> None:
     import trio
     from hypercorn.trio.run import worker_serve
 
     for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
         sock.listen(hc.backlog)  # as hypercorn.trio.run.trio_worker does
-    trigger = partial(_until_stopped, shutdown, spec.supervisor_pid, trio.sleep)
+    trigger = partial(_until_stopped, shutdown, spec, stop, trio.sleep)
     trio.run(partial(worker_serve, app, hc, sockets=sockets, shutdown_trigger=trigger))
 
 
@@ -185,18 +210,17 @@ def run_worker(
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if not isinstance(hc.accesslog, logging.Logger):  # a Python config may hand us its own logger
         hc.accesslog = _access_logger(hc.accesslog)
+    stop = Stop()
     try:
-        app = _load(spec, hc, ready)
+        app = _load(spec, hc, ready, stop)
     except ConfigError as exc:
         print(f"asgi-launcher: error: {exc}", file=sys.stderr, flush=True)
         sys.exit(EXIT_CONFIG)
     try:
         if hc.worker_class == "trio":
-            _serve_trio(app, hc, sockets, spec, shutdown)
+            _serve_trio(app, hc, sockets, spec, shutdown, stop)
         else:
-            _serve_asyncio(
-                app, hc, sockets, partial(_until_stopped, shutdown, spec.supervisor_pid, asyncio.sleep)
-            )
+            _serve_asyncio(app, hc, sockets, partial(_until_stopped, shutdown, spec, stop, stop.nap))
     except LifespanFailureError as exc:
         # The app reported why (lifespan.startup.failed): one line says it, a traceback would not.
         print(f"asgi-launcher: worker {os.getpid()}: {exc}", file=sys.stderr, flush=True)

@@ -1,0 +1,308 @@
+"""The worker pipeline: the one ASGI 3 callable every worker of every backend serves.
+
+``build(config, ...)`` imports the user's app and wraps it in the launcher's layers, so that a
+setting means the same whichever server runs the worker. The order is written once, here,
+outermost first:
+
+1. **watchdog** (``TIMEOUT`` > 0): the worker's event loop refreshes its heartbeat file, so
+   the master (``launcher.supervision``) can kill a worker whose loop is stuck;
+2. **request limit** (``MAX_REQUESTS`` > 0): counts requests and, once the worker has served
+   its share, asks the server to retire the worker gracefully after that request;
+3. **proxy headers** (``FORWARDED_ALLOW_IPS``), unless the server applies them itself;
+4. **root path** (``ROOT_PATH``): the ASGI ``root_path``, included in ``path`` as Uvicorn does;
+5. **WebSocket drain**, for servers that leave WebSockets open when they stop: on shutdown each
+   open WebSocket is closed with 1012 (service restart) and the app's ``receive`` says so;
+6. **ASGI 2 adapter**, for apps in the legacy double-callable form.
+
+A layer whose setting is off is not in the chain at all, so it costs nothing per request; the
+layers that are on return the inner app's awaitable rather than adding a coroutine frame, except
+on the rare paths that need one (the request that retires a worker, WebSocket sessions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import random
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from launcher.importer import import_app
+from launcher.proxy_headers import ProxyHeadersMiddleware
+from launcher.supervision import heartbeat_interval
+
+if TYPE_CHECKING:
+    from launcher.config import Config
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: WebSocket close code for "service restart" (RFC 6455 registry), as Uvicorn sends on shutdown.
+SERVICE_RESTART = 1012
+
+
+@dataclass(frozen=True)
+class ServerTraits:
+    """What the server already does itself, so the pipeline leaves that layer out."""
+
+    #: It applies FORWARDED_ALLOW_IPS itself, with the launcher's parsed value.
+    proxy_headers: bool = False
+    #: It closes open WebSockets (with 1012) when it begins to stop.
+    closes_websockets: bool = False
+    #: Its event loop is asyncio's (the WebSocket drain uses asyncio primitives); False for trio.
+    asyncio: bool = True
+
+
+def asgi_version(app: Any) -> int:
+    """2 for the legacy double-callable form (``app(scope)`` returns ``instance(receive, send)``).
+
+    A class is ASGI 2 unless it is awaitable, as Uvicorn decides; an ``async def`` callable is
+    ASGI 3; otherwise the parameters decide: one positional parameter is ASGI 2. (Uvicorn's
+    guess would call any object whose ``__call__`` is not ``async def`` ASGI 2, which is wrong
+    for middleware that returns the inner app's awaitable.)
+    """
+    if inspect.isclass(app):
+        return 3 if hasattr(app, "__await__") else 2
+    call = app if inspect.isfunction(app) or inspect.ismethod(app) else getattr(app, "__call__", None)  # noqa: B004
+    if inspect.iscoroutinefunction(call):
+        return 3
+    try:
+        parameters = inspect.signature(app).parameters.values()
+    except (TypeError, ValueError):
+        return 3
+    kinds = [p.kind for p in parameters]
+    if inspect.Parameter.VAR_POSITIONAL in kinds:
+        return 3
+    positional = [
+        k for k in kinds if k in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    return 2 if len(positional) == 1 else 3
+
+
+class ASGI2:
+    """Serve a legacy ASGI 2 app: ``app(scope)`` builds the instance, which gets receive/send."""
+
+    def __init__(self, app: Callable[[Scope], Callable[[Receive, Send], Awaitable[None]]]) -> None:
+        self.app = app
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        return self.app(scope)(receive, send)
+
+
+class RootPath:
+    """``ROOT_PATH``: the app sees ``root_path`` and a ``path`` that includes it (Uvicorn's rule)."""
+
+    def __init__(self, app: ASGIApp, root_path: str) -> None:
+        self.app = app
+        self.root_path = root_path
+        self.raw = root_path.encode()
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        if scope["type"] != "lifespan":
+            scope["root_path"] = self.root_path
+            scope["path"] = self.root_path + scope["path"]
+            raw = scope.get("raw_path")
+            if raw is not None:
+                scope["raw_path"] = self.raw + raw
+        return self.app(scope, receive, send)
+
+
+class RequestLimit:
+    """``MAX_REQUESTS``: after ``limit`` requests the worker retires once the last one is done.
+
+    ``retire`` is the server's own graceful stop (finish what is in flight, then exit 0); the
+    master then starts a fresh worker and does not count the exit as a crash.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, retire: Callable[[], None]) -> None:
+        self.app = app
+        self.limit = limit
+        self.retire = retire
+        self.served = 0
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        if scope["type"] == "lifespan":
+            return self.app(scope, receive, send)
+        self.served += 1
+        if self.served == self.limit:
+            return self._last(scope, receive, send)
+        return self.app(scope, receive, send)
+
+    async def _last(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.retire()
+
+
+class Watchdog:
+    """The worker's side of ``TIMEOUT``: its event loop touches the heartbeat file while it turns.
+
+    Started from the first call the server makes (the lifespan startup, or the first request),
+    which runs on the worker's loop; the beat is a timer on that loop, so a handler that blocks
+    the loop stops it, and the master notices.
+    """
+
+    def __init__(self, app: ASGIApp, directory: str, timeout: float) -> None:
+        self.app = app
+        self.path = os.path.join(directory, str(os.getpid()))
+        self.interval = heartbeat_interval(timeout)
+        self.started = False
+        self._fd = -1
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        if not self.started:
+            self._start()
+        return self.app(scope, receive, send)
+
+    def _start(self) -> None:
+        self.started = True
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+        self._beat(asyncio.get_running_loop())
+
+    def _beat(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            os.utime(self._fd)
+        except OSError:
+            return  # the master removed the directory: it is stopping
+        loop.call_later(self.interval, self._beat, loop)
+
+
+@dataclass(eq=False)
+class _Session:
+    """One open WebSocket under ``WebSocketDrain``."""
+
+    send: Send
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    accepted: bool = False
+    closed: bool = False
+
+
+class WebSocketDrain:
+    """Close open WebSockets with 1012 when the server stops, for servers that would wait on them.
+
+    Without it such a server waits for every WebSocket to end by itself, which idle ones never
+    do: ``docker stop`` then ends in SIGKILL after the whole graceful timeout. ``shutting_down``
+    (called by the plugin on the worker's loop when shutdown begins) sends each open session's
+    client a close frame with 1012, and the app's pending ``receive`` returns
+    ``websocket.disconnect`` with that code, so the app's handler returns normally.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.sessions: set[_Session] = set()
+        self.stopping = False
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        if scope["type"] != "websocket":
+            return self.app(scope, receive, send)
+        return self._session(scope, receive, send)
+
+    async def _session(self, scope: Scope, receive: Receive, send: Send) -> None:
+        session = _Session(send)
+        if self.stopping:
+            session.stop.set()
+        self.sessions.add(session)
+
+        async def tracked_send(message: Message) -> None:
+            if message["type"] == "websocket.accept":
+                session.accepted = True
+            elif message["type"] == "websocket.close":
+                session.closed = True
+            await send(message)
+
+        async def drained_receive() -> Message:
+            if not session.stop.is_set():
+                incoming = asyncio.ensure_future(receive())
+                stopped = asyncio.ensure_future(session.stop.wait())
+                done, _ = await asyncio.wait({incoming, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                if incoming in done:
+                    stopped.cancel()
+                    return incoming.result()
+                incoming.cancel()
+            if session.accepted and not session.closed:
+                session.closed = True
+                await send({"type": "websocket.close", "code": SERVICE_RESTART, "reason": ""})
+            return {"type": "websocket.disconnect", "code": SERVICE_RESTART}
+
+        try:
+            await self.app(scope, drained_receive, tracked_send)
+        finally:
+            self.sessions.discard(session)
+
+    def shutting_down(self) -> None:
+        self.stopping = True
+        for session in self.sessions:
+            session.stop.set()
+
+    async def closed(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` seconds) until every session has ended."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.sessions and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+
+
+@dataclass
+class WorkerApp:
+    """What ``build`` returns: the callable to serve and the hooks the plugin calls."""
+
+    app: ASGIApp
+    #: The layers in the chain, outermost first (for ``describe`` and tests).
+    layers: tuple[str, ...]
+    drain: WebSocketDrain | None = None
+
+    def shutting_down(self) -> None:
+        """Call on the worker's event loop when the server begins to stop."""
+        if self.drain is not None:
+            self.drain.shutting_down()
+
+    async def drain_websockets(self, timeout: float = 1.0) -> None:
+        """``shutting_down``, then wait until the open WebSockets are closed (for servers that
+        drop connections without a close frame once they stop)."""
+        self.shutting_down()
+        if self.drain is not None:
+            await self.drain.closed(timeout)
+
+
+def build(
+    config: Config,
+    *,
+    retire: Callable[[], None],
+    heartbeat_dir: str | None = None,
+    traits: ServerTraits = ServerTraits(),
+    app: Any = None,
+) -> WorkerApp:
+    """Import the app (unless given) and wrap it in the layers ``config`` turns on.
+
+    ``retire`` stops this worker gracefully (the server's own way: finish in-flight requests,
+    exit 0); ``heartbeat_dir`` is ``Supervision.heartbeat_dir`` from the master.
+    """
+    if app is None:
+        app = import_app(config.app, config.app_dir, source=config.sources.get("app", ""))
+    layers: list[str] = []
+
+    def add(name: str, layer: Any) -> Any:
+        layers.append(name)
+        return layer
+
+    # Innermost first: the reverse of the order in this module's docstring.
+    if asgi_version(app) == 2:
+        app = add("asgi2", ASGI2(app))
+    drain: WebSocketDrain | None = None
+    if not traits.closes_websockets and traits.asyncio:
+        app = drain = add("websocket-drain", WebSocketDrain(app))
+    if config.root_path:
+        app = add("root-path", RootPath(app, config.root_path))
+    if not traits.proxy_headers:
+        app = add("proxy-headers", ProxyHeadersMiddleware(app, config.forwarded_allow_ips))
+    if config.max_requests > 0:
+        limit = config.max_requests + random.randint(0, config.max_requests_jitter)
+        app = add("request-limit", RequestLimit(app, limit, retire))
+    if heartbeat_dir is not None and config.timeout > 0:
+        app = add("watchdog", Watchdog(app, heartbeat_dir, config.timeout))
+    return WorkerApp(app, tuple(reversed(layers)), drain)

@@ -1,0 +1,86 @@
+"""Uvicorn's Gunicorn worker, serving the launcher's worker pipeline.
+
+Whatever Uvicorn worker class ``WORKER_CLASS`` names (``uvicorn_worker.UvicornWorker`` by
+default, or a subclass of it), the arbiter runs it with ``LauncherWorker`` mixed in, which:
+
+* serves ``launcher.pipeline.build``'s callable, declared ASGI 3 (the pipeline has already
+  adapted an ASGI 2 app; Uvicorn's guess from ``async def`` would get our layers wrong);
+* leaves to the pipeline what it does for every backend: ``FORWARDED_ALLOW_IPS`` (Uvicorn's
+  proxy headers off), ``ROOT_PATH``, ``MAX_REQUESTS`` (Uvicorn's own limit off);
+* retires gracefully when the pipeline asks (Uvicorn's own ``should_exit`` path: stop
+  accepting, finish in-flight requests, close idle connections, lifespan shutdown, exit 0).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from gunicorn.arbiter import Arbiter
+from uvicorn.server import Server
+
+from launcher.pipeline import ServerTraits, WorkerApp, build
+
+#: Uvicorn closes open WebSockets with 1012 when it stops; the pipeline need not.
+TRAITS = ServerTraits(closes_websockets=True)
+
+_UVICORN_WORKERS = {("uvicorn_worker._workers", "UvicornWorker"), ("uvicorn.workers", "UvicornWorker")}
+
+
+def is_uvicorn_worker(cls: type) -> bool:
+    """Whether ``cls`` is (a subclass of) Uvicorn's Gunicorn worker, the ASGI one."""
+    return any((c.__module__, c.__name__) in _UVICORN_WORKERS for c in cls.__mro__)
+
+
+class LauncherWorker:
+    """Mixed in before a Uvicorn worker class (see the module docstring)."""
+
+    config: Any  # uvicorn.Config, set by UvicornWorker.__init__
+    app: Any  # the LauncherApplication
+    wsgi: Any
+    sockets: Any
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.server: Server | None = None
+        self.worker_app: WorkerApp | None = None
+        self.config.interface = "asgi3"
+        self.config.proxy_headers = False
+        self.config.limit_max_requests = None
+        self.config.root_path = ""
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()  # type: ignore[misc]  # Gunicorn's import of the app (LauncherApplication.load)
+        launcher = self.app.config
+        self.worker_app = build(
+            launcher,
+            retire=self.retire,
+            heartbeat_dir=self.app.supervision.heartbeat_dir,
+            traits=TRAITS,
+            app=self.wsgi,
+        )
+        self.wsgi = self.worker_app.app
+
+    async def _serve(self) -> None:
+        # UvicornWorker._serve, keeping the Server so that retire() can stop it.
+        self.config.app = self.wsgi
+        self.server = Server(config=self.config)
+        self._install_sigquit_handler()  # type: ignore[attr-defined]
+        await self.server.serve(sockets=self.sockets)
+        if not self.server.started:
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)
+
+    def retire(self) -> None:
+        """Stop accepting now (Uvicorn would notice ``should_exit`` only at its next 0.1 s tick
+        and accept meanwhile), then let Uvicorn's graceful shutdown run."""
+        if self.server is not None:
+            for listener in self.server.servers:
+                listener.close()
+            self.server.should_exit = True
+
+
+def launcher_worker_class(cls: type) -> type:
+    """``cls`` with ``LauncherWorker`` mixed in (``cls`` itself if it already has it)."""
+    if issubclass(cls, LauncherWorker):
+        return cls
+    return type(f"Launcher{cls.__name__}", (LauncherWorker, cls), {"__module__": __name__})
