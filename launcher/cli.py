@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from launcher import __version__
 from launcher.config import Config
@@ -19,15 +21,17 @@ from launcher.errors import EXIT_CONFIG, ConfigError
 DESCRIPTION = "Serve an ASGI app with a tuned, multi-process server chosen by SERVER_BACKEND."
 
 
-def _format_config(config: Config) -> str:
+def _format_config(config: Config, missing_app: str | None = None) -> str:
     data = config.to_dict()
+    if missing_app is not None:
+        data["app"] = missing_app
     sources = data.pop("sources")
     extra = data.pop("server_settings")
     unsupported = set(data.pop("unsupported"))
     width = max(len(k) for k in data)
     lines = []
     for key, value in data.items():
-        shown = ", ".join(value) if isinstance(value, list) else ("(none)" if value is None else value)
+        shown = ", ".join(value) if isinstance(value, list) else ("(none)" if value in (None, "") else value)
         note = f"  [not used by {config.backend}]" if key in unsupported else ""
         lines.append(f"{key:<{width}}  {shown}  ({sources.get(key, 'default')}){note}")
     for key, value in extra.items():
@@ -35,14 +39,37 @@ def _format_config(config: Config) -> str:
     return "\n".join(lines)
 
 
-def cmd_config(args: argparse.Namespace) -> int:
-    from launcher.startup import prepare
+def warn(message: str) -> None:
+    print(f"asgi-launcher: warning: {message}", file=sys.stderr)
 
-    _, config = prepare(os.environ)
-    if args.json:
-        print(json.dumps(config.to_dict(), indent=2))
+
+def _print_config(config: Config, as_json: bool, looked_for: Sequence[str] | None = None) -> None:
+    """The configuration on stdout; with ``looked_for``, the app is shown as missing."""
+    if as_json:
+        data: dict[str, Any] = config.to_dict()
+        if looked_for is not None:
+            data["app"] = None
+        print(json.dumps(data, indent=2))
     else:
-        print(_format_config(config))
+        missing = None if looked_for is None else f"(missing: looked for {' and '.join(looked_for)})"
+        print(_format_config(config, missing))
+    sys.stdout.flush()
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from launcher.config import MissingApp
+    from launcher.startup import prepare_with_warnings
+
+    try:
+        prepared = prepare_with_warnings(os.environ)
+    except MissingApp as exc:
+        if exc.config is None:
+            raise
+        _print_config(exc.config, args.json, exc.looked_for)  # everything else, then the error
+        raise
+    for warning in prepared.warnings:
+        warn(warning)
+    _print_config(prepared.config, args.json)
     return 0
 
 
@@ -62,9 +89,12 @@ def cmd_backends(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from launcher.importer import import_app
-    from launcher.startup import prepare
+    from launcher.startup import prepare_with_warnings
 
-    _, config = prepare(os.environ)
+    prepared = prepare_with_warnings(os.environ)
+    config = prepared.config
+    for warning in prepared.warnings:
+        warn(warning)
     import_app(config.app, config.app_dir, source=config.sources.get("app", ""))
     print(
         f"OK: {config.app} from {config.app_dir}, {config.backend} on {', '.join(config.bind)}, "
@@ -73,12 +103,29 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _probe_timeout(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (0 < value < math.inf):
+        raise ConfigError.bad_value("probe --timeout", raw, "a number of seconds greater than 0, such as 2")
+    return value
+
+
+def _probe_path(raw: str) -> str:
+    if not raw.startswith("/") or any(c.isspace() or not c.isprintable() for c in raw):
+        raise ConfigError.bad_value("probe --path", raw, "a request path starting with /, such as /health")
+    return raw
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
     from launcher.probe import probe
     from launcher.startup import prepare
 
+    timeout, path = _probe_timeout(args.timeout), _probe_path(args.path)
     _, config = prepare(os.environ)
-    ok, message = probe(config.bind[0], args.path, args.timeout)
+    ok, message = probe(config.bind[0], path, timeout)
     print(message, file=sys.stdout if ok else sys.stderr)
     return 0 if ok else 1
 
@@ -128,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Exit 0 if the server on the resolved bind answers HTTP at all.",
     )
     p.add_argument("--path", default="/", help="request path (default /)")
-    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (default 5)")
+    p.add_argument("--timeout", default="5", help="seconds to wait, more than 0 (default 5)")
     p.set_defaults(func=cmd_probe)
     return parser
 

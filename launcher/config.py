@@ -2,13 +2,17 @@
 
 ``resolve`` reads only the mapping it is given, plus the filesystem and cgroup files below
 ``root`` (a seam for tests). Nothing here starts a process, imports the app or runs prestart.
+
+A variable set to an empty (or blank) value counts as not set, except where the empty value
+means something of its own (the log targets: off); ``effective_env`` is the one place that
+decides it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +30,8 @@ class Config:
     """Everything a backend needs to serve, with where each value came from.
 
     ``sources`` maps each field name to ``default``, ``env:NAME``, ``computed``, ``file:PATH``
-    or ``cmdline``.
+    or ``cmdline``; ``default (empty env:NAME)`` when NAME was set to an empty value, which
+    counts as not set.
     """
 
     backend: str
@@ -43,6 +48,7 @@ class Config:
     access_log: str | None
     error_log: str | None
     forwarded_allow_ips: str
+    root_path: str
     max_requests: int
     max_requests_jitter: int
     config_file: str | None
@@ -78,9 +84,43 @@ class Config:
         return data
 
 
+class MissingApp(ConfigError):
+    """No app module was named and none was found where the defaults look.
+
+    ``config`` is everything else resolved (with ``app == ""``), so ``asgi-launcher config``
+    can still show it; ``looked_for`` lists the files that were looked for.
+    """
+
+    def __init__(self, message: str, looked_for: tuple[str, ...], config: Config | None = None) -> None:
+        super().__init__(message)
+        self.looked_for = looked_for
+        self.config = config
+
+    def with_config(self, config: Config) -> MissingApp:
+        return MissingApp(str(self), self.looked_for, config)
+
+
+def effective_env(env: Mapping[str, str]) -> tuple[dict[str, str], tuple[str, ...]]:
+    """The variables that count as set, and the names of those left out for being empty.
+
+    This is the one rule for empty values: a variable whose value is empty or only whitespace
+    counts as not set (its default applies, exactly as if it were absent), except a setting
+    whose kind gives the empty value a meaning (``ACCESS_LOG``/``ERROR_LOG``: logging off).
+    """
+    kept: dict[str, str] = {}
+    blank: list[str] = []
+    for name, value in env.items():
+        setting = BY_ENV.get(name)
+        if value.strip() or (setting is not None and setting.empty_is_value):
+            kept[name] = value
+        else:
+            blank.append(name)
+    return kept, tuple(blank)
+
+
 def backend_name(env: Mapping[str, str]) -> str:
     """``SERVER_BACKEND``, parsed on its own because it decides which plugin resolves the rest."""
-    raw = env.get("SERVER_BACKEND")
+    raw = effective_env(env)[0].get("SERVER_BACKEND")
     return DEFAULT_BACKEND if raw is None else str(BY_ENV["SERVER_BACKEND"].parse(raw))
 
 
@@ -137,6 +177,21 @@ def _lookup_config_file(app_dir: Path, name: str, root: Path) -> str | None:
     return None
 
 
+def _empty_sources(blank: Iterable[str], env: Mapping[str, str], feeds: Mapping[str, str]) -> dict[str, str]:
+    """``default (empty env:NAME)`` for each field whose variables were all empty or absent.
+
+    ``feeds`` maps variables to the field they decide, the most specific variable of a field
+    last (``BIND`` after ``HOST`` and ``PORT``), so that is the one named. A field that another
+    of its variables did set keeps its usual source (``computed`` for example).
+    """
+    empty = set(blank)
+    found: dict[str, str] = {}
+    for variable, key in feeds.items():
+        if variable in empty and not any(feeds[v] == key for v in env if v in feeds):
+            found[key] = f"default (empty env:{variable})"
+    return found
+
+
 def resolve(
     env: Mapping[str, str],
     backend: Backend | type[Backend],
@@ -144,13 +199,18 @@ def resolve(
     root: Path = Path("/"),
     cwd: Path | None = None,
     affinity: int | None = None,
+    selected: str | None = None,
 ) -> Config:
     """Resolve the env contract into a ``Config`` (before the backend's own config file).
 
-    Raises ``ConfigError`` for the first malformed value. ``root`` prefixes the fixed paths
-    (``/app``, ``/gunicorn_conf.py``, cgroup files) and ``affinity`` stands in for the host's
-    CPU count, so tests can describe any machine.
+    Raises ``ConfigError`` for the first malformed value, and ``MissingApp`` (carrying the rest
+    of the configuration) when there is no app where the defaults look. ``root`` prefixes the
+    fixed paths (``/app``, ``/gunicorn_conf.py``, cgroup files) and ``affinity`` stands in for
+    the host's CPU count, so tests can describe any machine. ``selected`` is the entry-point
+    name ``SERVER_BACKEND`` matched (it matches case-insensitively); by default, the value as
+    given.
     """
+    env, blank = effective_env(env)
     sources: dict[str, str] = {}
     values: dict[str, Any] = {}
     for setting in SETTINGS:
@@ -166,6 +226,8 @@ def resolve(
         return values[variable]
 
     backend_ = direct("backend", "SERVER_BACKEND")
+    if selected:
+        backend_ = selected  # the installed entry-point name SERVER_BACKEND matched
 
     # APP_DIR: the reference's /app, or the current directory when there is none.
     if "APP_DIR" in env:
@@ -181,23 +243,26 @@ def resolve(
     app_dir = app_dir.absolute()
 
     # APP_MODULE wins over MODULE_NAME + VARIABLE_NAME.
+    missing: MissingApp | None = None
     if "APP_MODULE" in env:
         app = values["APP_MODULE"]
         sources["app"] = "env:APP_MODULE"
     else:
         module = values["MODULE_NAME"]
+        looked_for = (app_dir / "app" / "main.py", app_dir / "main.py")
         if module is None:
-            if _is_file(app_dir / "app" / "main.py"):
+            if _is_file(looked_for[0]):
                 module = "app.main"
-            elif _is_file(app_dir / "main.py"):
+            elif _is_file(looked_for[1]):
                 module = "main"
             else:
-                raise ConfigError(
-                    f"no app found: looked for {app_dir / 'app' / 'main.py'} and "
-                    f"{app_dir / 'main.py'} (APP_DIR={str(app_dir)!r}); set APP_DIR to the "
-                    "directory holding your app, or MODULE_NAME or APP_MODULE=module:variable"
+                missing = MissingApp(
+                    f"no app found: looked for {looked_for[0]} and {looked_for[1]} "
+                    f"(APP_DIR={str(app_dir)!r}); set APP_DIR to the directory holding your app, "
+                    "or MODULE_NAME or APP_MODULE=module:variable",
+                    tuple(map(str, looked_for)),
                 )
-        app = f"{module}:{values['VARIABLE_NAME']}"
+        app = f"{module}:{values['VARIABLE_NAME']}" if module else ""
         sources["app"] = "computed"
 
     # Workers from the CPU budget this process really has.
@@ -217,8 +282,6 @@ def resolve(
         sources["bind"] = "computed" if ("HOST" in env or "PORT" in env) else "default"
 
     _log_file("ACCESS_LOG", values["ACCESS_LOG"])
-    if values["ERROR_LOG"] is None:
-        raise ConfigError.bad_value("ERROR_LOG", env["ERROR_LOG"], "- (stderr) or a file path")
     _log_file("ERROR_LOG", values["ERROR_LOG"])
 
     # The prestart script is optional where it is looked for by default, required where named.
@@ -235,8 +298,6 @@ def resolve(
     file_var, file_name = backend.config_file_env, backend.config_file_name
     if file_var and file_var in env:
         raw = env[file_var].strip()
-        if not raw:
-            raise ConfigError.bad_value(file_var, raw, "the path of a config file")
         # Servers may accept non-path forms (e.g. Hypercorn's python:module); the backend checks those.
         is_scheme = raw.split(":", 1)[0] in ("python", "file") and ":" in raw
         config_file = raw if is_scheme else _existing_file(file_var, raw, "a config file")
@@ -264,11 +325,19 @@ def resolve(
         access_log=direct("access_log", "ACCESS_LOG"),
         error_log=direct("error_log", "ERROR_LOG"),
         forwarded_allow_ips=direct("forwarded_allow_ips", "FORWARDED_ALLOW_IPS"),
+        root_path=direct("root_path", "ROOT_PATH"),
         max_requests=direct("max_requests", "MAX_REQUESTS"),
         max_requests_jitter=direct("max_requests_jitter", "MAX_REQUESTS_JITTER"),
         config_file=config_file,
         prestart=prestart,
         unsupported=tuple(sorted(backend.unsupported)),
     )
+    feeds = {s.env: s.feeds for s in SETTINGS}
+    if file_var:
+        feeds[file_var] = "config_file"
+    sources.update(_empty_sources(blank, env, feeds))
     keys = {f.name for f in dataclasses.fields(Config)}
-    return dataclasses.replace(config, sources={k: v for k, v in sources.items() if k in keys})
+    config = dataclasses.replace(config, sources={k: v for k, v in sources.items() if k in keys})
+    if missing is not None:
+        raise missing.with_config(config)
+    return config

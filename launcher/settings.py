@@ -18,16 +18,27 @@ from launcher.errors import ConfigError
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
+class BadPart(ValueError):
+    """Raised by a converter to say which part of a list-valued setting is wrong."""
+
+
 @dataclass(frozen=True)
 class Kind:
-    """How a raw string becomes a value; ``expected`` finishes the error message."""
+    """How a raw string becomes a value; ``expected`` finishes the error message.
+
+    ``empty_is_value``: an empty (or blank) value is a value of its own (the log targets: off).
+    For every other kind an empty value counts as not set (see ``launcher.config.effective_env``).
+    """
 
     expected: str
     convert: Callable[[str], Any]
+    empty_is_value: bool = False
 
     def parse(self, variable: str, raw: str) -> Any:
         try:
             return self.convert(raw)
+        except BadPart as exc:
+            raise ConfigError.bad_value(variable, raw, f"{self.expected} ({exc})") from None
         except (ValueError, TypeError):
             raise ConfigError.bad_value(variable, raw, self.expected) from None
 
@@ -126,6 +137,38 @@ def _log_target(raw: str) -> str | None:
     return value or None
 
 
+def _proxies(raw: str) -> str:
+    """``*``, or IP addresses and CIDR networks (host bits allowed), as ``a,b,c`` without spaces."""
+    parts = [p for p in re.split(r"[,\s]+", raw.strip()) if p]
+    if not parts:
+        raise ValueError(raw)
+    if "*" in parts:
+        return "*"
+    normalized: list[str] = []
+    for part in parts:
+        try:
+            value = str(
+                ipaddress.ip_network(part, strict=False) if "/" in part else ipaddress.ip_address(part)
+            )
+        except ValueError:
+            raise BadPart(f"{part!r} is not an IP address or network") from None
+        if value not in normalized:
+            normalized.append(value)
+    return ",".join(normalized)
+
+
+def _root_path(raw: str) -> str:
+    """A URL path prefix such as ``/api``; one trailing slash is dropped, ``/`` alone means none."""
+    value = raw.strip()
+    if value.endswith("/"):
+        value = value[:-1]
+    if not value:
+        return ""
+    if not value.startswith("/") or value.endswith("/") or any(c.isspace() or c in "?#" for c in value):
+        raise ValueError(raw)
+    return value
+
+
 def _path(raw: str) -> str:
     value = raw.strip()
     if not value:
@@ -150,7 +193,13 @@ KINDS: dict[str, Kind] = {
     "bind": Kind("HOST:PORT, [IPv6]:PORT or unix:/path, several separated by commas", _binds),
     "log_level": Kind("one of " + ", ".join(LOG_LEVELS), _choice(LOG_LEVELS)),
     "seconds": INT_SECONDS,
-    "log_target": Kind("- (the console), a file path, or empty to turn it off", _log_target),
+    "log_target": Kind("- (the console), a file path, or empty to turn it off", _log_target, True),
+    "proxies": Kind(
+        "IP addresses or CIDR networks such as 127.0.0.1, ::1 or 10.0.0.0/8, separated by commas, "
+        "or * for every peer",
+        _proxies,
+    ),
+    "root_path": Kind("a URL path starting with /, such as /api, without spaces, ? or #", _root_path),
     "string": STRING,
 }
 
@@ -168,6 +217,11 @@ class Setting:
 
     def parse(self, raw: str) -> Any:
         return KINDS[self.kind].parse(self.env, raw)
+
+    @property
+    def empty_is_value(self) -> bool:
+        """Whether an empty value means something (log off) rather than "not set"."""
+        return KINDS[self.kind].empty_is_value
 
 
 # The order is the order of the README's table and of `asgi-launcher config`.
@@ -289,16 +343,26 @@ SETTINGS: tuple[Setting, ...] = (
         "log_target",
         "-",
         "`-` (stderr)",
-        "Error log: `-` for stderr or a file path.",
+        "Error log: `-` for stderr, a file path, or empty to turn error logging off.",
     ),
     Setting(
         "FORWARDED_ALLOW_IPS",
         "forwarded_allow_ips",
-        "string",
+        "proxies",
         "127.0.0.1",
         "`127.0.0.1`",
-        "Comma-separated proxy addresses (or `*`) whose X-Forwarded-For/-Proto headers "
-        "set the client address and scheme.",
+        "Proxies whose X-Forwarded-For/-Proto headers set the client address and scheme: IP "
+        "addresses and CIDR networks (host bits ignored: `10.0.0.1/8` is `10.0.0.0/8`), separated "
+        "by commas or spaces, or `*` for every peer.",
+    ),
+    Setting(
+        "ROOT_PATH",
+        "root_path",
+        "root_path",
+        "",
+        "empty (none)",
+        "ASGI `root_path` the app sees: the prefix it is mounted under behind a proxy (uvicorn "
+        "`--root-path`); the request path includes it. A trailing `/` is dropped.",
     ),
     Setting(
         "MAX_REQUESTS",

@@ -6,28 +6,79 @@ configuration, including the backend's own config file, has been fully validated
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sys
 from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
 
 from launcher.addresses import check_can_listen
 from launcher.backend import Backend
-from launcher.config import Config, backend_name, resolve
+from launcher.config import Config, MissingApp, backend_name, effective_env, resolve
+from launcher.errors import ConfigError
 from launcher.preflight import start_app_check
 from launcher.prestart import run_prestart
 
 
-def prepare(env: Mapping[str, str]) -> tuple[Backend, Config]:
-    """Resolve the full configuration the backend will get; raises ``ConfigError``."""
+@dataclass(frozen=True)
+class Prepared:
+    """What ``prepare_with_warnings`` resolved: the backend, its configuration, and warnings to show."""
+
+    backend: Backend
+    config: Config
+    warnings: tuple[str, ...] = ()
+
+
+def prepare_with_warnings(env: Mapping[str, str]) -> Prepared:
+    """Resolve the full configuration the backend will get; raises ``ConfigError``.
+
+    ``warnings`` are one line each, for variables the selected backend ignores although another
+    installed one reads them. A missing app raises ``MissingApp`` carrying everything else
+    resolved (including the backend's config file), so ``config`` can still show it.
+    """
     # Imported here, not at the top: package metadata and stevedore cost ~40 ms to import, and
     # `serve` starts the app's import check before that, so the two overlap.
     from launcher import discovery
 
-    backend = discovery.load(backend_name(env))
-    config = resolve(env, backend)
-    config = config.with_file_settings(backend.load_config_file(config, env))
-    backend.validate(config)
-    return backend, config
+    name, backend = discovery.select(backend_name(env))
+    missing: MissingApp | None = None
+    try:
+        config = resolve(env, backend, selected=name)
+    except MissingApp as exc:
+        if exc.config is None:
+            raise
+        missing, config = exc, exc.config
+    given, _ = effective_env(env)
+    # What a config file prints (some print their settings) goes to stderr, never into the
+    # stdout of `config --json`; after a ConfigError the one line is all that is shown.
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            file_settings = backend.load_config_file(config, given)
+        config = config.with_file_settings(file_settings)
+        backend.validate(config)
+    except ConfigError:
+        raise
+    except BaseException:
+        _to_stderr(printed.getvalue())
+        raise
+    if missing is not None:
+        raise missing.with_config(config)
+    _to_stderr(printed.getvalue())
+    return Prepared(backend, config, tuple(discovery.other_backend_variables(given, name, backend)))
+
+
+def _to_stderr(text: str) -> None:
+    if text:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+
+
+def prepare(env: Mapping[str, str]) -> tuple[Backend, Config]:
+    """Resolve the full configuration the backend will get; raises ``ConfigError``."""
+    prepared = prepare_with_warnings(env)
+    return prepared.backend, prepared.config
 
 
 def say(message: str) -> None:
@@ -42,11 +93,12 @@ def serve(environ: MutableMapping[str, str]) -> int:
     early = resolve(environ, Backend)
     check = start_app_check(early) if early.prestart is None else None
     try:
-        backend, config = prepare(environ)
+        prepared = prepare_with_warnings(environ)
     except BaseException:
         if check:
             check.cancel()
         raise
+    config = prepared.config
     if check and (check.app, check.app_dir) != (config.app, config.app_dir):
         check.cancel()  # a backend's config file moved the app: check what will really be served
         check = None
@@ -63,7 +115,10 @@ def serve(environ: MutableMapping[str, str]) -> int:
                 else:
                     environ[name] = value
             # What prestart exports counts as if the user had set it (as in the reference).
-            backend, config = prepare(environ)
+            prepared = prepare_with_warnings(environ)
+    backend, config = prepared.backend, prepared.config
+    for warning in prepared.warnings:
+        say(f"warning: {warning}")
     if check is None:
         check = start_app_check(config)
     try:

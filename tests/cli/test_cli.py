@@ -67,19 +67,177 @@ def test_bad_input_is_one_line_exit_2_and_nothing_starts(
 
 
 def test_unknown_backend_lists_installed_ones(app_dir: Path) -> None:
-    result = cli("config", env={"APP_DIR": str(app_dir), "SERVER_BACKEND": "nope"})
+    result = cli("config", env={"APP_DIR": str(app_dir), "SERVER_BACKEND": "gunicron"})
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
     for name in BACKENDS:
         assert name in result.stderr
-    assert "pip install" in result.stderr
+    assert result.stderr.strip().endswith("did you mean gunicorn?")
+    assert "pip install" not in result.stderr and "asgi-launcher-gunicron" not in result.stderr
 
 
-def test_missing_app_is_exit_2_naming_where_it_looked(tmp_path: Path) -> None:
-    result = cli("config", env={"APP_DIR": str(tmp_path)})
+def test_server_backend_in_capitals(app_dir: Path) -> None:
+    result = cli("config", "--json", env={"APP_DIR": str(app_dir), "SERVER_BACKEND": "GUNICORN"})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["backend"] == "gunicorn"
+
+
+@pytest.mark.parametrize("command", ["run", "check"])
+def test_missing_app_is_exit_2_naming_where_it_looked(tmp_path: Path, command: str) -> None:
+    result = cli(command, env={"APP_DIR": str(tmp_path), "PORT": str(free_port())})
     assert result.returncode == 2
     assert str(tmp_path / "main.py") in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stdout == ""
+
+
+def test_config_without_an_app_still_shows_the_rest(tmp_path: Path) -> None:
+    env = {"APP_DIR": str(tmp_path), "WEB_CONCURRENCY": "3"}
+    looked = f"{tmp_path / 'app' / 'main.py'} and {tmp_path / 'main.py'}"
+    text = cli("config", env=env)
+    assert text.returncode == 2
+    assert [line.split()[0] for line in text.stdout.splitlines()][:4] == ["backend", "app", "app_dir", "bind"]
+    assert f"(missing: looked for {looked})" in text.stdout
+    assert text.stderr.strip().splitlines() == [
+        f"asgi-launcher: error: no app found: looked for {looked} "
+        f"(APP_DIR={str(tmp_path)!r}); set APP_DIR to the directory "
+        "holding your app, or MODULE_NAME or APP_MODULE=module:variable"
+    ]
+    shown = cli("config", "--json", env=env)
+    assert shown.returncode == 2
+    data = json.loads(shown.stdout)
+    assert data["app"] is None and data["workers"] == 3 and data["app_dir"] == str(tmp_path)
+    assert set(data) == set(json.loads(cli("config", "--json", env={"APP_DIR": str(DEMO)}).stdout))
+    assert shown.stderr.strip().splitlines() == text.stderr.strip().splitlines()
+
+
+def test_empty_variables_mean_their_defaults(app_dir: Path) -> None:
+    empty = ["SERVER_BACKEND", "WEB_CONCURRENCY", "MAX_WORKERS", "BIND", "HOST", "PORT", "LOG_LEVEL",
+             "MODULE_NAME", "VARIABLE_NAME", "APP_MODULE", "GUNICORN_CONF", "TIMEOUT", "GRACEFUL_TIMEOUT",
+             "KEEP_ALIVE", "WORKERS_PER_CORE", "FORWARDED_ALLOW_IPS", "ROOT_PATH", "WORKER_CLASS"]  # fmt: skip
+    base = {"APP_DIR": str(app_dir)}
+    result = cli("config", "--json", env={**base, **{name: "" for name in empty}, "ERROR_LOG": ""})
+    assert result.returncode == 0, result.stderr
+    data, default = json.loads(result.stdout), json.loads(cli("config", "--json", env=base).stdout)
+    sources = data.pop("sources")
+    default.pop("sources")
+    assert data == {**default, "error_log": None}
+    assert sources["workers"] == "default (empty env:WEB_CONCURRENCY)"
+    assert sources["bind"] == "default (empty env:BIND)"
+    assert sources["app"] == "default (empty env:APP_MODULE)"
+    assert sources["config_file"] == "default (empty env:GUNICORN_CONF)"
+    assert sources["backend"] == "default (empty env:SERVER_BACKEND)"
+    assert sources["error_log"] == "env:ERROR_LOG"
+
+
+def test_an_empty_config_file_variable_finds_the_default_file(app_dir: Path) -> None:
+    (app_dir / "gunicorn_conf.py").write_text("workers = 5\n")
+    result = cli(
+        "config", "--json", env={"APP_DIR": str(app_dir), "SERVER_BACKEND": "gunicorn", "GUNICORN_CONF": ""}
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["config_file"] == str(app_dir / "gunicorn_conf.py") and data["workers"] == 5
+
+
+def test_root_path_and_forwarded_allow_ips_in_config(app_dir: Path) -> None:
+    env = {"APP_DIR": str(app_dir), "ROOT_PATH": "/api/", "FORWARDED_ALLOW_IPS": "10.0.0.1/8 ::1"}
+    data = json.loads(cli("config", "--json", env=env).stdout)
+    assert (data["root_path"], data["sources"]["root_path"]) == ("/api", "env:ROOT_PATH")
+    assert data["forwarded_allow_ips"] == "10.0.0.0/8,::1"
+    bad = cli("config", env={**env, "FORWARDED_ALLOW_IPS": "127.0.0.1,10.0.0.300"})
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        "asgi-launcher: error: FORWARDED_ALLOW_IPS='127.0.0.1,10.0.0.300' is invalid: expected IP addresses "
+        "or CIDR networks such as 127.0.0.1, ::1 or 10.0.0.0/8, separated by commas, or * for every peer "
+        "('10.0.0.300' is not an IP address or network)"
+    ]
+
+
+def test_config_json_stdout_stays_json_when_the_config_file_prints(app_dir: Path) -> None:
+    (app_dir / "gunicorn_conf.py").write_text(
+        "import json\nworkers = 4\nprint(json.dumps({'workers': workers}))\nprint('loaded my conf')\n"
+    )
+    result = cli("config", "--json", env={"APP_DIR": str(app_dir), "SERVER_BACKEND": "gunicorn"})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["workers"] == 4
+    assert '{"workers": 4}' in result.stderr and "loaded my conf" in result.stderr
+
+
+def test_another_backends_variable_warns_in_config_and_run(tmp_path: Path, app_dir: Path) -> None:
+    site = tmp_path / "site"
+    source = (
+        "from launcher import Backend\n"
+        "class Echo(Backend):\n"
+        "    def validate(self, config): pass\n"
+        "    def run(self, config):\n"
+        "        print('echo ran', flush=True)\n"
+        "        return 0\n"
+    )
+    _fake_distribution(site, "plugin-echo", "echo_mod:Echo", source)
+    (app_dir / "prestart.sh").unlink()
+    env = {"APP_DIR": str(app_dir), "SERVER_BACKEND": "echo", "PYTHONPATH": str(site),
+           "GUNICORN_CMD_ARGS": "--workers 3", "HYPERCORN_CONF": "", "PORT": str(free_port())}  # fmt: skip
+    warning = (
+        "asgi-launcher: warning: GUNICORN_CMD_ARGS is set but only the gunicorn backend reads it; "
+        "the selected backend, echo, ignores it"
+    )
+    shown = cli("config", "--json", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["backend"] == "echo"
+    assert shown.stderr.strip().splitlines() == [warning]
+    assert warning in cli("config", env=env).stderr
+    ran = cli("run", env=env)
+    assert ran.returncode == 0, ran.stderr
+    lines = ran.stderr.strip().splitlines()
+    assert lines.count(warning) == 1
+    assert lines.index(warning) < next(i for i, line in enumerate(lines) if "serving main:app" in line)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--timeout", "0"],
+            "probe --timeout='0' is invalid: expected a number of seconds greater than 0, such as 2",
+        ),
+        (["--timeout", "-1"], "probe --timeout='-1' is invalid: expected a number of seconds greater than 0"),
+        (["--timeout", "soon"], "probe --timeout='soon' is invalid"),
+        (["--timeout", "nan"], "probe --timeout='nan' is invalid"),
+        (["--path", "health"], "probe --path='health' is invalid: expected a request path starting with /"),
+        (["--path", "/a b"], "probe --path='/a b' is invalid"),
+    ],
+)
+def test_probe_rejects_bad_arguments_in_one_line(args: list[str], message: str) -> None:
+    result = cli("probe", *args, env={"APP_DIR": str(DEMO), "BIND": f"127.0.0.1:{free_port()}"})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"asgi-launcher: error: {message}"), result.stderr
+
+
+def test_probe_names_the_address_it_connected_to(tmp_path: Path) -> None:
+    import http.server
+    import threading
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        ok = cli("probe", "--timeout", "2", env={"APP_DIR": str(DEMO), "BIND": f"0.0.0.0:{port}"})
+        assert ok.returncode == 0, ok.stderr
+        assert ok.stdout.startswith(f"127.0.0.1:{port}: HTTP ")
+    finally:
+        server.shutdown()
+        server.server_close()
+    closed = free_port()
+    down = cli("probe", env={"APP_DIR": str(DEMO), "PORT": str(closed)})
+    assert down.returncode == 1
+    assert down.stderr.startswith(f"127.0.0.1:{closed}: no HTTP answer")
+    sock = tmp_path / "nobody.sock"
+    unix = cli("probe", env={"APP_DIR": str(DEMO), "BIND": f"unix:{sock}"})
+    assert unix.returncode == 1
+    assert unix.stderr.startswith(f"{sock}: no HTTP answer")
 
 
 @pytest.mark.parametrize(

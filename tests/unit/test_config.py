@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from launcher import Backend, Config, ConfigError
-from launcher.config import backend_name, resolve, worker_count
+from launcher.config import MissingApp, backend_name, resolve, worker_count
+from launcher.settings import SETTINGS, Setting
 
 
 class FakeBackend(Backend):
@@ -229,7 +230,8 @@ def test_json_view_has_the_documented_keys(root: Path) -> None:
     keys = set(res({}, root).to_dict())
     documented = {
         "backend", "app", "app_dir", "bind", "workers", "cpus", "worker_class", "log_level", "timeout",
-        "graceful_timeout", "keep_alive", "access_log", "error_log", "config_file", "prestart", "sources",
+        "graceful_timeout", "keep_alive", "access_log", "error_log", "forwarded_allow_ips", "root_path",
+        "config_file", "prestart", "sources",
     }  # fmt: skip
     assert documented <= keys
     c = res({}, root)
@@ -239,5 +241,106 @@ def test_json_view_has_the_documented_keys(root: Path) -> None:
 def test_backend_name() -> None:
     assert backend_name({}) == "gunicorn"
     assert backend_name({"SERVER_BACKEND": " hypercorn "}) == "hypercorn"
-    with pytest.raises(ConfigError, match="SERVER_BACKEND=''"):
-        backend_name({"SERVER_BACKEND": ""})
+    assert backend_name({"SERVER_BACKEND": ""}) == "gunicorn"
+    assert backend_name({"SERVER_BACKEND": " \t"}) == "gunicorn"
+
+
+def _without_sources(config: Config) -> dict[str, object]:
+    data = config.to_dict()
+    data.pop("sources")
+    return data
+
+
+EMPTY_MEANS_UNSET = [s for s in SETTINGS if s.env not in ("ACCESS_LOG", "ERROR_LOG")]
+
+
+@pytest.mark.parametrize("setting", EMPTY_MEANS_UNSET, ids=lambda s: s.env)
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_variable_means_its_default(root: Path, setting: Setting, value: str) -> None:
+    (root / "app" / "prestart.sh").write_text("true\n")  # so PRE_START_PATH's default is a file
+    c = res({setting.env: value}, root)
+    assert _without_sources(c) == _without_sources(res({}, root))
+    assert c.sources[setting.feeds] == f"default (empty env:{setting.env})"
+
+
+def test_an_empty_config_file_variable_looks_up_the_default_file(root: Path) -> None:
+    (root / "fake_conf.py").write_text("")
+    c = res({"FAKE_CONF": " "}, root)
+    assert c.config_file == str(root / "fake_conf.py")
+    assert c.sources["config_file"] == "default (empty env:FAKE_CONF)"
+
+
+@pytest.mark.parametrize(
+    ("env", "key", "value", "source"),
+    [
+        ({"HOST": "", "PORT": "", "BIND": ""}, "bind", ("0.0.0.0:80",), "default (empty env:BIND)"),
+        ({"HOST": "", "PORT": ""}, "bind", ("0.0.0.0:80",), "default (empty env:PORT)"),
+        ({"HOST": "127.0.0.1", "PORT": ""}, "bind", ("127.0.0.1:80",), "computed"),
+        ({"BIND": "", "PORT": "8080"}, "bind", ("0.0.0.0:8080",), "computed"),
+        (
+            {"WORKERS_PER_CORE": "", "WEB_CONCURRENCY": ""},
+            "workers",
+            2,
+            "default (empty env:WEB_CONCURRENCY)",
+        ),
+        ({"WORKERS_PER_CORE": "3", "WEB_CONCURRENCY": ""}, "workers", 6, "computed"),
+        ({"MODULE_NAME": "", "APP_MODULE": ""}, "app", "main:app", "default (empty env:APP_MODULE)"),
+        ({"MODULE_NAME": "pkg.mod", "APP_MODULE": " "}, "app", "pkg.mod:app", "computed"),
+    ],
+)
+def test_the_most_specific_empty_variable_is_named(
+    root: Path, env: dict[str, str], key: str, value: object, source: str
+) -> None:
+    c = res(env, root)
+    assert (getattr(c, key), c.sources[key]) == (value, source)
+
+
+def test_empty_error_log_turns_it_off(root: Path) -> None:
+    c = res({"ERROR_LOG": ""}, root)
+    assert c.error_log is None
+    assert c.sources["error_log"] == "env:ERROR_LOG"
+    assert res({"ERROR_LOG": "  "}, root).error_log is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("/api", "/api"), ("/api/", "/api"), (" /a/b ", "/a/b"), ("/", ""), ("/v1.2/x-y_z", "/v1.2/x-y_z")],
+)
+def test_root_path(root: Path, raw: str, expected: str) -> None:
+    c = res({"ROOT_PATH": raw}, root)
+    assert (c.root_path, c.sources["root_path"]) == (expected, "env:ROOT_PATH")
+    assert c.to_dict()["root_path"] == expected
+
+
+def test_root_path_defaults_to_none(root: Path) -> None:
+    c = res({}, root)
+    assert (c.root_path, c.sources["root_path"]) == ("", "default")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("127.0.0.1", "127.0.0.1"),
+        ("127.0.0.1, 10.0.0.0/8", "127.0.0.1,10.0.0.0/8"),
+        ("127.0.0.1 10.1.2.3/8\t::1", "127.0.0.1,10.0.0.0/8,::1"),  # host bits are ignored
+        ("0:0::1,fd00::/8,", "::1,fd00::/8"),
+        ("10.0.0.1,10.0.0.1", "10.0.0.1"),
+        ("*", "*"),
+        (" 127.0.0.1, * ", "*"),
+    ],
+)
+def test_forwarded_allow_ips_is_parsed_and_normalized(root: Path, raw: str, expected: str) -> None:
+    assert res({"FORWARDED_ALLOW_IPS": raw}, root).forwarded_allow_ips == expected
+
+
+def test_selected_backend_name_is_recorded(root: Path) -> None:
+    c = resolve({"SERVER_BACKEND": "GUNICORN"}, FakeBackend, root=root, affinity=2, selected="gunicorn")
+    assert (c.backend, c.sources["backend"]) == ("gunicorn", "env:SERVER_BACKEND")
+
+
+def test_no_app_found_carries_the_rest_of_the_configuration(tmp_path: Path) -> None:
+    with pytest.raises(MissingApp) as err:
+        res({"PORT": "8080"}, tmp_path, cwd=tmp_path)
+    assert err.value.looked_for == (str(tmp_path / "app" / "main.py"), str(tmp_path / "main.py"))
+    assert err.value.config is not None
+    assert (err.value.config.app, err.value.config.bind) == ("", ("0.0.0.0:8080",))

@@ -11,8 +11,8 @@ from typing import Any
 from launcher import Backend
 from launcher.config import Config, resolve
 from launcher.pipeline import (
-    SERVICE_RESTART,
     ASGI2,
+    SERVICE_RESTART,
     ServerTraits,
     WebSocketDrain,
     asgi_version,
@@ -45,7 +45,13 @@ def call(app: Any, scope: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def http_scope(path: str = "/x") -> dict[str, Any]:
-    return {"type": "http", "path": path, "raw_path": path.encode(), "client": ("127.0.0.1", 1), "headers": []}
+    return {
+        "type": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "client": ("127.0.0.1", 1),
+        "headers": [],
+    }
 
 
 class Legacy:
@@ -133,7 +139,9 @@ def test_request_limit_retires_after_the_last_request_completes(tmp_path: Path) 
 def test_request_limit_jitter_stays_within_bounds(tmp_path: Path) -> None:
     limits = set()
     for _ in range(60):
-        built = build(config(tmp_path, MAX_REQUESTS="5", MAX_REQUESTS_JITTER="3"), retire=lambda: None, app=modern)
+        built = build(
+            config(tmp_path, MAX_REQUESTS="5", MAX_REQUESTS_JITTER="3"), retire=lambda: None, app=modern
+        )
         limits.add(built.app.limit)  # type: ignore[attr-defined]
     assert limits <= {5, 6, 7, 8} and len(limits) > 1
 
