@@ -11,7 +11,10 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 from pathlib import Path
+
+import pytest
 
 from launcher.testing import apps
 from launcher.testing.process import Launcher, free_port, launcher, run_launcher
@@ -141,3 +144,44 @@ def test_a_failing_prestart_exits_with_its_status_and_never_serves(tmp_path: Pat
     (d / "prestart.sh").write_text("exit 4\n")
     assert run_launcher({"APP_DIR": str(d), "BIND": f"127.0.0.1:{port}"}, ("run",)).returncode == 4
     assert not imported.exists()
+
+
+@pytest.mark.parametrize(
+    ("worker_class", "fragment"),
+    [
+        ("uvicorn_worker.UvicornWorkr", "has no attribute 'UvicornWorkr'"),
+        ("no_such_module.Worker", "No module named 'no_such_module'"),
+        ("sync", "ASGI worker class"),
+        ("gunicorn.workers.gthread.ThreadWorker", "ASGI worker class"),
+    ],
+)
+def test_a_worker_class_that_cannot_serve_asgi_is_exit_2_before_binding(
+    tmp_path: Path, worker_class: str, fragment: str
+) -> None:
+    port = free_port()
+    result = run_launcher(
+        {"APP_DIR": str(app_dir(tmp_path)), "BIND": f"127.0.0.1:{port}", "WORKER_CLASS": worker_class},
+        ("run",),
+    )
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("asgi-launcher: error: WORKER_CLASS="), lines
+    assert fragment in lines[0] and "Traceback" not in result.stderr
+    with socket.socket() as probe:  # nothing was bound
+        probe.bind(("127.0.0.1", port))
+
+
+def test_a_worker_class_in_app_dir_is_found_and_serves(tmp_path: Path) -> None:
+    directory = app_dir(tmp_path)
+    (directory / "myworkers.py").write_text(
+        "from uvicorn_worker import UvicornWorker\n\n"
+        "class Custom(UvicornWorker):\n"
+        "    CONFIG_KWARGS = {'loop': 'asyncio', 'http': 'h11'}\n"
+    )
+    env = {"APP_DIR": str(directory), "WORKER_CLASS": "myworkers.Custom", "WEB_CONCURRENCY": "1"}
+    shown = run_launcher(env, ("config", "--json"))
+    assert shown.returncode == 0, shown.stderr
+    with launcher(env) as server:
+        assert server.get("/")[0] == 200
+        # The launcher's layers wrap the user's class (it is Uvicorn's, so it serves ASGI).
+        assert server.get("/headers")[0] == 200

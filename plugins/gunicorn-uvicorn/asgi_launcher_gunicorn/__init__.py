@@ -74,7 +74,8 @@ def _load_worker_class(name: str, app_dir: str) -> object:
         return load_class(name)
     except (RuntimeError, ImportError, AttributeError, ValueError) as exc:
         # Gunicorn's message ends with the import's traceback: its last line says what failed.
-        reason = str(exc).strip().splitlines()[-1].strip("[]") if str(exc).strip() else type(exc).__name__
+        lines = [line.strip("[] ") for line in str(exc).splitlines()]
+        reason = next((line for line in reversed(lines) if line), type(exc).__name__)
         raise ConfigError.bad_value(
             "WORKER_CLASS", name, f"an importable Gunicorn worker class ({reason})"
         ) from None
