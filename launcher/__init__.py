@@ -1,12 +1,75 @@
 """asgi-launcher: start an ASGI app in production from the env contract of the reference image.
 
-The public API for plugin authors is ``Backend``, ``Config`` and ``ConfigError``; importing
-this package imports no server.
+``__all__`` is the plugin surface: everything a backend plugin imports from the core, and
+nothing else (a test holds the three built-in plugins to it, and the README's plugin guide
+lists it). Importing this package imports no server, and the worker pipeline and supervision
+modules only when a plugin first asks for one of their names, so ``asgi-launcher config`` stays
+cheap.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from launcher.backend import ENTRY_POINT_GROUP, Backend, FileSettings
 from launcher.config import Config
-from launcher.errors import ConfigError
+from launcher.errors import EXIT_CONFIG, ConfigError
+
+if TYPE_CHECKING:
+    from launcher.addresses import parse as parse_address
+    from launcher.importer import import_app
+    from launcher.pipeline import ServerTraits, WorkerApp
+    from launcher.pipeline import build as build_worker_app
+    from launcher.settings import parse_bind_address, parse_setting
+    from launcher.supervision import EXIT_WORKERS_FAILING, Supervision, describe_exit, exit_code, master_log
 
 __version__ = "0.1.0"
-__all__ = ["ENTRY_POINT_GROUP", "Backend", "Config", "ConfigError", "FileSettings", "__version__"]
+
+#: Name -> (module, attribute) for what is imported on first use.
+_LAZY = {
+    "build_worker_app": ("launcher.pipeline", "build"),
+    "ServerTraits": ("launcher.pipeline", "ServerTraits"),
+    "WorkerApp": ("launcher.pipeline", "WorkerApp"),
+    "Supervision": ("launcher.supervision", "Supervision"),
+    "master_log": ("launcher.supervision", "master_log"),
+    "describe_exit": ("launcher.supervision", "describe_exit"),
+    "exit_code": ("launcher.supervision", "exit_code"),
+    "EXIT_WORKERS_FAILING": ("launcher.supervision", "EXIT_WORKERS_FAILING"),
+    "import_app": ("launcher.importer", "import_app"),
+    "parse_address": ("launcher.addresses", "parse"),
+    "parse_bind_address": ("launcher.settings", "parse_bind_address"),
+    "parse_setting": ("launcher.settings", "parse_setting"),
+}
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "EXIT_CONFIG",
+    "EXIT_WORKERS_FAILING",
+    "Backend",
+    "Config",
+    "ConfigError",
+    "FileSettings",
+    "ServerTraits",
+    "Supervision",
+    "WorkerApp",
+    "__version__",
+    "build_worker_app",
+    "describe_exit",
+    "exit_code",
+    "import_app",
+    "master_log",
+    "parse_address",
+    "parse_bind_address",
+    "parse_setting",
+]
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attribute = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'launcher' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value
+    return value

@@ -6,8 +6,8 @@ outermost first:
 
 1. **watchdog** (``TIMEOUT`` > 0): the worker's event loop refreshes its heartbeat file, so
    the master (``launcher.supervision``) can kill a worker whose loop is stuck;
-2. **request limit** (``MAX_REQUESTS`` > 0): counts requests and, once the worker has served
-   its share, asks the server to retire the worker gracefully after that request;
+2. **request limit** (``MAX_REQUESTS`` > 0): counts requests and, with the worker's last one,
+   asks the server to retire the worker gracefully (that request is still served);
 3. **proxy headers** (``FORWARDED_ALLOW_IPS``), unless the server applies them itself;
 4. **root path** (``ROOT_PATH``): the ASGI ``root_path``, included in ``path`` as Uvicorn does;
 5. **WebSocket drain**, for servers that leave WebSockets open when they stop: on shutdown each
@@ -16,7 +16,7 @@ outermost first:
 
 A layer whose setting is off is not in the chain at all, so it costs nothing per request; the
 layers that are on return the inner app's awaitable rather than adding a coroutine frame, except
-on the rare paths that need one (the request that retires a worker, WebSocket sessions).
+for WebSocket sessions under the drain.
 """
 
 from __future__ import annotations
@@ -56,6 +56,10 @@ class ServerTraits:
     closes_websockets: bool = False
     #: Its event loop is asyncio's (the WebSocket drain uses asyncio primitives); False for trio.
     asyncio: bool = True
+    #: Seconds it takes to stop accepting after ``retire``, for servers that stop asynchronously
+    #: (their accept loop in other threads): the retiring request waits that long before it is
+    #: served, so its client cannot reconnect to the stopping worker and be dropped unanswered.
+    retire_settle: float = 0.0
 
 
 def asgi_version(app: Any) -> int:
@@ -113,31 +117,33 @@ class RootPath:
 
 
 class RequestLimit:
-    """``MAX_REQUESTS``: after ``limit`` requests the worker retires once the last one is done.
+    """``MAX_REQUESTS``: the worker's ``limit``-th request starts its retirement.
 
-    ``retire`` is the server's own graceful stop (finish what is in flight, then exit 0); the
-    master then starts a fresh worker and does not count the exit as a crash.
+    ``retire`` is the server's own graceful stop (stop accepting now, finish what is in flight,
+    including this request, then exit 0); the master then starts a fresh worker and does not
+    count the exit as a crash. Retiring when the last request *starts* rather than when it ends
+    means the worker accepts no connection it would then have to drop.
     """
 
-    def __init__(self, app: ASGIApp, limit: int, retire: Callable[[], None]) -> None:
+    def __init__(self, app: ASGIApp, limit: int, retire: Callable[[], None], settle: float = 0.0) -> None:
         self.app = app
         self.limit = limit
         self.retire = retire
+        self.settle = settle
         self.served = 0
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        if scope["type"] == "lifespan":
-            return self.app(scope, receive, send)
-        self.served += 1
-        if self.served == self.limit:
-            return self._last(scope, receive, send)
+        if scope["type"] != "lifespan":
+            self.served += 1
+            if self.served == self.limit:
+                self.retire()
+                if self.settle > 0:
+                    return self._settled(scope, receive, send)
         return self.app(scope, receive, send)
 
-    async def _last(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.retire()
+    async def _settled(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await asyncio.sleep(self.settle)
+        await self.app(scope, receive, send)
 
 
 class Watchdog:
@@ -261,6 +267,10 @@ class WorkerApp:
         if self.drain is not None:
             self.drain.shutting_down()
 
+    def has_websockets(self) -> bool:
+        """Whether any WebSocket session is open (always False without the drain layer)."""
+        return bool(self.drain and self.drain.sessions)
+
     async def drain_websockets(self, timeout: float = 1.0) -> None:
         """``shutting_down``, then wait until the open WebSockets are closed (for servers that
         drop connections without a close frame once they stop)."""
@@ -302,7 +312,7 @@ def build(
         app = add("proxy-headers", ProxyHeadersMiddleware(app, config.forwarded_allow_ips))
     if config.max_requests > 0:
         limit = config.max_requests + random.randint(0, config.max_requests_jitter)
-        app = add("request-limit", RequestLimit(app, limit, retire))
+        app = add("request-limit", RequestLimit(app, limit, retire, traits.retire_settle))
     if heartbeat_dir is not None and config.timeout > 0:
         app = add("watchdog", Watchdog(app, heartbeat_dir, config.timeout))
     return WorkerApp(app, tuple(reversed(layers)), drain)

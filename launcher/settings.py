@@ -400,3 +400,12 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 BY_ENV: dict[str, Setting] = {s.env: s for s in SETTINGS}
+
+
+def parse_setting(variable: str, raw: str) -> Any:
+    """``raw`` parsed as the setting ``variable`` is (``ConfigError`` naming it if malformed).
+
+    For plugins that read a contract value from their server's own config file and must hold it
+    to the same rules as the environment.
+    """
+    return BY_ENV[variable].parse(raw)

@@ -17,24 +17,33 @@ on); the plugin's README should then say what its users lose. Helper processes t
 backend starts besides its workers (multiprocessing's resource tracker, say) are declared in
 ``extra_processes``; any other stray process fails the worker-count test.
 
-This module imports pytest; the rest of ``launcher`` never imports it.
+This module imports pytest; the rest of ``launcher`` never imports it. The WebSocket checks
+also need the ``websockets`` package (``websockets>=12``), imported only inside them.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import re
 import signal
 import socket
 import threading
 import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import closing, contextmanager, suppress
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
 
 from launcher.testing import apps
 from launcher.testing.process import Launcher, free_port, run_launcher, start_launcher
+
+if TYPE_CHECKING:
+    from websockets.sync.client import ClientConnection
 
 #: The keys ``asgi-launcher config --json`` promises.
 CONFIG_KEYS = frozenset(
@@ -46,6 +55,51 @@ CONFIG_KEYS = frozenset(
 
 #: Printed by the kit's hello app when ``/slow`` starts, so tests wait for it rather than sleep.
 SLOW_STARTED = "slow request started"
+#: Printed by the kit's hello app (with its pid) when ``/block`` is about to block its event loop.
+BLOCKING = re.compile(r"blocking in (\d+)")
+#: The close code a WebSocket gets when the server goes away (RFC 6455: "service restart").
+WS_SERVICE_RESTART = 1012
+
+
+def server_lines(output: str) -> list[str]:
+    """The non-blank lines of ``output`` that are not the launcher's own ``asgi-launcher:`` lines."""
+    return [line for line in output.splitlines() if line.strip() and not line.startswith("asgi-launcher:")]
+
+
+def timed_out_lines(output: str, pid: int, timeout: int) -> list[str]:
+    """The lines of ``output`` that report worker ``pid`` killed by the ``TIMEOUT`` watchdog.
+
+    The promised line is ``asgi-launcher: worker {pid} timed out: its event loop did not turn for
+    {timeout}s (TIMEOUT={timeout}); killed, starting a replacement``; the pid and the
+    ``TIMEOUT={timeout}`` part are what is checked.
+    """
+    line = re.compile(rf"\bworker {pid} .*(?<![\w]){re.escape(f'TIMEOUT={timeout}')}(?!\d)")
+    return [text for text in output.splitlines() if line.search(text)]
+
+
+def websocket_connect() -> Any:
+    """``websockets.sync.client.connect``, imported only by the tests that need it."""
+    try:
+        from websockets.sync.client import connect
+    except ImportError:
+        pytest.fail("the WebSocket checks need the websockets package: pip install 'websockets>=12'")
+    return connect
+
+
+def close_code(ws: ClientConnection, timeout: float) -> int | None:
+    """The close code the server sent on ``ws`` (None: the connection ended without a close frame).
+
+    Fails if the connection is still open after ``timeout`` seconds or a message arrives instead.
+    """
+    from websockets.exceptions import ConnectionClosed
+
+    try:
+        message = ws.recv(timeout=timeout)
+    except ConnectionClosed as exc:
+        return exc.rcvd.code if exc.rcvd is not None else None
+    except TimeoutError:
+        raise AssertionError(f"the WebSocket is still open {timeout}s later") from None
+    raise AssertionError(f"the WebSocket got {message!r} instead of a close frame")
 
 
 class BackendConformance:
@@ -68,10 +122,27 @@ class BackendConformance:
     supports_worker_replacement: ClassVar[bool] = True
     #: Access lines are logged by default and ACCESS_LOG="" turns them off.
     supports_access_log: ClassVar[bool] = True
+    #: The server accepts connections in threads of its own, so a worker whose event loop is
+    #: blocked still takes some; those are lost when TIMEOUT kills it (Granian). The TIMEOUT
+    #: test then allows failed connections while the other worker keeps answering.
+    blocked_worker_still_accepts: ClassVar[bool] = False
     #: LOG_LEVEL=warning hides the server's info lines.
     supports_log_level: ClassVar[bool] = True
     #: SIGTERM lets a request in flight finish, then the launcher exits 0.
     supports_graceful_shutdown: ClassVar[bool] = True
+    #: An ASGI 2 ("double callable") app is served, lifespan included.
+    supports_asgi2: ClassVar[bool] = True
+    #: SIGTERM closes open WebSockets with 1012 and idle keep-alive connections, and does not
+    #: wait on either; requests in flight still get up to GRACEFUL_TIMEOUT.
+    supports_websocket_shutdown: ClassVar[bool] = True
+    #: TIMEOUT=N kills and replaces a worker whose event loop has not turned for N seconds.
+    supports_timeout: ClassVar[bool] = True
+    #: MAX_REQUESTS=N retires a worker after N requests and replaces it, failing no request.
+    supports_max_requests: ClassVar[bool] = True
+    #: ROOT_PATH sets the scope's root_path, and the path the app sees starts with it.
+    supports_root_path: ClassVar[bool] = True
+    #: ERROR_LOG="" turns the server's error log off.
+    supports_error_log_off: ClassVar[bool] = True
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -101,6 +172,35 @@ class BackendConformance:
     def require(self, capability: str) -> None:
         if not getattr(self, capability):
             pytest.skip(f"the {self.backend} backend declares {capability} = False")
+
+    def in_flight(
+        self, server: Launcher, path: str, timeout: float
+    ) -> tuple[threading.Thread, dict[str, Any]]:
+        """GET ``path`` in a thread; its ``result`` gets ``response`` ((status, body) or the
+        ``OSError``) and ``at`` (when it ended, monotonic)."""
+        result: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                status, _, body = server.get(path, timeout=timeout)
+                result["response"] = (status, body)
+            except (OSError, http.client.HTTPException) as exc:
+                result["response"] = exc
+            result["at"] = time.monotonic()
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        return thread, result
+
+    @contextmanager
+    def websocket(self, server: Launcher) -> Iterator[ClientConnection]:
+        """A WebSocket to the hello app's ``/ws``, proven open by one echoed message."""
+        connect = websocket_connect()
+        ws: ClientConnection
+        with connect(server.ws_url("/ws"), open_timeout=10, close_timeout=2) as ws:
+            ws.send("echo me")
+            assert ws.recv(timeout=10) == "echo me", "the WebSocket does not echo"
+            yield ws
 
     @pytest.fixture
     def hello(self, tmp_path: Path) -> Path:
@@ -160,8 +260,22 @@ class BackendConformance:
             self.stop(server)
             output = server.output()
         # The launcher's own one-line announcements are not the server's log.
-        server_lines = [line for line in output.splitlines() if not line.startswith("asgi-launcher:")]
-        assert not [line for line in server_lines if "INFO" in line.upper()], output
+        assert not [line for line in server_lines(output) if "INFO" in line.upper()], output
+
+    def test_empty_error_log_turns_it_off(self, hello: Path) -> None:
+        self.require("supports_error_log_off")
+        with self.serve(hello, WEB_CONCURRENCY="1", ACCESS_LOG="") as server:
+            assert server.get("/")[0] == 200
+            assert self.stop(server) == 0
+            assert server_lines(server.output()), "the default error log writes nothing to turn off"
+        with self.serve(hello, WEB_CONCURRENCY="1", ACCESS_LOG="", ERROR_LOG="") as server:
+            status = server.get("/")[0]
+            code = self.stop(server)
+            output = server.output()
+        assert (status, code) == (200, 0), output
+        # Neither log is on and the hello app prints nothing for "/": only the launcher's own
+        # lines may remain.
+        assert not server_lines(output), output
 
     @pytest.mark.parametrize(
         ("name", "layout", "env"),
@@ -183,6 +297,30 @@ class BackendConformance:
             status, _, body = server.get("/")
         expected = "Hello from api" if name == "api" else "Hello World!"
         assert (status, json.loads(body)["message"]) == (200, expected)
+
+    def test_serves_an_asgi2_app_with_lifespan(self, tmp_path: Path) -> None:
+        self.require("supports_asgi2")
+        apps.install("asgi2", tmp_path)
+        with self.serve(tmp_path, WEB_CONCURRENCY="1") as server:
+            status, _, body = server.get("/")
+            assert status == 200, (status, body, server.output()[-2000:])
+            assert json.loads(body) == {"message": "Hello from asgi2", "lifespan_startup": True}
+
+    @pytest.mark.parametrize(
+        ("env", "expected"),
+        [({"ROOT_PATH": "/api"}, ("/api", "/api/scope")), ({}, ("", "/scope"))],
+        ids=["ROOT_PATH=/api", "unset"],
+    )
+    def test_root_path_is_in_the_scope(
+        self, hello: Path, env: dict[str, str], expected: tuple[str, str]
+    ) -> None:
+        # Uvicorn's semantics, under every backend: the ASGI path includes root_path.
+        self.require("supports_root_path")
+        with self.serve(hello, WEB_CONCURRENCY="1", **env) as server:
+            status, _, body = server.get("/scope")
+        assert status == 200, body
+        scope = json.loads(body)
+        assert (scope["root_path"], scope["path"]) == expected
 
     def test_config_json_names_the_backend(self, hello: Path) -> None:
         result = run_launcher(self.env(hello), ("config", "--json"))
@@ -228,18 +366,7 @@ class BackendConformance:
         self.require("supports_graceful_shutdown")
         graceful = 10
         with self.serve(hello, WEB_CONCURRENCY="1", GRACEFUL_TIMEOUT=str(graceful)) as server:
-            result: dict[str, Any] = {}
-
-            def slow() -> None:
-                try:
-                    status, _, body = server.get("/slow?seconds=2", timeout=graceful + 5)
-                    result["response"] = (status, body)
-                except OSError as exc:
-                    result["response"] = exc
-                result["at"] = time.monotonic()
-
-            thread = threading.Thread(target=slow, daemon=True)
-            thread.start()
+            thread, result = self.in_flight(server, "/slow?seconds=2", graceful + 5)
             server.wait_until(lambda: SLOW_STARTED in server.output(), 10, "the slow request in flight")
             sigterm = time.monotonic()
             server.signal(signal.SIGTERM)
@@ -250,6 +377,50 @@ class BackendConformance:
             assert result["at"] > sigterm, "the request finished before SIGTERM: it proves nothing"
             assert code == 0, server.output()
             assert exited <= graceful, f"exited {exited:.1f}s after SIGTERM; GRACEFUL_TIMEOUT={graceful}"
+
+    def test_sigterm_closes_websocket_and_idle_connection_and_exits_0_at_once(self, hello: Path) -> None:
+        self.require("supports_websocket_shutdown")
+        # GRACEFUL_TIMEOUT is long, so a server that waits it out (or waits for the WebSocket or
+        # the idle connection to end) fails the 2 s limit.
+        with self.serve(hello, WEB_CONCURRENCY="1", GRACEFUL_TIMEOUT="30") as server:
+            idle = http.client.HTTPConnection(server.host, server.port, timeout=10)
+            with self.websocket(server) as ws, closing(idle):
+                idle.request("GET", "/")  # no Connection: close: the connection stays open, idle
+                response = idle.getresponse()
+                response.read()
+                assert response.status == 200 and not response.will_close, response.getheaders()
+                sigterm = time.monotonic()
+                server.signal(signal.SIGTERM)
+                code = server.wait(10)
+                exited = time.monotonic() - sigterm
+                # The client reads frames in the background: a close sent before exit is waiting.
+                closed_with = close_code(ws, 5)
+            output = server.output()[-3000:]
+            assert closed_with == WS_SERVICE_RESTART, (closed_with, output)
+            assert code == 0, output
+            assert exited <= 2.0, f"exited {exited:.1f}s after SIGTERM\n{output}"
+
+    def test_sigterm_with_a_websocket_open_lets_the_request_in_flight_finish(self, hello: Path) -> None:
+        self.require("supports_websocket_shutdown")
+        graceful = 30
+        with self.serve(hello, WEB_CONCURRENCY="1", GRACEFUL_TIMEOUT=str(graceful)) as server:
+            with self.websocket(server) as ws:
+                thread, result = self.in_flight(server, "/slow?seconds=2", graceful + 5)
+                server.wait_until(lambda: SLOW_STARTED in server.output(), 10, "the slow request in flight")
+                sigterm = time.monotonic()
+                server.signal(signal.SIGTERM)
+                code = server.wait(graceful + 5)
+                exited = time.monotonic()
+                thread.join(graceful + 5)
+                closed_with = close_code(ws, 5)
+            output = server.output()[-3000:]
+            assert result.get("response") == (200, b"slow done"), (result, output)
+            assert result["at"] > sigterm, "the request finished before SIGTERM: it proves nothing"
+            assert closed_with == WS_SERVICE_RESTART, (closed_with, output)
+            assert code == 0, output
+            # Once the request is done nothing holds the launcher (not the WebSocket either).
+            late = exited - result["at"]
+            assert late <= 2.0, f"exited {late:.1f}s after the last request ended\n{output}"
 
     def test_a_killed_worker_is_replaced(self, hello: Path) -> None:
         self.require("supports_worker_replacement")
@@ -264,6 +435,98 @@ class BackendConformance:
 
             server.wait_until(replaced, 10, "a replacement worker, answering")
             assert server.proc.poll() is None
+
+    def test_timeout_replaces_a_worker_whose_event_loop_is_blocked(self, hello: Path) -> None:
+        self.require("supports_timeout")
+        timeout = 2
+        # No access log: the polling below would bury the lines that matter.
+        with self.serve(hello, WEB_CONCURRENCY="2", TIMEOUT=str(timeout), ACCESS_LOG="") as server:
+            server.wait_until(lambda: len(server.serving()) == 2, 20, "2 workers")
+
+            def block() -> None:
+                # Cut off when the worker is killed; nothing to check about it.
+                with suppress(OSError, http.client.HTTPException):
+                    server.get("/block?seconds=300", timeout=60)
+
+            threading.Thread(target=block, daemon=True).start()
+            server.wait_until(lambda: BLOCKING.search(server.output()), 10, "the /block request in flight")
+            match = BLOCKING.search(server.output())
+            assert match is not None
+            blocked = int(match.group(1))
+
+            # Until the watchdog fires, the other worker keeps answering.
+            answers: list[object] = []
+
+            # A poll the blocked worker took would hang until it is killed: where that can
+            # happen, polls give up quickly so that the next one can reach the other worker.
+            poll_timeout = 0.25 if self.blocked_worker_still_accepts else 5
+
+            def answered_until_timed_out() -> bool:
+                try:
+                    status, _, body = server.get("/pid", timeout=poll_timeout)
+                    answers.append((status, body.decode(errors="replace")))
+                except (OSError, http.client.HTTPException) as exc:
+                    answers.append(exc)
+                return bool(timed_out_lines(server.output(), blocked, timeout))
+
+            server.wait_until(answered_until_timed_out, timeout + 20, f"worker {blocked} timed out")
+            failed = [a for a in answers if not (isinstance(a, tuple) and a[0] == 200)]
+            if self.blocked_worker_still_accepts:
+                # Connections the blocked worker took are lost with it; nothing else may fail.
+                assert all(isinstance(a, OSError | http.client.HTTPException) for a in failed), failed
+                assert any(isinstance(a, tuple) for a in answers), (
+                    "the other worker never answered",
+                    answers,
+                )
+            else:
+                assert not failed, (failed, server.output()[-3000:])
+            assert str(blocked) not in {a[1] for a in answers if isinstance(a, tuple)}, answers
+
+            server.wait_until(lambda: blocked not in server.serving(), 5, f"worker {blocked} gone")
+
+            def replaced() -> bool:
+                serving = server.serving()
+                return len(serving) == 2 and blocked not in serving and server.ok("/pid")
+
+            server.wait_until(replaced, 10, "2 workers serving again")
+            assert server.proc.poll() is None, server.output()[-3000:]
+            lines = timed_out_lines(server.output(), blocked, timeout)
+            assert len(lines) == 1, lines
+
+    def test_max_requests_recycles_workers_without_failing_a_request(self, hello: Path) -> None:
+        self.require("supports_max_requests")
+        limit = 5
+        env = {
+            "WEB_CONCURRENCY": "2",
+            "MAX_REQUESTS": str(limit),
+            "MAX_REQUESTS_JITTER": "0",
+            "ACCESS_LOG": "",
+        }
+        with self.serve(hello, **env) as server:
+            pids: Counter[str] = Counter()
+            failed: list[object] = []
+            deadline = time.monotonic() + 60
+            for _ in range(60):
+                assert time.monotonic() < deadline, (pids, failed, server.output()[-3000:])
+                try:
+                    # Connection: close: recycling under keep-alive is not what this checks.
+                    status, _, body = server.get("/pid", timeout=10)
+                except (OSError, http.client.HTTPException) as exc:
+                    failed.append(exc)
+                    continue
+                if status == 200:
+                    pids[body.decode(errors="replace")] += 1
+                else:
+                    failed.append((status, body))
+            output = server.output()[-3000:]
+            assert not failed, (failed, output)
+            assert len(pids) > 2, f"no worker was recycled: {pids}\n{output}"
+            # A retiring worker stops accepting at once, but a request or two the kernel had
+            # already handed it are in flight and finish; a worker that never retires serves
+            # about half of all 60.
+            assert max(pids.values()) <= limit + 2, f"a worker served more than {limit} + 2: {pids}"
+            server.wait_until(lambda: len(server.serving()) == 2, 10, "2 workers serving")
+            assert server.proc.poll() is None, output
 
     def test_port_in_use_is_non_zero_naming_the_address(self, hello: Path) -> None:
         with socket.socket() as taken:

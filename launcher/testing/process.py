@@ -202,6 +202,10 @@ class Launcher:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}{path}"
 
+    def ws_url(self, path: str = "/ws") -> str:
+        """The ``ws://`` URL of ``path`` on the launcher's address."""
+        return "ws" + self.url(path).removeprefix("http")
+
     def get(self, path: str = "/", timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
         """GET ``path`` on a fresh connection; (status, headers with lower-case names, body)."""
         conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)

@@ -121,17 +121,18 @@ def test_root_path_is_set_and_included_in_path(tmp_path: Path) -> None:
     assert "('raw_path', b'/api/items')" in body
 
 
-def test_request_limit_retires_after_the_last_request_completes(tmp_path: Path) -> None:
+def test_request_limit_retires_with_the_last_request_which_is_still_served(tmp_path: Path) -> None:
     retired: list[int] = []
     served: list[int] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        served.append(len(retired))  # how many retirements had happened when this one ran
+        served.append(len(retired))  # how many retirements had been asked for when this one ran
 
     built = build(config(tmp_path, MAX_REQUESTS="3"), retire=lambda: retired.append(1), app=app)
     for _ in range(3):
         call(built.app, http_scope())
-    assert retired == [1] and served == [0, 0, 0]  # retired once, after the third had run
+    # The third request asked for retirement (so the worker accepts no more) and was served.
+    assert retired == [1] and served == [0, 0, 1]
     call(built.app, {"type": "lifespan"})  # lifespan is not a request
     assert retired == [1]
 

@@ -2,15 +2,39 @@
 
 ``/`` says hello; ``/slow?seconds=N`` answers after N seconds and first writes
 ``slow request started`` to stderr, so a test can wait for the request to be in flight
-instead of sleeping; ``/pid`` names the worker process; ``/headers`` echoes the client address
-and scheme the server settled on (what proxy-header handling changes). It supports lifespan.
+instead of sleeping; ``/block?seconds=N`` blocks the worker's event loop with ``time.sleep(N)``
+(a stuck worker, for ``TIMEOUT``) after writing ``blocking in <pid>`` to stderr; ``/pid``
+names the worker process; ``/headers`` echoes the client address and scheme the server settled
+on (what proxy-header handling changes); any path ending in ``/scope`` echoes the scope's
+``root_path`` and ``path`` (with ``ROOT_PATH`` set, the path the app sees starts with it). It
+supports lifespan, and WebSockets on ``/ws``: accepted, each text or bytes message echoed back
+until the client disconnects.
 """
 
 import asyncio
 import json
 import os
 import sys
+import time
 from typing import Any
+
+
+async def websocket(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    if scope["path"] != "/ws":
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("text") is not None:
+            await send({"type": "websocket.send", "text": message["text"]})
+        elif message.get("bytes") is not None:
+            await send({"type": "websocket.send", "bytes": message["bytes"]})
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -21,16 +45,25 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await send({"type": f"lifespan.{kind}.complete"})
             if kind == "shutdown":
                 return
+    if scope["type"] == "websocket":
+        await websocket(scope, receive, send)
+        return
     path, query = scope["path"], scope.get("query_string", b"").decode()
     if path == "/slow":
         print(f"slow request started in {os.getpid()}", file=sys.stderr, flush=True)
         await asyncio.sleep(float(query.partition("seconds=")[2] or 1))
         body = b"slow done"
+    elif path == "/block":
+        print(f"blocking in {os.getpid()}", file=sys.stderr, flush=True)
+        time.sleep(float(query.partition("seconds=")[2] or 1))  # the event loop stops turning
+        body = b"block done"
     elif path == "/pid":
         body = str(os.getpid()).encode()
     elif path == "/headers":
         client = scope.get("client") or ["", 0]
         body = json.dumps({"client": client[0], "scheme": scope["scheme"]}).encode()
+    elif path.endswith("/scope"):
+        body = json.dumps({"root_path": scope.get("root_path", ""), "path": path}).encode()
     else:
         body = json.dumps({"message": "Hello World!"}).encode()
     headers = [(b"content-type", b"application/json")]

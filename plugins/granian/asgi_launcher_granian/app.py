@@ -8,15 +8,27 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Callable
 from typing import Any
 
-from launcher import Config
-from launcher.pipeline import WorkerApp, build
+from launcher import Config, ServerTraits, WorkerApp, build_worker_app
+
+#: Granian's accept loop runs in its own threads and stops a moment after the worker is told to:
+#: the request that retires a worker waits that long before it is served, so its client cannot
+#: open a new connection that the stopping worker would accept and then drop unanswered.
+TRAITS = ServerTraits(retire_settle=0.05)
+
+#: This worker's graceful stop, once Granian has set up its signals (see below).
+_stop_worker: Callable[[], None] | None = None
 
 
 def retire() -> None:
-    """Granian's own graceful stop for this worker: what its SIGTERM handler does."""
-    os.kill(os.getpid(), signal.SIGTERM)
+    """Granian's own graceful stop for this worker, what its SIGTERM handler does, started at
+    once (a signal to ourselves would reach the loop only after it had accepted more)."""
+    if _stop_worker is not None:
+        _stop_worker()
+    else:
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _drain_before_stopping(worker_app: WorkerApp) -> None:
@@ -43,12 +55,18 @@ def _drain_before_stopping(worker_app: WorkerApp) -> None:
 
         def handler() -> None:
             nonlocal stopping
-            if not stopping:  # WorkerSignal.set must be called once: a second call blocks
-                stopping = True
+            if stopping:  # WorkerSignal.set must be called once: a second call blocks
+                return
+            stopping = True
+            if worker_app.has_websockets():
                 loop.create_task(stop())
+            else:
+                event.set()  # nothing to drain: stop accepting now
 
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, handler)
+        global _stop_worker
+        _stop_worker = handler
         return event
 
     granian_signals.set_loop_signals = set_loop_signals
@@ -57,6 +75,6 @@ def _drain_before_stopping(worker_app: WorkerApp) -> None:
 def load_app(target: str, config: Config, heartbeat_dir: str | None) -> Any:
     # Granian applies none of FORWARDED_ALLOW_IPS, ROOT_PATH, MAX_REQUESTS or TIMEOUT: the
     # pipeline's layers do, as under every backend.
-    worker_app = build(config, retire=retire, heartbeat_dir=heartbeat_dir)
+    worker_app = build_worker_app(config, retire=retire, heartbeat_dir=heartbeat_dir, traits=TRAITS)
     _drain_before_stopping(worker_app)
     return worker_app.app

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import socket
 import sys
 from functools import partial
 from typing import Any
@@ -21,9 +22,7 @@ from granian.log import LogLevels
 from granian.server.mp import MPServer, WorkerProcess
 
 from asgi_launcher_granian.app import load_app
-from launcher import Config
-from launcher.addresses import parse
-from launcher.supervision import EXIT_WORKERS_FAILING, Supervision, master_log
+from launcher import EXIT_WORKERS_FAILING, Config, Supervision, master_log, parse_address
 
 
 def _log_config(config: Config) -> dict[str, Any]:
@@ -59,6 +58,26 @@ class LauncherGranian(MPServer):  # type: ignore[misc]
     exit_status = 0
     draining = False
     supervision: Supervision
+
+    def _init_shared_socket(self) -> None:
+        """One listening socket, made by the master and inherited by every worker.
+
+        On Linux Granian has each worker bind its own SO_REUSEPORT socket for TCP. Then a moment
+        with no worker alive (two workers retiring at once after MAX_REQUESTS, a crash) refuses
+        connections instead of queueing them for the replacement. Granian's own shared-socket
+        path (what it uses for unix sockets and off Linux) keeps the backlog in the master.
+        """
+        if self.bind_uds:
+            super()._init_shared_socket()
+            return
+        from granian._granian import ListenerSpec  # what granian.net calls SocketSpec
+
+        self._ssp = None
+        holder: Any = ListenerSpec(self.bind_addr, self.bind_port, self.backlog).build()
+        self._shd = holder
+        self._sfd = holder.get_fd()
+        self._sso = socket.socket(fileno=self._sfd)
+        self._sso.set_inheritable(True)
 
     def _spawn_worker(self, idx: Any, target: Any, callback_loader: Any, *args: Any) -> Any:
         worker = super()._spawn_worker(idx, target, callback_loader, *args)
@@ -132,7 +151,7 @@ class LauncherGranian(MPServer):  # type: ignore[misc]
 
 
 def serve(config: Config) -> int:
-    address = parse(config.bind[0])
+    address = parse_address(config.bind[0])
     kwargs: dict[str, Any] = {}
     if address.family.name == "AF_UNIX":
         from pathlib import Path

@@ -13,9 +13,7 @@ from gunicorn.arbiter import Arbiter
 from gunicorn.errors import HaltServer
 
 from asgi_launcher_gunicorn.worker import launcher_worker_class
-from launcher import Config
-from launcher.importer import import_app
-from launcher.supervision import EXIT_WORKERS_FAILING, Supervision, exit_code, master_log
+from launcher import EXIT_WORKERS_FAILING, Config, Supervision, exit_code, import_app, master_log
 
 
 class LauncherArbiter(Arbiter):  # type: ignore[misc]

@@ -14,8 +14,7 @@ from typing import Any, NoReturn
 
 from gunicorn.config import Config as GunicornConfig
 
-from launcher import ConfigError
-from launcher.settings import BY_ENV
+from launcher import ConfigError, parse_setting
 
 # Gunicorn setting -> Config field, for the settings the env contract covers.
 CONTRACT = {
@@ -64,7 +63,7 @@ def _neutral(name: str, value: Any, origin: str) -> Any:
     if name == "worker_class" and isinstance(value, type):
         return f"{value.__module__}.{value.__qualname__}"
     if name == "loglevel":
-        return BY_ENV["LOG_LEVEL"].parse(str(value)) if origin == "cmdline" else _level(value, origin)
+        return parse_setting("LOG_LEVEL", str(value)) if origin == "cmdline" else _level(value, origin)
     if name == "forwarded_allow_ips" and isinstance(value, list | tuple):
         return ",".join(value)
     if name == "bind":
@@ -74,7 +73,7 @@ def _neutral(name: str, value: Any, origin: str) -> Any:
 
 def _level(value: Any, origin: str) -> str:
     try:
-        return str(BY_ENV["LOG_LEVEL"].parse(str(value)))
+        return str(parse_setting("LOG_LEVEL", str(value)))
     except ConfigError:
         raise ConfigError(
             f"{origin}: loglevel={value!r} is invalid: expected debug, info, warning, error or critical"

@@ -19,7 +19,7 @@ from typing import Any
 from gunicorn.arbiter import Arbiter
 from uvicorn.server import Server
 
-from launcher.pipeline import ServerTraits, WorkerApp, build
+from launcher import ServerTraits, WorkerApp, build_worker_app
 
 #: Uvicorn closes open WebSockets with 1012 when it stops; the pipeline need not.
 TRAITS = ServerTraits(closes_websockets=True)
@@ -52,7 +52,7 @@ class LauncherWorker:
     def load_wsgi(self) -> None:
         super().load_wsgi()  # type: ignore[misc]  # Gunicorn's import of the app (LauncherApplication.load)
         launcher = self.app.config
-        self.worker_app = build(
+        self.worker_app = build_worker_app(
             launcher,
             retire=self.retire,
             heartbeat_dir=self.app.supervision.heartbeat_dir,

@@ -80,7 +80,7 @@ class HypercornBackend(Backend):
         from asgi_launcher_hypercorn.settings import build, create_sockets
         from asgi_launcher_hypercorn.supervisor import Supervisor, close_sockets
         from asgi_launcher_hypercorn.worker import WorkerSpec
-        from launcher.supervision import Supervision, master_log
+        from launcher import Supervision, master_log
 
         hc = build(config)
         log = master_log(config)

@@ -22,8 +22,7 @@ from typing import Any
 
 from hypercorn.config import Config as HypercornConfig
 
-from launcher import Config, ConfigError
-from launcher.settings import BY_ENV, LOG_LEVELS, parse_bind_address
+from launcher import Config, ConfigError, parse_bind_address, parse_setting
 
 #: Hypercorn setting -> launcher Config field, for what the env contract also covers.
 CONTRACT = {
@@ -97,9 +96,14 @@ def _contract_value(origin: str, key: str, value: Any) -> Any:
             raise _bad(origin, key, value, "asyncio, uvloop or trio")
         return value.strip().lower()
     if key == "loglevel":
-        if not isinstance(value, str) or value.strip().lower() not in LOG_LEVELS:
-            raise _bad(origin, key, value, "one of " + ", ".join(LOG_LEVELS))
-        return value.strip().lower()
+        try:
+            return (
+                parse_setting("LOG_LEVEL", value)
+                if isinstance(value, str)
+                else parse_setting("LOG_LEVEL", "")
+            )
+        except ConfigError:
+            raise _bad(origin, key, value, "one of debug, info, warning, error, critical") from None
     if key in ("accesslog", "errorlog"):
         if value is None or isinstance(value, logging.Logger):
             return value
@@ -112,7 +116,7 @@ def _contract_value(origin: str, key: str, value: Any) -> Any:
         return value
     if key == "root_path":
         try:
-            return BY_ENV["ROOT_PATH"].parse(value) if isinstance(value, str) else None
+            return parse_setting("ROOT_PATH", value) if isinstance(value, str) else None
         except ConfigError:
             raise _bad(origin, key, value, "a URL path starting with /, such as /api") from None
     # max_requests, max_requests_jitter: the contract's 0 means off, as Hypercorn's None does.

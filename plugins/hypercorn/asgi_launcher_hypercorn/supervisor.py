@@ -34,7 +34,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
 
 from asgi_launcher_hypercorn.worker import BOOTED, WorkerSpec, run_worker
-from launcher.supervision import EXIT_WORKERS_FAILING, Supervision, describe_exit
+from launcher import EXIT_WORKERS_FAILING, Supervision, describe_exit
 
 #: Exit status when workers cannot boot or keep dying (the same as Gunicorn's WORKER_BOOT_ERROR).
 EXIT_BOOT_FAILURE = EXIT_WORKERS_FAILING

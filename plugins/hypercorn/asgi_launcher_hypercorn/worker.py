@@ -30,9 +30,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
 from hypercorn.utils import LifespanFailureError, wrap_app
 
-from launcher import Config, ConfigError
-from launcher.errors import EXIT_CONFIG
-from launcher.pipeline import ServerTraits, WorkerApp, build
+from launcher import EXIT_CONFIG, Config, ConfigError, ServerTraits, WorkerApp, build_worker_app
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -162,7 +160,9 @@ def _load(spec: WorkerSpec, hc: HypercornConfig, ready: Connection, stop: Stop) 
                 ready.send_bytes(BOOTED)
 
     traits = ServerTraits(asyncio=hc.worker_class != "trio")
-    stop.worker_app = build(spec.config, retire=stop.retire, heartbeat_dir=spec.heartbeat_dir, traits=traits)
+    stop.worker_app = build_worker_app(
+        spec.config, retire=stop.retire, heartbeat_dir=spec.heartbeat_dir, traits=traits
+    )
     booting: Any = BootSignal(stop.worker_app.app, notify)  # Hypercorn's ASGIFramework type is a union
     return wrap_app(booting, hc.wsgi_max_body_size, "asgi")
 
