@@ -11,7 +11,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from typing import Any
 
 from launcher import __version__
@@ -61,7 +61,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     from launcher.startup import prepare_with_warnings
 
     try:
-        prepared = prepare_with_warnings(os.environ)
+        prepared = prepare_with_warnings(args.environ)
     except MissingApp as exc:
         if exc.config is None:
             raise
@@ -91,7 +91,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from launcher.importer import import_app
     from launcher.startup import prepare_with_warnings
 
-    prepared = prepare_with_warnings(os.environ)
+    prepared = prepare_with_warnings(args.environ)
     config = prepared.config
     for warning in prepared.warnings:
         warn(warning)
@@ -124,7 +124,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from launcher.startup import prepare
 
     timeout, path = _probe_timeout(args.timeout), _probe_path(args.path)
-    _, config = prepare(os.environ)
+    _, config = prepare(args.environ)
     ok, message = probe(config.bind[0], path, timeout)
     print(message, file=sys.stdout if ok else sys.stderr)
     return 0 if ok else 1
@@ -180,11 +180,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def forget_empty_settings(environ: MutableMapping[str, str]) -> None:
+    """Unset the contract's variables that are set to an empty value: they mean "unset"
+    (``config.effective_env``), and this process's environment is what the server and the app
+    inherit, where Gunicorn and Uvicorn read ``int(WEB_CONCURRENCY)`` themselves and would fail
+    on an empty one. (``ACCESS_LOG``/``ERROR_LOG``, where empty means "off", stay.)"""
+    from launcher.config import effective_env
+    from launcher.settings import BY_ENV
+
+    for name in effective_env(environ)[1]:
+        if name in BY_ENV:
+            del environ[name]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         args.func = cmd_run
+    # The commands that only look resolve the environment as the user wrote it (so `config`
+    # shows `default (empty env:NAME)`); the process itself, which `run` turns into the server,
+    # goes on without the empty settings.
+    args.environ = dict(os.environ)
+    forget_empty_settings(os.environ)
     try:
         return int(args.func(args))
     except ConfigError as exc:

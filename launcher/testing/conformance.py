@@ -330,6 +330,28 @@ class BackendConformance:
         assert set(data) >= CONFIG_KEYS, CONFIG_KEYS - set(data)
         assert set(data["sources"]) >= CONFIG_KEYS - {"sources"}, data["sources"]
 
+    def test_empty_variables_mean_their_defaults(self, hello: Path) -> None:
+        # Compose files and manifests pass empty values (WEB_CONCURRENCY: ${X}); the reference
+        # image's gunicorn_conf.py read them with os.getenv and treated "" as unset.
+        empty = {
+            name: ""
+            for name in (
+                "WEB_CONCURRENCY", "MAX_WORKERS", "WORKERS_PER_CORE", "HOST", "PORT", "LOG_LEVEL",
+                "MODULE_NAME", "VARIABLE_NAME", "APP_MODULE", "TIMEOUT", "GRACEFUL_TIMEOUT",
+                "KEEP_ALIVE", "MAX_REQUESTS", "ROOT_PATH", "FORWARDED_ALLOW_IPS",
+            )
+        }  # fmt: skip
+        port = free_port()
+        env = {**empty, "BIND": f"127.0.0.1:{port}"}
+        shown = run_launcher(self.env(hello, **env), ("config", "--json"))
+        assert shown.returncode == 0, shown.stderr
+        data = json.loads(shown.stdout)
+        assert data["sources"]["workers"] == "default (empty env:WEB_CONCURRENCY)", data["sources"]
+        assert (data["app"], data["log_level"], data["timeout"]) == ("main:app", "info", 120)
+        with self.serve(hello, **env) as server:
+            status, _, body = server.get("/")
+            assert (status, json.loads(body)) == (200, {"message": "Hello World!"})
+
     # -- apps that cannot be served --------------------------------------------------------
 
     @pytest.mark.parametrize(

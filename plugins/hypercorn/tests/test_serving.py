@@ -198,7 +198,11 @@ def test_max_requests_restarts_are_not_crashes(launch: Launch) -> None:
     # retires is still served by it, so not every request meets a fresh worker).
     assert len(pids) >= 4
     assert server.proc.poll() is None
-    wait_for(lambda: server.stderr().count("MAX_REQUESTS reached") >= 4 or None, 5, "the retirements logged")
+    wait_for(
+        lambda: server.stderr().count("retired after MAX_REQUESTS=1") >= 4 or None,
+        5,
+        "the retirements logged",
+    )
     assert "failed to boot" not in server.stderr()
 
 
