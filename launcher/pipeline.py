@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from launcher.importer import import_app
 from launcher.proxy_headers import ProxyHeadersMiddleware
-from launcher.supervision import heartbeat_interval
+from launcher.supervision import heartbeat_interval, worker_started
 
 if TYPE_CHECKING:
     from launcher.config import Config
@@ -286,12 +286,18 @@ def build(
     heartbeat_dir: str | None = None,
     traits: ServerTraits = ServerTraits(),
     app: Any = None,
+    master_pid: int | None = None,
 ) -> WorkerApp:
     """Import the app (unless given) and wrap it in the layers ``config`` turns on.
 
     ``retire`` stops this worker gracefully (the server's own way: finish in-flight requests,
-    exit 0); ``heartbeat_dir`` is ``Supervision.heartbeat_dir`` from the master.
+    exit 0); ``heartbeat_dir`` is ``Supervision.heartbeat_dir`` from the master. Called once in
+    each worker, at its start, so with ``master_pid`` it is also where the worker takes on the
+    launcher's rules for workers (``launcher.supervision.worker_started``: die with the master,
+    reopen log files on SIGUSR1).
     """
+    if master_pid is not None:
+        worker_started(master_pid)
     if app is None:
         app = import_app(config.app, config.app_dir, source=config.sources.get("app", ""))
     layers: list[str] = []

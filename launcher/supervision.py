@@ -20,6 +20,7 @@ The plugin surface is ``Supervision`` (one per master) and ``master_log``.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import shutil
@@ -189,10 +190,22 @@ class Supervision:
         """Whether the master itself stopped ``pid`` (so its death is not the app's fault)."""
         return pid in self._stopped
 
+    def stopping(self, pid: int, why: str) -> None:
+        """The master is stopping ``pid`` itself (``why``: ``"reload"``, ``"scale-down"``, ...):
+        its exit will not count as a crash, whatever its status."""
+        self._stopped.setdefault(pid, why)
+
+    def replaces(self, pid: int) -> bool:
+        """Whether a worker that has just ended must be replaced: not one the master stopped
+        for a reload (its successor is already running). Ask before ``exited``."""
+        return self._stopped.get(pid) != "reload"
+
     def exited(self, pid: int, code: int | None, *, stopping: bool = False) -> bool:
         """A booted worker is gone (``code`` as ``exit_code`` gives it). True: give up now.
 
-        During the master's own shutdown nothing counts and nothing is logged here.
+        During the master's own shutdown nothing counts and nothing is logged here. A worker the
+        master stopped, one that retired (exit 0) and one that obeyed a SIGTERM (Uvicorn re-raises
+        the SIGTERM it was stopped with) are not crashes.
         """
         if self.watchdog:
             self.watchdog.forget(pid)
@@ -207,6 +220,9 @@ class Supervision:
             else:
                 self.log.info("worker %d exited (exit status 0); starting a new one", pid)
             return False
+        if code == -signal.SIGTERM:
+            self.log.info("worker %d stopped (SIGTERM); starting a new one", pid)
+            return False
         self.log.warning("worker %d died (%s); starting a replacement", pid, describe_exit(code))
         if self.crash_loop.record_death():
             self.log.error(
@@ -217,9 +233,51 @@ class Supervision:
             return True
         return False
 
+    def ignored(self, signum: int) -> None:
+        """One line for a signal the table says is ignored."""
+        why = IGNORED_SIGNALS.get(signum, "it has no meaning here")
+        self.log.info("got %s: ignored (%s)", signal.Signals(signum).name, why)
+
+    def reopening_logs(self) -> None:
+        """SIGUSR1 in a master: reopen its own log files (forward the signal to the workers too)."""
+        from launcher.logs import reopen_files
+
+        reopen_files()
+        self.log.info("got SIGUSR1: log files reopened; telling the workers")
+
     def close(self) -> None:
         if self.watchdog and os.getpid() == self._master:
             self.watchdog.close()
+
+
+#: The signal table's "ignored" rows: signal -> why. (SIGTERM/SIGINT drain, SIGQUIT stops at
+#: once, SIGHUP restarts the workers, SIGUSR1 reopens log files.)
+IGNORED_SIGNALS: dict[int, str] = {
+    signal.SIGTTIN: "the worker count follows the environment: set WEB_CONCURRENCY, or scale replicas",
+    signal.SIGTTOU: "the worker count follows the environment: set WEB_CONCURRENCY, or scale replicas",
+    signal.SIGUSR2: "no re-exec: send SIGHUP to restart the workers on new code",
+    signal.SIGWINCH: "not a daemon",
+}
+
+_PR_SET_PDEATHSIG = 1
+
+
+def worker_started(master_pid: int) -> None:
+    """What every worker does first, under every backend: die with its master, and reopen its
+    log files on SIGUSR1.
+
+    The kernel sends the worker SIGKILL when its master dies (``PR_SET_PDEATHSIG``), so a master
+    killed with SIGKILL (or by the OOM killer) leaves no worker serving on with nobody to replace
+    it and the port held.
+    """
+    from launcher.logs import reopen_files
+
+    signal.signal(signal.SIGUSR1, lambda _signum, _frame: reopen_files())
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != master_pid:  # the master died before the line above: nobody to serve for
+        os._exit(0)
 
 
 def master_log(config: Config, name: str = "asgi_launcher") -> logging.Logger:

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import pytest
 
 from launcher.testing import apps
-from launcher.testing.process import Launcher, free_port, run_launcher, start_launcher
+from launcher.testing.process import Launcher, Load, free_port, run_launcher, start_launcher
 
 if TYPE_CHECKING:
     from websockets.sync.client import ClientConnection
@@ -130,6 +130,15 @@ class BackendConformance:
     supports_log_level: ClassVar[bool] = True
     #: SIGTERM lets a request in flight finish, then the launcher exits 0.
     supports_graceful_shutdown: ClassVar[bool] = True
+    #: SIGHUP restarts the workers without failing a request, SIGUSR1 reopens log files, and
+    #: SIGTTIN, SIGTTOU, SIGUSR2 and SIGWINCH are ignored with one line each.
+    supports_signal_table: ClassVar[bool] = True
+    #: A worker the server stops gracefully closes connections it accepted a moment before
+    #: without answering them (Granian: its Rust accept loop stops after the Python side asks).
+    #: The SIGHUP test then allows a few failed connections (at most 5 %), never an error status.
+    restart_drops_fresh_connections: ClassVar[bool] = False
+    #: The master killed with SIGKILL: every worker exits within 1 s.
+    supports_orphan_exit: ClassVar[bool] = True
     #: An ASGI 2 ("double callable") app is served, lifespan included.
     supports_asgi2: ClassVar[bool] = True
     #: SIGTERM closes open WebSockets with 1012 and idle keep-alive connections, and does not
@@ -549,6 +558,97 @@ class BackendConformance:
             assert max(pids.values()) <= limit + 2, f"a worker served more than {limit} + 2: {pids}"
             server.wait_until(lambda: len(server.serving()) == 2, 10, "2 workers serving")
             assert server.proc.poll() is None, output
+
+    # -- the rest of the signal table ------------------------------------------------------
+
+    def test_sighup_restarts_the_workers_without_failing_a_request(self, hello: Path) -> None:
+        self.require("supports_signal_table")
+        with self.serve(hello, WEB_CONCURRENCY="2", ACCESS_LOG="") as server:
+            server.wait_until(lambda: len(server.serving()) == 2, 20, "2 workers")
+            load = Load(server.port, "/pid", clients=4, limit=60).start()
+            try:
+                # Three restarts within 30 s: never a crash loop (workers the master stops are
+                # not crashes, however they end).
+                for _ in range(3):
+                    before = set(server.serving())
+                    server.signal(signal.SIGHUP)
+
+                    def renewed(before: set[int] = before) -> bool:
+                        serving = set(server.serving())
+                        return len(serving) == 2 and not serving & before and server.ok("/pid")
+
+                    server.wait_until(renewed, 30, "2 new workers after SIGHUP")
+            finally:
+                load.stop()
+            failed = [o for o in load.outcomes if o.status != 200]
+            assert load.outcomes and not load.refused, (len(load.outcomes), load.refused)
+            if self.restart_drops_fresh_connections:
+                # Only connections the stopping workers had just accepted, never an error status.
+                assert all(o.status is None for o in failed), failed[:5]
+                assert len(failed) <= len(load.outcomes) // 20, (len(failed), len(load.outcomes))
+            else:
+                assert not failed, failed[:5]
+            assert server.proc.poll() is None, server.output()[-3000:]
+            assert self.stop(server) == 0
+
+    def test_sigusr1_reopens_log_files(self, hello: Path, tmp_path: Path) -> None:
+        self.require("supports_signal_table")
+        access = tmp_path / "access.log"
+        with self.serve(hello, WEB_CONCURRENCY="1", ACCESS_LOG=str(access)) as server:
+            server.wait_until(lambda: len(server.serving()) == 1, 20, "1 worker")
+            worker = server.serving()[0]
+            server.get("/first-line")
+            server.wait_until(lambda: access.exists() and "/first-line" in access.read_text(), 10, "a line")
+            access.rename(tmp_path / "access.log.1")  # what logrotate does before its postrotate
+            server.signal(signal.SIGUSR1)
+            server.wait_until(lambda: "got SIGUSR1" in server.output(), 10, "the SIGUSR1 line")
+
+            def reopened() -> bool:
+                server.get("/second-line")
+                return access.exists() and "/second-line" in access.read_text()
+
+            server.wait_until(reopened, 10, "access lines in the new file")
+            assert "/second-line" not in (tmp_path / "access.log.1").read_text()
+            assert server.serving() == [worker], "SIGUSR1 restarted the worker"
+            assert self.stop(server) == 0
+
+    @pytest.mark.parametrize("signum", ["SIGTTIN", "SIGTTOU", "SIGUSR2", "SIGWINCH"])
+    def test_ignored_signals_change_nothing(self, hello: Path, signum: str) -> None:
+        self.require("supports_signal_table")
+        with self.serve(hello, WEB_CONCURRENCY="2") as server:
+            server.wait_until(lambda: len(server.serving()) == 2, 20, "2 workers")
+            before = sorted(server.serving())
+            server.signal(getattr(signal, signum))
+            server.wait_until(lambda: f"got {signum}: ignored" in server.output(), 10, "the ignored line")
+            end = time.monotonic() + 1.0
+            while time.monotonic() < end:
+                assert sorted(server.serving()) == before, server.output()[-3000:]
+                time.sleep(0.1)
+            assert server.ok("/pid") and server.proc.poll() is None
+            assert server.output().count(f"got {signum}") == 1
+            assert self.stop(server) == 0
+
+    def test_a_killed_master_leaves_no_worker_behind(self, hello: Path) -> None:
+        self.require("supports_orphan_exit")
+        with self.serve(hello, WEB_CONCURRENCY="2") as server:
+            server.wait_until(lambda: len(server.serving()) == 2, 20, "2 workers")
+            workers = server.serving()
+            os.kill(server.proc.pid, signal.SIGKILL)
+            killed = time.monotonic()
+            server.proc.wait(5)
+
+            def alive(pid: int) -> bool:
+                try:
+                    state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+                except OSError:
+                    return False
+                return state not in ("Z", "X")
+
+            while time.monotonic() - killed < 5 and any(alive(pid) for pid in workers):
+                time.sleep(0.02)
+            took = time.monotonic() - killed
+            assert not any(alive(pid) for pid in workers), f"workers {workers} still run {took:.1f}s on"
+            assert took <= 1.0, f"the workers took {took:.2f}s to exit"
 
     def test_port_in_use_is_non_zero_naming_the_address(self, hello: Path) -> None:
         with socket.socket() as taken:

@@ -72,9 +72,11 @@ def _drain_before_stopping(worker_app: WorkerApp) -> None:
     granian_signals.set_loop_signals = set_loop_signals
 
 
-def load_app(target: str, config: Config, heartbeat_dir: str | None) -> Any:
+def load_app(target: str, config: Config, heartbeat_dir: str | None, master_pid: int) -> Any:
     # Granian applies none of FORWARDED_ALLOW_IPS, ROOT_PATH, MAX_REQUESTS or TIMEOUT: the
     # pipeline's layers do, as under every backend.
-    worker_app = build_worker_app(config, retire=retire, heartbeat_dir=heartbeat_dir, traits=TRAITS)
+    worker_app = build_worker_app(
+        config, retire=retire, heartbeat_dir=heartbeat_dir, traits=TRAITS, master_pid=master_pid
+    )
     _drain_before_stopping(worker_app)
     return worker_app.app

@@ -8,6 +8,7 @@ that dies is replaced; ``launcher.supervision.CrashLoop`` decides when deaths me
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -117,10 +118,34 @@ class LauncherGranian(MPServer):  # type: ignore[misc]
         self.startup(spawn_target, target_loader)
         self._note_spawned()
         signal.signal(signal.SIGQUIT, self._stop_now)
+        # The rest of the launcher's signal table (Granian's own: SIGHUP respawns the workers).
+        signal.signal(signal.SIGUSR1, self._reopen_logs)
+        for signum in (signal.SIGUSR2, signal.SIGTTIN, signal.SIGTTOU, signal.SIGWINCH):
+            signal.signal(signum, self._ignore)
         self._serve_loop(spawn_target, target_loader)
         self.draining = True
         self.interrupt_children.clear()  # workers stopped from here on are not failures
         self.shutdown(self.exit_status)
+
+    def _reopen_logs(self, *args: Any) -> None:
+        if self._in_booting_worker():
+            return
+        self.supervision.reopening_logs()
+        for worker in list(self.wrks):
+            if worker.inner.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.inner.pid, signal.SIGUSR1)
+
+    def _ignore(self, signum: int, *args: Any) -> None:
+        if not self._in_booting_worker():
+            self.supervision.ignored(signum)
+
+    def _reload(self, spawn_target: Any, target_loader: Any) -> None:
+        self.supervision.log.info("got SIGHUP: starting new workers, then stopping the old ones gracefully")
+        # Granian waits respawn_interval (3.5 s) between a new worker and stopping the old one;
+        # ours boot in well under a second.
+        self.respawn_interval = 1.0
+        super()._reload(spawn_target, target_loader)
 
     def _in_booting_worker(self) -> bool:
         """True in a forked worker that still runs the master's handlers.
@@ -180,6 +205,7 @@ def serve(config: Config) -> int:
         load_app,
         config=dataclasses.replace(config, server_settings={}),
         heartbeat_dir=server.supervision.heartbeat_dir,
+        master_pid=os.getpid(),
     )
     try:
         server.serve(target_loader=loader)

@@ -65,6 +65,35 @@ class LauncherArbiter(Arbiter):  # type: ignore[misc]
     def handle_int(self) -> None:
         self.handle_term()  # graceful, like SIGTERM
 
+    # The rest of the launcher's signal table (the same under every backend).
+
+    def handle_hup(self) -> None:
+        self.supervision.log.info("got SIGHUP: starting new workers, then stopping the old ones gracefully")
+        super().handle_hup()  # Gunicorn's reload: new workers first, the oldest stopped after
+
+    def handle_usr1(self) -> None:
+        self.supervision.reopening_logs()
+        super().handle_usr1()  # Gunicorn's own log files, and SIGUSR1 to every worker
+
+    def handle_usr2(self) -> None:
+        self.supervision.ignored(signal.SIGUSR2)  # Gunicorn would re-exec: prestart again, port in use
+
+    def handle_winch(self) -> None:
+        self.supervision.ignored(signal.SIGWINCH)
+
+    def handle_ttin(self) -> None:
+        self.supervision.ignored(signal.SIGTTIN)
+
+    def handle_ttou(self) -> None:
+        self.supervision.ignored(signal.SIGTTOU)
+
+    def kill_worker(self, pid: int, sig: int) -> None:
+        # A worker the arbiter itself stops (reload, a second signal) is not a crash, however it
+        # ends (Uvicorn re-raises the SIGTERM it was stopped with).
+        if sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGINT, signal.SIGKILL) and not self.stopping:
+            self.supervision.stopping(pid, "stopped by the master")
+        super().kill_worker(pid, sig)
+
     def handle_quit(self) -> None:
         self.stopping = True
         self.kill_workers(signal.SIGKILL)

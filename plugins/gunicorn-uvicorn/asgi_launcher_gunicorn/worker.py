@@ -13,6 +13,8 @@ default, or a subclass of it), the arbiter runs it with ``LauncherWorker`` mixed
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import sys
 from typing import Any
 
@@ -32,6 +34,28 @@ def is_uvicorn_worker(cls: type) -> bool:
     return any((c.__module__, c.__name__) in _UVICORN_WORKERS for c in cls.__mro__)
 
 
+#: How long a stopping worker keeps the connections it has just accepted before closing the ones
+#: that are still idle (see LauncherServer).
+SETTLE = 0.1
+
+
+class LauncherServer(Server):
+    """Uvicorn's server, whose graceful stop does not drop connections it has just accepted.
+
+    Uvicorn's shutdown closes every connection that has no request in progress at once, and a
+    connection accepted a moment ago whose request has not been read yet counts as idle: under
+    load a worker stopping (SIGHUP, MAX_REQUESTS, SIGTERM) drops a few requests unanswered. Here
+    it stops accepting first, lets such connections deliver their request for ``SETTLE``
+    seconds, then runs Uvicorn's shutdown, which finishes every request in progress.
+    """
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for listener in self.servers:
+            listener.close()
+        await asyncio.sleep(SETTLE)
+        await super().shutdown(sockets)
+
+
 class LauncherWorker:
     """Mixed in before a Uvicorn worker class (see the module docstring)."""
 
@@ -39,10 +63,11 @@ class LauncherWorker:
     app: Any  # the LauncherApplication
     wsgi: Any
     sockets: Any
+    ppid: int  # the arbiter's pid
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.server: Server | None = None
+        self.server: LauncherServer | None = None
         self.worker_app: WorkerApp | None = None
         self.config.interface = "asgi3"
         self.config.proxy_headers = False
@@ -58,13 +83,14 @@ class LauncherWorker:
             heartbeat_dir=self.app.supervision.heartbeat_dir,
             traits=TRAITS,
             app=self.wsgi,
+            master_pid=self.ppid,
         )
         self.wsgi = self.worker_app.app
 
     async def _serve(self) -> None:
         # UvicornWorker._serve, keeping the Server so that retire() can stop it.
         self.config.app = self.wsgi
-        self.server = Server(config=self.config)
+        self.server = LauncherServer(config=self.config)
         self._install_sigquit_handler()  # type: ignore[attr-defined]
         await self.server.serve(sockets=self.sockets)
         if not self.server.started:

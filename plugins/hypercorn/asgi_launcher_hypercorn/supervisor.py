@@ -43,6 +43,9 @@ KILL_MARGIN = 1.0
 
 _GRACEFUL = (signal.SIGTERM, signal.SIGINT)
 _IMMEDIATE = (signal.SIGQUIT,)
+#: The rest of the launcher's signal table: SIGHUP restarts the workers, SIGUSR1 reopens log
+#: files, the others are ignored with a line (``launcher.supervision``).
+_OTHERS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGTTIN, signal.SIGTTOU, signal.SIGWINCH)
 
 
 @dataclass
@@ -50,6 +53,7 @@ class Worker:
     process: SpawnProcess
     ready: Connection
     started: float
+    stop: Any  # this worker's own shutdown Event (spawn context)
     booted: bool = False
 
 
@@ -67,10 +71,11 @@ class Supervisor:
     _ctx: Any = field(default_factory=lambda: multiprocessing.get_context("spawn"))
     _running: dict[int, Worker] = field(default_factory=dict)
     _signals: list[int] = field(default_factory=list)
-    _shutdown: Any = None  # the spawn context's Event, shared with every worker
+    _shutting_down: bool = False
+    #: Workers a SIGHUP replaces, stopped one by one as their successors report booted.
+    _outgoing: list[Worker] = field(default_factory=list)
 
     def run(self, sockets: Sockets) -> int:
-        self._shutdown = self._ctx.Event()
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_w, False)
         previous = self._install_signals(wake_w)
@@ -88,17 +93,18 @@ class Supervisor:
             with contextlib.suppress(OSError):
                 os.write(wake_w, b"\0")
 
-        return {signum: signal.signal(signum, on_signal) for signum in (*_GRACEFUL, *_IMMEDIATE)}
+        return {signum: signal.signal(signum, on_signal) for signum in (*_GRACEFUL, *_IMMEDIATE, *_OTHERS)}
 
     def _spawn(self, sockets: Sockets) -> None:
         reader, writer = self._ctx.Pipe(duplex=False)
+        stop = self._ctx.Event()
         process = self._ctx.Process(
             target=run_worker,
             kwargs={
                 "spec": self.spec,
                 "hc": self.hc,
                 "sockets": sockets,
-                "shutdown": self._shutdown,
+                "shutdown": stop,
                 "ready": writer,
             },
             name="asgi-launcher-hypercorn-worker",
@@ -108,7 +114,37 @@ class Supervisor:
         writer.close()  # the worker holds the only writer: its death is EOF on the reader
         assert process.pid is not None
         self.supervision.spawned(process.pid)
-        self._running[process.sentinel] = Worker(process, reader, time.monotonic())
+        self._running[process.sentinel] = Worker(process, reader, time.monotonic(), stop)
+
+    def _shutdown_all(self) -> None:
+        self._shutting_down = True
+        for worker in self._running.values():
+            worker.stop.set()
+
+    def _other_signal(self, signum: int, sockets: Sockets) -> None:
+        """SIGHUP: a rolling restart; SIGUSR1: reopen log files; the rest: ignored."""
+        if signum == signal.SIGUSR1:
+            self.supervision.reopening_logs()
+            for worker in self._running.values():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.process.pid or 0, signal.SIGUSR1)
+        elif signum == signal.SIGHUP:
+            old = [w for w in self._running.values() if w not in self._outgoing]
+            self.log.info(
+                "got SIGHUP: starting %d new workers; each old one stops gracefully once a new one has booted",
+                len(old),
+            )
+            for worker in old:
+                self.supervision.stopping(worker.process.pid or 0, "reload")
+                self._outgoing.append(worker)
+                self._spawn(sockets)
+        else:
+            self.supervision.ignored(signum)
+
+    def _booted(self, worker: Worker) -> None:
+        """A new worker is serving: one worker a SIGHUP replaces may stop now."""
+        if self._outgoing:
+            self._outgoing.pop(0).stop.set()
 
     def _supervise(self, sockets: Sockets, wake_r: int) -> int:
         limit = self.boot_limit or max(3, self.workers)
@@ -122,18 +158,22 @@ class Supervisor:
             # Signals first: they decide whether exits below are crashes or expected.
             while self._signals:
                 signum = self._signals.pop(0)
+                if signum in _OTHERS:
+                    if deadline is None:
+                        self._other_signal(signum, sockets)
+                    continue
                 if deadline is None and signum in _GRACEFUL:
                     self.log.info(
                         "got %s: stopping; in-flight requests have %ss (GRACEFUL_TIMEOUT)",
                         signal.Signals(signum).name,
                         self._fmt(self.graceful_timeout),
                     )
-                    self._shutdown.set()
+                    self._shutdown_all()
                     deadline = now + self.graceful_timeout + KILL_MARGIN
                     respawn_at.clear()
                 else:
                     self.log.info("got %s: stopping now", signal.Signals(signum).name)
-                    self._shutdown.set()
+                    self._shutdown_all()
                     self._kill_all()
                     deadline = now
             if deadline is not None and not self._running:
@@ -162,24 +202,31 @@ class Supervisor:
             ready_objects = wait(watched, timeout)
             if wake_r in ready_objects:
                 os.read(wake_r, 512)
-            for worker in self._running.values():
+            for worker in list(self._running.values()):
                 if self._read_boot(worker):
                     failed_boots = 0  # a boot succeeded: earlier failures were not a loop
+                    self._booted(worker)
             for sentinel in [s for s in ready_objects if isinstance(s, int) and s in self._running]:
                 worker = self._running.pop(sentinel)
                 if self._read_boot(worker):
                     failed_boots = 0
+                    self._booted(worker)
                 worker.process.join()
                 worker.ready.close()
+                if worker in self._outgoing:
+                    self._outgoing.remove(worker)
                 if deadline is not None:
                     continue
                 code = worker.process.exitcode
                 if worker.booted:
-                    if self.supervision.exited(worker.process.pid or 0, code):
-                        self._shutdown.set()
+                    pid = worker.process.pid or 0
+                    replace = self.supervision.replaces(pid)
+                    if self.supervision.exited(pid, code):
+                        self._shutdown_all()
                         self._stop_quickly()
                         return EXIT_WORKERS_FAILING
-                    self._spawn(sockets)
+                    if replace:
+                        self._spawn(sockets)
                     continue
                 failed_boots += 1
                 self.log.error(
@@ -192,7 +239,7 @@ class Supervisor:
                 )
                 if failed_boots >= limit:
                     self.log.error("workers cannot boot: giving up (exit %d)", EXIT_BOOT_FAILURE)
-                    self._shutdown.set()
+                    self._shutdown_all()
                     self._stop_quickly()
                     return EXIT_BOOT_FAILURE
                 # A short, growing pause so a failing dependency is not hammered.

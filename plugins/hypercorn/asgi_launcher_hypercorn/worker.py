@@ -161,7 +161,11 @@ def _load(spec: WorkerSpec, hc: HypercornConfig, ready: Connection, stop: Stop) 
 
     traits = ServerTraits(asyncio=hc.worker_class != "trio")
     stop.worker_app = build_worker_app(
-        spec.config, retire=stop.retire, heartbeat_dir=spec.heartbeat_dir, traits=traits
+        spec.config,
+        retire=stop.retire,
+        heartbeat_dir=spec.heartbeat_dir,
+        traits=traits,
+        master_pid=spec.supervisor_pid,
     )
     booting: Any = BootSignal(stop.worker_app.app, notify)  # Hypercorn's ASGIFramework type is a union
     return wrap_app(booting, hc.wsgi_max_body_size, "asgi")
