@@ -79,6 +79,9 @@ class LauncherGranian(MPServer):  # type: ignore[misc]
         self._sfd = holder.get_fd()
         self._sso = socket.socket(fileno=self._sfd)
         self._sso.set_inheritable(True)
+        # Granian sets SO_REUSEPORT, which would let any process of the same user bind the port
+        # beside the server and take a share of its connections; one socket needs none.
+        self._sso.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 0)
 
     def _spawn_worker(self, idx: Any, target: Any, callback_loader: Any, *args: Any) -> Any:
         worker = super()._spawn_worker(idx, target, callback_loader, *args)

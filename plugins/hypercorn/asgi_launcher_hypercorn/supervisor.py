@@ -53,7 +53,7 @@ class Worker:
     process: SpawnProcess
     ready: Connection
     started: float
-    stop: Any  # this worker's own shutdown Event (spawn context)
+    stop: Connection  # the write end of this worker's stop pipe: closing it stops the worker
     booted: bool = False
 
 
@@ -97,14 +97,16 @@ class Supervisor:
 
     def _spawn(self, sockets: Sockets) -> None:
         reader, writer = self._ctx.Pipe(duplex=False)
-        stop = self._ctx.Event()
+        # A pipe, not a multiprocessing Event: an Event needs a POSIX semaphore on /dev/shm, which
+        # a container run with --ipc none has not.
+        stop_reader, stop = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(
             target=run_worker,
             kwargs={
                 "spec": self.spec,
                 "hc": self.hc,
                 "sockets": sockets,
-                "shutdown": stop,
+                "shutdown": stop_reader,
                 "ready": writer,
             },
             name="asgi-launcher-hypercorn-worker",
@@ -112,6 +114,7 @@ class Supervisor:
         )
         process.start()
         writer.close()  # the worker holds the only writer: its death is EOF on the reader
+        stop_reader.close()  # and the only reader of its stop pipe
         assert process.pid is not None
         self.supervision.spawned(process.pid)
         self._running[process.sentinel] = Worker(process, reader, time.monotonic(), stop)
@@ -119,7 +122,7 @@ class Supervisor:
     def _shutdown_all(self) -> None:
         self._shutting_down = True
         for worker in self._running.values():
-            worker.stop.set()
+            worker.stop.close()
 
     def _other_signal(self, signum: int, sockets: Sockets) -> None:
         """SIGHUP: a rolling restart; SIGUSR1: reopen log files; the rest: ignored."""
@@ -144,7 +147,7 @@ class Supervisor:
     def _booted(self, worker: Worker) -> None:
         """A new worker is serving: one worker a SIGHUP replaces may stop now."""
         if self._outgoing:
-            self._outgoing.pop(0).stop.set()
+            self._outgoing.pop(0).stop.close()
 
     def _supervise(self, sockets: Sockets, wake_r: int) -> int:
         limit = self.boot_limit or max(3, self.workers)

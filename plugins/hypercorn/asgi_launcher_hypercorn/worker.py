@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from functools import partial
 from multiprocessing.connection import Connection
-from multiprocessing.synchronize import Event
 from typing import Any
 
 from hypercorn.config import Config as HypercornConfig
@@ -138,11 +137,12 @@ def _access_logger(target: str | None) -> logging.Logger | None:
 
 
 async def _until_stopped(
-    shutdown: Event, spec: WorkerSpec, stop: Stop, sleep: Callable[[float], Awaitable[Any]]
+    shutdown: Connection, spec: WorkerSpec, stop: Stop, sleep: Callable[[float], Awaitable[Any]]
 ) -> None:
-    """Return when the supervisor asks for shutdown or is gone (its pid is no longer our parent),
-    or when the pipeline retires this worker; tell the pipeline that shutdown begins."""
-    while not (shutdown.is_set() or stop.retiring) and os.getppid() == spec.supervisor_pid:
+    """Return when the supervisor asks for shutdown (it closes the pipe: EOF) or is gone (its pid
+    is no longer our parent), or when the pipeline retires this worker; tell the pipeline that
+    shutdown begins."""
+    while not (shutdown.poll() or stop.retiring) and os.getppid() == spec.supervisor_pid:
         await sleep(0.1)
     if stop.worker_app is not None:
         stop.worker_app.shutting_down()
@@ -193,7 +193,7 @@ def _serve_asyncio(
 
 
 def _serve_trio(
-    app: Any, hc: HypercornConfig, sockets: Sockets, spec: WorkerSpec, shutdown: Event, stop: Stop
+    app: Any, hc: HypercornConfig, sockets: Sockets, spec: WorkerSpec, shutdown: Connection, stop: Stop
 ) -> None:
     import trio
     from hypercorn.trio.run import worker_serve
@@ -205,7 +205,7 @@ def _serve_trio(
 
 
 def run_worker(
-    spec: WorkerSpec, hc: HypercornConfig, sockets: Sockets, shutdown: Event, ready: Connection
+    spec: WorkerSpec, hc: HypercornConfig, sockets: Sockets, shutdown: Connection, ready: Connection
 ) -> None:
     """Process target (spawn context): serve until the supervisor's event is set."""
     # The supervisor alone decides when to stop: a Ctrl-C or a SIGTERM sent to the whole

@@ -195,11 +195,12 @@ def test_max_requests_restarts_are_not_crashes(launch: Launch) -> None:
     for _ in range(6):
         pids.add(wait_for(lambda: _pid_or_none(server), 15, "a worker to answer"))
     # MAX_REQUESTS=1: workers retire after each request (a connection accepted while one
-    # retires is still served by it, so not every request meets a fresh worker).
-    assert len(pids) >= 4
+    # retires is still served by it, so not every request meets a fresh worker); without
+    # recycling the 2 workers would answer all 6.
+    assert len(pids) >= 3
     assert server.proc.poll() is None
     wait_for(
-        lambda: server.stderr().count("retired after MAX_REQUESTS=1") >= 4 or None,
+        lambda: server.stderr().count("retired after MAX_REQUESTS=1") >= 3 or None,
         5,
         "the retirements logged",
     )
