@@ -6,13 +6,15 @@ outermost first:
 
 1. **watchdog** (``TIMEOUT`` > 0): the worker's event loop refreshes its heartbeat file, so
    the master (``launcher.supervision``) can kill a worker whose loop is stuck;
-2. **request limit** (``MAX_REQUESTS`` > 0): counts requests and, with the worker's last one,
+2. **CONNECT refused** with 400, for servers that would pass it on: an app is not a proxy, and
+   a 2xx answer turns the connection into a tunnel (Hypercorn then fails with a traceback);
+3. **request limit** (``MAX_REQUESTS`` > 0): counts requests and, with the worker's last one,
    asks the server to retire the worker gracefully (that request is still served);
-3. **proxy headers** (``FORWARDED_ALLOW_IPS``), unless the server applies them itself;
-4. **root path** (``ROOT_PATH``): the ASGI ``root_path``, included in ``path`` as Uvicorn does;
-5. **WebSocket drain**, for servers that leave WebSockets open when they stop: on shutdown each
+4. **proxy headers** (``FORWARDED_ALLOW_IPS``), unless the server applies them itself;
+5. **root path** (``ROOT_PATH``): the ASGI ``root_path``, included in ``path`` as Uvicorn does;
+6. **WebSocket drain**, for servers that leave WebSockets open when they stop: on shutdown each
    open WebSocket is closed with 1012 (service restart) and the app's ``receive`` says so;
-6. **ASGI 2 adapter**, for apps in the legacy double-callable form.
+7. **ASGI 2 adapter**, for apps in the legacy double-callable form.
 
 A layer whose setting is off is not in the chain at all, so it costs nothing per request; the
 layers that are on return the inner app's awaitable rather than adding a coroutine frame, except
@@ -60,6 +62,8 @@ class ServerTraits:
     #: (their accept loop in other threads): the retiring request waits that long before it is
     #: served, so its client cannot reconnect to the stopping worker and be dropped unanswered.
     retire_settle: float = 0.0
+    #: It refuses CONNECT itself (Uvicorn's parsers answer 400).
+    refuses_connect: bool = False
 
 
 def asgi_version(app: Any) -> int:
@@ -144,6 +148,29 @@ class RequestLimit:
     async def _settled(self, scope: Scope, receive: Receive, send: Send) -> None:
         await asyncio.sleep(self.settle)
         await self.app(scope, receive, send)
+
+
+class RefuseConnect:
+    """Answer CONNECT with 400 and close, as Uvicorn does, before the app sees it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        if scope["type"] == "http" and scope["method"] == "CONNECT":
+            return self._refuse(send)
+        return self.app(scope, receive, send)
+
+    @staticmethod
+    async def _refuse(send: Send) -> None:
+        body = b"Invalid HTTP request received."
+        headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
+        await send({"type": "http.response.start", "status": 400, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
 
 class Watchdog:
@@ -319,6 +346,8 @@ def build(
     if config.max_requests > 0:
         limit = config.max_requests + random.randint(0, config.max_requests_jitter)
         app = add("request-limit", RequestLimit(app, limit, retire, traits.retire_settle))
+    if not traits.refuses_connect:
+        app = add("refuse-connect", RefuseConnect(app))
     if heartbeat_dir is not None and config.timeout > 0:
         app = add("watchdog", Watchdog(app, heartbeat_dir, config.timeout))
     return WorkerApp(app, tuple(reversed(layers)), drain)

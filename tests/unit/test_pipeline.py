@@ -13,6 +13,7 @@ from launcher.config import Config, resolve
 from launcher.pipeline import (
     ASGI2,
     SERVICE_RESTART,
+    RequestLimit,
     ServerTraits,
     WebSocketDrain,
     asgi_version,
@@ -47,6 +48,7 @@ def call(app: Any, scope: dict[str, Any]) -> list[dict[str, Any]]:
 def http_scope(path: str = "/x") -> dict[str, Any]:
     return {
         "type": "http",
+        "method": "GET",
         "path": path,
         "raw_path": path.encode(),
         "client": ("127.0.0.1", 1),
@@ -89,8 +91,8 @@ def test_asgi_version_tells_the_legacy_form_from_asgi3() -> None:
 def test_layers_are_absent_when_their_settings_are_off(tmp_path: Path) -> None:
     off = config(tmp_path, TIMEOUT="0")
     built = build(off, retire=lambda: None, heartbeat_dir=str(tmp_path), app=modern)
-    assert built.layers == ("proxy-headers", "websocket-drain")
-    traits = ServerTraits(proxy_headers=True, closes_websockets=True)
+    assert built.layers == ("refuse-connect", "proxy-headers", "websocket-drain")
+    traits = ServerTraits(proxy_headers=True, closes_websockets=True, refuses_connect=True)
     assert build(off, retire=lambda: None, traits=traits, app=modern).app is modern
 
 
@@ -99,6 +101,7 @@ def test_layers_follow_the_documented_order(tmp_path: Path) -> None:
     built = build(on, retire=lambda: None, heartbeat_dir=str(tmp_path), app=Legacy)
     assert built.layers == (
         "watchdog",
+        "refuse-connect",
         "request-limit",
         "proxy-headers",
         "root-path",
@@ -109,7 +112,7 @@ def test_layers_follow_the_documented_order(tmp_path: Path) -> None:
 
 def test_asgi2_app_is_served_as_asgi3(tmp_path: Path) -> None:
     built = build(config(tmp_path), retire=lambda: None, app=Legacy)
-    assert isinstance(built.app, ProxyHeadersMiddleware)
+    assert "asgi2" in built.layers
     assert call(built.app, http_scope("/y"))[-1]["body"] == b"asgi2 /y"
     assert call(ASGI2(legacy_function), http_scope("/z"))[-1]["body"] == b"asgi2 /z"
 
@@ -143,7 +146,10 @@ def test_request_limit_jitter_stays_within_bounds(tmp_path: Path) -> None:
         built = build(
             config(tmp_path, MAX_REQUESTS="5", MAX_REQUESTS_JITTER="3"), retire=lambda: None, app=modern
         )
-        limits.add(built.app.limit)  # type: ignore[attr-defined]
+        layer: Any = built.app
+        while not isinstance(layer, RequestLimit):
+            layer = layer.app
+        limits.add(layer.limit)
     assert limits <= {5, 6, 7, 8} and len(limits) > 1
 
 
@@ -193,3 +199,17 @@ def test_websocket_drain_closes_open_sessions_with_1012() -> None:
         "app returned",
     ]
     assert not drain.sessions
+
+
+def test_connect_is_refused_before_the_app(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["method"])
+
+    built = build(config(tmp_path), retire=lambda: None, app=app)
+    sent = call(built.app, {**http_scope(), "method": "CONNECT"})
+    assert sent[0]["status"] == 400 and (b"connection", b"close") in sent[0]["headers"]
+    assert seen == []
+    call(built.app, {**http_scope(), "method": "GET"})
+    assert seen == ["GET"]

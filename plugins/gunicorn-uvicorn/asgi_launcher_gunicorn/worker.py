@@ -23,8 +23,9 @@ from uvicorn.server import Server
 
 from launcher import ServerTraits, WorkerApp, build_worker_app
 
-#: Uvicorn closes open WebSockets with 1012 when it stops; the pipeline need not.
-TRAITS = ServerTraits(closes_websockets=True)
+#: Uvicorn closes open WebSockets with 1012 when it stops, and its parsers refuse CONNECT: the
+#: pipeline need not.
+TRAITS = ServerTraits(closes_websockets=True, refuses_connect=True)
 
 _UVICORN_WORKERS = {("uvicorn_worker._workers", "UvicornWorker"), ("uvicorn.workers", "UvicornWorker")}
 
