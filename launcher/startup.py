@@ -102,12 +102,22 @@ def serve(environ: MutableMapping[str, str]) -> int:
     if check and (check.app, check.app_dir) != (config.app, config.app_dir):
         check.cancel()  # a backend's config file moved the app: check what will really be served
         check = None
+    bind_before_prestart = config.bind
     if config.prestart:
         say(f"running prestart script {config.prestart}")
-        status, exported = run_prestart(config.prestart, environ)
-        if status != 0:
-            say(f"prestart script {config.prestart} failed with exit status {status}; not starting")
-            return status
+        ran = run_prestart(config.prestart, environ)
+        if ran.stopped_by is not None:
+            say(f"{ran.stopped_by.name} during prestart: script exit status {ran.status}; not starting")
+            return ran.status
+        if ran.status != 0:
+            say(f"prestart script {config.prestart} failed with exit status {ran.status}; not starting")
+            return ran.status
+        if not ran.handed_back:
+            say(
+                f"warning: prestart script {config.prestart} replaced its shell (exec?), so what it "
+                "exported is unknown; going on with the environment as it was before it"
+            )
+        exported = ran.changes
         if exported:
             for name, value in exported.items():
                 if value is None:
@@ -140,4 +150,9 @@ def serve(environ: MutableMapping[str, str]) -> int:
         f"serving {config.app} from {config.app_dir} with {config.backend} on "
         f"{', '.join(config.bind)}: {config.workers} workers ({config.cpus} CPUs)"
     )
-    return backend.run(config)
+    # `probe` (the health check) does not get what prestart exported: tell it where we serve.
+    # (Imported only here: `config`, `check` and `probe` never write it.)
+    from launcher.probe import serving_state
+
+    with serving_state(config.bind, bind_before_prestart, say):
+        return backend.run(config)
