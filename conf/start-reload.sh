@@ -4,18 +4,26 @@
 # sourced as under /start.sh, then Uvicorn serves the resolved app on the resolved address.
 set -e
 config=$(asgi-launcher config --json)
-read -r app app_dir level prestart kind address port < <(python3 -c '
+# One NUL-terminated field each: paths may hold spaces (or anything but NUL).
+mapfile -d '' -t fields < <(python3 -c '
 import json, sys
 c = json.load(sys.stdin)
 bind = c["bind"][0]
 if bind.startswith("unix:"):
-    kind, address, port = "uds", bind[5:], "-"
+    kind, address, port = "uds", bind[5:], ""
 else:
     host, _, port = bind.rpartition(":")
     kind, address = "tcp", host.strip("[]")
-print(c["app"], c["app_dir"], c["log_level"], c["prestart"] or "-", kind, address, port)
+for field in (c["app"], c["app_dir"], c["log_level"], c["prestart"] or "", kind, address, port):
+    sys.stdout.write(field + "\0")
 ' <<<"$config")
-if [ "$prestart" != "-" ]; then
+if [ "${#fields[@]}" -ne 7 ]; then
+    echo "asgi-launcher: error: cannot read the resolved configuration" >&2
+    exit 1
+fi
+app=${fields[0]} app_dir=${fields[1]} level=${fields[2]} prestart=${fields[3]}
+kind=${fields[4]} address=${fields[5]} port=${fields[6]}
+if [ -n "$prestart" ]; then
     echo "asgi-launcher: running prestart script $prestart"
     . "$prestart"
 fi

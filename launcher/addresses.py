@@ -1,14 +1,20 @@
 """Turn bind strings into socket addresses, and check they can be listened on.
 
 Checking before the server starts turns "address in use" into one line naming the address,
-instead of a server's retry loop and traceback.
+instead of a server's retry loop and traceback. A unix socket gets the same treatment, decided
+here once for every backend (each server has its own idea: Gunicorn and Hypercorn remove any
+socket file, even one another server is listening on; Granian refuses a stale one).
 """
 
 from __future__ import annotations
 
 import errno
+import os
 import socket
+import stat
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from launcher.errors import ConfigError
 
@@ -59,7 +65,8 @@ def check_can_listen(binds: tuple[str, ...], variable: str = "BIND") -> None:
     for bind in binds:
         address = parse(bind)
         if address.family == socket.AF_UNIX:
-            continue  # servers replace a stale socket file themselves
+            _check_unix_path(bind, address.host, variable)
+            continue
         family = address.family
         try:
             infos = socket.getaddrinfo(address.host, address.port, family, socket.SOCK_STREAM)
@@ -75,3 +82,81 @@ def check_can_listen(binds: tuple[str, ...], variable: str = "BIND") -> None:
             except OSError as exc:
                 hint = _HINTS.get(exc.errno or 0, exc.strerror or str(exc))
                 raise ConfigError(f"{variable}={bind!r} cannot be used: {hint}") from None
+
+
+#: sockaddr_un's sun_path is 108 bytes on Linux, the terminating NUL included.
+_UNIX_PATH_MAX = 107
+
+
+def _check_unix_path(bind: str, path: str, variable: str) -> None:
+    """Refuse a unix socket path that cannot be listened on; remove a stale socket file.
+
+    A socket file that refuses connections was left by a server that is gone (a killed master
+    cannot remove it), so it is removed for the server to bind afresh; one that accepts is in
+    use, and is left alone. Anything else at the path (a regular file, a directory) is the
+    user's, never removed.
+    """
+
+    def refuse(reason: str) -> ConfigError:
+        return ConfigError(f"{variable}={bind!r} cannot be used: {reason}")
+
+    if len(os.fsencode(path)) > _UNIX_PATH_MAX:
+        raise refuse(f"a unix socket path may be at most {_UNIX_PATH_MAX} bytes long; choose a shorter one")
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        _check_socket_directory(path, refuse)
+        return
+    except OSError as exc:
+        raise refuse(f"{path} cannot be looked at: {exc.strerror}") from None
+    if not stat.S_ISSOCK(mode):
+        kind = (
+            "a directory"
+            if stat.S_ISDIR(mode)
+            else "a symbolic link, not a socket"
+            if stat.S_ISLNK(mode)
+            else "a file that is not a socket"
+        )
+        raise refuse(f"{path} is {kind}; remove it or set BIND to another path")
+    try:
+        in_use = _unix_socket_in_use(path)
+    except PermissionError:
+        raise refuse(f"permission denied: this user may not connect to the socket {path}") from None
+    if in_use:
+        raise refuse(
+            "address already in use; a server is listening on that socket: stop it or set BIND to another path"
+        )
+    try:
+        os.unlink(path)  # stale: nobody listens on it any more
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise refuse(f"the stale socket file {path} cannot be removed: {exc.strerror}") from None
+
+
+def _check_socket_directory(path: str, refuse: Callable[[str], ConfigError]) -> None:
+    """The socket will be created in its directory: that must exist and be writable."""
+    directory = Path(path).parent
+    if not directory.is_dir():
+        raise refuse(f"its directory {directory} does not exist")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise refuse(f"permission denied: this user cannot create files in {directory}")
+
+
+def _unix_socket_in_use(path: str) -> bool:
+    """Whether something accepts connections on the socket at ``path`` (a refusal means stale).
+
+    A listener whose backlog is full does not accept within the timeout (or says EAGAIN): that
+    counts as in use. ``PermissionError``: this user may not write to the socket, so cannot tell.
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            return False
+        except PermissionError:
+            raise
+        except OSError:
+            return True
+        return True

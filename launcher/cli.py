@@ -120,12 +120,13 @@ def _probe_path(raw: str) -> str:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from launcher.probe import probe
+    from launcher.probe import probe, served_bind
     from launcher.startup import prepare
 
     timeout, path = _probe_timeout(args.timeout), _probe_path(args.path)
     _, config = prepare(args.environ)
-    ok, message = probe(config.bind[0], path, timeout)
+    # Where `run` serves, if it was started from this environment and its prestart moved it.
+    ok, message = probe(served_bind(config.bind), path, timeout)
     print(message, file=sys.stdout if ok else sys.stderr)
     return 0 if ok else 1
 
@@ -172,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "probe",
         help="send one HTTP request to the server (health check)",
-        description="Exit 0 if the server on the resolved bind answers HTTP at all.",
+        description="Exit 0 if the server on the resolved bind (or where a running launcher's "
+        "prestart moved it) answers HTTP at all.",
     )
     p.add_argument("--path", default="/", help="request path (default /)")
     p.add_argument("--timeout", default="5", help="seconds to wait, more than 0 (default 5)")

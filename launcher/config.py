@@ -11,7 +11,9 @@ decides it.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,11 +79,48 @@ class Config:
         data["bind"] = list(self.bind)
         data["unsupported"] = list(self.unsupported)
         data["sources"] = dict(self.sources)
+        shown = {k: self.masked(k, v) for k, v in self.server_settings.items()}
         data["server_settings"] = {
             k: v if isinstance(v, str | int | float | bool | type(None)) else repr(v)
-            for k, v in self.server_settings.items()
+            for k, v in shown.items()
         }
         return data
+
+    @staticmethod
+    def masked(name: str, value: Any) -> Any:
+        """``value`` as it may be shown (by ``config``, in a message): secrets replaced by ``***``.
+
+        What the launcher prints ends up in CI logs and bug reports. A setting whose name says
+        it holds a secret (``keyfile_password``, ``*secret*``, ``*token*``, ...) shows ``***``;
+        ``raw_env`` (Gunicorn's ``--env NAME=VALUE``) keeps the names only. Paths such as
+        ``keyfile`` and ``certfile`` are not secrets and are shown.
+        """
+        return _masked(name, value)
+
+
+#: Words that mark a setting's value as a secret (``h11_pass_raw_headers`` is not one).
+SECRET_WORDS = ("password", "passwd", "passphrase", "secret", "token", "credential")
+MASK = "***"
+
+
+def _masked(name: str, value: Any) -> Any:
+    """See ``Config.masked``."""
+    if value is None:
+        return None  # "not set" gives nothing away
+    if name == "raw_env":
+        items = [value] if isinstance(value, str) else value
+        if isinstance(items, list | tuple):
+            return [_masked_assignment(item) for item in items]
+        return MASK
+    if any(word in name.lower() for word in SECRET_WORDS):
+        return MASK
+    return value
+
+
+def _masked_assignment(item: object) -> str:
+    """``NAME=VALUE`` as ``NAME=***``: the name says what is set, the value stays private."""
+    name, sep, _ = str(item).partition("=")
+    return f"{name}={MASK}" if sep else MASK
 
 
 class MissingApp(ConfigError):
@@ -151,6 +190,11 @@ def _existing_file(variable: str, raw: str, what: str) -> str:
 
 
 def _log_file(variable: str, value: str | None) -> None:
+    """Refuse a log target the server could not open for writing, before anything starts.
+
+    Otherwise each server finds out its own way (a traceback in the master, or workers that
+    cannot boot). Only checks, no effects: nothing is created, truncated or written.
+    """
     if value is None or value == "-":
         return
     path = Path(value)
@@ -158,6 +202,43 @@ def _log_file(variable: str, value: str | None) -> None:
         raise ConfigError.bad_value(variable, value, "- or a file path, but it is a directory")
     if not _is_dir(path.parent):
         raise ConfigError.bad_value(variable, value, f"- or a file path, but {path.parent} does not exist")
+    problem = _unwritable(path)
+    if problem:
+        raise ConfigError.bad_value(variable, value, f"- or a file path this user can write, but {problem}")
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why the server could not append to ``path`` (None: it can), decided without creating it.
+
+    A file that does not exist yet needs a directory this user may create files in. An existing
+    regular file must pass ``os.access`` and then be opened for append, without ``O_CREAT``, and
+    take a zero-byte write: root passes ``os.access`` for every file, even ``/proc/version``,
+    which can be opened but accepts no write at all (a zero-byte write changes nothing in a real
+    file). Other existing files (``/dev/stdout``, a FIFO) are only asked ``os.access``: opening
+    a FIFO with no reader would block.
+    """
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if not os.access(path.parent, os.W_OK | os.X_OK):
+            return f"this user cannot create files in {path.parent}"
+        return None
+    except OSError as exc:
+        return f"it cannot be looked at ({exc.strerror})"
+    if not os.access(path, os.W_OK):
+        return "it is not writable"
+    if not stat.S_ISREG(mode):
+        return None
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOCTTY | os.O_CLOEXEC)
+        try:
+            os.write(fd, b"")
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        reason = "it accepts no writes" if exc.errno == errno.EINVAL else exc.strerror
+        return f"it cannot be written ({reason})"
+    return None
 
 
 def worker_count(

@@ -92,6 +92,8 @@ def _is_uvicorn_worker(cls: type) -> bool:
 
 def gunicorn_settings(config: Config) -> dict[str, Any]:
     """The Gunicorn settings for a resolved config (contract first, then the file's extras)."""
+    from asgi_launcher_gunicorn.settings import current_umask
+
     settings: dict[str, Any] = {
         "bind": list(config.bind),
         "workers": config.workers,
@@ -109,6 +111,10 @@ def gunicorn_settings(config: Config) -> dict[str, Any]:
         # that breaks read-only containers and that nothing here uses.
         "control_socket_disable": True,
         "proc_name": f"asgi-launcher {config.app}",
+        # Gunicorn's own default (0) makes a unix socket 0777 whatever the umask; with the
+        # process's umask it gets 0o777 & ~umask, as under the other backends. A umask the
+        # config file or GUNICORN_CMD_ARGS sets still wins (server_settings, below).
+        "umask": current_umask(),
     }
     if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
         settings["worker_tmp_dir"] = "/dev/shm"  # heartbeat files on tmpfs, not a slow overlay disk

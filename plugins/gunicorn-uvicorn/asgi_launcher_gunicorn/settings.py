@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import shlex
 from typing import Any, NoReturn
 
 from gunicorn.config import Config as GunicornConfig
 
-from launcher import ConfigError, parse_setting
+from launcher import Config, ConfigError, parse_setting
 
 # Gunicorn setting -> Config field, for the settings the env contract covers.
 CONTRACT = {
@@ -84,15 +85,30 @@ def _set(cfg: GunicornConfig, name: str, value: Any, origin: str) -> Any:
     try:
         cfg.set(name, value)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{origin}: {name}={value!r} is invalid: {exc}") from None
+        # Gunicorn's reason quotes the value too; for a secret (raw_env) neither is shown.
+        masked = Config.masked(name, value)
+        reason = exc if masked == value else "expected a list of NAME=VALUE strings"
+        raise ConfigError(f"{origin}: {name}={masked!r} is invalid: {reason}") from None
     return cfg.settings[name].get()
+
+
+def _names_only(message: str) -> str:
+    """argparse's message with ``--option=VALUE`` cut to ``--option``: only the option is named.
+
+    ``unrecognized arguments: --bogus=...`` would otherwise echo what followed the option, and
+    the variable may hold secrets (``--env DATABASE_URL=...``).
+    """
+    head, sep, rest = message.partition("unrecognized arguments: ")
+    if not sep:
+        return message
+    return head + sep + " ".join(word.partition("=")[0] for word in rest.split())
 
 
 class _ArgsParser(argparse.ArgumentParser):
     """Gunicorn's own option parser, made to report instead of printing usage and exiting."""
 
     def error(self, message: str) -> NoReturn:
-        raise ConfigError(f"GUNICORN_CMD_ARGS is invalid: {message}")
+        raise ConfigError(f"GUNICORN_CMD_ARGS is invalid: {_names_only(message)}")
 
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
         # --help and --version would print and exit mid-configuration.
@@ -123,7 +139,10 @@ def load_file_settings(path: str | None, cmd_args: str | None) -> dict[str, tupl
         try:
             argv = shlex.split(cmd_args)
         except ValueError as exc:
-            raise ConfigError(f"GUNICORN_CMD_ARGS={cmd_args!r} is invalid: {exc}") from None
+            # Not the value itself: it may hold secrets (--env DATABASE_URL=...).
+            raise ConfigError(
+                f"GUNICORN_CMD_ARGS is invalid: {str(exc).lower()}; expected options quoted as in a shell"
+            ) from None
         args = parser.parse_args(argv)
         for name, value in vars(args).items():
             if value is None or name not in cfg.settings or name == "config":
@@ -131,3 +150,22 @@ def load_file_settings(path: str | None, cmd_args: str | None) -> dict[str, tupl
             checked = _set(cfg, name, value, "GUNICORN_CMD_ARGS")
             found[CONTRACT.get(name, name)] = (_neutral(name, checked, "cmdline"), "cmdline")
     return found
+
+
+def current_umask() -> int:
+    """This process's umask, read without changing it where Linux says it (``/proc/self/status``).
+
+    Gunicorn binds unix sockets under its own ``umask`` setting, whose default 0 makes every
+    socket 0777 whatever the user's umask: passing the process's one gives the mode the other
+    backends give (``0o777 & ~umask``).
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # the only portable way to read it is to set it: put it back at once
+    os.umask(mask)
+    return mask
