@@ -54,6 +54,8 @@ TARGETS = {
     "memory_overhead_mb": 10.0,  # launcher tree - direct tree, at most
     "config_ms": 150.0,  # `asgi-launcher config`, at most
     "default_vs_reference": 1.0,  # default backend / the reference image's setup, at least
+    "access_log_vs_server": 1.0,  # the launcher's text access log / the server's own, at least
+    "access_log_on_vs_off": 0.95,  # access log on / off, at least
 }
 #: A spread (max / min) above this across samples of one setup is flagged as noisy or bimodal.
 NOISY = 1.2
@@ -72,9 +74,15 @@ class Setup:
         return [a.format(**values) for a in self.argv], {k: v.format(**values) for k, v in self.env.items()}
 
 
-def _launcher(backend: str) -> Setup:
-    env = {"APP_DIR": str(DEMO), "BIND": "{bind}", "WEB_CONCURRENCY": WORKERS, "SERVER_BACKEND": backend}
-    return Setup(f"launcher {backend}", (str(BIN / "asgi-launcher"),), env)
+def _launcher(backend: str, variant: str = "", **more: str) -> Setup:
+    env = {
+        "APP_DIR": str(DEMO),
+        "BIND": "{bind}",
+        "WEB_CONCURRENCY": WORKERS,
+        "SERVER_BACKEND": backend,
+        **more,
+    }
+    return Setup(f"launcher {backend}{variant}", (str(BIN / "asgi-launcher"),), env)
 
 
 def _direct(name: str, program: str, options: str) -> Setup:
@@ -105,6 +113,8 @@ SETUPS = {
             "hypercorn -k asyncio", "hypercorn", f"-w {WORKERS} -b {{bind}} --access-logfile - -k asyncio"
         ),
         _direct("uvicorn --workers 2", "uvicorn", f"--workers {WORKERS} --host 127.0.0.1 --port {{port}}"),
+        *(_launcher(b, " access log off", ACCESS_LOG="") for b in ("gunicorn", "hypercorn", "granian")),
+        *(_launcher(b, " json access log", LOG_FORMAT="json") for b in ("gunicorn", "hypercorn", "granian")),
     ]
 }
 
@@ -133,6 +143,32 @@ COMPARISONS = [
     ),
     Comparison("default backend vs uvicorn --workers 2", "launcher gunicorn", "uvicorn --workers 2", None),
 ]
+#: `--logging`: the launcher's access log (a pipeline layer, the servers' own turned off) against
+#: the server's own access log as started directly, and on against off, in text and in JSON.
+LOGGING_COMPARISONS = [
+    c
+    for b in BACKENDS
+    for c in (
+        Comparison(
+            f"{b}: launcher's access log vs the server's own",
+            f"launcher {b}",
+            f"direct {b}",
+            "access_log_vs_server",
+        ),
+        Comparison(
+            f"{b}: text access log on vs off",
+            f"launcher {b}",
+            f"launcher {b} access log off",
+            "access_log_on_vs_off",
+        ),
+        Comparison(
+            f"{b}: JSON access log on vs off",
+            f"launcher {b} json access log",
+            f"launcher {b} access log off",
+            "access_log_on_vs_off",
+        ),
+    )
+]
 LOADS = {  # name -> (path, connections)
     "plaintext c64": ("/plaintext", 64),
     "json c64": ("/json", 64),
@@ -152,7 +188,9 @@ class Plan:
     warm_seconds: int
 
     @classmethod
-    def for_mode(cls, quick: bool, rounds: int) -> Plan:
+    def for_mode(cls, quick: bool, rounds: int, logging: bool = False) -> Plan:
+        if logging:
+            return cls(True, LOGGING_COMPARISONS, ["plaintext c64"], rounds, 2, 1)
         if quick:
             return cls(True, COMPARISONS[:3], ["plaintext c64"], 2, 2, 1)
         return cls(False, COMPARISONS, list(LOADS), rounds, 2, 1)
@@ -743,13 +781,27 @@ def main() -> int:
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.md")
     parser.add_argument("--self-check", action="store_true", help="check the harness itself")
+    parser.add_argument(
+        "--logging",
+        action="store_true",
+        help="only the access-log comparisons (about 4 minutes with --rounds 3)",
+    )
     args = parser.parse_args()
     # Stopped from outside, still stop the servers it started (the `finally` blocks do).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.self_check:
         return self_check()
-    plan = Plan.for_mode(args.quick, args.rounds)
+    plan = Plan.for_mode(args.quick, args.rounds, args.logging)
     result = run(plan, None if plan.quick else args.out)
+    if args.logging:
+        for name, c in result["comparisons"].items():
+            comparison = next(x for x in LOGGING_COMPARISONS if x.name == name)
+            ratio, ci = c["ratio"]["median"], c.get("ratio_ci95")
+            target = TARGETS[comparison.target or ""]
+            print(
+                f"{name}: {ratio:.3f} (95% CI {ci}) target >= {target}: {'PASS' if ratio >= target else 'MISS'}"
+            )
+        return 0
     if not plan.quick:
         print(markdown(result))
     print(last_line(result))

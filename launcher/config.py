@@ -47,8 +47,14 @@ class Config:
     timeout: int
     graceful_timeout: int
     keep_alive: int
+    limit_request_line: int
+    limit_request_fields: int
+    limit_request_field_size: int
+    http2_cleartext: bool
     access_log: str | None
     error_log: str | None
+    access_log_format: str | None
+    log_format: str
     forwarded_allow_ips: str
     root_path: str
     max_requests: int
@@ -58,6 +64,25 @@ class Config:
     sources: Mapping[str, str] = field(default_factory=dict)
     server_settings: Mapping[str, Any] = field(default_factory=dict)
     unsupported: tuple[str, ...] = ()
+
+    @property
+    def head_timeout(self) -> int:
+        """Seconds a client has to send a complete request head, counted from connecting or from
+        the end of the previous response: ``KEEP_ALIVE``, or its default when it is 0 (keep-alive
+        off). Past it the connection is closed without an answer, under every backend."""
+        return self.keep_alive or int(BY_ENV["KEEP_ALIVE"].default)
+
+    @property
+    def head_budget(self) -> int | None:
+        """The most bytes a request head within the ``LIMIT_REQUEST_*`` limits can take: the
+        request line, each field and the blank line with their CRLFs (None if a limit is 0).
+
+        Servers that must buffer a whole head before checking it buffer at most this much; a
+        head still incomplete past it is answered 431."""
+        line, fields, size = self.limit_request_line, self.limit_request_fields, self.limit_request_field_size
+        if not (line and fields and size):
+            return None
+        return line + 2 + fields * (size + 2) + 2
 
     def with_file_settings(self, settings: FileSettings) -> Config:
         """Apply what the server's config file (or command-line variable) sets: it wins."""
@@ -403,8 +428,14 @@ def resolve(
         timeout=direct("timeout", "TIMEOUT"),
         graceful_timeout=direct("graceful_timeout", "GRACEFUL_TIMEOUT"),
         keep_alive=direct("keep_alive", "KEEP_ALIVE"),
+        limit_request_line=direct("limit_request_line", "LIMIT_REQUEST_LINE"),
+        limit_request_fields=direct("limit_request_fields", "LIMIT_REQUEST_FIELDS"),
+        limit_request_field_size=direct("limit_request_field_size", "LIMIT_REQUEST_FIELD_SIZE"),
+        http2_cleartext=direct("http2_cleartext", "HTTP2_CLEARTEXT"),
         access_log=direct("access_log", "ACCESS_LOG"),
         error_log=direct("error_log", "ERROR_LOG"),
+        access_log_format=direct("access_log_format", "ACCESS_LOG_FORMAT"),
+        log_format=direct("log_format", "LOG_FORMAT"),
         forwarded_allow_ips=direct("forwarded_allow_ips", "FORWARDED_ALLOW_IPS"),
         root_path=direct("root_path", "ROOT_PATH"),
         max_requests=direct("max_requests", "MAX_REQUESTS"),

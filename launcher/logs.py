@@ -9,6 +9,15 @@ next line goes to a new file at the configured path.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+
+#: What else reopens its files on SIGUSR1 (the access log's writer).
+_REOPEN_HOOKS: list[Callable[[], None]] = []
+
+
+def on_reopen(hook: Callable[[], None]) -> None:
+    """Call ``hook`` whenever log files are reopened in this process."""
+    _REOPEN_HOOKS.append(hook)
 
 
 def _file_handlers() -> list[logging.FileHandler]:
@@ -33,4 +42,6 @@ def reopen_files() -> int:
             handler.stream = handler._open()
         finally:
             handler.release()
-    return len(handlers)
+    for hook in _REOPEN_HOOKS:
+        hook()
+    return len(handlers) + len(_REOPEN_HOOKS)

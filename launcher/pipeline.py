@@ -6,19 +6,27 @@ outermost first:
 
 1. **watchdog** (``TIMEOUT`` > 0): the worker's event loop refreshes its heartbeat file, so
    the master (``launcher.supervision``) can kill a worker whose loop is stuck;
-2. **CONNECT refused** with 400, for servers that would pass it on: an app is not a proxy, and
+2. **int ports** and **CONNECT refused**: the ASGI scope's ports as ints where a server gives
+   strings; CONNECT answered 400, for servers that would pass it on: an app is not a proxy, and
    a 2xx answer turns the connection into a tunnel (Hypercorn then fails with a traceback);
-3. **request limit** (``MAX_REQUESTS`` > 0): counts requests and, with the worker's last one,
+3. **request checks**, for servers whose parser does not see to them: ``LIMIT_REQUEST_LINE``
+   (414), ``LIMIT_REQUEST_FIELDS`` and ``LIMIT_REQUEST_FIELD_SIZE`` (431), Content-Length with
+   Transfer-Encoding (400), each answered with ``connection: close``; an absolute-form target
+   (``GET http://host/path``) reaches the app as its path;
+4. **request limit** (``MAX_REQUESTS`` > 0): counts requests and, with the worker's last one,
    asks the server to retire the worker gracefully (that request is still served);
-4. **proxy headers** (``FORWARDED_ALLOW_IPS``), unless the server applies them itself;
-5. **root path** (``ROOT_PATH``): the ASGI ``root_path``, included in ``path`` as Uvicorn does;
-6. **WebSocket drain**, for servers that leave WebSockets open when they stop: on shutdown each
+5. **proxy headers** (``FORWARDED_ALLOW_IPS``), unless the server applies them itself;
+6. **access log** (``ACCESS_LOG`` not empty; ``launcher.access_log``): one line a request, the
+   same under every backend (each server's own access logger is off), after the proxy headers
+   set the client address and before the root path changes the path;
+7. **root path** (``ROOT_PATH``): the ASGI ``root_path``, included in ``path`` as Uvicorn does;
+8. **WebSocket drain**, for servers that leave WebSockets open when they stop: on shutdown each
    open WebSocket is closed with 1012 (service restart) and the app's ``receive`` says so;
-7. **ASGI 2 adapter**, for apps in the legacy double-callable form.
+9. **ASGI 2 adapter**, for apps in the legacy double-callable form.
 
 A layer whose setting is off is not in the chain at all, so it costs nothing per request; the
 layers that are on return the inner app's awaitable rather than adding a coroutine frame, except
-for WebSocket sessions under the drain.
+the access log (it must see the response end) and WebSocket sessions under the drain.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import os
 import random
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from launcher.importer import import_app
 from launcher.proxy_headers import ProxyHeadersMiddleware
@@ -64,6 +72,12 @@ class ServerTraits:
     retire_settle: float = 0.0
     #: It refuses CONNECT itself (Uvicorn's parsers answer 400).
     refuses_connect: bool = False
+    #: It holds request heads to ``LIMIT_REQUEST_*`` itself (414, 431), refuses Content-Length
+    #: with Transfer-Encoding (400) and serves an absolute-form target as its path.
+    checks_requests: bool = False
+    #: Its scope's ``client`` and ``server`` ports are ints, as the ASGI spec says (Granian's
+    #: are strings, which reach ``request.client.port`` and Django's ``REMOTE_PORT``).
+    int_ports: bool = True
 
 
 def asgi_version(app: Any) -> int:
@@ -112,8 +126,9 @@ class RootPath:
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if scope["type"] != "lifespan":
-            scope["root_path"] = self.root_path
-            scope["path"] = self.root_path + scope["path"]
+            # A copy, as the ASGI spec asks: the layers outside (the access log) keep the path
+            # the client sent.
+            scope = {**scope, "root_path": self.root_path, "path": self.root_path + scope["path"]}
             raw = scope.get("raw_path")
             if raw is not None:
                 scope["raw_path"] = self.raw + raw
@@ -150,6 +165,20 @@ class RequestLimit:
         await self.app(scope, receive, send)
 
 
+class IntPorts:
+    """``client`` and ``server`` ports as ints, for servers that give strings."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        for key in ("client", "server"):
+            address = scope.get(key)
+            if address and isinstance(address[1], str):
+                scope[key] = (address[0], int(address[1]) if address[1].isdigit() else None)
+        return self.app(scope, receive, send)
+
+
 class RefuseConnect:
     """Answer CONNECT with 400 and close, as Uvicorn does, before the app sees it."""
 
@@ -170,6 +199,84 @@ class RefuseConnect:
             (b"connection", b"close"),
         ]
         await send({"type": "http.response.start", "status": 400, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+class RequestChecks:
+    """Request heads held to ``LIMIT_REQUEST_*``, for servers whose parser does not do it.
+
+    The request line is measured as ``METHOD target HTTP/x.y`` (the target being ``raw_path``
+    and the query string), a field as ``Name: value``. A request that breaks a limit, or has both
+    Content-Length and Transfer-Encoding (a request smuggling vector), is answered at once with
+    ``connection: close`` and never reaches the app. The server has read the whole head by then:
+    bounding that is its own job (``Config.head_budget``). An absolute-form target reaches the app
+    as its path, as Uvicorn and Granian give it.
+    """
+
+    REASONS: ClassVar[dict[int, bytes]] = {
+        400: b"Content-Length with Transfer-Encoding",
+        414: b"Request line too long",
+        431: b"Request header fields too large",
+    }
+
+    def __init__(self, app: ASGIApp, config: Config) -> None:
+        self.app = app
+        unlimited = 1 << 62  # a limit of 0
+        self.line = config.limit_request_line or unlimited
+        self.fields = config.limit_request_fields or unlimited
+        size = config.limit_request_field_size
+        self.room = size - 2 if size else unlimited  # for the name and the value
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        kind = scope["type"]
+        if kind == "http":
+            status = self.refusal(scope)
+            if status:
+                return self._refuse(send, status)
+        if kind != "lifespan" and scope["path"][:1] != "/" and "://" in scope["path"]:
+            self._origin_form(scope)
+        return self.app(scope, receive, send)
+
+    def refusal(self, scope: Scope) -> int:
+        """The status a request's head earns (0: none). About 1 us for 8 fields."""
+        query = scope.get("query_string") or b""
+        target = len(scope.get("raw_path") or scope["path"].encode()) + len(query) + (query != b"")
+        if len(scope["method"]) + target + len(scope.get("http_version", "1.1")) + 7 > self.line:
+            return 414
+        headers = scope["headers"]
+        if len(headers) > self.fields:
+            return 431
+        room = self.room
+        length = encoding = False
+        for name, value in headers:
+            if len(name) + len(value) > room:
+                return 431
+            if name == b"content-length":
+                length = True
+            elif name == b"transfer-encoding":
+                encoding = True
+        return 400 if length and encoding else 0
+
+    @staticmethod
+    def _origin_form(scope: Scope) -> None:
+        rest = scope["path"].partition("://")[2]
+        slash = rest.find("/")
+        scope["path"] = rest[slash:] if slash >= 0 else "/"
+        raw = scope.get("raw_path")
+        if raw:
+            rest_raw = raw.partition(b"://")[2]
+            slash = rest_raw.find(b"/")
+            scope["raw_path"] = rest_raw[slash:] if slash >= 0 else b"/"
+
+    @classmethod
+    async def _refuse(cls, send: Send, status: int) -> None:
+        body = cls.REASONS[status]
+        headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
 
@@ -341,13 +448,22 @@ def build(
         app = drain = add("websocket-drain", WebSocketDrain(app))
     if config.root_path:
         app = add("root-path", RootPath(app, config.root_path))
+    if config.access_log is not None:
+        from launcher.access_log import AccessLog, Writer, formatter
+
+        lines = formatter(config.log_format, config.access_log_format)
+        app = add("access-log", AccessLog(app, Writer(config.access_log), lines))
     if not traits.proxy_headers:
         app = add("proxy-headers", ProxyHeadersMiddleware(app, config.forwarded_allow_ips))
     if config.max_requests > 0:
         limit = config.max_requests + random.randint(0, config.max_requests_jitter)
         app = add("request-limit", RequestLimit(app, limit, retire, traits.retire_settle))
+    if not traits.checks_requests:
+        app = add("request-checks", RequestChecks(app, config))
     if not traits.refuses_connect:
         app = add("refuse-connect", RefuseConnect(app))
+    if not traits.int_ports:
+        app = add("int-ports", IntPorts(app))
     if heartbeat_dir is not None and config.timeout > 0:
         app = add("watchdog", Watchdog(app, heartbeat_dir, config.timeout))
     return WorkerApp(app, tuple(reversed(layers)), drain)

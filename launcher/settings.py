@@ -169,9 +169,34 @@ def _root_path(raw: str) -> str:
     return value
 
 
+def _access_log_format(raw: str) -> str:
+    from launcher.access_log import parse_format  # its own one-line message names the atoms
+
+    return parse_format(raw)
+
+
 def _path(raw: str) -> str:
     value = raw.strip()
     if not value:
+        raise ValueError(raw)
+    return value
+
+
+_BOOLEANS = {
+    "true": True,
+    "1": True,
+    "yes": True,
+    "on": True,
+    "false": False,
+    "0": False,
+    "no": False,
+    "off": False,
+}
+
+
+def _bool(raw: str) -> bool:
+    value = _BOOLEANS.get(raw.strip().lower())
+    if value is None:
         raise ValueError(raw)
     return value
 
@@ -194,6 +219,8 @@ KINDS: dict[str, Kind] = {
     "log_level": Kind("one of " + ", ".join(LOG_LEVELS), _choice(LOG_LEVELS)),
     "seconds": INT_SECONDS,
     "log_target": Kind("- (the console), a file path, or empty to turn it off", _log_target, True),
+    "access_log_format": Kind("Gunicorn's access-log atoms", _access_log_format),
+    "log_format": Kind("text or json", _choice(("text", "json"))),
     "proxies": Kind(
         "IP addresses or CIDR networks such as 127.0.0.1, ::1 or 10.0.0.0/8, separated by commas, "
         "or * for every peer",
@@ -201,6 +228,9 @@ KINDS: dict[str, Kind] = {
     ),
     "root_path": Kind("a URL path starting with /, such as /api, without spaces, ? or #", _root_path),
     "string": STRING,
+    "byte_limit": Kind("a whole number of bytes, 0 (no limit) or more", _int(0)),
+    "count_limit": Kind("a whole number, 0 (no limit) or more", _int(0)),
+    "bool": Kind("true or false (or 1/0, yes/no, on/off)", _bool),
 }
 
 
@@ -327,7 +357,51 @@ SETTINGS: tuple[Setting, ...] = (
         "On SIGTERM, how long in-flight requests may take before workers are killed.",
     ),
     Setting(
-        "KEEP_ALIVE", "keep_alive", "seconds", 5, "`5`", "Seconds an idle keep-alive connection stays open."
+        "KEEP_ALIVE",
+        "keep_alive",
+        "seconds",
+        5,
+        "`5`",
+        "Seconds an idle keep-alive connection stays open; also the time a client has to send a "
+        "complete request head, from connecting or from the end of the previous response (5 s with "
+        "`0`, which turns keep-alive off), else the connection is closed without an answer.",
+    ),
+    Setting(
+        "LIMIT_REQUEST_LINE",
+        "limit_request_line",
+        "byte_limit",
+        8190,
+        "`8190`",
+        "Longest request line (method, target and version) in bytes; a longer one is answered 414 "
+        "and the connection closed. `0`: no limit (Gunicorn's name and meaning).",
+    ),
+    Setting(
+        "LIMIT_REQUEST_FIELDS",
+        "limit_request_fields",
+        "count_limit",
+        100,
+        "`100`",
+        "Most header fields a request may have; more are answered 431 and the connection closed. "
+        "`0`: no limit.",
+    ),
+    Setting(
+        "LIMIT_REQUEST_FIELD_SIZE",
+        "limit_request_field_size",
+        "byte_limit",
+        8190,
+        "`8190`",
+        "Longest header field (`Name: value`) in bytes; a longer one is answered 431 and the "
+        "connection closed. `0`: no limit.",
+    ),
+    Setting(
+        "HTTP2_CLEARTEXT",
+        "http2_cleartext",
+        "bool",
+        False,
+        "`false`",
+        "Serve HTTP/2 without TLS (h2c: `Upgrade: h2c` and prior knowledge). Off, an `Upgrade: h2c` "
+        "is ignored (served as HTTP/1.1) and the HTTP/2 preface is refused. HTTP/2 over TLS is "
+        "unaffected; `true` needs a backend that speaks HTTP/2.",
     ),
     Setting(
         "ACCESS_LOG",
@@ -344,6 +418,23 @@ SETTINGS: tuple[Setting, ...] = (
         "-",
         "`-` (stderr)",
         "Error log: `-` for stderr, a file path, or empty to turn error logging off.",
+    ),
+    Setting(
+        "ACCESS_LOG_FORMAT",
+        "access_log_format",
+        "access_log_format",
+        None,
+        "combined log format + duration, pid, request id",
+        "Layout of the access line with Gunicorn's atoms (`%(h)s %(r)s %(s)s %(b)s %(M)s "
+        "%({x-request-id}i)s` ...); the same under every backend. Unknown atoms are an error.",
+    ),
+    Setting(
+        "LOG_FORMAT",
+        "log_format",
+        "log_format",
+        "text",
+        "`text`",
+        "`text`, or `json`: one JSON object a line (Elastic Common Schema names) for access lines.",
     ),
     Setting(
         "FORWARDED_ALLOW_IPS",

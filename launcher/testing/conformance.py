@@ -252,6 +252,41 @@ class BackendConformance:
             server.get("/access-log-marker")
             server.wait_until(lambda: "access-log-marker" in server.output(), 10, "an access log line")
 
+    def test_access_line_is_the_launchers_under_every_backend(self, hello: Path) -> None:
+        # The pipeline writes it (the server's own access logger is off): the same text whatever
+        # the server, apart from the time, pid, client port and duration.
+        self.require("supports_access_log")
+        with self.serve(hello, WEB_CONCURRENCY="1") as server:
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+            headers = {"User-Agent": "kit/1", "Referer": "http://kit.test/", "X-Request-ID": "kit-7"}
+            conn.request("GET", "/pid?a=1&b=2", headers=headers)
+            pid = conn.getresponse().read().decode()
+            conn.close()
+            assert self.stop(server) == 0
+            lines = [line for line in server.output().splitlines() if "kit-7" in line]
+        assert len(lines) == 1, server.output()[-3000:]
+        pattern = (
+            r"127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "
+            rf'"GET /pid\?a=1&b=2 HTTP/1\.1" 200 {len(pid)} "http://kit\.test/" "kit/1" '
+            rf"\d+\.\d{{3}}ms pid={pid} rid=kit-7"
+        )
+        assert re.fullmatch(pattern, lines[0]), lines[0]
+
+    def test_json_access_line(self, hello: Path) -> None:
+        self.require("supports_access_log")
+        with self.serve(hello, WEB_CONCURRENCY="1", LOG_FORMAT="json") as server:
+            server.get("/pid?json=1")
+            assert self.stop(server) == 0
+            lines = [line for line in server.output().splitlines() if "json=1" in line]
+        assert len(lines) == 1, server.output()[-3000:]
+        event = json.loads(lines[0])
+        assert (event["http.request.method"], event["url.path"], event["url.query"]) == (
+            "GET",
+            "/pid",
+            "json=1",
+        )
+        assert event["http.response.status_code"] == 200 and isinstance(event["client.port"], int)
+
     def test_empty_access_log_turns_it_off(self, hello: Path) -> None:
         self.require("supports_access_log")
         with self.serve(hello, WEB_CONCURRENCY="1", ACCESS_LOG="") as server:
@@ -661,6 +696,196 @@ class BackendConformance:
         assert result.returncode != 0
         assert took < 10, f"took {took:.1f}s"
         assert f"127.0.0.1:{port}" in result.stdout + result.stderr
+
+    # -- request limits and smuggling defences ---------------------------------------------
+    # (LIMIT_REQUEST_LINE, LIMIT_REQUEST_FIELDS, LIMIT_REQUEST_FIELD_SIZE, KEEP_ALIVE as the time a
+    # request head may take, HTTP2_CLEARTEXT; raw sockets, since an HTTP client would not send these.)
+
+    #: A request line longer than LIMIT_REQUEST_LINE is answered 414, more header fields than
+    #: LIMIT_REQUEST_FIELDS or one longer than LIMIT_REQUEST_FIELD_SIZE 431, and the connection
+    #: is closed; a request at the limits is served.
+    supports_request_limits: ClassVar[bool] = True
+    #: A request line longer than the most a head within the limits can take
+    #: (``Config.head_budget``) is still answered 414. False: 431, the server's buffer for the
+    #: head being full before the line ends (Granian; lines up to 72 KiB are still 414).
+    long_request_lines_are_414: ClassVar[bool] = True
+    #: A request with both Content-Length and Transfer-Encoding is answered 400 and the connection
+    #: closed. False: it is served once, as chunked, and the connection is then closed (what
+    #: follows the chunked body is never served as a second request: no smuggling either way).
+    rejects_content_length_with_transfer_encoding: ClassVar[bool] = True
+    #: An absolute-form target (``GET http://host/path``) reaches the app as its path.
+    supports_absolute_form_targets: ClassVar[bool] = True
+    #: A connection that has not sent a complete request head KEEP_ALIVE seconds after it opened
+    #: (or after its previous response) is closed, whether it sent nothing or dribbles a head.
+    closes_slow_request_heads: ClassVar[bool] = True
+    #: With HTTP2_CLEARTEXT unset, ``Upgrade: h2c`` is served as HTTP/1.1 and the HTTP/2 preface
+    #: gets no HTTP/2 answer.
+    refuses_cleartext_http2: ClassVar[bool] = True
+
+    @staticmethod
+    def exchange(port: int, data: bytes, timeout: float = 10.0) -> tuple[bytes, bool]:
+        """Send ``data`` on a new connection to 127.0.0.1:``port`` and read until the server
+        closes it or ``timeout`` passes: (what was read, whether the server closed it).
+
+        The bytes are sent from a thread, so a server that answers before reading them all (and
+        then resets the connection) is still heard."""
+        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+
+        def push() -> None:
+            with suppress(OSError):
+                sock.sendall(data)
+
+        sender = threading.Thread(target=push, daemon=True)
+        sender.start()
+        received, closed = b"", False
+        deadline = time.monotonic() + timeout
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                sock.settimeout(left)
+                try:
+                    chunk = sock.recv(65536)
+                except TimeoutError:
+                    break
+                except OSError:  # reset: closed, after what it sent was read
+                    closed = True
+                    break
+                if not chunk:
+                    closed = True
+                    break
+                received += chunk
+        finally:
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the sender if it is blocked
+            sock.close()
+            sender.join(5)
+        return received, closed
+
+    @staticmethod
+    def statuses(received: bytes) -> list[int]:
+        """The status codes of the HTTP/1.1 responses in ``received``, in order."""
+        return [int(code) for code in re.findall(rb"(?:^|\n)HTTP/1\.[01] (\d{3})", received)]
+
+    def test_request_limits_are_414_and_431_and_close(self, hello: Path) -> None:
+        self.require("supports_request_limits")
+        line, fields, size = 100, 10, 60
+        env = {"LIMIT_REQUEST_LINE": str(line), "LIMIT_REQUEST_FIELDS": str(fields)}
+        with self.serve(hello, WEB_CONCURRENCY="1", LIMIT_REQUEST_FIELD_SIZE=str(size), **env) as server:
+
+            def head(target_length: int = 1, count: int = fields, field: int = 10) -> bytes:
+                request_line = b"GET /" + b"a" * (target_length - 1) + b" HTTP/1.1\r\n"
+                lines = [b"Host: x", b"Connection: close", b"X-Field: " + b"f" * (field - 9)]
+                lines += [b"X-%d: v" % i for i in range(count - len(lines))]
+                return request_line + b"".join(item + b"\r\n" for item in lines) + b"\r\n"
+
+            target = line - len(b"GET  HTTP/1.1")
+            cases = [
+                ("request line at the limit", head(target_length=target), 200),
+                ("request line one byte over", head(target_length=target + 1), 414),
+                ("request line of 64 KiB", head(target_length=65536), 414),
+                (
+                    "request line of 1 MiB",
+                    head(target_length=1 << 20),
+                    414 if self.long_request_lines_are_414 else 431,
+                ),
+                (f"{fields} fields", head(count=fields), 200),
+                (f"{fields + 1} fields", head(count=fields + 1), 431),
+                ("a field at the limit", head(field=size), 200),
+                ("a field one byte over", head(field=size + 1), 431),
+                ("a field of 1 MiB", head(field=1 << 20), 431),
+            ]
+            for what, data, expected in cases:
+                received, closed = self.exchange(server.port, data)
+                assert self.statuses(received)[:1] == [expected], (what, received[:300])
+                assert closed, f"{what}: the connection is still open"
+            assert server.ok("/"), server.output()[-3000:]
+
+    def test_content_length_with_transfer_encoding_is_refused(self, hello: Path) -> None:
+        # A front proxy that frames by Content-Length sees one request here; a server that
+        # frames by the chunked encoding would see a second one (GET /pid): request smuggling.
+        smuggled = (
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"0\r\n\r\nGET /pid HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        with self.serve(hello, WEB_CONCURRENCY="1") as server:
+            received, closed = self.exchange(server.port, smuggled)
+            answered = self.statuses(received)
+            assert closed, f"the connection is still open after {received[:300]!r}"
+            if self.rejects_content_length_with_transfer_encoding:
+                assert answered == [400], received[:600]
+            else:
+                assert len(answered) == 1, received[:600]
+            assert server.ok("/"), server.output()[-3000:]
+
+    def test_absolute_form_target_reaches_the_app_as_its_path(self, hello: Path) -> None:
+        self.require("supports_absolute_form_targets")
+        request = b"GET http://evil.example/x/scope?q=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        with self.serve(hello, WEB_CONCURRENCY="1") as server:
+            received, _ = self.exchange(server.port, request)
+        assert self.statuses(received)[:1] == [200], received[:600]
+        assert b'"path": "/x/scope"' in received, received[:600]
+
+    def test_a_request_head_not_sent_within_keep_alive_is_closed(self, hello: Path) -> None:
+        self.require("closes_slow_request_heads")
+        keep_alive = 2
+        with self.serve(hello, WEB_CONCURRENCY="1", KEEP_ALIVE=str(keep_alive), ACCESS_LOG="") as server:
+            address = ("127.0.0.1", server.port)
+            after_response = socket.create_connection(address, timeout=10)
+            after_response.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            while b"Hello World!" not in answer:
+                chunk = after_response.recv(4096)
+                assert chunk, f"no answer on a keep-alive connection: {answer!r}"
+                answer += chunk
+            clients = {"after a response": (after_response, time.monotonic())}
+            for what, first in [("nothing sent", b""), ("half a head", b"GET / HTTP/1.1\r\nHost: x\r\n")]:
+                sock = socket.create_connection(address, timeout=10)
+                sock.sendall(first)
+                clients[what] = (sock, time.monotonic())
+            after_response.sendall(b"GET / HTTP/1.1\r\n")
+            dribbled = socket.create_connection(address, timeout=10)
+            dribbled.sendall(b"GET / HTTP/1.1\r\n")
+            clients["dribbled"] = (dribbled, time.monotonic())
+            closed_after: dict[str, float] = {}
+            deadline = time.monotonic() + keep_alive + 5
+            try:
+                while len(closed_after) < len(clients) and time.monotonic() < deadline:
+                    with suppress(OSError):
+                        dribbled.sendall(b"X-Drip: 1\r\n")  # one field at a time, never the end
+                    for what, (sock, opened) in clients.items():
+                        if what in closed_after:
+                            continue
+                        sock.settimeout(0.05)
+                        try:
+                            if sock.recv(65536) == b"":  # (what else arrives, say a 408, is fine)
+                                closed_after[what] = time.monotonic() - opened
+                        except TimeoutError:
+                            pass
+                        except OSError:
+                            closed_after[what] = time.monotonic() - opened
+                    time.sleep(0.2)
+            finally:
+                for sock, _ in clients.values():
+                    sock.close()
+        late = {what: took for what, took in closed_after.items() if not took <= keep_alive + 1.5}
+        assert set(closed_after) == set(clients), f"still open {keep_alive + 5}s on: {closed_after}"
+        assert not late, f"closed later than KEEP_ALIVE={keep_alive} allows: {closed_after}"
+        early = {what: took for what, took in closed_after.items() if took < keep_alive - 0.5}
+        assert not early, f"closed before KEEP_ALIVE={keep_alive}: {closed_after}"
+
+    def test_cleartext_http2_is_off_by_default(self, hello: Path) -> None:
+        self.require("refuses_cleartext_http2")
+        upgrade = (
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings, close\r\nUpgrade: h2c\r\n"
+            b"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+        )
+        preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000")  # + SETTINGS
+        with self.serve(hello, WEB_CONCURRENCY="1") as server:
+            received, _ = self.exchange(server.port, upgrade)
+            assert self.statuses(received)[:1] == [200], received[:300]
+            received, closed = self.exchange(server.port, preface, timeout=5)
+            # No HTTP/2 frames: nothing at all, or an HTTP/1.1 refusal; and the connection closed.
+            assert received == b"" or self.statuses(received)[:1] == [400], received[:300]
+            assert closed, f"the connection is still open after {received[:300]!r}"
 
 
 __all__ = ["CONFIG_KEYS", "BackendConformance"]

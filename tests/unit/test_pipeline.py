@@ -24,7 +24,7 @@ from launcher.proxy_headers import ProxyHeadersMiddleware
 
 def config(tmp_path: Path, **env: str) -> Config:
     (tmp_path / "main.py").write_text("app = None\n")
-    return resolve({"APP_DIR": str(tmp_path), **env}, Backend)
+    return resolve({"APP_DIR": str(tmp_path), "ACCESS_LOG": "", **env}, Backend)
 
 
 async def echo_scope(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -91,19 +91,26 @@ def test_asgi_version_tells_the_legacy_form_from_asgi3() -> None:
 def test_layers_are_absent_when_their_settings_are_off(tmp_path: Path) -> None:
     off = config(tmp_path, TIMEOUT="0")
     built = build(off, retire=lambda: None, heartbeat_dir=str(tmp_path), app=modern)
-    assert built.layers == ("refuse-connect", "proxy-headers", "websocket-drain")
-    traits = ServerTraits(proxy_headers=True, closes_websockets=True, refuses_connect=True)
+    assert built.layers == ("refuse-connect", "request-checks", "proxy-headers", "websocket-drain")
+    traits = ServerTraits(
+        proxy_headers=True, closes_websockets=True, refuses_connect=True, checks_requests=True
+    )
     assert build(off, retire=lambda: None, traits=traits, app=modern).app is modern
 
 
 def test_layers_follow_the_documented_order(tmp_path: Path) -> None:
-    on = config(tmp_path, TIMEOUT="30", MAX_REQUESTS="10", ROOT_PATH="/api")
-    built = build(on, retire=lambda: None, heartbeat_dir=str(tmp_path), app=Legacy)
+    log = str(tmp_path / "access.log")
+    on = config(tmp_path, TIMEOUT="30", MAX_REQUESTS="10", ROOT_PATH="/api", ACCESS_LOG=log)
+    traits = ServerTraits(int_ports=False)
+    built = build(on, retire=lambda: None, heartbeat_dir=str(tmp_path), app=Legacy, traits=traits)
     assert built.layers == (
         "watchdog",
+        "int-ports",
         "refuse-connect",
+        "request-checks",
         "request-limit",
         "proxy-headers",
+        "access-log",
         "root-path",
         "websocket-drain",
         "asgi2",

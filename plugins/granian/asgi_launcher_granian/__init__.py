@@ -16,6 +16,32 @@ from launcher import Backend, Config, ConfigError
 #: WORKER_CLASS under Granian names its event loop. "auto" lets Granian pick (uvloop or rloop if present).
 LOOPS = ("auto", "asyncio", "uvloop", "rloop")
 
+#: What Granian's HTTP/1 parser refuses whatever it is told: more header fields (431), longer
+#: request targets (414). See ``asgi_launcher_granian.limits``.
+MAX_FIELDS = 100
+MAX_TARGET = 65534
+#: The longest request line a target of MAX_TARGET bytes allows for every method (``GET``).
+MAX_LINE = MAX_TARGET + len("GET  HTTP/1.1")
+
+
+def check_limits(config: Config) -> None:
+    """Refuse ``LIMIT_REQUEST_*`` values Granian cannot honour (it would refuse more than they allow)."""
+    bounds = [
+        ("LIMIT_REQUEST_LINE", config.limit_request_line, MAX_LINE, f"targets over {MAX_TARGET} bytes"),
+        ("LIMIT_REQUEST_FIELDS", config.limit_request_fields, MAX_FIELDS, f"over {MAX_FIELDS} header fields"),
+    ]
+    for variable, value, most, refused in bounds:
+        if not 1 <= value <= most:
+            raise ConfigError.bad_value(
+                variable, str(value), f"1 to {most} under the granian backend (its parser refuses {refused})"
+            )
+    if not config.limit_request_field_size:
+        raise ConfigError.bad_value(
+            "LIMIT_REQUEST_FIELD_SIZE",
+            "0",
+            "1 or more under the granian backend (its read buffer always has a size)",
+        )
+
 
 class GranianBackend(Backend):
     default_worker_class: ClassVar[str] = "auto"
@@ -38,6 +64,7 @@ class GranianBackend(Backend):
             raise ConfigError.bad_value(
                 "WORKER_CLASS", config.worker_class, f"an installed loop; pip install {config.worker_class}"
             )
+        check_limits(config)
 
     def preload(self, config: Config) -> None:
         import asgi_launcher_granian.server  # noqa: F401  (Granian's own import, while the app check runs)

@@ -23,6 +23,7 @@ from granian.log import LogLevels
 from granian.server.mp import MPServer, WorkerProcess
 
 from asgi_launcher_granian.app import load_app
+from asgi_launcher_granian.limits import http1_options
 from launcher import EXIT_WORKERS_FAILING, Config, Supervision, master_log, parse_address
 
 
@@ -192,11 +193,11 @@ def serve(config: Config) -> int:
         interface=Interfaces.ASGI,
         workers=config.workers,
         loop=Loops(config.worker_class),
-        http=HTTPModes.auto,
+        http=HTTPModes.auto if config.http2_cleartext else HTTPModes.http1,  # h2c only if asked
         log_level=LogLevels(config.log_level),
-        log_access=config.access_log is not None,
+        log_access=False,  # the launcher's pipeline writes ACCESS_LOG, the same under every backend
         log_dictconfig=_log_config(config),
-        http1_settings=HTTP1Settings(keep_alive=config.keep_alive > 0),
+        http1_settings=HTTP1Settings(**http1_options(config)),  # LIMIT_REQUEST_*, head deadline
         respawn_failed_workers=True,
         workers_kill_timeout=config.graceful_timeout or None,
         working_dir=None,

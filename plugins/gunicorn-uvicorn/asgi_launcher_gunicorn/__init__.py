@@ -44,6 +44,13 @@ class GunicornBackend(Backend):
                 "an ASGI worker class: uvicorn_worker.UvicornWorker, uvicorn_worker.UvicornH11Worker "
                 "or a subclass of them (Gunicorn's own classes such as sync serve WSGI only)",
             )
+        if config.http2_cleartext:
+            raise ConfigError.bad_value(
+                "HTTP2_CLEARTEXT",
+                "true",
+                "false under the gunicorn backend: Uvicorn serves HTTP/1.1 only "
+                "(SERVER_BACKEND=hypercorn or granian serve h2c)",
+            )
 
     def preload(self, config: Config) -> None:
         # Gunicorn's arbiter and our worker load while the app check runs (validate has already
@@ -102,7 +109,7 @@ def gunicorn_settings(config: Config) -> dict[str, Any]:
         "timeout": config.timeout,
         "graceful_timeout": config.graceful_timeout,
         "keepalive": config.keep_alive,
-        "accesslog": config.access_log,
+        "accesslog": None,  # the launcher's pipeline writes ACCESS_LOG, the same under every backend
         "errorlog": config.error_log or "/dev/null",  # empty ERROR_LOG: off
         "forwarded_allow_ips": config.forwarded_allow_ips,
         "max_requests": config.max_requests,
@@ -119,4 +126,5 @@ def gunicorn_settings(config: Config) -> dict[str, Any]:
     if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
         settings["worker_tmp_dir"] = "/dev/shm"  # heartbeat files on tmpfs, not a slow overlay disk
     settings.update(config.server_settings)
+    settings["accesslog"] = None  # a config file's accesslog is ACCESS_LOG, which the pipeline writes
     return settings

@@ -26,11 +26,15 @@ CONTRACT = {
     "timeout": "timeout",
     "graceful_timeout": "graceful_timeout",
     "keepalive": "keep_alive",
+    "limit_request_line": "limit_request_line",
+    "limit_request_fields": "limit_request_fields",
+    "limit_request_field_size": "limit_request_field_size",
     "accesslog": "access_log",
     "errorlog": "error_log",
     "forwarded_allow_ips": "forwarded_allow_ips",
     "max_requests": "max_requests",
     "max_requests_jitter": "max_requests_jitter",
+    "access_log_format": "access_log_format",
 }
 
 
@@ -69,6 +73,8 @@ def _neutral(name: str, value: Any, origin: str) -> Any:
         return ",".join(value)
     if name == "bind":
         return tuple(value)
+    if name == "access_log_format":  # the launcher writes the line: held to the same atoms
+        return parse_setting("ACCESS_LOG_FORMAT", str(value))
     return value
 
 

@@ -6,7 +6,9 @@ default, or a subclass of it), the arbiter runs it with ``LauncherWorker`` mixed
 * serves ``launcher.pipeline.build``'s callable, declared ASGI 3 (the pipeline has already
   adapted an ASGI 2 app; Uvicorn's guess from ``async def`` would get our layers wrong);
 * leaves to the pipeline what it does for every backend: ``FORWARDED_ALLOW_IPS`` (Uvicorn's
-  proxy headers off), ``ROOT_PATH``, ``MAX_REQUESTS`` (Uvicorn's own limit off);
+  proxy headers off), ``ROOT_PATH``, ``MAX_REQUESTS`` (Uvicorn's own limit off), the access
+  log (Uvicorn's off);
+* serves Uvicorn's protocol with the launcher's request limits (``asgi_launcher_gunicorn.limits``);
 * retires gracefully when the pipeline asks (Uvicorn's own ``should_exit`` path: stop
   accepting, finish in-flight requests, close idle connections, lifespan shutdown, exit 0).
 """
@@ -14,6 +16,7 @@ default, or a subclass of it), the arbiter runs it with ``LauncherWorker`` mixed
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import sys
 from typing import Any
@@ -21,11 +24,12 @@ from typing import Any
 from gunicorn.arbiter import Arbiter
 from uvicorn.server import Server
 
+from asgi_launcher_gunicorn.limits import checked_protocol
 from launcher import ServerTraits, WorkerApp, build_worker_app
 
-#: Uvicorn closes open WebSockets with 1012 when it stops, and its parsers refuse CONNECT: the
-#: pipeline need not.
-TRAITS = ServerTraits(closes_websockets=True, refuses_connect=True)
+#: Uvicorn closes open WebSockets with 1012 when it stops, and its parsers refuse CONNECT; the
+#: protocols of ``asgi_launcher_gunicorn.limits`` check request heads: the pipeline need not.
+TRAITS = ServerTraits(closes_websockets=True, refuses_connect=True, checks_requests=True)
 
 _UVICORN_WORKERS = {("uvicorn_worker._workers", "UvicornWorker"), ("uvicorn.workers", "UvicornWorker")}
 
@@ -74,6 +78,10 @@ class LauncherWorker:
         self.config.proxy_headers = False
         self.config.limit_max_requests = None
         self.config.root_path = ""
+        self.config.access_log = False  # the pipeline writes the access line
+        # LIMIT_REQUEST_* and the request-head deadline (asgi_launcher_gunicorn.limits).
+        self.config.http, checked = checked_protocol(self.config.http, self.app.config)
+        self.traits = TRAITS if checked else dataclasses.replace(TRAITS, checks_requests=False)
 
     def load_wsgi(self) -> None:
         super().load_wsgi()  # type: ignore[misc]  # Gunicorn's import of the app (LauncherApplication.load)
@@ -82,7 +90,7 @@ class LauncherWorker:
             launcher,
             retire=self.retire,
             heartbeat_dir=self.app.supervision.heartbeat_dir,
-            traits=TRAITS,
+            traits=self.traits,
             app=self.wsgi,
             master_pid=self.ppid,
         )

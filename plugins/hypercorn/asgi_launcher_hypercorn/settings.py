@@ -36,6 +36,7 @@ CONTRACT = {
     "graceful_timeout": "graceful_timeout",
     "max_requests": "max_requests",
     "max_requests_jitter": "max_requests_jitter",
+    "access_log_format": "access_log_format",
     "root_path": "root_path",
 }
 
@@ -114,6 +115,10 @@ def _contract_value(origin: str, key: str, value: Any) -> Any:
         if not _is_number(value) or value < 0:
             raise _bad(origin, key, value, "a number of seconds, 0 or more")
         return value
+    if key == "access_log_format":  # the launcher writes the line: held to the same atoms
+        if not isinstance(value, str):
+            raise _bad(origin, key, value, "a string of Gunicorn-style %(atom)s fields")
+        return parse_setting("ACCESS_LOG_FORMAT", value)
     if key == "root_path":
         try:
             return parse_setting("ROOT_PATH", value) if isinstance(value, str) else None
@@ -272,6 +277,10 @@ def build(config: Config) -> HypercornConfig:
     hc.max_requests = None
     hc.max_requests_jitter = 0
     hc.root_path = ""
+    hc.accesslog = None  # ACCESS_LOG (also a file's accesslog) is written by the pipeline
+    from asgi_launcher_hypercorn.limits import apply  # (imports Hypercorn's protocols: only to run)
+
+    apply(hc, config)  # LIMIT_REQUEST_*, and KEEP_ALIVE as the request-head deadline
     return hc
 
 

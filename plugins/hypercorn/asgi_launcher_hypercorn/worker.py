@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import ssl
@@ -29,6 +28,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
 from hypercorn.utils import LifespanFailureError, wrap_app
 
+from asgi_launcher_hypercorn.limits import install as install_limits
 from launcher import EXIT_CONFIG, Config, ConfigError, ServerTraits, WorkerApp, build_worker_app
 
 Scope = MutableMapping[str, Any]
@@ -117,25 +117,6 @@ class BootSignal:
                 self.notify()
 
 
-def _access_logger(target: str | None) -> logging.Logger | None:
-    """The access log at INFO whatever LOG_LEVEL says: ACCESS_LOG alone turns it on or off.
-
-    Hypercorn would give it LOG_LEVEL, so LOG_LEVEL=warning would silently drop access logs,
-    which is not what the variable means under the other backends.
-    """
-    if not target:
-        return None
-    logger = logging.getLogger("hypercorn.access")
-    handler = logging.StreamHandler(sys.stdout) if target == "-" else logging.FileHandler(target)
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s [%(process)d] [%(levelname)s] %(message)s", "[%Y-%m-%d %H:%M:%S %z]")
-    )
-    logger.handlers = [handler]
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
-    return logger
-
-
 async def _until_stopped(
     shutdown: Connection, spec: WorkerSpec, stop: Stop, sleep: Callable[[float], Awaitable[Any]]
 ) -> None:
@@ -159,7 +140,8 @@ def _load(spec: WorkerSpec, hc: HypercornConfig, ready: Connection, stop: Stop) 
             with contextlib.suppress(OSError):
                 ready.send_bytes(BOOTED)
 
-    traits = ServerTraits(asyncio=hc.worker_class != "trio")
+    # install_limits: request checks in Hypercorn's HTTP/1.1 protocol (asgi_launcher_hypercorn.limits)
+    traits = ServerTraits(asyncio=hc.worker_class != "trio", checks_requests=install_limits(spec.config))
     stop.worker_app = build_worker_app(
         spec.config,
         retire=stop.retire,
@@ -212,8 +194,6 @@ def run_worker(
     # process group must not cut workers' in-flight requests short.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if not isinstance(hc.accesslog, logging.Logger):  # a Python config may hand us its own logger
-        hc.accesslog = _access_logger(hc.accesslog)
     stop = Stop()
     try:
         app = _load(spec, hc, ready, stop)

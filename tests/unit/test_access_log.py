@@ -1,0 +1,143 @@
+"""The access line: Gunicorn's atoms, the JSON keys, and a writer that loses nothing at exit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from launcher.access_log import (
+    ATOMIC_WRITE,
+    DEFAULT_FORMAT,
+    AccessLog,
+    Record,
+    Writer,
+    json_formatter,
+    parse_format,
+    text_formatter,
+)
+from launcher.errors import ConfigError
+
+
+def scope(**more: Any) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "method": "GET",
+        "path": "/items",
+        "raw_path": b"/items",
+        "query_string": b"page=2",
+        "http_version": "1.1",
+        "client": ("10.0.0.7", 5555),
+        "headers": [(b"user-agent", b"curl/8"), (b"referer", b"http://r/"), (b"x-request-id", b"rid-1")],
+        **more,
+    }
+
+
+def record(**more: Any) -> Record:
+    r = Record(scope(**more), 1764620205.25)
+    r.status, r.bytes, r.duration = 200, 27, 0.0125
+    r.response_headers = [(b"content-type", b"application/json")]
+    return r
+
+
+def test_the_default_line_is_combined_plus_duration_pid_and_request_id() -> None:
+    line = text_formatter(DEFAULT_FORMAT)(record())
+    head, _, tail = line.partition(" [")
+    assert head == "10.0.0.7 - -"
+    assert tail.split("] ", 1)[1] == (
+        f'"GET /items?page=2 HTTP/1.1" 200 27 "http://r/" "curl/8" 12.500ms pid={os.getpid()} rid=rid-1'
+    )
+
+
+def test_gunicorn_atoms() -> None:
+    layout = "%(m)s|%(U)s|%(q)s|%(H)s|%(s)s|%(B)s|%(D)s|%(T)s|%(L)s|%({content-type}o)s|%({x-missing}i)s"
+    assert (
+        text_formatter(layout)(record())
+        == "GET|/items|page=2|HTTP/1.1|200|27|12500|0|0.012500|application/json|-"
+    )
+    empty = record()
+    empty.bytes = 0
+    assert text_formatter("%(b)s %(B)s")(empty) == "- 0"
+
+
+@pytest.mark.parametrize("layout", ["%(h)s %(zz)s", "%(h)s %(Q)s", "no atoms at all"])
+def test_unknown_atoms_are_a_config_error_naming_the_variable(layout: str) -> None:
+    with pytest.raises(ConfigError, match="ACCESS_LOG_FORMAT="):
+        parse_format(layout)
+    assert parse_format(" %(h)s %({x-request-id}i)s ") == "%(h)s %({x-request-id}i)s"
+
+
+def test_json_lines_use_ecs_names() -> None:
+    event = json.loads(json_formatter()(record()))
+    assert event["http.request.method"] == "GET" and event["url.path"] == "/items"
+    assert event["url.query"] == "page=2" and event["http.response.status_code"] == 200
+    assert event["client.address"] == "10.0.0.7" and event["client.port"] == 5555
+    assert event["event.duration"] == 12_500_000 and event["http.response.body.bytes"] == 27
+    assert event["user_agent.original"] == "curl/8" and event["http.request.id"] == "rid-1"
+    assert event["@timestamp"].endswith("Z") and event["process.pid"] == os.getpid()
+
+
+def test_writes_are_whole_lines_of_at_most_a_pipes_atomic_size(tmp_path: Path) -> None:
+    target = tmp_path / "access.log"
+    writer = Writer(str(target))
+    writes: list[bytes] = []
+    writer._write = writes.append  # type: ignore[method-assign]  # observe the write(2) calls
+    for n in range(500):
+        writer.write(f"line {n:04d} " + "x" * 80, None)
+    writer.flush()
+    assert all(len(w) <= ATOMIC_WRITE and w.endswith(b"\n") for w in writes)
+    assert b"".join(writes).decode().splitlines() == [f"line {n:04d} " + "x" * 80 for n in range(500)]
+
+
+@pytest.mark.parametrize("ending", ["sys.exit(0)", "raise RuntimeError('boom')", "multiprocessing"])
+def test_no_line_is_lost_at_exit(tmp_path: Path, ending: str) -> None:
+    target = tmp_path / "access.log"
+    body = f"""
+import sys, multiprocessing
+from launcher.access_log import Writer
+def work():
+    w = Writer({str(target)!r})
+    for n in range(3):
+        w.write(f"line {{n}}", None)
+    {ending if ending != "multiprocessing" else "pass"}
+if {ending == "multiprocessing"!r}:
+    p = multiprocessing.get_context("fork").Process(target=work); p.start(); p.join()
+else:
+    work()
+"""
+    subprocess.run([sys.executable, "-c", body], capture_output=True, timeout=30)
+    assert target.read_text().splitlines() == ["line 0", "line 1", "line 2"]
+
+
+def test_the_layer_records_status_bytes_and_an_app_that_raised(tmp_path: Path) -> None:
+    lines: list[str] = []
+
+    class Collect(Writer):
+        def __init__(self) -> None:
+            pass
+
+        def write(self, line: str, loop: Any) -> None:
+            lines.append(line)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["path"] == "/boom":
+            raise RuntimeError("boom")
+        await send({"type": "http.response.start", "status": 201, "headers": []})
+        await send({"type": "http.response.body", "body": b"abc", "more_body": True})
+        await send({"type": "http.response.body", "body": b"de"})
+
+    layer = AccessLog(app, Collect(), text_formatter("%(s)s %(B)s %(U)s"))
+
+    async def sink(message: Any) -> None:
+        pass
+
+    asyncio.run(layer(scope(), None, sink))
+    with pytest.raises(RuntimeError):
+        asyncio.run(layer(scope(path="/boom", raw_path=b"/boom"), None, sink))
+    assert lines == ["201 5 /items", "500 0 /boom"]
