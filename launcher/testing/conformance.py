@@ -888,4 +888,4 @@ class BackendConformance:
             assert closed, f"the connection is still open after {received[:300]!r}"
 
 
-__all__ = ["CONFIG_KEYS", "BackendConformance"]
+__all__ = ["CONFIG_KEYS", "BackendConformance", "close_code"]

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from launcher.testing.conformance import close_code
 from launcher.testing.process import Launcher, start_launcher
 
 BACKENDS = ("gunicorn", "hypercorn", "granian")
@@ -254,19 +255,6 @@ def reference_where(framework: str, tmp_path: Path, root_path: str) -> dict[str,
     if key not in _reference:
         _reference[key] = where_under(REFERENCE, framework, tmp_path / "reference", root_path)
     return _reference[key]
-
-
-def close_code(ws: Any, timeout: float) -> int | None:
-    """The close code the server sent on ``ws`` (None: the connection ended without a close frame)."""
-    from websockets.exceptions import ConnectionClosed
-
-    try:
-        message = ws.recv(timeout=timeout)
-    except ConnectionClosed as exc:
-        return exc.rcvd.code if exc.rcvd is not None else None
-    except TimeoutError:
-        raise AssertionError(f"the WebSocket is still open {timeout}s later") from None
-    raise AssertionError(f"the WebSocket got {message!r} instead of a close frame")
 
 
 def sigterm_and_wait(server: Launcher) -> tuple[int, float]:
