@@ -465,6 +465,7 @@ class BackendConformance:
             assert closed_with == WS_SERVICE_RESTART, (closed_with, output)
             assert code == 0, output
             assert exited <= 2.0, f"exited {exited:.1f}s after SIGTERM\n{output}"
+            assert "Traceback" not in server.output(), output  # Hypercorn logged a CancelledError
 
     def test_sigterm_with_a_websocket_open_lets_the_request_in_flight_finish(self, hello: Path) -> None:
         self.require("supports_websocket_shutdown")
