@@ -78,6 +78,10 @@ class ServerTraits:
     #: Its scope's ``client`` and ``server`` ports are ints, as the ASGI spec says (Granian's
     #: are strings, which reach ``request.client.port`` and Django's ``REMOTE_PORT``).
     int_ports: bool = True
+    #: The names of its own loggers (not its access logger) as it has set them up in the worker
+    #: by the time ``build`` runs: they keep their handlers, stop passing records on to the root
+    #: logger, and with ``LOG_FORMAT=json`` write JSON (``launcher.logs.adopt``).
+    loggers: tuple[str, ...] = ()
 
 
 def asgi_version(app: Any) -> int:
@@ -152,17 +156,29 @@ class RequestLimit:
         self.served = 0
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        if scope["type"] != "lifespan":
-            self.served += 1
-            if self.served == self.limit:
-                self.retire()
-                if self.settle > 0:
-                    return self._settled(scope, receive, send)
-        return self.app(scope, receive, send)
+        if scope["type"] == "lifespan":
+            return self.app(scope, receive, send)
+        self.served += 1
+        if self.served < self.limit:
+            return self.app(scope, receive, send)
+        if self.served == self.limit:
+            self.retire()
+        # From the last request on, every response closes its connection: a keep-alive client
+        # moves to another worker between two requests, instead of finding its connection cut
+        # under the next one when the server stops.
+        return self._closing(scope, receive, send, self.settle if self.served == self.limit else 0.0)
 
-    async def _settled(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await asyncio.sleep(self.settle)
-        await self.app(scope, receive, send)
+    async def _closing(self, scope: Scope, receive: Receive, send: Send, settle: float) -> None:
+        if settle > 0:
+            await asyncio.sleep(settle)
+
+        async def closing_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"connection"]
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive, closing_send if scope["type"] == "http" else send)
 
 
 class IntPorts:
@@ -428,10 +444,10 @@ def build(
     exit 0); ``heartbeat_dir`` is ``Supervision.heartbeat_dir`` from the master. Called once in
     each worker, at its start, so with ``master_pid`` it is also where the worker takes on the
     launcher's rules for workers (``launcher.supervision.worker_started``: die with the master,
-    reopen log files on SIGUSR1).
+    reopen log files on SIGUSR1, set up ``logging`` from LOG_FORMAT, LOG_LEVEL and LOG_CONFIG).
     """
     if master_pid is not None:
-        worker_started(master_pid)
+        worker_started(master_pid, config, traits.loggers)
     if app is None:
         app = import_app(config.app, config.app_dir, source=config.sources.get("app", ""))
     layers: list[str] = []

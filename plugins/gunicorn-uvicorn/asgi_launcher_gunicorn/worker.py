@@ -29,7 +29,12 @@ from launcher import ServerTraits, WorkerApp, build_worker_app
 
 #: Uvicorn closes open WebSockets with 1012 when it stops, and its parsers refuse CONNECT; the
 #: protocols of ``asgi_launcher_gunicorn.limits`` check request heads: the pipeline need not.
-TRAITS = ServerTraits(closes_websockets=True, refuses_connect=True, checks_requests=True)
+TRAITS = ServerTraits(
+    closes_websockets=True,
+    refuses_connect=True,
+    checks_requests=True,
+    loggers=("uvicorn.error", "gunicorn.error"),  # Uvicorn's holds Gunicorn's handlers
+)
 
 _UVICORN_WORKERS = {("uvicorn_worker._workers", "UvicornWorker"), ("uvicorn.workers", "UvicornWorker")}
 
@@ -38,6 +43,10 @@ def is_uvicorn_worker(cls: type) -> bool:
     """Whether ``cls`` is (a subclass of) Uvicorn's Gunicorn worker, the ASGI one."""
     return any((c.__module__, c.__name__) in _UVICORN_WORKERS for c in cls.__mro__)
 
+
+#: How long a retiring worker (MAX_REQUESTS) waits for its keep-alive connections to close after
+#: their next response, before Uvicorn's shutdown closes the idle rest.
+RETIRE_DRAIN = 1.0
 
 #: How long a stopping worker keeps the connections it has just accepted before closing the ones
 #: that are still idle (see LauncherServer).
@@ -69,6 +78,7 @@ class LauncherWorker:
     wsgi: Any
     sockets: Any
     ppid: int  # the arbiter's pid
+    cfg: Any  # Gunicorn's settings
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -107,11 +117,19 @@ class LauncherWorker:
 
     def retire(self) -> None:
         """Stop accepting now (Uvicorn would notice ``should_exit`` only at its next 0.1 s tick
-        and accept meanwhile), then let Uvicorn's graceful shutdown run."""
-        if self.server is not None:
-            for listener in self.server.servers:
-                listener.close()
-            self.server.should_exit = True
+        and accept meanwhile); give the keep-alive connections ``RETIRE_DRAIN`` seconds to end
+        by themselves (the pipeline answers on them with ``Connection: close``), then let
+        Uvicorn's graceful shutdown close the ones still idle and finish what is in flight."""
+        server = self.server
+        if server is None:
+            return
+        for listener in server.servers:
+            listener.close()
+
+        def stop() -> None:
+            server.should_exit = True
+
+        asyncio.get_running_loop().call_later(min(RETIRE_DRAIN, self.cfg.keepalive or 0), stop)
 
 
 def launcher_worker_class(cls: type) -> type:
