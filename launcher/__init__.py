@@ -19,6 +19,8 @@ from launcher.errors import EXIT_CONFIG, ConfigError
 if TYPE_CHECKING:
     from launcher.addresses import parse as parse_address
     from launcher.importer import import_app
+    from launcher.logs import configure as configure_logging
+    from launcher.logs import launcher_line
     from launcher.pipeline import ServerTraits, WorkerApp
     from launcher.pipeline import build as build_worker_app
     from launcher.settings import parse_bind_address, parse_setting
@@ -37,6 +39,8 @@ _LAZY = {
     "exit_code": ("launcher.supervision", "exit_code"),
     "EXIT_WORKERS_FAILING": ("launcher.supervision", "EXIT_WORKERS_FAILING"),
     "import_app": ("launcher.importer", "import_app"),
+    "configure_logging": ("launcher.logs", "configure"),
+    "launcher_line": ("launcher.logs", "launcher_line"),
     "parse_address": ("launcher.addresses", "parse"),
     "parse_bind_address": ("launcher.settings", "parse_bind_address"),
     "parse_setting": ("launcher.settings", "parse_setting"),
@@ -55,9 +59,11 @@ __all__ = [
     "WorkerApp",
     "__version__",
     "build_worker_app",
+    "configure_logging",
     "describe_exit",
     "exit_code",
     "import_app",
+    "launcher_line",
     "master_log",
     "parse_address",
     "parse_bind_address",

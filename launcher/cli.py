@@ -40,7 +40,9 @@ def _format_config(config: Config, missing_app: str | None = None) -> str:
 
 
 def warn(message: str) -> None:
-    print(f"asgi-launcher: warning: {message}", file=sys.stderr)
+    from launcher.logs import launcher_line
+
+    print(launcher_line(message, "warning"), file=sys.stderr)
 
 
 def _print_config(config: Config, as_json: bool, looked_for: Sequence[str] | None = None) -> None:
@@ -95,6 +97,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     config = prepared.config
     for warning in prepared.warnings:
         warn(warning)
+    if config.log_config:
+        from launcher.logs import check_log_config
+
+        check_log_config(config.log_config)
     import_app(config.app, config.app_dir, source=config.sources.get("app", ""))
     print(
         f"OK: {config.app} from {config.app_dir}, {config.backend} on {', '.join(config.bind)}, "
@@ -205,10 +211,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     # goes on without the empty settings.
     args.environ = dict(os.environ)
     forget_empty_settings(os.environ)
+    if os.environ.get("LOG_FORMAT", "").strip().lower() == "json":
+        from launcher.logs import use_json_console
+
+        use_json_console()  # a traceback, a warning: one JSON object each, from the start
     try:
         return int(args.func(args))
     except ConfigError as exc:
-        print(f"asgi-launcher: error: {exc}", file=sys.stderr)
+        from launcher.logs import launcher_line
+
+        print(launcher_line(str(exc), "error"), file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130

@@ -22,6 +22,7 @@ from typing import Any
 from launcher.backend import Backend, FileSettings
 from launcher.cpus import cpu_budget
 from launcher.errors import ConfigError
+from launcher.memory import MASTER_RESERVE_MIB, MIB, memory_cap, memory_limit
 from launcher.settings import BY_ENV, SETTINGS
 
 DEFAULT_BACKEND = BY_ENV["SERVER_BACKEND"].default
@@ -33,7 +34,8 @@ class Config:
 
     ``sources`` maps each field name to ``default``, ``env:NAME``, ``computed``, ``file:PATH``
     or ``cmdline``; ``default (empty env:NAME)`` when NAME was set to an empty value, which
-    counts as not set.
+    counts as not set. A computed ``workers`` names the bound that decided it
+    (``WORKER_BOUNDS``: ``computed (CPU formula)``, ``computed (memory limit)``, ...).
     """
 
     backend: str
@@ -42,6 +44,8 @@ class Config:
     bind: tuple[str, ...]
     workers: int
     cpus: int
+    memory_limit: int | None  # bytes: the cgroup memory limit, None when there is none
+    worker_memory: int  # MiB a worker is expected to need (WORKER_MEMORY; 0: no memory cap)
     worker_class: str
     log_level: str
     timeout: int
@@ -55,10 +59,12 @@ class Config:
     error_log: str | None
     access_log_format: str | None
     log_format: str
+    log_config: str | None
     forwarded_allow_ips: str
     root_path: str
     max_requests: int
     max_requests_jitter: int
+    max_worker_memory: int | None  # MiB (MAX_WORKER_MEMORY; None: off)
     config_file: str | None
     prestart: str | None
     sources: Mapping[str, str] = field(default_factory=dict)
@@ -266,14 +272,107 @@ def _unwritable(path: Path) -> str | None:
     return None
 
 
-def worker_count(
-    cpus: int, workers_per_core: float, max_workers: int | None, web_concurrency: int | None
-) -> int:
-    """The reference's formula: WEB_CONCURRENCY, else max(int(per_core * cpus), 2) capped by MAX_WORKERS."""
+#: ``sources["workers"]`` for each bound ``worker_bound`` can name: what decided the count.
+WORKER_BOUNDS = {
+    "cpus": "computed (CPU formula)",
+    "memory": "computed (memory limit)",
+    "max_workers": "computed (MAX_WORKERS)",
+    "web_concurrency": "env:WEB_CONCURRENCY",
+}
+
+
+def worker_bound(
+    cpus: int,
+    workers_per_core: float,
+    max_workers: int | None,
+    web_concurrency: int | None,
+    memory_limit: int | None = None,
+    worker_memory: int = 0,
+) -> tuple[int, str]:
+    """The worker count and the bound that decided it (a key of ``WORKER_BOUNDS``).
+
+    WEB_CONCURRENCY, else ``min(max(int(per_core * cpus), 2), memory cap)`` capped by
+    MAX_WORKERS, where the memory cap is ``max(1, (memory_limit - reserve) // worker_memory)``
+    (``launcher.memory.memory_cap``). Without a memory limit, or with ``worker_memory`` 0, that
+    is exactly the reference's formula.
+    """
     if web_concurrency is not None:
-        return web_concurrency
-    workers = max(int(workers_per_core * cpus), 2)
-    return min(workers, max_workers) if max_workers is not None else workers
+        return web_concurrency, "web_concurrency"
+    workers, bound = max(int(workers_per_core * cpus), 2), "cpus"
+    cap = memory_cap(memory_limit, worker_memory)
+    if cap is not None and cap < workers:
+        workers, bound = cap, "memory"
+    if max_workers is not None and max_workers < workers:
+        workers, bound = max_workers, "max_workers"
+    return workers, bound
+
+
+def worker_count(
+    cpus: int,
+    workers_per_core: float,
+    max_workers: int | None,
+    web_concurrency: int | None,
+    memory_limit: int | None = None,
+    worker_memory: int = 0,
+) -> int:
+    """The worker count of ``worker_bound`` (the reference's formula, plus the memory cap)."""
+    return worker_bound(cpus, workers_per_core, max_workers, web_concurrency, memory_limit, worker_memory)[0]
+
+
+def _mib(size: int) -> str:
+    return f"{round(size / MIB, 1):g} MiB"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _workers_source(config: Config, formula: Config | None) -> str:
+    """What decided ``config.workers``: its source, or, when a config file set the very count the
+    environment gives (the image's /gunicorn_conf.py spells the env contract), ``formula``'s."""
+    source = config.sources.get("workers", "")
+    if formula is not None and formula.workers == config.workers:
+        return formula.sources.get("workers", source)
+    return source
+
+
+def describe_workers(config: Config, formula: Config | None = None) -> str:
+    """The worker count in words, with what decided it, for the start-up line:
+    ``4 workers: 8 CPUs, capped by a 600 MiB memory limit at 128 MiB a worker``.
+
+    ``formula`` is the configuration the environment alone gives (before the backend's config
+    file), so that a file that sets the same count does not hide why it is that count."""
+    count, cpus = _plural(config.workers, "worker"), _plural(config.cpus, "CPU")
+    source = _workers_source(config, formula)
+    cap = memory_cap(config.memory_limit, config.worker_memory)
+    at = f"at {config.worker_memory} MiB a worker"
+    limit = f"a {_mib(config.memory_limit)} memory limit" if config.memory_limit else ""
+    if source == WORKER_BOUNDS["memory"]:
+        return f"{count}: {cpus}, capped by {limit} {at}"
+    if source == WORKER_BOUNDS["max_workers"]:
+        return f"{count}: {cpus}, capped by MAX_WORKERS={config.workers}"
+    if source == WORKER_BOUNDS["web_concurrency"]:
+        return f"{count}: WEB_CONCURRENCY ({cpus})"
+    if source.startswith(("computed", "default")):
+        return f"{count}: {cpus}" + (f" ({limit} allows {cap} {at})" if cap is not None else "")
+    return f"{count}: {source}"
+
+
+def memory_warning(config: Config, formula: Config | None = None) -> str | None:
+    """One line when a worker count the user set (WEB_CONCURRENCY, a config file) needs more
+    memory than the limit holds at WORKER_MEMORY a worker, after the master's reserve
+    (``formula`` as for ``describe_workers``)."""
+    cap = memory_cap(config.memory_limit, config.worker_memory)
+    source = _workers_source(config, formula)
+    if cap is None or config.memory_limit is None or config.workers <= cap or source.startswith("computed"):
+        return None
+    origin = f"WEB_CONCURRENCY={config.workers}" if source == "env:WEB_CONCURRENCY" else f"{source}"
+    return (
+        f"{_plural(config.workers, 'worker')} ({origin}) at WORKER_MEMORY={config.worker_memory} MiB "
+        f"need {config.workers * config.worker_memory} MiB, more than the {_mib(config.memory_limit)} "
+        f"memory limit holds after {MASTER_RESERVE_MIB} MiB for the master ({_plural(cap, 'worker')}): "
+        "when they grow to that, the kernel's OOM killer stops workers"
+    )
 
 
 def _lookup_config_file(app_dir: Path, name: str, root: Path) -> str | None:
@@ -371,11 +470,21 @@ def resolve(
         app = f"{module}:{values['VARIABLE_NAME']}" if module else ""
         sources["app"] = "computed"
 
-    # Workers from the CPU budget this process really has.
+    # Workers from the CPU budget and the memory limit this process really has.
     cpus = cpu_budget(root, affinity)
     sources["cpus"] = "computed"
-    workers = worker_count(cpus, values["WORKERS_PER_CORE"], values["MAX_WORKERS"], values["WEB_CONCURRENCY"])
-    sources["workers"] = "env:WEB_CONCURRENCY" if "WEB_CONCURRENCY" in env else "computed"
+    limit = memory_limit(root)
+    sources["memory_limit"] = "computed"
+    worker_memory = direct("worker_memory", "WORKER_MEMORY")
+    workers, bound = worker_bound(
+        cpus,
+        values["WORKERS_PER_CORE"],
+        values["MAX_WORKERS"],
+        values["WEB_CONCURRENCY"],
+        limit,
+        worker_memory,
+    )
+    sources["workers"] = WORKER_BOUNDS[bound]
 
     # BIND wins over HOST + PORT.
     if "BIND" in env:
@@ -389,6 +498,17 @@ def resolve(
 
     _log_file("ACCESS_LOG", values["ACCESS_LOG"])
     _log_file("ERROR_LOG", values["ERROR_LOG"])
+
+    # LOG_CONFIG: read and checked now (`launcher.logs.check_log_config` tries it before serving).
+    log_config: str | None = None
+    if "LOG_CONFIG" in env:
+        from launcher.logs import load_log_config
+
+        log_config = str(
+            Path(_existing_file("LOG_CONFIG", values["LOG_CONFIG"], "a logging config file")).absolute()
+        )
+        load_log_config(log_config)
+    sources["log_config"] = sources["LOG_CONFIG"]
 
     # The prestart script is optional where it is looked for by default, required where named.
     if "PRE_START_PATH" in env:
@@ -423,6 +543,8 @@ def resolve(
         bind=tuple(bind),
         workers=workers,
         cpus=cpus,
+        memory_limit=limit,
+        worker_memory=worker_memory,
         worker_class=worker_class,
         log_level=direct("log_level", "LOG_LEVEL"),
         timeout=direct("timeout", "TIMEOUT"),
@@ -436,10 +558,12 @@ def resolve(
         error_log=direct("error_log", "ERROR_LOG"),
         access_log_format=direct("access_log_format", "ACCESS_LOG_FORMAT"),
         log_format=direct("log_format", "LOG_FORMAT"),
+        log_config=log_config,
         forwarded_allow_ips=direct("forwarded_allow_ips", "FORWARDED_ALLOW_IPS"),
         root_path=direct("root_path", "ROOT_PATH"),
         max_requests=direct("max_requests", "MAX_REQUESTS"),
         max_requests_jitter=direct("max_requests_jitter", "MAX_REQUESTS_JITTER"),
+        max_worker_memory=direct("max_worker_memory", "MAX_WORKER_MEMORY"),
         config_file=config_file,
         prestart=prestart,
         unsupported=tuple(sorted(backend.unsupported)),

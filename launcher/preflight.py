@@ -61,18 +61,32 @@ def start_app_check(config: Config) -> AppCheck:
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child, reported through the exit status
         status = 1
+        as_json = False
         try:
             os.close(read_fd)
             os.dup2(write_fd, 1)
             os.dup2(write_fd, 2)
+            as_json = config.log_format == "json"
+            if as_json:
+                from launcher.logs import use_json_console
+
+                use_json_console()  # what the app logs while it is imported: JSON too
             import_app(config.app, config.app_dir, source=config.sources.get("app", ""))
             status = 0
         except ConfigError as exc:
-            print(f"asgi-launcher: error: {exc}", file=sys.stderr)
+            from launcher.logs import launcher_line
+
+            print(launcher_line(str(exc), "error", as_json=as_json), file=sys.stderr)
             status = EXIT_CONFIG
-        except BaseException:
-            print(f"asgi-launcher: the app {config.app!r} raised while being imported:", file=sys.stderr)
-            traceback.print_exc()
+        except BaseException as exc:
+            message = f"the app {config.app!r} raised while being imported"
+            if as_json:  # the traceback in the object's error.stack_trace: one line
+                from launcher.logs import event
+
+                print(event(message, level="error", exc=exc), file=sys.stderr)
+            else:
+                print(f"asgi-launcher: {message}:", file=sys.stderr)
+                traceback.print_exc()
         finally:
             sys.stdout.flush()
             sys.stderr.flush()

@@ -1,7 +1,9 @@
 """Run the user's prestart script the way the reference image's successors do.
 
 The script is *sourced* by bash with ``set -e`` (so it needs no run bit, and a failing command
-stops it), its output streams straight through, and the variables it exports reach the app:
+stops it), its output streams straight through (with ``LOG_FORMAT=json``, through a pipe that
+turns each line into one JSON object, line by line as it comes), and the variables it exports
+reach the app:
 bash hands back its environment on a private pipe however the script ends (at its end, or at
 an ``exit``). It runs in its own process group, and a stop signal the launcher gets meanwhile
 goes to that whole group, so stopping the launcher stops the script and what it started.
@@ -145,13 +147,95 @@ def _drain(fd: int, chunks: list[bytes]) -> bool:
         chunks.append(chunk)
 
 
-def _collect(proc: subprocess.Popen[bytes], read_fd: int, forwarder: _Forwarder) -> bytes:
+#: A line longer than this, without its end yet, is passed on as it is (a JSON object of its own).
+_LONGEST_LINE = 1 << 16
+
+
+class _JsonLines:
+    """The script's stdout or stderr, each line passed on to the same stream as one JSON object
+    (``log.logger`` ``prestart``, the script's pid), as soon as the line is complete.
+
+    Written with ``os.write``, never through ``sys.stdout``: after bash exits a daemon thread may
+    go on forwarding what its background jobs print, and a lock of Python's held by that thread
+    when a server forks its workers would stay locked in them.
+    """
+
+    def __init__(self, fd: int, target: int, pid: int) -> None:
+        from launcher.logs import event  # here, in the main thread: the forwarding thread imports nothing
+
+        self.event = event
+        self.fd = fd
+        self.target = target
+        self.pid = pid
+        self.pending = b""
+        self.eof = False
+        os.set_blocking(fd, False)
+
+    def pump(self) -> None:
+        """Pass on what the pipe holds right now; at its end, the last unfinished line too."""
+        if self.eof:
+            return
+        chunks: list[bytes] = []
+        self.eof = _drain(self.fd, chunks)
+        data = self.pending + b"".join(chunks)
+        *lines, self.pending = data.split(b"\n")
+        if self.eof or len(self.pending) > _LONGEST_LINE:
+            if self.pending:
+                lines.append(self.pending)
+            self.pending = b""
+        if lines:
+            self._write(lines)
+        if self.eof:
+            os.close(self.fd)
+
+    def _write(self, lines: list[bytes]) -> None:
+        data = b"".join(
+            self.event(line.decode("utf-8", "replace").rstrip("\r"), logger="prestart", pid=self.pid).encode()
+            + b"\n"
+            for line in lines
+        )
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self.target, view) :]
+            except InterruptedError:
+                continue
+            except OSError:
+                return  # nobody reads our output any more
+
+
+def _forward_rest(outputs: list[_JsonLines]) -> None:
+    """Bash has exited but something it started still holds its stdout or stderr: go on passing
+    lines on, from a daemon thread, until it closes them (as if they were the launcher's own)."""
+    left = [o for o in outputs if not o.eof]
+    if not left:
+        return
+
+    def run() -> None:
+        while left:
+            select.select([o.fd for o in left], [], [])
+            for output in list(left):
+                output.pump()
+                if output.eof:
+                    left.remove(output)
+
+    threading.Thread(target=run, name="prestart-output", daemon=True).start()
+
+
+def _collect(
+    proc: subprocess.Popen[bytes],
+    read_fd: int,
+    forwarder: _Forwarder,
+    outputs: list[_JsonLines] | None = None,
+) -> bytes:
     """Everything bash wrote on the pipe, read while it runs and drained once it has exited.
 
     Not "until end of file": background jobs, or a program the script ``exec``s, inherit the
     pipe's write end and may hold it for as long as they run. Reading as it comes keeps a dump
-    larger than the pipe's buffer from blocking bash.
+    larger than the pipe's buffer from blocking bash. ``outputs`` (JSON lines) are passed on
+    meanwhile, and after bash has exited for as long as someone still writes to them.
     """
+    outputs = outputs or []
     chunks: list[bytes] = []
     eof = False
     os.set_blocking(read_fd, False)
@@ -159,15 +243,19 @@ def _collect(proc: subprocess.Popen[bytes], read_fd: int, forwarder: _Forwarder)
         while True:
             exited = proc.poll() is not None
             eof = eof or _drain(read_fd, chunks)
+            for output in outputs:
+                output.pump()
             if exited:
                 break
             forwarder.escalate()
-            if eof:
-                time.sleep(0.05)
+            waiting = [o.fd for o in outputs if not o.eof] + ([] if eof else [read_fd])
+            if waiting:
+                select.select(waiting, [], [], 0.05)
             else:
-                select.select([read_fd], [], [], 0.05)
+                time.sleep(0.05)
     finally:
         os.close(read_fd)
+    _forward_rest(outputs)
     return b"".join(chunks)
 
 
@@ -212,28 +300,42 @@ def _changes(before: Mapping[str, str], after: Mapping[str, str]) -> dict[str, s
     return changes
 
 
-def run_prestart(path: str, env: Mapping[str, str]) -> PrestartResult:
-    """Source ``path`` in its own process group; return how it ended and what it changed."""
+def run_prestart(path: str, env: Mapping[str, str], *, json_lines: bool = False) -> PrestartResult:
+    """Source ``path`` in its own process group; return how it ended and what it changed.
+
+    ``json_lines`` (``LOG_FORMAT=json``): each line the script prints on stdout or stderr is
+    passed on to the launcher's own as one JSON object, rather than streaming straight through.
+    """
     with open(path, "rb") as script:
         crlf = b"\r\n" in script.read()
     forwarder = _Forwarder()
     with _forwarding(forwarder):
         read_fd, write_fd = os.pipe()
+        streams = [os.pipe(), os.pipe()] if json_lines else []  # (read, write) for stdout, stderr
         try:
             proc = subprocess.Popen(
                 ["bash", "-c", _WRAPPER, "prestart", path, "crlf" if crlf else "lf", str(write_fd)],
                 env=dict(env),
                 pass_fds=(write_fd,),
                 stdin=subprocess.DEVNULL,
+                stdout=streams[0][1] if streams else None,
+                stderr=streams[1][1] if streams else None,
                 process_group=0,
             )
         except BaseException:
             os.close(read_fd)
+            for reader, _ in streams:
+                os.close(reader)
             raise
         finally:
             os.close(write_fd)
+            for _, writer in streams:
+                os.close(writer)
         forwarder.attach(proc.pid)
-        dumped = _collect(proc, read_fd, forwarder)
+        outputs = [
+            _JsonLines(reader, target, proc.pid) for (reader, _), target in zip(streams, (1, 2), strict=False)
+        ]
+        dumped = _collect(proc, read_fd, forwarder, outputs)
         code = proc.wait()
         if forwarder.received:
             _stop_leftovers(proc.pid)

@@ -182,6 +182,11 @@ def _path(raw: str) -> str:
     return value
 
 
+def _mib_limit(raw: str) -> int | None:
+    """A size in MiB; 0 means off, like leaving it unset."""
+    return _int(0)(raw) or None
+
+
 _BOOLEANS = {
     "true": True,
     "1": True,
@@ -213,6 +218,8 @@ KINDS: dict[str, Kind] = {
     "workers_per_core": Kind("a number greater than 0, such as 1 or 0.5", _positive_float),
     "count": Kind("a whole number, 1 or more", _int(1)),
     "count0": Kind("a whole number, 0 or more", _int(0)),
+    "mib0": Kind("a whole number of MiB, 0 (off) or more", _int(0)),
+    "mib_limit": Kind("a whole number of MiB, 1 or more (0 or unset: off)", _mib_limit),
     "host": Kind("an IP address or host name, such as 0.0.0.0 or ::", _host),
     "port": Kind("a port number from 1 to 65535", _int(1, 65535)),
     "bind": Kind("HOST:PORT, [IPv6]:PORT or unix:/path, several separated by commas", _binds),
@@ -318,8 +325,18 @@ SETTINGS: tuple[Setting, ...] = (
         "workers",
         "count",
         None,
-        "`max(int(WORKERS_PER_CORE * cpus), 2)`, capped by `MAX_WORKERS`",
-        "Exact number of worker processes; wins over the formula.",
+        "`max(int(WORKERS_PER_CORE * cpus), 2)`, capped by the memory limit (`WORKER_MEMORY`) and `MAX_WORKERS`",
+        "Exact number of worker processes; wins over the formula (a warning when they need more "
+        "memory than the limit holds).",
+    ),
+    Setting(
+        "WORKER_MEMORY",
+        "worker_memory",
+        "mib0",
+        128,
+        "`128`",
+        "MiB a worker is expected to need: with a cgroup memory limit, the computed worker count is "
+        "at most `max(1, (limit - 64 MiB for the master) // WORKER_MEMORY)`. `0`: no memory cap.",
     ),
     Setting("HOST", "bind", "host", "0.0.0.0", "`0.0.0.0`", "Address to listen on."),
     Setting("PORT", "bind", "port", 80, "`80`", "Port to listen on."),
@@ -434,7 +451,18 @@ SETTINGS: tuple[Setting, ...] = (
         "log_format",
         "text",
         "`text`",
-        "`text`, or `json`: one JSON object a line (Elastic Common Schema names) for access lines.",
+        "`text`, or `json`: every line the launcher, the server and the app's `logging` print is one "
+        "JSON object (Elastic Common Schema names; a traceback is one object).",
+    ),
+    Setting(
+        "LOG_CONFIG",
+        "log_config",
+        "path",
+        None,
+        "unset",
+        "A `logging.config.dictConfig` file (`.json` or `.toml`) applied in the master and in every "
+        "worker, after the launcher's own set-up: what it configures wins over `LOG_FORMAT`. An "
+        "invalid file is an error.",
     ),
     Setting(
         "FORWARDED_ALLOW_IPS",
@@ -471,6 +499,15 @@ SETTINGS: tuple[Setting, ...] = (
         "`0`",
         "Random extra requests (0..N) added per worker to `MAX_REQUESTS`, so workers do "
         "not all restart at once.",
+    ),
+    Setting(
+        "MAX_WORKER_MEMORY",
+        "max_worker_memory",
+        "mib_limit",
+        None,
+        "unset (off)",
+        "A worker whose own memory (USS) exceeds this many MiB is retired gracefully and replaced, "
+        "as after `MAX_REQUESTS`; checked about once a second.",
     ),
     Setting(
         "PRE_START_PATH",

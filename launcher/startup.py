@@ -15,7 +15,15 @@ from dataclasses import dataclass
 
 from launcher.addresses import check_can_listen
 from launcher.backend import Backend
-from launcher.config import Config, MissingApp, backend_name, effective_env, resolve
+from launcher.config import (
+    Config,
+    MissingApp,
+    backend_name,
+    describe_workers,
+    effective_env,
+    memory_warning,
+    resolve,
+)
 from launcher.errors import ConfigError
 from launcher.preflight import start_app_check
 from launcher.prestart import run_prestart
@@ -28,6 +36,8 @@ class Prepared:
     backend: Backend
     config: Config
     warnings: tuple[str, ...] = ()
+    #: The worker count in words for the start-up line (``launcher.config.describe_workers``).
+    workers_line: str = ""
 
 
 def prepare_with_warnings(env: Mapping[str, str]) -> Prepared:
@@ -49,6 +59,7 @@ def prepare_with_warnings(env: Mapping[str, str]) -> Prepared:
         if exc.config is None:
             raise
         missing, config = exc, exc.config
+    formula = config  # what the environment alone gives, before the config file's settings
     given, _ = effective_env(env)
     # What a config file prints (some print their settings) goes to stderr, never into the
     # stdout of `config --json`; after a ConfigError the one line is all that is shown.
@@ -66,7 +77,11 @@ def prepare_with_warnings(env: Mapping[str, str]) -> Prepared:
     if missing is not None:
         raise missing.with_config(config)
     _to_stderr(printed.getvalue())
-    return Prepared(backend, config, tuple(discovery.other_backend_variables(given, name, backend)))
+    warnings = list(discovery.other_backend_variables(given, name, backend))
+    memory = memory_warning(config, formula)  # workers asked for that the memory limit cannot hold
+    if memory is not None:
+        warnings.append(memory)
+    return Prepared(backend, config, tuple(warnings), describe_workers(config, formula))
 
 
 def _to_stderr(text: str) -> None:
@@ -82,7 +97,21 @@ def prepare(env: Mapping[str, str]) -> tuple[Backend, Config]:
 
 
 def say(message: str) -> None:
-    print(f"asgi-launcher: {message}", file=sys.stderr, flush=True)
+    """One line of the launcher's own on stderr: ``asgi-launcher: ...``, or with ``LOG_FORMAT=json``
+    one JSON object (a leading ``warning: `` is then its level)."""
+    from launcher.logs import launcher_line
+
+    level, sep, rest = message.partition(": ")
+    line = launcher_line(rest, "warning") if sep and level == "warning" else launcher_line(message)
+    print(line, file=sys.stderr, flush=True)
+
+
+def _check_log_config(config: Config) -> None:
+    """A LOG_CONFIG that dictConfig cannot apply is exit 2 now, not workers that cannot boot."""
+    if config.log_config:
+        from launcher.logs import check_log_config
+
+        check_log_config(config.log_config)
 
 
 def serve(environ: MutableMapping[str, str]) -> int:
@@ -99,13 +128,19 @@ def serve(environ: MutableMapping[str, str]) -> int:
             check.cancel()
         raise
     config = prepared.config
+    try:
+        _check_log_config(config)
+    except BaseException:
+        if check:
+            check.cancel()
+        raise
     if check and (check.app, check.app_dir) != (config.app, config.app_dir):
         check.cancel()  # a backend's config file moved the app: check what will really be served
         check = None
     bind_before_prestart = config.bind
     if config.prestart:
         say(f"running prestart script {config.prestart}")
-        ran = run_prestart(config.prestart, environ)
+        ran = run_prestart(config.prestart, environ, json_lines=config.log_format == "json")
         if ran.stopped_by is not None:
             say(f"{ran.stopped_by.name} during prestart: script exit status {ran.status}; not starting")
             return ran.status
@@ -126,6 +161,8 @@ def serve(environ: MutableMapping[str, str]) -> int:
                     environ[name] = value
             # What prestart exports counts as if the user had set it (as in the reference).
             prepared = prepare_with_warnings(environ)
+            if prepared.config.log_config != config.log_config:
+                _check_log_config(prepared.config)
     backend, config = prepared.backend, prepared.config
     for warning in prepared.warnings:
         say(f"warning: {warning}")
@@ -148,7 +185,7 @@ def serve(environ: MutableMapping[str, str]) -> int:
         environ["PYTHONPATH"] = os.pathsep.join(p for p in (config.app_dir, pythonpath) if p)
     say(
         f"serving {config.app} from {config.app_dir} with {config.backend} on "
-        f"{', '.join(config.bind)}: {config.workers} workers ({config.cpus} CPUs)"
+        f"{', '.join(config.bind)}: {prepared.workers_line or describe_workers(config)}"
     )
     # `probe` (the health check) does not get what prestart exported: tell it where we serve.
     # (Imported only here: `config`, `check` and `probe` never write it.)

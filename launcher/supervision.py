@@ -13,6 +13,12 @@ same behaviour and the same log lines:
 * **TIMEOUT.** Each worker's event loop refreshes a heartbeat file (``launcher.pipeline`` does
   it, in every worker); a worker whose loop has not turned for ``TIMEOUT`` seconds (an async
   handler calling ``time.sleep``) is killed and replaced, with one line naming it.
+* **MAX_WORKER_MEMORY.** A worker whose own memory (USS, ``launcher.memory``) has grown past
+  it is retired gracefully by the master's own stop-one-worker function and replaced, with one
+  line giving the figure; like a MAX_REQUESTS retirement it is no crash.
+* **The OOM killer.** Every worker raises its ``oom_score_adj`` (``worker_started``), so when
+  the container reaches its memory limit the kernel kills a worker, which is replaced, and
+  never the master.
 
 The plugin surface is ``Supervision`` (one per master) and ``master_log``.
 """
@@ -38,6 +44,9 @@ if TYPE_CHECKING:
 
 #: The exit status when workers keep dying or cannot boot (Gunicorn's "worker failed to boot").
 EXIT_WORKERS_FAILING = 3
+#: Seconds between two looks at the workers' memory (MAX_WORKER_MEMORY).
+MEMORY_CHECK_EVERY = 1.0
+MIB = 1024 * 1024
 
 
 @dataclass
@@ -145,9 +154,17 @@ class Supervision:
         self.max_requests = config.max_requests
         self.crash_loop = CrashLoop(workers=config.workers)
         self.watchdog = Watchdog(config.timeout) if config.timeout > 0 else None
-        self.check_every = heartbeat_interval(config.timeout) if config.timeout > 0 else None
+        self.max_worker_memory = config.max_worker_memory  # MiB, None: off
+        #: How often the master's loop must turn for ``stop_overdue`` and ``stop_oversized``
+        #: (None: neither is on, the loop may sleep until something happens).
+        self.check_every: float | None = None
+        if config.timeout > 0:
+            self.check_every = heartbeat_interval(config.timeout)
+        elif self.max_worker_memory:
+            self.check_every = MEMORY_CHECK_EVERY
         self._stopped: dict[int, str] = {}  # pid -> why the master itself stopped it
         self._last_check = 0.0
+        self._last_memory_check = 0.0
         self._master = os.getpid()  # a forked worker inherits this object: only the master cleans up
 
     @property
@@ -185,6 +202,54 @@ class Supervision:
                 kill(pid, signal.SIGKILL)
             killed.append(pid)
         return killed
+
+    def stop_oversized(
+        self,
+        pids: Iterable[int],
+        stop_gracefully: Callable[[int], None],
+        measure: Callable[[int, int], tuple[int, str] | None] | None = None,
+    ) -> list[int]:
+        """Retire every worker whose own memory exceeds MAX_WORKER_MEMORY; return them.
+
+        ``stop_gracefully(pid)`` is the master's own graceful stop of one worker (it finishes
+        its in-flight requests and exits); the master replaces it as after MAX_REQUESTS, and its
+        exit never counts as a crash. Cheap to call on every turn of the loop: it measures at
+        most every ``MEMORY_CHECK_EVERY`` seconds, and reads a worker's USS only when its RSS is
+        over the limit (``launcher.memory.memory_over``, the default ``measure``).
+        """
+        if not self.max_worker_memory:
+            return []
+        now = time.monotonic()
+        # A little slack: a loop that wakes every MEMORY_CHECK_EVERY (Gunicorn's arbiter sleeps
+        # 1 s) must not miss every other look for waking a moment early.
+        if now - self._last_memory_check < MEMORY_CHECK_EVERY * 0.9:
+            return []
+        self._last_memory_check = now
+        from launcher.memory import memory_over
+
+        over = measure or memory_over
+        limit = self.max_worker_memory * MIB
+        stopped = []
+        for pid in pids:
+            if pid in self._stopped:
+                continue
+            used = over(pid, limit)
+            if used is None:
+                continue
+            size, figure = used
+            self.log.warning(
+                "worker %d uses %.1f MiB (%s), over MAX_WORKER_MEMORY=%d MiB; retiring it gracefully, "
+                "starting a new one",
+                pid,
+                size / MIB,
+                figure,
+                self.max_worker_memory,
+            )
+            self._stopped[pid] = "memory"
+            with contextlib.suppress(ProcessLookupError):
+                stop_gracefully(pid)
+            stopped.append(pid)
+        return stopped
 
     def stopped_by_master(self, pid: int) -> bool:
         """Whether the master itself stopped ``pid`` (so its death is not the app's fault)."""
@@ -261,17 +326,58 @@ IGNORED_SIGNALS: dict[int, str] = {
 
 _PR_SET_PDEATHSIG = 1
 
+#: How far above the master's ``oom_score_adj`` a worker puts its own (capped at the kernel's
+#: maximum, 1000). The OOM killer picks the process with the highest ``memory + adj / 1000 *
+#: the memory it may use``: 1000 more than the master is a whole limit's worth, so a worker is
+#: chosen before the master whatever their sizes, and among workers the largest.
+WORKER_OOM_SCORE_GAP = 1000
+OOM_SCORE_ADJ_MAX = 1000
 
-def worker_started(master_pid: int) -> None:
-    """What every worker does first, under every backend: die with its master, and reopen its
-    log files on SIGUSR1.
+
+def _read_oom_score_adj(pid: int | str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/oom_score_adj") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def raise_oom_score(master_pid: int) -> int | None:
+    """Make this process the OOM killer's choice before the master: its ``oom_score_adj`` goes to
+    the master's + ``WORKER_OOM_SCORE_GAP``, at most 1000. Raising it needs no privilege; it is
+    never lowered. Returns the value now in force (None where there is no ``/proc``)."""
+    master = _read_oom_score_adj(master_pid)
+    own = _read_oom_score_adj("self")
+    if own is None:
+        return None
+    wanted = min(OOM_SCORE_ADJ_MAX, (own if master is None else master) + WORKER_OOM_SCORE_GAP)
+    if wanted <= own:
+        return own
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(wanted))
+    except OSError:
+        return own
+    return wanted
+
+
+def worker_started(master_pid: int, config: Config | None = None, loggers: Iterable[str] = ()) -> None:
+    """What every worker does first, under every backend: die with its master, reopen its log
+    files on SIGUSR1, be the OOM killer's first choice, and (given ``config``) set up ``logging``
+    as every process of the launcher does (``launcher.logs.configure``: LOG_FORMAT, LOG_LEVEL,
+    LOG_CONFIG; ``loggers`` are the server's own).
 
     The kernel sends the worker SIGKILL when its master dies (``PR_SET_PDEATHSIG``), so a master
     killed with SIGKILL (or by the OOM killer) leaves no worker serving on with nobody to replace
-    it and the port held.
+    it and the port held. The worker raises its ``oom_score_adj`` (``raise_oom_score``), so a
+    container at its memory limit loses a worker, which the master replaces, not the master; the
+    helpers the master starts itself (multiprocessing's resource tracker) keep its score.
     """
-    from launcher.logs import reopen_files
+    from launcher.logs import configure, reopen_files
 
+    if config is not None:
+        configure(config, loggers)
+    raise_oom_score(master_pid)
     signal.signal(signal.SIGUSR1, lambda _signum, _frame: reopen_files())
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
@@ -281,7 +387,10 @@ def worker_started(master_pid: int) -> None:
 
 
 def master_log(config: Config, name: str = "asgi_launcher") -> logging.Logger:
-    """The launcher's own lines in a master: ``asgi-launcher: ...`` where ERROR_LOG says, at LOG_LEVEL."""
+    """The launcher's own lines in a master: ``asgi-launcher: ...`` (with ``LOG_FORMAT=json``, one
+    JSON object each) where ERROR_LOG says, at LOG_LEVEL."""
+    from launcher.logs import formatter
+
     logger = logging.getLogger(name)
     handler: logging.Handler
     if config.error_log is None:
@@ -290,7 +399,7 @@ def master_log(config: Config, name: str = "asgi_launcher") -> logging.Logger:
         handler = logging.StreamHandler(sys.stderr)
     else:
         handler = logging.FileHandler(config.error_log)
-    handler.setFormatter(logging.Formatter("asgi-launcher: %(message)s"))
+    handler.setFormatter(formatter(config, "asgi-launcher: %(message)s", None))
     logger.handlers = [handler]
     logger.propagate = False
     logger.setLevel(config.log_level.upper())

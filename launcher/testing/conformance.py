@@ -50,6 +50,7 @@ CONFIG_KEYS = frozenset(
     {
         "backend", "app", "app_dir", "bind", "workers", "cpus", "worker_class", "log_level", "timeout",
         "graceful_timeout", "keep_alive", "access_log", "error_log", "config_file", "prestart", "sources",
+        "memory_limit", "worker_memory", "max_worker_memory", "log_format", "log_config",
     }
 )  # fmt: skip
 
@@ -75,6 +76,26 @@ def timed_out_lines(output: str, pid: int, timeout: int) -> list[str]:
     """
     line = re.compile(rf"\bworker {pid} .*(?<![\w]){re.escape(f'TIMEOUT={timeout}')}(?!\d)")
     return [text for text in output.splitlines() if line.search(text)]
+
+
+#: The keys every JSON line has (LOG_FORMAT=json), whatever wrote it.
+JSON_LOG_KEYS = frozenset({"@timestamp", "log.level", "log.logger", "message", "process.pid"})
+
+
+def json_lines(output: str) -> list[dict[str, Any]]:
+    """Every non-blank line of ``output`` as the JSON object it must be (LOG_FORMAT=json); fails
+    naming the first line that is not one, or that lacks one of ``JSON_LOG_KEYS``."""
+    events = []
+    for number, line in enumerate(output.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            raise AssertionError(f"line {number} is not JSON: {line!r}\n{output[-3000:]}") from None
+        assert isinstance(event, dict) and set(event) >= JSON_LOG_KEYS, (number, line)
+        events.append(event)
+    return events
 
 
 def websocket_connect() -> Any:
@@ -148,10 +169,20 @@ class BackendConformance:
     supports_timeout: ClassVar[bool] = True
     #: MAX_REQUESTS=N retires a worker after N requests and replaces it, failing no request.
     supports_max_requests: ClassVar[bool] = True
+    #: MAX_WORKER_MEMORY=N retires a worker whose own memory grew past N MiB and replaces it,
+    #: failing no request, with one line naming the worker and its figure.
+    supports_max_worker_memory: ClassVar[bool] = True
+    #: Workers raise their oom_score_adj above the master's (``launcher.supervision.worker_started``),
+    #: so the kernel's OOM killer picks a worker; helper processes keep the master's.
+    supports_worker_oom_score: ClassVar[bool] = True
     #: ROOT_PATH sets the scope's root_path, and the path the app sees starts with it.
     supports_root_path: ClassVar[bool] = True
     #: ERROR_LOG="" turns the server's error log off.
     supports_error_log_off: ClassVar[bool] = True
+    #: LOG_FORMAT=json makes every line one JSON object (the server's lines in the master and
+    #: the workers, the app's logging records, tracebacks as one object each), and LOG_CONFIG is
+    #: applied in the master and in every worker.
+    supports_json_logs: ClassVar[bool] = True
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -320,6 +351,116 @@ class BackendConformance:
         # Neither log is on and the hello app prints nothing for "/": only the launcher's own
         # lines may remain.
         assert not server_lines(output), output
+
+    # -- LOG_FORMAT=json and LOG_CONFIG ----------------------------------------------------
+
+    def test_json_logs_every_line_is_one_json_object(self, hello: Path) -> None:
+        # Start-up, a request, the app's own logging record (with an extra field), an app
+        # exception (its traceback one object), a worker killed and replaced, SIGTERM.
+        self.require("supports_json_logs")
+        with self.serve(hello, WEB_CONCURRENCY="2", LOG_FORMAT="json") as server:
+            assert server.get("/log?kit-json")[0] == 200
+            assert server.get("/raise?kit-json")[0] == 500
+            if self.supports_worker_replacement:
+                victim = int(server.get("/pid")[2])
+                os.kill(victim, signal.SIGKILL)
+                server.wait_until(
+                    lambda: (
+                        victim not in server.serving() and len(server.serving()) == 2 and server.answers()
+                    ),
+                    10,
+                    "a replacement worker",
+                )
+            assert self.stop(server) == 0, server.output()[-3000:]
+            output = server.output()
+        events = json_lines(output)
+        assert any(e["log.logger"] == "asgi_launcher" and "serving" in e["message"] for e in events), output
+        logged = [e for e in events if e["message"] == "hello app log line kit-json"]
+        assert len(logged) == 1, output[-3000:]
+        assert (logged[0]["log.logger"], logged[0]["log.level"], logged[0].get("kit_extra")) == (
+            "hello",
+            "info",
+            "kit-7",
+        ), logged
+        raised = [e for e in events if "hello app raised kit-json" in json.dumps(e)]
+        assert len(raised) == 1, output[-3000:]  # the traceback is in one object, once
+        error = raised[0]
+        assert error["log.level"] in ("error", "critical") and error["error.type"].endswith("RuntimeError"), (
+            error
+        )
+        assert "hello app raised kit-json" in error["error.message"], error
+        assert "Traceback (most recent call last)" in error["error.stack_trace"], error
+        assert isinstance(error["process.pid"], int)
+        if self.supports_worker_replacement:
+            assert any(f"worker {victim} died" in e["message"] for e in events), output[-3000:]
+
+    def test_log_level_filters_the_apps_logging_records_too(self, hello: Path) -> None:
+        # The root logger's level in each worker: the app's INFO record shows by default, not
+        # with LOG_LEVEL=warning (text format here; the JSON test above covers json).
+        self.require("supports_log_level")
+        self.require("supports_json_logs")
+        for level, shown in (("info", True), ("warning", False)):
+            with self.serve(hello, WEB_CONCURRENCY="1", LOG_LEVEL=level) as server:
+                assert server.get("/log?kit-level")[0] == 200
+                assert self.stop(server) == 0
+                output = server.output()
+            lines = [line for line in output.splitlines() if "hello app log line kit-level" in line]
+            assert len(lines) == (1 if shown else 0), (level, output[-3000:])
+            if shown:
+                assert "INFO" in lines[0] and "hello" in lines[0], lines
+
+    def test_log_config_is_applied_in_the_master_and_the_workers(self, hello: Path, tmp_path: Path) -> None:
+        # A formatter's marker on the app's record (a worker) and on the launcher's line about
+        # a killed worker (the master); LOG_CONFIG wins over LOG_FORMAT=json for what it names.
+        self.require("supports_json_logs")
+        log_config = tmp_path / "logging.json"
+        handler = {"class": "logging.StreamHandler", "formatter": "mark", "stream": "ext://sys.stderr"}
+        log_config.write_text(
+            json.dumps(
+                {
+                    "version": 1,
+                    "formatters": {"mark": {"format": "MARK %(name)s %(message)s"}},
+                    "handlers": {"mark": handler},
+                    "root": {"level": "INFO", "handlers": ["mark"]},
+                    "loggers": {"asgi_launcher": {"level": "INFO", "handlers": ["mark"], "propagate": False}},
+                }
+            )
+        )
+        env = {"WEB_CONCURRENCY": "2", "LOG_CONFIG": str(log_config), "LOG_FORMAT": "json"}
+        with self.serve(hello, **env) as server:
+            assert server.get("/log?kit-config")[0] == 200
+            server.wait_until(
+                lambda: "MARK hello hello app log line kit-config" in server.output(), 10, "the app's line"
+            )
+            if self.supports_worker_replacement:
+                victim = int(server.get("/pid")[2])
+                os.kill(victim, signal.SIGKILL)
+                marked = f"MARK asgi_launcher worker {victim} died"
+                server.wait_until(lambda: marked in server.output(), 10, "the master's line")
+            assert self.stop(server) == 0, server.output()[-3000:]
+
+    @pytest.mark.parametrize(
+        ("name", "text"),
+        [
+            ("syntax.json", '{"version": 1,'),
+            ("schema.json", '{"version": 1, "handler": {}}'),
+            (
+                "class.toml",
+                'version = 1\n[handlers.h]\nclass = "nowhere.NoHandler"\n[root]\nhandlers = ["h"]\n',
+            ),
+        ],
+        ids=["syntax", "unknown-key", "missing-class"],
+    )
+    def test_invalid_log_config_is_exit_2_in_one_line_before_serving(
+        self, hello: Path, tmp_path: Path, name: str, text: str
+    ) -> None:
+        bad = tmp_path / name
+        bad.write_text(text)
+        with self.start(hello, LOG_CONFIG=str(bad)) as server:
+            assert server.wait(20) == 2, server.output()
+            lines = server.output().strip().splitlines()
+            assert not server.answers(), "something serves"
+        assert len(lines) == 1 and str(bad) in lines[0] and "LOG_CONFIG" in lines[0], lines
 
     @pytest.mark.parametrize(
         ("name", "layout", "env"),
@@ -594,6 +735,69 @@ class BackendConformance:
             assert max(pids.values()) <= limit + 2, f"a worker served more than {limit} + 2: {pids}"
             server.wait_until(lambda: len(server.serving()) == 2, 10, "2 workers serving")
             assert server.proc.poll() is None, output
+
+    def test_max_worker_memory_retires_a_growing_worker_without_failing_a_request(self, hello: Path) -> None:
+        self.require("supports_max_worker_memory")
+        limit = 100  # MiB: well above a kit worker's own memory (6 to 20 MiB), well below 100 + 40
+        env = {"WEB_CONCURRENCY": "2", "MAX_WORKER_MEMORY": str(limit), "ACCESS_LOG": ""}
+        with self.serve(hello, **env) as server:
+            server.wait_until(lambda: len(server.serving()) == 2, 20, "2 workers")
+            status, _, body = server.get(f"/grow?mb={limit + 40}", timeout=20)
+            assert status == 200, body
+            grown = int(json.loads(body)["pid"])
+            failed: list[object] = []
+            answers: Counter[str] = Counter()
+
+            def replaced() -> bool:
+                # Requests keep being answered while the master retires the worker and starts
+                # another (it looks about once a second).
+                try:
+                    status, _, body = server.get("/pid", timeout=10)
+                    answers[body.decode(errors="replace")] += 1
+                    if status != 200:
+                        failed.append((status, body))
+                except (OSError, http.client.HTTPException) as exc:
+                    failed.append(exc)
+                serving = server.serving()
+                return grown not in serving and len(serving) == 2
+
+            server.wait_until(replaced, 20, f"worker {grown} retired and replaced")
+            output = server.output()
+            if self.restart_drops_fresh_connections:
+                # At most the one connection the stopping worker had just accepted; no error status.
+                assert len(failed) <= 1, (failed, output[-3000:])
+                assert all(isinstance(f, OSError | http.client.HTTPException) for f in failed), failed
+            else:
+                assert not failed, (failed, output[-3000:])
+            assert server.proc.poll() is None, output[-3000:]
+            line = re.compile(
+                rf"\bworker {grown} uses ([\d.]+) MiB \((USS|RSS)\), over MAX_WORKER_MEMORY={limit}\b"
+            )
+            lines = [text for text in output.splitlines() if line.search(text)]
+            assert len(lines) == 1, (lines, output[-3000:])
+            match = line.search(lines[0])
+            assert match is not None and float(match.group(1)) > limit, lines
+            assert f"worker {grown} died" not in output, output[-3000:]  # not a crash
+            assert server.ok("/pid")
+
+    def test_workers_are_the_oom_killers_choice_not_the_master(self, hello: Path) -> None:
+        self.require("supports_worker_oom_score")
+
+        def adj(pid: int) -> int:
+            return int(Path(f"/proc/{pid}/oom_score_adj").read_text())
+
+        with self.serve(hello, WEB_CONCURRENCY="2") as server:
+            server.wait_until(lambda: len(server.serving()) == 2, 20, "2 workers")
+            master = adj(server.proc.pid)
+            wanted = min(1000, master + 1000)
+            workers = server.serving()
+            server.wait_until(lambda: all(adj(pid) == wanted for pid in workers), 10, "workers' scores")
+            for pid in set(server.children()) - set(workers):  # helpers: the resource tracker
+                assert adj(pid) == master, (pid, adj(pid), master)
+            if wanted > master:
+                for pid in workers:
+                    score = int(Path(f"/proc/{pid}/oom_score").read_text())
+                    assert score > int(Path(f"/proc/{server.proc.pid}/oom_score").read_text())
 
     # -- the rest of the signal table ------------------------------------------------------
 

@@ -53,7 +53,8 @@ def test_defaults_match_the_reference(root: Path) -> None:
     assert c.prestart is None
     assert c.unsupported == ("timeout",)
     assert c.sources["bind"] == "default"
-    assert c.sources["workers"] == "computed"
+    assert c.sources["workers"] == "computed (CPU formula)"
+    assert (c.memory_limit, c.worker_memory, c.max_worker_memory) == (None, 128, None)
     assert c.sources["log_level"] == "default"
 
 
@@ -283,7 +284,7 @@ def test_an_empty_config_file_variable_looks_up_the_default_file(root: Path) -> 
             2,
             "default (empty env:WEB_CONCURRENCY)",
         ),
-        ({"WORKERS_PER_CORE": "3", "WEB_CONCURRENCY": ""}, "workers", 6, "computed"),
+        ({"WORKERS_PER_CORE": "3", "WEB_CONCURRENCY": ""}, "workers", 6, "computed (CPU formula)"),
         ({"MODULE_NAME": "", "APP_MODULE": ""}, "app", "main:app", "default (empty env:APP_MODULE)"),
         ({"MODULE_NAME": "pkg.mod", "APP_MODULE": " "}, "app", "pkg.mod:app", "computed"),
     ],

@@ -122,3 +122,44 @@ def test_names_that_are_not_identifiers_are_never_taken_as_unset(tmp_path: Path)
 def test_a_set_e_failure_after_exports_changes_nothing(tmp_path: Path) -> None:
     ran = run_prestart(script(tmp_path, "export DEMO_A=1\nfalse\n"), BASE_ENV)
     assert (ran.status, ran.changes) == (1, {})
+
+
+def _json_lines(text: str) -> list[dict[str, object]]:
+    import json
+
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_json_lines_wrap_each_line_on_its_own_stream(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    body = 'echo "to out"\necho "to err" >&2\necho "é ünïcode"\nprintf "no newline at the end"\nexport A=1\n'
+    ran = run_prestart(script(tmp_path, body), BASE_ENV, json_lines=True)
+    assert ran == PrestartResult(0, {"A": "1"})
+    out, err = capfd.readouterr()
+    stdout, stderr = _json_lines(out), _json_lines(err)
+    assert [e["message"] for e in stdout] == ["to out", "é ünïcode", "no newline at the end"]
+    assert [e["message"] for e in stderr] == ["to err"]
+    for entry in stdout + stderr:
+        assert (entry["log.logger"], entry["log.level"]) == ("prestart", "info")
+        assert isinstance(entry["process.pid"], int) and str(entry["@timestamp"]).endswith("Z")
+
+
+def test_json_lines_of_a_background_job_still_arrive_after_the_script(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    ran = run_prestart(script(tmp_path, "( sleep 0.5; echo later ) &\necho now\n"), BASE_ENV, json_lines=True)
+    assert ran.status == 0
+    deadline = time.monotonic() + 5
+    seen = ""
+    while "later" not in seen and time.monotonic() < deadline:
+        time.sleep(0.1)
+        seen += capfd.readouterr().out
+    assert [e["message"] for e in _json_lines(seen)] == ["now", "later"]
+
+
+def test_without_json_lines_the_output_streams_straight_through(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    run_prestart(script(tmp_path, "echo plain\n"), BASE_ENV)
+    assert capfd.readouterr().out == "plain\n"

@@ -4,8 +4,11 @@
 ``slow request started`` to stderr, so a test can wait for the request to be in flight
 instead of sleeping; ``/block?seconds=N`` blocks the worker's event loop with ``time.sleep(N)``
 (a stuck worker, for ``TIMEOUT``) after writing ``blocking in <pid>`` to stderr; ``/pid``
-names the worker process; ``/headers`` echoes the client address and scheme the server settled
-on (what proxy-header handling changes); any path ending in ``/scope`` echoes the scope's
+names the worker process; ``/log?x`` logs ``hello app log line x`` at INFO through the
+``logging`` logger ``hello`` with the extra field ``kit_extra`` (``kit-7``); ``/raise?x`` raises
+``RuntimeError: hello app raised x``; ``/grow?mb=N`` makes the worker N MiB bigger (kept in a global list,
+for ``MAX_WORKER_MEMORY``) and answers its pid and how much it has grown; ``/headers`` echoes
+the client address and scheme the server settled on (what proxy-header handling changes); any path ending in ``/scope`` echoes the scope's
 ``root_path`` and ``path`` (with ``ROOT_PATH`` set, the path the app sees starts with it). It
 supports lifespan, and WebSockets on ``/ws``: accepted, each text or bytes message echoed back
 until the client disconnects.
@@ -13,10 +16,14 @@ until the client disconnects.
 
 import asyncio
 import json
+import logging
 import os
 import sys
 import time
 from typing import Any
+
+#: What ``/grow`` has allocated in this worker, kept alive for as long as it runs.
+GROWN: list[bytes] = []
 
 
 async def websocket(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -59,6 +66,15 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         body = b"block done"
     elif path == "/pid":
         body = str(os.getpid()).encode()
+    elif path == "/log":  # one record through the app's own logging, with an extra field
+        logging.getLogger("hello").info("hello app log line %s", query, extra={"kit_extra": "kit-7"})
+        body = str(os.getpid()).encode()
+    elif path == "/raise":  # the server answers 500 and logs the traceback
+        raise RuntimeError(f"hello app raised {query}")
+    elif path == "/grow":
+        mb = int(query.partition("mb=")[2] or 1)
+        GROWN.append(b"\x01" * (mb * 1024 * 1024))  # written, so resident (not lazily zero pages)
+        body = json.dumps({"pid": os.getpid(), "grown_mb": sum(map(len, GROWN)) // 2**20}).encode()
     elif path == "/headers":
         client = scope.get("client") or ["", 0]
         body = json.dumps({"client": client[0], "scheme": scope["scheme"]}).encode()

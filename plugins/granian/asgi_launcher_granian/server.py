@@ -24,7 +24,7 @@ from granian.server.mp import MPServer, WorkerProcess
 
 from asgi_launcher_granian.app import load_app
 from asgi_launcher_granian.limits import http1_options
-from launcher import EXIT_WORKERS_FAILING, Config, Supervision, master_log, parse_address
+from launcher import EXIT_WORKERS_FAILING, Config, Supervision, configure_logging, master_log, parse_address
 
 
 def _log_config(config: Config) -> dict[str, Any]:
@@ -104,7 +104,9 @@ class LauncherGranian(MPServer):  # type: ignore[misc]
             self.main_loop_interrupt.clear()
             if self.interrupt_signal:
                 break
-            supervision.stop_overdue([w.inner.pid for w in self.wrks if w.inner.pid is not None])
+            pids = [w.inner.pid for w in self.wrks if w.inner.pid is not None]
+            supervision.stop_overdue(pids)
+            supervision.stop_oversized(pids, self._stop_gracefully)
             dead = self.interrupt_children[:]
             del self.interrupt_children[: len(dead)]  # a watcher thread may append meanwhile
             if dead:
@@ -117,6 +119,17 @@ class LauncherGranian(MPServer):  # type: ignore[misc]
             if self.reload_signal:
                 self._reload(spawn_target, target_loader)
                 self._note_spawned()
+
+    def _stop_gracefully(self, pid: int) -> None:
+        """Stop one worker gracefully (MAX_WORKER_MEMORY): SIGTERM, Granian's own graceful stop,
+        the one MAX_REQUESTS' retire starts. It goes to the process (``inner.terminate()``), not
+        through the handle's ``terminate()``: that marks the worker as stopped by its parent, so
+        its watcher would not report the exit and the loop above would never replace it. This
+        way the exit arrives like a retirement: ``exited`` (no crash: the master stopped it),
+        then ``_respawn_workers``."""
+        for worker in self.wrks:
+            if worker.inner.pid == pid:
+                worker.inner.terminate()
 
     def _serve(self, spawn_target: Any, target_loader: Any) -> None:
         self.startup(spawn_target, target_loader)
@@ -204,6 +217,9 @@ def serve(config: Config) -> int:
         **kwargs,
     )
     server.supervision = Supervision(config, master_log(config))
+    # Granian has set up its loggers (_log_config): LOG_FORMAT, LOG_LEVEL and LOG_CONFIG as under
+    # every backend. Each worker sets them up again, then the pipeline does this there.
+    configure_logging(config, loggers=("_granian",))
     # The pipeline needs no server settings; keeping them out keeps the loader picklable.
     loader = partial(
         load_app,

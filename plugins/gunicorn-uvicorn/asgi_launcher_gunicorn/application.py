@@ -13,7 +13,29 @@ from gunicorn.arbiter import Arbiter
 from gunicorn.errors import HaltServer
 
 from asgi_launcher_gunicorn.worker import launcher_worker_class
-from launcher import EXIT_WORKERS_FAILING, Config, Supervision, exit_code, import_app, master_log
+from launcher import (
+    EXIT_WORKERS_FAILING,
+    Config,
+    Supervision,
+    configure_logging,
+    exit_code,
+    import_app,
+    launcher_line,
+    master_log,
+)
+
+
+def following_the_launcher(base: type, config: Config) -> type:
+    """Gunicorn's logger class (its statsd one when ``statsd_host`` is set), whose every setup,
+    the first and each reload's, ends with the launcher's: LOG_FORMAT, LOG_LEVEL and LOG_CONFIG
+    as under every backend, from Gunicorn's first line on (its handlers are also Uvicorn's in
+    the workers, which copy them)."""
+
+    def setup(self: Any, cfg: Any) -> None:
+        base.setup(self, cfg)  # type: ignore[attr-defined]
+        configure_logging(config, loggers=("gunicorn.error",))
+
+    return type(f"Launcher{base.__name__}", (base,), {"setup": setup})
 
 
 class LauncherArbiter(Arbiter):  # type: ignore[misc]
@@ -37,6 +59,8 @@ class LauncherArbiter(Arbiter):  # type: ignore[misc]
         self.stopping = False
 
     def setup(self, app: Any) -> None:
+        if getattr(self, "log", None) is None:  # the first setup: Gunicorn's logger, following ours
+            self.log = following_the_launcher(app.cfg.logger_class, app.config)(app.cfg)
         super().setup(app)
         self.worker_class: type = launcher_worker_class(self.cfg.worker_class)
 
@@ -51,6 +75,10 @@ class LauncherArbiter(Arbiter):  # type: ignore[misc]
             worker = self.WORKERS.pop(pid, None)
             if worker is not None:
                 worker.tmp.close()
+        # MAX_WORKER_MEMORY: SIGTERM is Uvicorn's graceful stop (in-flight requests finish), sent
+        # through kill_worker, which marks the worker stopped by the master; manage_workers starts
+        # its replacement once it has been reaped.
+        self.supervision.stop_oversized(list(self.WORKERS), lambda pid: self.kill_worker(pid, signal.SIGTERM))
 
     def stop(self, graceful: bool = True) -> None:
         self.stopping = True
@@ -144,7 +172,7 @@ class LauncherApplication(BaseApplication):  # type: ignore[misc]
         try:
             LauncherArbiter(self).run()
         except RuntimeError as exc:
-            print(f"\nError: {exc}\n", file=sys.stderr)
+            print(launcher_line(str(exc), "error"), file=sys.stderr)
             sys.stderr.flush()
             sys.exit(1)
         finally:

@@ -80,10 +80,11 @@ class HypercornBackend(Backend):
         from asgi_launcher_hypercorn.settings import build, create_sockets
         from asgi_launcher_hypercorn.supervisor import Supervisor, close_sockets
         from asgi_launcher_hypercorn.worker import WorkerSpec
-        from launcher import Supervision, master_log
+        from launcher import Supervision, configure_logging, master_log
 
         hc = build(config)
         log = master_log(config)
+        configure_logging(config)  # the master's own logging (its workers set up theirs)
         try:
             sockets = create_sockets(hc)
         except OSError as exc:

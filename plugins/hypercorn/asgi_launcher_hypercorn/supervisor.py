@@ -132,7 +132,8 @@ class Supervisor:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(worker.process.pid or 0, signal.SIGUSR1)
         elif signum == signal.SIGHUP:
-            old = [w for w in self._running.values() if w not in self._outgoing]
+            # Not the ones already on their way out (waiting for a successor, or draining).
+            old = [w for w in self._running.values() if w not in self._outgoing and not w.stop.closed]
             self.log.info(
                 "got SIGHUP: starting %d new workers; each old one stops gracefully once a new one has booted",
                 len(old),
@@ -143,6 +144,13 @@ class Supervisor:
                 self._spawn(sockets)
         else:
             self.supervision.ignored(signum)
+
+    def _stop_gracefully(self, pid: int) -> None:
+        """Stop one worker as a shutdown does (MAX_WORKER_MEMORY): closing its stop pipe makes it
+        finish its in-flight requests and exit; the loop below replaces it when it has gone."""
+        for worker in self._running.values():
+            if worker.process.pid == pid:
+                worker.stop.close()
 
     def _booted(self, worker: Worker) -> None:
         """A new worker is serving: one worker a SIGHUP replaces may stop now."""
@@ -194,9 +202,9 @@ class Supervisor:
                 self._spawn(sockets)
 
             if deadline is None:
-                self.supervision.stop_overdue(
-                    [w.process.pid for w in self._running.values() if w.process.pid]
-                )
+                pids = [w.process.pid for w in self._running.values() if w.process.pid]
+                self.supervision.stop_overdue(pids)
+                self.supervision.stop_oversized(pids, self._stop_gracefully)
             check = now + self.supervision.check_every if self.supervision.check_every else None
             waits = [t for t in (deadline, respawn_at[0] if respawn_at else None, check) if t is not None]
             timeout = max(0.0, min(waits) - now) if waits else None

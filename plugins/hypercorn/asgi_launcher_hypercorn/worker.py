@@ -19,7 +19,7 @@ import signal
 import ssl
 import sys
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from multiprocessing.connection import Connection
 from typing import Any
@@ -29,13 +29,24 @@ from hypercorn.config import Sockets
 from hypercorn.utils import LifespanFailureError, wrap_app
 
 from asgi_launcher_hypercorn.limits import install as install_limits
-from launcher import EXIT_CONFIG, Config, ConfigError, ServerTraits, WorkerApp, build_worker_app
+from launcher import (
+    EXIT_CONFIG,
+    Config,
+    ConfigError,
+    ServerTraits,
+    WorkerApp,
+    build_worker_app,
+    launcher_line,
+)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 ASGIApp = Callable[
     [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
 ]
+
+#: How long a stopping worker lets connections it has just accepted deliver their request.
+SETTLE = 0.1
 
 #: The one message a worker sends on its pipe.
 BOOTED = b"booted"
@@ -56,6 +67,7 @@ class Stop:
 
     retiring: bool = False
     worker_app: WorkerApp | None = None
+    listeners: list[asyncio.Server] = field(default_factory=list)
     _wake: asyncio.Event | None = None
 
     def retire(self) -> None:
@@ -125,6 +137,13 @@ async def _until_stopped(
     shutdown begins."""
     while not (shutdown.poll() or stop.retiring) and os.getppid() == spec.supervisor_pid:
         await sleep(0.1)
+    if stop.listeners:
+        # Stop accepting first and give the connections accepted a moment ago SETTLE seconds
+        # to deliver their request: Hypercorn's shutdown closes every connection that has no
+        # request yet, which drops them unanswered under load (a SIGHUP restart, MAX_REQUESTS).
+        for listener in stop.listeners:
+            listener.close()
+        await asyncio.sleep(SETTLE)
     if stop.worker_app is not None:
         stop.worker_app.shutting_down()
 
@@ -140,8 +159,15 @@ def _load(spec: WorkerSpec, hc: HypercornConfig, ready: Connection, stop: Stop) 
             with contextlib.suppress(OSError):
                 ready.send_bytes(BOOTED)
 
+    # Hypercorn sets up its error logger when it is first asked for it (on serving): now, so
+    # that the pipeline makes it follow LOG_FORMAT and LOG_CONFIG applies after it.
+    hc.log  # noqa: B018
     # install_limits: request checks in Hypercorn's HTTP/1.1 protocol (asgi_launcher_hypercorn.limits)
-    traits = ServerTraits(asyncio=hc.worker_class != "trio", checks_requests=install_limits(spec.config))
+    traits = ServerTraits(
+        asyncio=hc.worker_class != "trio",
+        checks_requests=install_limits(spec.config),
+        loggers=("hypercorn.error",),
+    )
     stop.worker_app = build_worker_app(
         spec.config,
         retire=stop.retire,
@@ -160,9 +186,19 @@ def _quiet_tls_failures(loop: asyncio.AbstractEventLoop, context: dict[str, Any]
 
 
 def _serve_asyncio(
-    app: Any, hc: HypercornConfig, sockets: Sockets, trigger: Callable[[], Awaitable[None]]
+    app: Any, hc: HypercornConfig, sockets: Sockets, trigger: Callable[[], Awaitable[None]], stop: Stop
 ) -> None:
     from hypercorn.asyncio.run import worker_serve
+
+    original = asyncio.start_server
+
+    async def start_server(*args: Any, **kwargs: Any) -> asyncio.Server:
+        # Hypercorn keeps its listening servers to itself; the stop trigger needs them.
+        server = await original(*args, **kwargs)
+        stop.listeners.append(server)
+        return server
+
+    asyncio.start_server = start_server  # type: ignore[assignment]  # this worker process only
 
     loop_factory = None
     if hc.worker_class == "uvloop":
@@ -198,14 +234,14 @@ def run_worker(
     try:
         app = _load(spec, hc, ready, stop)
     except ConfigError as exc:
-        print(f"asgi-launcher: error: {exc}", file=sys.stderr, flush=True)
+        print(launcher_line(str(exc), "error"), file=sys.stderr, flush=True)
         sys.exit(EXIT_CONFIG)
     try:
         if hc.worker_class == "trio":
             _serve_trio(app, hc, sockets, spec, shutdown, stop)
         else:
-            _serve_asyncio(app, hc, sockets, partial(_until_stopped, shutdown, spec, stop, stop.nap))
+            _serve_asyncio(app, hc, sockets, partial(_until_stopped, shutdown, spec, stop, stop.nap), stop)
     except LifespanFailureError as exc:
         # The app reported why (lifespan.startup.failed): one line says it, a traceback would not.
-        print(f"asgi-launcher: worker {os.getpid()}: {exc}", file=sys.stderr, flush=True)
+        print(launcher_line(f"worker {os.getpid()}: {exc}"), file=sys.stderr, flush=True)
         sys.exit(1)
