@@ -45,7 +45,7 @@ def test_serves_the_demo_app_with_the_requested_workers(launch: Launch) -> None:
     )
     assert pids == server.children()
     # LOG_LEVEL=warning does not silence the access log: ACCESS_LOG alone decides.
-    wait_for(lambda: '"GET /info 1.1" 200' in server.stdout(), 5, "an access log line")
+    wait_for(lambda: '"GET /info HTTP/1.1" 200' in server.stdout(), 5, "an access log line")
     assert "Running on" not in server.stderr()  # Hypercorn's INFO lines obey LOG_LEVEL
 
 
