@@ -6,7 +6,9 @@ documented ``BaseApplication``, so the container's signals reach the Gunicorn ma
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -35,9 +37,18 @@ class GunicornBackend(Backend):
 
     def validate(self, config: Config) -> None:
         worker_class: object = config.worker_class
-        if isinstance(worker_class, str):
-            worker_class = _load_worker_class(worker_class, config.app_dir)
-        if not (isinstance(worker_class, type) and _is_uvicorn_worker(worker_class)):
+        known = (
+            worker_class in UVICORN_WORKER_NAMES and importlib.util.find_spec("uvicorn_worker") is not None
+        )
+        # Uvicorn's own classes, installed, are ASGI: importing them (~60 ms, on every `config`)
+        # would tell nothing more. Any other class is loaded and looked at.
+        if known:
+            loaded: object = None
+        elif isinstance(worker_class, str):
+            loaded = _load_worker_class(worker_class, config.app_dir)
+        else:
+            loaded = worker_class
+        if not known and not (isinstance(loaded, type) and is_uvicorn_worker(loaded)):
             raise ConfigError.bad_value(
                 "WORKER_CLASS",
                 config.worker_class,
@@ -70,7 +81,6 @@ class GunicornBackend(Backend):
 
 def _load_worker_class(name: str, app_dir: str) -> object:
     """The class ``name`` designates, as Gunicorn resolves it, with APP_DIR on the path (as for the app)."""
-    import sys
 
     from gunicorn.util import load_class
 
@@ -91,10 +101,14 @@ def _load_worker_class(name: str, app_dir: str) -> object:
             sys.path.remove(app_dir)
 
 
-def _is_uvicorn_worker(cls: type) -> bool:
-    from asgi_launcher_gunicorn.worker import is_uvicorn_worker
+#: The Uvicorn worker classes by name, and as (module, class) where they are defined.
+UVICORN_WORKER_NAMES = frozenset({"uvicorn_worker.UvicornWorker", "uvicorn_worker.UvicornH11Worker"})
+_UVICORN_WORKERS = {("uvicorn_worker._workers", "UvicornWorker"), ("uvicorn.workers", "UvicornWorker")}
 
-    return is_uvicorn_worker(cls)
+
+def is_uvicorn_worker(cls: type) -> bool:
+    """Whether ``cls`` is (a subclass of) Uvicorn's Gunicorn worker, the ASGI one."""
+    return any((c.__module__, c.__name__) in _UVICORN_WORKERS for c in cls.__mro__)
 
 
 def gunicorn_settings(config: Config) -> dict[str, Any]:

@@ -36,13 +36,6 @@ TRAITS = ServerTraits(
     loggers=("uvicorn.error", "gunicorn.error"),  # Uvicorn's holds Gunicorn's handlers
 )
 
-_UVICORN_WORKERS = {("uvicorn_worker._workers", "UvicornWorker"), ("uvicorn.workers", "UvicornWorker")}
-
-
-def is_uvicorn_worker(cls: type) -> bool:
-    """Whether ``cls`` is (a subclass of) Uvicorn's Gunicorn worker, the ASGI one."""
-    return any((c.__module__, c.__name__) in _UVICORN_WORKERS for c in cls.__mro__)
-
 
 #: How long a retiring worker (MAX_REQUESTS) waits for its keep-alive connections to close after
 #: their next response, before Uvicorn's shutdown closes the idle rest.
