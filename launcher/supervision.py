@@ -91,6 +91,37 @@ def _shared_memory_dir() -> str:
     return tempfile.gettempdir()
 
 
+#: Heartbeat directories are named ``asgi-launcher-<master pid>-<random>``.
+HEARTBEAT_PREFIX = "asgi-launcher-"
+
+
+def remove_stale_heartbeats(parent: str) -> int:
+    """Remove the heartbeat directories of masters that are gone (a SIGKILL leaves its own behind).
+
+    Only directories of this user whose master pid no longer runs; returns how many.
+    """
+    removed = 0
+    try:
+        entries = os.listdir(parent)
+    except OSError:
+        return 0
+    for name in entries:
+        pid_text = name[len(HEARTBEAT_PREFIX) :].partition("-")[0]
+        if not name.startswith(HEARTBEAT_PREFIX) or not pid_text.isdigit():
+            continue
+        path = os.path.join(parent, name)
+        try:
+            if os.stat(path).st_uid != os.getuid():
+                continue
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+        except OSError:
+            continue  # alive (EPERM: another user's process) or unreadable: not ours to remove
+    return removed
+
+
 class Watchdog:
     """The master's side of TIMEOUT: one heartbeat file per worker pid in a private directory.
 
@@ -100,7 +131,11 @@ class Watchdog:
 
     def __init__(self, timeout: float, directory: str | None = None) -> None:
         self.timeout = timeout
-        self.directory = directory or tempfile.mkdtemp(prefix="asgi-launcher-", dir=_shared_memory_dir())
+        if directory is None:
+            parent = _shared_memory_dir()
+            remove_stale_heartbeats(parent)
+            directory = tempfile.mkdtemp(prefix=f"{HEARTBEAT_PREFIX}{os.getpid()}-", dir=parent)
+        self.directory = directory
         self._born: dict[int, float] = {}
 
     def born(self, pid: int, now: float | None = None) -> None:

@@ -104,3 +104,20 @@ def test_a_forked_copy_does_not_remove_the_masters_directory(tmp_path: Path) -> 
     os.waitpid(pid, 0)
     assert Path(policy.heartbeat_dir).is_dir()
     policy.close()
+
+
+def test_heartbeat_directories_of_dead_masters_are_removed(tmp_path: Path) -> None:
+    from launcher.supervision import remove_stale_heartbeats
+
+    child = os.fork()
+    if child == 0:  # pragma: no cover - a pid that is certainly gone once reaped
+        os._exit(0)
+    os.waitpid(child, 0)
+    dead = tmp_path / f"asgi-launcher-{child}-abc"
+    alive = tmp_path / f"asgi-launcher-{os.getpid()}-def"
+    other = tmp_path / "asgi-launcher-notapid"
+    for path in (dead, alive, other):
+        path.mkdir()
+    (dead / "123").touch()
+    assert remove_stale_heartbeats(str(tmp_path)) == 1
+    assert not dead.exists() and alive.exists() and other.exists()
