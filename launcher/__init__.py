@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from launcher.logs import launcher_line
     from launcher.pipeline import ServerTraits, WorkerApp
     from launcher.pipeline import build as build_worker_app
+    from launcher.request_head import HeadLimits, origin_form
     from launcher.settings import parse_bind_address, parse_setting
     from launcher.supervision import EXIT_WORKERS_FAILING, Supervision, describe_exit, exit_code, master_log
 
@@ -44,6 +45,8 @@ _LAZY = {
     "parse_address": ("launcher.addresses", "parse"),
     "parse_bind_address": ("launcher.settings", "parse_bind_address"),
     "parse_setting": ("launcher.settings", "parse_setting"),
+    "HeadLimits": ("launcher.request_head", "HeadLimits"),
+    "origin_form": ("launcher.request_head", "origin_form"),
 }
 
 __all__ = [
@@ -54,6 +57,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "FileSettings",
+    "HeadLimits",
     "ServerTraits",
     "Supervision",
     "WorkerApp",
@@ -65,6 +69,7 @@ __all__ = [
     "import_app",
     "launcher_line",
     "master_log",
+    "origin_form",
     "parse_address",
     "parse_bind_address",
     "parse_setting",

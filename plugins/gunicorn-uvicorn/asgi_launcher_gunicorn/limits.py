@@ -33,9 +33,10 @@ from uvicorn.importer import import_from_string
 from uvicorn.protocols.http.h11_impl import STATUS_PHRASES, H11Protocol
 from uvicorn.server import ServerState
 
-from launcher import Config
+from launcher import Config, HeadLimits, origin_form
 
-REASONS = {414: "Request line too long", 431: "Request header fields too large"}
+#: The refusals answered here with their own body (the core's reason phrases).
+REASONS = {status: HeadLimits.reasons[status] for status in (414, 431)}
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Limits:
     field_size: int
     budget: int | None
     head_timeout: float
+    head: HeadLimits  # the rules every backend holds a head to
 
     @classmethod
     def of(cls, config: Config) -> Limits:
@@ -56,6 +58,7 @@ class Limits:
             config.limit_request_field_size,
             config.head_budget,
             float(config.head_timeout),
+            HeadLimits.of(config),
         )
 
 
@@ -86,14 +89,6 @@ class HeadDeadline:
             transport.close()
 
 
-def origin_form(target: bytes) -> bytes:
-    """The path and query of an absolute-form target (``http://host/p?q`` is ``/p?q``)."""
-    rest = target.partition(b"://")[2]
-    cuts = [i for i in (rest.find(b"/"), rest.find(b"?")) if i >= 0]
-    path = rest[min(cuts) :] if cuts else b""
-    return path if path.startswith(b"/") else b"/" + path
-
-
 class CheckedConnection(h11.Connection):
     """h11's server side, holding each request head to the limits.
 
@@ -103,6 +98,7 @@ class CheckedConnection(h11.Connection):
 
     def __init__(self, limits: Limits, head_started: Callable[[], None] | None = None) -> None:
         super().__init__(h11.SERVER, max_incomplete_event_size=limits.budget or sys.maxsize)
+        self.head = limits.head
         self.limits = limits
         self.head_started = head_started  # called when a request head is complete
         self.status = 400
@@ -145,31 +141,17 @@ class CheckedConnection(h11.Connection):
         self._line_ok = True
 
     def _checked(self, event: h11.Request) -> h11.Request:
-        limits = self.limits
         target = event.target
-        if limits.line and len(event.method) + len(target) + len(event.http_version) + 7 > limits.line:
-            raise self._refuse(414, REASONS[414])
-        headers = event.headers
-        if limits.fields and len(headers) > limits.fields:
-            raise self._refuse(431, REASONS[431])
-        room = limits.field_size - 2 if limits.field_size else sys.maxsize
-        length = encoding = False
-        for name, value in headers:
-            if len(name) + len(value) > room:
-                raise self._refuse(431, REASONS[431])
-            if name == b"content-length":
-                length = True
-            elif name == b"transfer-encoding":
-                encoding = True
-        if length and encoding:
-            raise self._refuse(400, "Content-Length with Transfer-Encoding")
+        status = self.head.refusal(len(event.method), len(target), len(event.http_version), event.headers)
+        if status:
+            raise self._refuse(status, HeadLimits.reasons[status])
         if event.method == b"PRI" and target == b"*":
             raise self._refuse(400, "HTTP/2 is not served here")
         if target[:1] != b"/" and b"://" in target:
             return h11.Request(
                 method=event.method,
                 target=origin_form(target),
-                headers=headers.raw_items(),
+                headers=event.headers.raw_items(),
                 http_version=event.http_version,
             )
         return event

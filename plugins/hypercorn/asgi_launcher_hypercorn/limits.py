@@ -38,9 +38,10 @@ import hypercorn.protocol
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.protocol.h11 import H11Protocol
 
-from launcher import Config
+from launcher import Config, HeadLimits, origin_form
 
-REASONS = {414: "Request line too long", 431: "Request header fields too large"}
+#: The refusals answered here with their own body (the core's reason phrases).
+REASONS = {status: HeadLimits.reasons[status] for status in (414, 431)}
 
 
 def apply(hc: HypercornConfig, config: Config) -> None:
@@ -54,14 +55,6 @@ def apply(hc: HypercornConfig, config: Config) -> None:
             hc.keep_alive_max_requests = 1
 
 
-def origin_form(target: bytes) -> bytes:
-    """The path and query of an absolute-form target (``http://host/p?q`` is ``/p?q``)."""
-    rest = target.partition(b"://")[2]
-    cuts = [i for i in (rest.find(b"/"), rest.find(b"?")) if i >= 0]
-    path = rest[min(cuts) :] if cuts else b""
-    return path if path.startswith(b"/") else b"/" + path
-
-
 class CheckedConnection(h11.Connection):
     """h11's server side, holding each request head to the limits.
 
@@ -73,7 +66,7 @@ class CheckedConnection(h11.Connection):
         super().__init__(h11.SERVER, max_incomplete_event_size=max_incomplete_event_size)
         self.line = config.limit_request_line
         self.fields = config.limit_request_fields
-        self.room = config.limit_request_field_size - 2 if config.limit_request_field_size else sys.maxsize
+        self.head = HeadLimits.of(config)  # the rules every backend holds a head to
         self.preface_allowed = config.http2_cleartext
         self._unchecked = 0  # bytes received since the request line was last looked at
         self._line_ok = False
@@ -105,29 +98,16 @@ class CheckedConnection(h11.Connection):
 
     def _checked(self, event: h11.Request) -> h11.Request:
         target = event.target
-        if self.line and len(event.method) + len(target) + len(event.http_version) + 7 > self.line:
-            raise h11.RemoteProtocolError(REASONS[414], error_status_hint=414)
-        headers = event.headers
-        if self.fields and len(headers) > self.fields:
-            raise h11.RemoteProtocolError(REASONS[431], error_status_hint=431)
-        room = self.room
-        length = encoding = False
-        for name, value in headers:
-            if len(name) + len(value) > room:
-                raise h11.RemoteProtocolError(REASONS[431], error_status_hint=431)
-            if name == b"content-length":
-                length = True
-            elif name == b"transfer-encoding":
-                encoding = True
-        if length and encoding:
-            raise h11.RemoteProtocolError("Content-Length with Transfer-Encoding", error_status_hint=400)
+        status = self.head.refusal(len(event.method), len(target), len(event.http_version), event.headers)
+        if status:
+            raise h11.RemoteProtocolError(HeadLimits.reasons[status], error_status_hint=status)
         if event.method == b"PRI" and target == b"*" and not self.preface_allowed:
             raise h11.RemoteProtocolError("HTTP2_CLEARTEXT is off", error_status_hint=400)
         if target[:1] != b"/" and b"://" in target:
             return h11.Request(
                 method=event.method,
                 target=origin_form(target),
-                headers=headers.raw_items(),
+                headers=event.headers.raw_items(),
                 http_version=event.http_version,
             )
         return event
