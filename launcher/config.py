@@ -67,6 +67,12 @@ class Config:
     max_worker_memory: int | None  # MiB (MAX_WORKER_MEMORY; None: off)
     config_file: str | None
     prestart: str | None
+    ops_port: int | None = None  # OPS_PORT: the master's operations listener (None: off)
+    ops_host: str = "0.0.0.0"
+    shutdown_delay: int = 0  # seconds of SHUTDOWN_DELAY
+    reload: bool = False
+    reload_dirs: tuple[str, ...] = ()  # absolute
+    reload_include: tuple[str, ...] = ()
     sources: Mapping[str, str] = field(default_factory=dict)
     server_settings: Mapping[str, Any] = field(default_factory=dict)
     unsupported: tuple[str, ...] = ()
@@ -533,6 +539,19 @@ def resolve(
         if config_file:
             sources["config_file"] = "computed"
 
+    # OPS_HOST: HOST's value when unset (whether HOST is set or defaulted).
+    if "OPS_HOST" in env:
+        ops_host = direct("ops_host", "OPS_HOST")
+    else:
+        ops_host = values["HOST"]
+        sources["ops_host"] = "computed" if "HOST" in env else "default"
+
+    reload_dirs = tuple(str((app_dir / d).absolute()) for d in values["RELOAD_DIRS"])
+    sources["reload_dirs"] = sources["RELOAD_DIRS"]
+    for raw_dir, absolute in zip(values["RELOAD_DIRS"], reload_dirs):
+        if not _is_dir(Path(absolute)):
+            raise ConfigError.bad_value("RELOAD_DIRS", env["RELOAD_DIRS"], f"existing directories ({raw_dir} is not one)")
+
     worker_class = values["WORKER_CLASS"] or backend.default_worker_class
     sources["worker_class"] = sources["WORKER_CLASS"]
 
@@ -566,6 +585,12 @@ def resolve(
         max_worker_memory=direct("max_worker_memory", "MAX_WORKER_MEMORY"),
         config_file=config_file,
         prestart=prestart,
+        ops_port=direct("ops_port", "OPS_PORT"),
+        ops_host=ops_host,
+        shutdown_delay=direct("shutdown_delay", "SHUTDOWN_DELAY"),
+        reload=direct("reload", "RELOAD"),
+        reload_dirs=reload_dirs,
+        reload_include=direct("reload_include", "RELOAD_INCLUDE"),
         unsupported=tuple(sorted(backend.unsupported)),
     )
     feeds = {s.env: s.feeds for s in SETTINGS}

@@ -206,6 +206,20 @@ def _bool(raw: str) -> bool:
     return value
 
 
+def _dirs(raw: str) -> tuple[str, ...]:
+    parts = tuple(p.strip() for p in raw.split(",") if p.strip())
+    if not parts:
+        raise ValueError(raw)
+    return parts
+
+
+def _globs(raw: str) -> tuple[str, ...]:
+    parts = tuple(p.strip() for p in raw.split(",") if p.strip())
+    if not parts or any(p.startswith("/") for p in parts):
+        raise BadPart("patterns are relative to the watched directories")
+    return parts
+
+
 INT_SECONDS = Kind("a whole number of seconds, 0 or more", _int(0))
 STRING = Kind("a non-empty string", _nonempty)
 
@@ -238,6 +252,9 @@ KINDS: dict[str, Kind] = {
     "byte_limit": Kind("a whole number of bytes, 0 (no limit) or more", _int(0)),
     "count_limit": Kind("a whole number, 0 (no limit) or more", _int(0)),
     "bool": Kind("true or false (or 1/0, yes/no, on/off)", _bool),
+    "ops_port": Kind("a port number from 1 to 65535, or empty (off)", _int(1, 65535)),
+    "dirs": Kind("directories separated by commas", _dirs),
+    "globs": Kind("file patterns such as *.html or templates/*.jinja2, separated by commas", _globs),
 }
 
 
@@ -510,12 +527,65 @@ SETTINGS: tuple[Setting, ...] = (
         "as after `MAX_REQUESTS`; checked about once a second.",
     ),
     Setting(
+        "OPS_PORT",
+        "ops_port",
+        "ops_port",
+        None,
+        "unset (off)",
+        "Port of the operations listener the master serves (not a worker): `/livez`, `/readyz` and "
+        "`/metrics` (Prometheus, across every worker). Use it for Kubernetes probes.",
+    ),
+    Setting(
+        "OPS_HOST",
+        "ops_host",
+        "host",
+        None,
+        "`$HOST`",
+        "Address the operations listener listens on.",
+    ),
+    Setting(
+        "SHUTDOWN_DELAY",
+        "shutdown_delay",
+        "seconds",
+        0,
+        "`0`",
+        "On SIGTERM, `/readyz` answers 503 at once while the app keeps serving, new connections "
+        "included, for this many seconds; then the drain (`GRACEFUL_TIMEOUT`) begins. A second "
+        "SIGTERM, or SIGQUIT, skips the delay.",
+    ),
+    Setting(
         "PRE_START_PATH",
         "prestart",
         "path",
         None,
         "`$APP_DIR/prestart.sh`",
         "Script sourced by bash before the server starts; what it exports reaches the app.",
+    ),
+    Setting(
+        "RELOAD",
+        "reload",
+        "bool",
+        False,
+        "`false`",
+        "Development: serve with one worker and restart it when a `.py` file under `$APP_DIR` "
+        "(or `RELOAD_DIRS`) changes (`asgi-launcher run --reload`). Not for production.",
+    ),
+    Setting(
+        "RELOAD_DIRS",
+        "reload_dirs",
+        "dirs",
+        (),
+        "none",
+        "Further directories `RELOAD` watches, separated by commas (relative ones are relative "
+        "to `$APP_DIR`).",
+    ),
+    Setting(
+        "RELOAD_INCLUDE",
+        "reload_include",
+        "globs",
+        (),
+        "none",
+        "Further file patterns whose changes `RELOAD` acts on, besides `*.py` (such as `*.html`).",
     ),
     Setting(
         "WORKER_CLASS",
