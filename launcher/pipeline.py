@@ -4,6 +4,8 @@
 setting means the same whichever server runs the worker. The order is written once, here,
 outermost first:
 
+0. **boot mark** (``OPS_PORT``): once the app's lifespan startup is done (or the app has no
+   lifespan), the worker marks itself booted for the master's ``/readyz``;
 1. **watchdog** (``TIMEOUT`` > 0): the worker's event loop refreshes its heartbeat file, so
    the master (``launcher.supervision``) can kill a worker whose loop is stuck;
 2. **int ports** and **CONNECT refused**: the ASGI scope's ports as ints where a server gives
@@ -16,7 +18,9 @@ outermost first:
 4. **request limit** (``MAX_REQUESTS`` > 0): counts requests and, with the worker's last one,
    asks the server to retire the worker gracefully (that request is still served);
 5. **proxy headers** (``FORWARDED_ALLOW_IPS``), unless the server applies them itself;
-6. **access log** (``ACCESS_LOG`` not empty; ``launcher.access_log``): one line a request, the
+6. **metrics** (``OPS_PORT``, with ``prometheus_client``; ``launcher.metrics``): each request's
+   duration, status and size in this worker's multiprocess files, summed by the master;
+   **access log** (``ACCESS_LOG`` not empty; ``launcher.access_log``): one line a request, the
    same under every backend (each server's own access logger is off), after the proxy headers
    set the client address and before the root path changes the path;
 7. **root path** (``ROOT_PATH``): the ASGI ``root_path``, included in ``path`` as Uvicorn does;
@@ -42,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 from launcher.importer import import_app
 from launcher.proxy_headers import ProxyHeadersMiddleware
 from launcher.request_head import REASONS, HeadLimits
-from launcher.supervision import heartbeat_interval, worker_started
+from launcher.supervision import heartbeat_interval, mark_booted, worker_started
 
 if TYPE_CHECKING:
     from launcher.config import Config
@@ -307,6 +311,51 @@ class Watchdog:
         loop.call_later(self.interval, self._beat, loop)
 
 
+class BootMark:
+    """Mark this worker booted (``launcher.supervision.mark_booted``) when its app has started.
+
+    That is when the app sends ``lifespan.startup.complete``, or when its lifespan raises before
+    (an app without lifespan support: the servers serve it anyway), or at the first request of a
+    server that runs no lifespan. ``lifespan.startup.failed`` marks nothing: the worker exits.
+    """
+
+    def __init__(self, app: ASGIApp, directory: str) -> None:
+        self.app = app
+        self.directory = directory
+        self.marked = False
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        if self.marked:
+            return self.app(scope, receive, send)
+        if scope["type"] == "lifespan":
+            return self._lifespan(scope, receive, send)
+        self._mark()
+        return self.app(scope, receive, send)
+
+    def _mark(self) -> None:
+        if not self.marked:
+            self.marked = True
+            mark_booted(self.directory)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = {"started": False}
+
+        async def marking_send(message: Message) -> None:
+            await send(message)
+            if message["type"] == "lifespan.startup.complete":
+                state["started"] = True
+                self._mark()
+            elif message["type"] == "lifespan.startup.failed":
+                state["started"] = True  # not booted, and not to be marked below either
+
+        try:
+            await self.app(scope, receive, marking_send)
+        except BaseException:
+            if not state["started"]:
+                self._mark()  # no lifespan support: the server goes on to serve
+            raise
+
+
 @dataclass(eq=False)
 class _Session:
     """One open WebSocket under ``WebSocketDrain``."""
@@ -447,6 +496,11 @@ def build(
 
         lines = formatter(config.log_format, config.access_log_format)
         app = add("access-log", AccessLog(app, Writer(config.access_log), lines))
+    if config.ops_port:
+        from launcher import metrics
+
+        if metrics.enabled_in_worker():
+            app = add("metrics", metrics.ServerMetrics(app))
     if not traits.proxy_headers:
         app = add("proxy-headers", ProxyHeadersMiddleware(app, config.forwarded_allow_ips))
     if config.max_requests > 0:
@@ -460,4 +514,6 @@ def build(
         app = add("int-ports", IntPorts(app))
     if heartbeat_dir is not None and config.timeout > 0:
         app = add("watchdog", Watchdog(app, heartbeat_dir, config.timeout))
+    if heartbeat_dir is not None and config.ops_port:
+        app = add("boot-mark", BootMark(app, heartbeat_dir))
     return WorkerApp(app, tuple(reversed(layers)), drain)

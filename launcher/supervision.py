@@ -19,6 +19,12 @@ same behaviour and the same log lines:
 * **The OOM killer.** Every worker raises its ``oom_score_adj`` (``worker_started``), so when
   the container reaches its memory limit the kernel kills a worker, which is replaced, and
   never the master.
+* **Readiness and SHUTDOWN_DELAY.** Each worker's pipeline marks itself booted in the master's
+  state directory once its lifespan startup is done; with ``OPS_PORT`` the master answers
+  ``/livez``, ``/readyz`` and ``/metrics`` from that (``launcher.ops``). The first SIGTERM makes
+  ``/readyz`` 503 at once; with ``SHUTDOWN_DELAY`` the master's own handler only sees it that
+  many seconds later, so the endpoints controller stops routing before the server stops
+  accepting (``started`` wraps the master's handlers; a second SIGTERM skips the delay).
 
 The plugin surface is ``Supervision`` (one per master) and ``master_log``.
 """
@@ -33,11 +39,12 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from launcher.config import Config
@@ -131,11 +138,7 @@ class Watchdog:
 
     def __init__(self, timeout: float, directory: str | None = None) -> None:
         self.timeout = timeout
-        if directory is None:
-            parent = _shared_memory_dir()
-            remove_stale_heartbeats(parent)
-            directory = tempfile.mkdtemp(prefix=f"{HEARTBEAT_PREFIX}{os.getpid()}-", dir=parent)
-        self.directory = directory
+        self.directory = directory or state_directory()
         self._born: dict[int, float] = {}
 
     def born(self, pid: int, now: float | None = None) -> None:
@@ -158,6 +161,36 @@ class Watchdog:
 
     def close(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def state_directory() -> str:
+    """A fresh private directory for this master's workers to write to (heartbeats, boot marks,
+    metrics): on tmpfs when there is one, named so the next master can remove it if this one
+    is killed (``remove_stale_heartbeats``)."""
+    parent = _shared_memory_dir()
+    remove_stale_heartbeats(parent)
+    return tempfile.mkdtemp(prefix=f"{HEARTBEAT_PREFIX}{os.getpid()}-", dir=parent)
+
+
+#: A worker's mark in the state directory that it has booted: ``<pid>.booted``.
+BOOTED_SUFFIX = ".booted"
+
+
+def mark_booted(directory: str) -> None:
+    """Called in a worker (by the pipeline) once its app has started: it may get traffic."""
+    with contextlib.suppress(OSError):
+        os.close(
+            os.open(os.path.join(directory, f"{os.getpid()}{BOOTED_SUFFIX}"), os.O_WRONLY | os.O_CREAT, 0o600)
+        )
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (not gone, not a zombie waiting to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 def describe_exit(code: int | None) -> str:
@@ -188,7 +221,27 @@ class Supervision:
         self.timeout = config.timeout
         self.max_requests = config.max_requests
         self.crash_loop = CrashLoop(workers=config.workers)
-        self.watchdog = Watchdog(config.timeout) if config.timeout > 0 else None
+        self.workers_wanted = config.workers
+        self.ops_address = (config.ops_host, config.ops_port) if config.ops_port else None
+        self.shutdown_delay = config.shutdown_delay
+        #: A shutdown has begun (a stop signal arrived): ``/readyz`` says 503 from now on.
+        self.draining = False
+        #: The master has decided to give up (crash loop, workers that cannot boot): ``/livez`` 503.
+        self.gave_up = False
+        #: Replacements by reason: crash, max_requests, memory, timeout, reload, stopped.
+        self.restarts: Counter[str] = Counter()
+        self._alive: set[int] = set()
+        # Workers need somewhere to write when TIMEOUT (heartbeats) or OPS_PORT (boot marks,
+        # metrics) is on.
+        self.state_dir = state_directory() if config.timeout > 0 or config.ops_port else None
+        self.watchdog = Watchdog(config.timeout, self.state_dir) if config.timeout > 0 else None
+        self.metrics_dir: str | None = None
+        self._own_metrics_dir = False
+        if self.ops_address and self.state_dir:
+            self._prepare_metrics(self.state_dir)
+        self._ops: Any = None
+        self._delay: threading.Timer | None = None
+        self._delay_done = False
         self.max_worker_memory = config.max_worker_memory  # MiB, None: off
         #: How often the master's loop must turn for ``stop_overdue`` and ``stop_oversized``
         #: (None: neither is on, the loop may sleep until something happens).
@@ -204,12 +257,114 @@ class Supervision:
 
     @property
     def heartbeat_dir(self) -> str | None:
-        """What each worker's pipeline needs to beat (``launcher.pipeline.build``)."""
-        return self.watchdog.directory if self.watchdog else None
+        """The master's state directory, which each worker's pipeline writes to (its heartbeat for
+        TIMEOUT, its boot mark for ``/readyz``): pass it to ``launcher.pipeline.build``."""
+        return self.state_dir
+
+    def _prepare_metrics(self, state_dir: str) -> None:
+        from launcher import metrics
+
+        if not metrics.available():
+            self.log.warning(
+                "OPS_PORT: /metrics is off: prometheus_client is not installed (%s)", metrics.INSTALL_HINT
+            )
+            return
+        self.metrics_dir, self._own_metrics_dir = metrics.prepare_directory(state_dir)
+        if not self._own_metrics_dir:
+            self.log.info(
+                "metrics: using %s=%s as set (shared, so not wiped at start or exit)",
+                metrics.MULTIPROC_ENV,
+                self.metrics_dir,
+            )
+
+    def started(self) -> None:
+        """Call once the master has installed its own signal handlers, before it starts workers.
+
+        Starts the operations listener (``OPS_PORT``) and wraps the master's SIGTERM, SIGINT and
+        SIGQUIT handlers: each makes ``/readyz`` 503 at once, and the first SIGTERM reaches the
+        master's handler only after ``SHUTDOWN_DELAY`` (a second SIGTERM, or SIGQUIT, at once).
+        """
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            inner = signal.getsignal(signum)
+            if callable(inner):
+                signal.signal(signum, self._stop_signal(inner))
+        if self.ops_address and self._ops is None:
+            from launcher import ops
+
+            host, port = self.ops_address
+            self._ops = ops.start(self, host, port)
+
+    def _stop_signal(self, inner: Callable[[int, Any], Any]) -> Callable[[int, Any], Any]:
+        def handler(signum: int, frame: Any) -> Any:
+            if os.getpid() != self._master:  # a forked worker that has not installed its own yet
+                return inner(signum, frame)
+            self.draining = True
+            if signum == signal.SIGTERM and self.shutdown_delay > 0 and not self._delay_done:
+                if self._delay is None:
+                    self.log.info(
+                        "got SIGTERM: not ready (/readyz 503); serving on for SHUTDOWN_DELAY=%ss, then stopping",
+                        self.shutdown_delay,
+                    )
+                    self._delay = threading.Timer(self.shutdown_delay, self._delay_over)
+                    self._delay.daemon = True
+                    self._delay.start()
+                    return None
+                self.log.info("got a second SIGTERM: skipping the rest of SHUTDOWN_DELAY")
+            if self._delay is not None and not self._delay_done:
+                self._delay_done = True
+                self._delay.cancel()
+            return inner(signum, frame)
+
+        return handler
+
+    def _delay_over(self) -> None:
+        if not self._delay_done:
+            self._delay_done = True
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._master, signal.SIGTERM)  # handled on the main thread, as any signal
+
+    def booted_count(self) -> int:
+        """Live workers that have marked themselves booted (safe from the listener's thread:
+        it reads a snapshot of the pids)."""
+        if self.state_dir is None:
+            return 0
+        alive = [pid for pid in tuple(self._alive) if _running(pid)]
+        return sum(os.path.exists(os.path.join(self.state_dir, f"{pid}{BOOTED_SUFFIX}")) for pid in alive)
+
+    def readiness(self) -> dict[str, Any]:
+        """``/readyz``'s answer: ready with one booted worker and no shutdown begun."""
+        booted = self.booted_count()
+        ready = booted > 0 and not self.draining and not self.gave_up
+        return {
+            "ready": ready,
+            "workers_booted": booted,
+            "workers_wanted": self.workers_wanted,
+            "draining": self.draining or self.gave_up,
+        }
+
+    def giving_up(self) -> None:
+        """The master has decided to stop for good (``/livez`` 503 from now on)."""
+        self.gave_up = True
 
     def spawned(self, pid: int) -> None:
+        self._alive.add(pid)
         if self.watchdog:
             self.watchdog.born(pid)
+
+    def forget(self, pid: int) -> None:
+        """``pid`` is gone and was reaped (call for every worker ``exited`` is not told about,
+        such as one that failed to boot): its files leave the state directory."""
+        self._alive.discard(pid)
+        if self.watchdog:
+            self.watchdog.forget(pid)
+        if self.state_dir:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self.state_dir, f"{pid}{BOOTED_SUFFIX}"))
+        if self.metrics_dir:
+            from launcher import metrics
+
+            with contextlib.suppress(OSError):
+                metrics.mark_dead(pid, self.metrics_dir)
 
     def stop_overdue(self, pids: Iterable[int], kill: Callable[[int, int], None] = os.kill) -> list[int]:
         """Kill (SIGKILL) every worker whose event loop has not turned for TIMEOUT; return them.
@@ -307,11 +462,14 @@ class Supervision:
         master stopped, one that retired (exit 0) and one that obeyed a SIGTERM (Uvicorn re-raises
         the SIGTERM it was stopped with) are not crashes.
         """
-        if self.watchdog:
-            self.watchdog.forget(pid)
+        self.forget(pid)
         why = self._stopped.pop(pid, None)
-        if stopping or why is not None:
+        if stopping:
             return False
+        if why is not None:
+            self.restarts[_REASONS.get(why, "stopped")] += 1
+            return False
+        self.restarts[self._reason(code)] += 1
         if code == 0:
             if self.max_requests:
                 self.log.info(
@@ -330,8 +488,14 @@ class Supervision:
                 self.crash_loop.describe(),
                 EXIT_WORKERS_FAILING,
             )
+            self.giving_up()
             return True
         return False
+
+    def _reason(self, code: int | None) -> str:
+        if code == 0:
+            return "max_requests" if self.max_requests else "stopped"
+        return "stopped" if code == -signal.SIGTERM else "crash"
 
     def ignored(self, signum: int) -> None:
         """One line for a signal the table says is ignored."""
@@ -346,8 +510,18 @@ class Supervision:
         self.log.info("got SIGUSR1: log files reopened; telling the workers")
 
     def close(self) -> None:
-        if self.watchdog and os.getpid() == self._master:
-            self.watchdog.close()
+        """At the master's exit: its state directory goes (and the metrics directory in it; one
+        the user named is left as it is)."""
+        if os.getpid() != self._master:
+            return
+        if self._delay is not None:
+            self._delay.cancel()
+        if self.state_dir:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+#: ``Supervision.stopping``'s reasons as ``asgi_launcher_worker_restarts_total``'s label.
+_REASONS = {"timeout": "timeout", "memory": "memory", "reload": "reload"}
 
 
 #: The signal table's "ignored" rows: signal -> why. (SIGTERM/SIGINT drain, SIGQUIT stops at

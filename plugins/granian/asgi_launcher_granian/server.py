@@ -139,6 +139,7 @@ class LauncherGranian(MPServer):  # type: ignore[misc]
         signal.signal(signal.SIGUSR1, self._reopen_logs)
         for signum in (signal.SIGUSR2, signal.SIGTTIN, signal.SIGTTOU, signal.SIGWINCH):
             signal.signal(signum, self._ignore)
+        self.supervision.started()  # the operations listener (OPS_PORT), SHUTDOWN_DELAY
         self._serve_loop(spawn_target, target_loader)
         self.draining = True
         self.interrupt_children.clear()  # workers stopped from here on are not failures

@@ -64,6 +64,16 @@ class LauncherArbiter(Arbiter):  # type: ignore[misc]
         super().setup(app)
         self.worker_class: type = launcher_worker_class(self.cfg.worker_class)
 
+    def init_signals(self) -> None:
+        super().init_signals()
+        # The operations listener (OPS_PORT) and SHUTDOWN_DELAY, as under every backend.
+        self.supervision.started()
+
+    def halt(self, reason: str | None = None, exit_status: int = 0) -> None:
+        if exit_status:
+            self.supervision.giving_up()  # /livez 503 while the remaining workers stop
+        super().halt(reason, exit_status)
+
     def spawn_worker(self) -> int:
         pid: int = super().spawn_worker()  # only the master returns from it
         self.supervision.spawned(pid)

@@ -79,6 +79,7 @@ class Supervisor:
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_w, False)
         previous = self._install_signals(wake_w)
+        self.supervision.started()  # the operations listener (OPS_PORT), SHUTDOWN_DELAY
         try:
             return self._supervise(sockets, wake_r)
         finally:
@@ -239,6 +240,7 @@ class Supervisor:
                     if replace:
                         self._spawn(sockets)
                     continue
+                self.supervision.forget(worker.process.pid or 0)
                 failed_boots += 1
                 self.log.error(
                     "worker %d failed to boot (%s after %.1fs); %d of %d failed boots in a row",
@@ -250,6 +252,7 @@ class Supervisor:
                 )
                 if failed_boots >= limit:
                     self.log.error("workers cannot boot: giving up (exit %d)", EXIT_BOOT_FAILURE)
+                    self.supervision.giving_up()
                     self._shutdown_all()
                     self._stop_quickly()
                     return EXIT_BOOT_FAILURE
