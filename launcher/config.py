@@ -548,9 +548,11 @@ def resolve(
 
     reload_dirs = tuple(str((app_dir / d).absolute()) for d in values["RELOAD_DIRS"])
     sources["reload_dirs"] = sources["RELOAD_DIRS"]
-    for raw_dir, absolute in zip(values["RELOAD_DIRS"], reload_dirs):
+    for raw_dir, absolute in zip(values["RELOAD_DIRS"], reload_dirs, strict=True):
         if not _is_dir(Path(absolute)):
-            raise ConfigError.bad_value("RELOAD_DIRS", env["RELOAD_DIRS"], f"existing directories ({raw_dir} is not one)")
+            raise ConfigError.bad_value(
+                "RELOAD_DIRS", env["RELOAD_DIRS"], f"existing directories ({raw_dir} is not one)"
+            )
 
     worker_class = values["WORKER_CLASS"] or backend.default_worker_class
     sources["worker_class"] = sources["WORKER_CLASS"]
