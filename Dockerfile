@@ -33,7 +33,10 @@ RUN chmod 0755 /start.sh /start-reload.sh && chmod -R a+rX /app /gunicorn_conf.p
 WORKDIR /app
 EXPOSE 80
 
-HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 CMD ["asgi-launcher", "probe"]
+# With OPS_PORT set, healthy means ready: the master's /readyz (503 before a worker has booted
+# and from the first SIGTERM on); without it, any HTTP answer from the app's port.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+    CMD ["/bin/sh", "-c", "exec asgi-launcher probe ${OPS_PORT:+--ready}"]
 
 # dumb-init reaps zombies and forwards signals to the launcher only (--single-child): the
 # launcher is the server's master and drains workers itself on SIGTERM.

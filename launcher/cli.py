@@ -131,8 +131,15 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
     timeout, path = _probe_timeout(args.timeout), _probe_path(args.path)
     _, config = prepare(args.environ)
-    # Where `run` serves, if it was started from this environment and its prestart moved it.
-    ok, message = probe(served_bind(config.bind), path, timeout)
+    if args.ready:
+        if not config.ops_port:
+            raise ConfigError("probe --ready asks the operations listener's /readyz: set OPS_PORT")
+        if args.path != "/":
+            raise ConfigError("probe --ready asks /readyz: leave out --path")
+        ok, message = probe(config.ops_bind, "/readyz", timeout, want_200=True)
+    else:
+        # Where `run` serves, if it was started from this environment and its prestart moved it.
+        ok, message = probe(served_bind(config.bind), path, timeout)
     print(message, file=sys.stdout if ok else sys.stderr)
     return 0 if ok else 1
 
@@ -184,6 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--path", default="/", help="request path (default /)")
     p.add_argument("--timeout", default="5", help="seconds to wait, more than 0 (default 5)")
+    p.add_argument(
+        "--ready",
+        action="store_true",
+        help="ask the operations listener's /readyz (OPS_PORT) instead; exit 0 only on 200",
+    )
     p.set_defaults(func=cmd_probe)
     return parser
 

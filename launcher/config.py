@@ -78,6 +78,12 @@ class Config:
     unsupported: tuple[str, ...] = ()
 
     @property
+    def ops_bind(self) -> str:
+        """The operations listener's address as a bind string (``OPS_HOST:OPS_PORT``)."""
+        host = f"[{self.ops_host}]" if ":" in self.ops_host else self.ops_host
+        return f"{host}:{self.ops_port}"
+
+    @property
     def head_timeout(self) -> int:
         """Seconds a client has to send a complete request head, counted from connecting or from
         the end of the previous response: ``KEEP_ALIVE``, or its default when it is 0 (keep-alive
@@ -545,6 +551,15 @@ def resolve(
     else:
         ops_host = values["HOST"]
         sources["ops_host"] = "computed" if "HOST" in env else "default"
+
+    if values["OPS_PORT"] is not None:
+        clash = [
+            b for b in bind if not b.startswith("unix:") and b.rpartition(":")[2] == str(values["OPS_PORT"])
+        ]
+        if clash:
+            raise ConfigError.bad_value(
+                "OPS_PORT", str(values["OPS_PORT"]), f"a port other than the app's ({clash[0]})"
+            )
 
     reload_dirs = tuple(str((app_dir / d).absolute()) for d in values["RELOAD_DIRS"])
     sources["reload_dirs"] = sources["RELOAD_DIRS"]

@@ -42,8 +42,9 @@ def _open(address: Address, timeout: float) -> socket.socket:
     return socket.create_connection((address.host, address.port), timeout)
 
 
-def probe(bind: str, path: str = "/", timeout: float = 5.0) -> tuple[bool, str]:
-    """Send ``GET path`` to ``bind``; any HTTP status counts as alive (the server answered).
+def probe(bind: str, path: str = "/", timeout: float = 5.0, *, want_200: bool = False) -> tuple[bool, str]:
+    """Send ``GET path`` to ``bind``; any HTTP status counts as alive (the server answered),
+    or with ``want_200`` only 200 (``probe --ready``: the master's ``/readyz``).
 
     The message names the address connected to (``127.0.0.1:80`` for a bind of ``0.0.0.0:80``,
     the socket path for ``unix:``), not the bind string.
@@ -61,7 +62,8 @@ def probe(bind: str, path: str = "/", timeout: float = 5.0) -> tuple[bool, str]:
             peer = _shown(conn.sock.family, conn.sock.getpeername())
         conn.request("GET", path, headers={"User-Agent": "asgi-launcher-probe"})
         response = conn.getresponse()
-        return True, f"{peer}: HTTP {response.status} {response.reason}"
+        ok = response.status == 200 or not want_200
+        return ok, f"{peer}: HTTP {response.status} {response.reason}"
     except (OSError, http.client.HTTPException) as exc:
         return False, f"{peer}: no HTTP answer ({type(exc).__name__}: {exc})"
     finally:

@@ -177,6 +177,8 @@ def serve(environ: MutableMapping[str, str]) -> int:
     if status != 0:
         return status
     check_can_listen(config.bind)
+    if config.ops_port:
+        check_can_listen((config.ops_bind,), "OPS_PORT")
     # Workers (forked or spawned) find the app the same way the preflight did.
     if config.app_dir not in sys.path:
         sys.path.insert(0, config.app_dir)
