@@ -56,6 +56,7 @@ TARGETS = {
     "default_vs_reference": 1.0,  # default backend / the reference image's setup, at least
     "access_log_vs_server": 1.0,  # the launcher's text access log / the server's own, at least
     "access_log_on_vs_off": 0.95,  # access log on / off, at least
+    "metrics_on_vs_off": 0.95,  # OPS_PORT metrics on / off, at least
 }
 #: A spread (max / min) above this across samples of one setup is flagged as noisy or bimodal.
 NOISY = 1.2
@@ -71,6 +72,8 @@ class Setup:
 
     def command(self, port: int) -> tuple[list[str], dict[str, str]]:
         values = {"bind": f"127.0.0.1:{port}", "port": str(port)}
+        if any("{ops_port}" in v for v in self.env.values()):
+            values["ops_port"] = str(free_port())
         return [a.format(**values) for a in self.argv], {k: v.format(**values) for k, v in self.env.items()}
 
 
@@ -115,6 +118,7 @@ SETUPS = {
         _direct("uvicorn --workers 2", "uvicorn", f"--workers {WORKERS} --host 127.0.0.1 --port {{port}}"),
         *(_launcher(b, " access log off", ACCESS_LOG="") for b in ("gunicorn", "hypercorn", "granian")),
         *(_launcher(b, " json access log", LOG_FORMAT="json") for b in ("gunicorn", "hypercorn", "granian")),
+        *(_launcher(b, " metrics", OPS_PORT="{ops_port}") for b in ("gunicorn", "hypercorn", "granian")),
     ]
 }
 
@@ -169,6 +173,12 @@ LOGGING_COMPARISONS = [
         ),
     )
 ]
+#: `--metrics`: the operations listener with Prometheus metrics (a pipeline layer writing each
+#: request to prometheus_client's multiprocess files) on against off.
+METRICS_COMPARISONS = [
+    Comparison(f"{b}: metrics on vs off", f"launcher {b} metrics", f"launcher {b}", "metrics_on_vs_off")
+    for b in BACKENDS
+]
 LOADS = {  # name -> (path, connections)
     "plaintext c64": ("/plaintext", 64),
     "json c64": ("/json", 64),
@@ -188,9 +198,11 @@ class Plan:
     warm_seconds: int
 
     @classmethod
-    def for_mode(cls, quick: bool, rounds: int, logging: bool = False) -> Plan:
+    def for_mode(cls, quick: bool, rounds: int, logging: bool = False, metrics: bool = False) -> Plan:
         if logging:
             return cls(True, LOGGING_COMPARISONS, ["plaintext c64"], rounds, 2, 1)
+        if metrics:
+            return cls(True, METRICS_COMPARISONS, ["plaintext c64"], rounds, 2, 1)
         if quick:
             return cls(True, COMPARISONS[:3], ["plaintext c64"], 2, 2, 1)
         return cls(False, COMPARISONS, list(LOADS), rounds, 2, 1)
@@ -786,16 +798,21 @@ def main() -> int:
         action="store_true",
         help="only the access-log comparisons (about 4 minutes with --rounds 3)",
     )
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="only the metrics on/off comparisons (about 2 minutes with --rounds 3)",
+    )
     args = parser.parse_args()
     # Stopped from outside, still stop the servers it started (the `finally` blocks do).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.self_check:
         return self_check()
-    plan = Plan.for_mode(args.quick, args.rounds, args.logging)
+    plan = Plan.for_mode(args.quick, args.rounds, args.logging, args.metrics)
     result = run(plan, None if plan.quick else args.out)
-    if args.logging:
+    if args.logging or args.metrics:
         for name, c in result["comparisons"].items():
-            comparison = next(x for x in LOGGING_COMPARISONS if x.name == name)
+            comparison = next(x for x in plan.comparisons if x.name == name)
             ratio, ci = c["ratio"]["median"], c.get("ratio_ci95")
             target = TARGETS[comparison.target or ""]
             print(
