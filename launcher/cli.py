@@ -147,6 +147,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from launcher.startup import serve
 
+    if getattr(args, "reload", False):
+        os.environ["RELOAD"] = "true"  # the same as the variable, and what `config` would show
     return serve(os.environ)
 
 
@@ -161,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser(
         "run", help="serve the app (the default)", description="Run prestart, then serve the app."
+    )
+    p.add_argument(
+        "--reload",
+        action="store_true",
+        help="development: one worker, restarted when a .py file under APP_DIR changes (RELOAD=true)",
     )
     p.set_defaults(func=cmd_run)
     p = sub.add_parser(

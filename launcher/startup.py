@@ -81,6 +81,10 @@ def prepare_with_warnings(env: Mapping[str, str]) -> Prepared:
     memory = memory_warning(config, formula)  # workers asked for that the memory limit cannot hold
     if memory is not None:
         warnings.append(memory)
+    from launcher import reload
+
+    reload.check_settings(config)  # what RELOAD cannot honour: refused by config and check too
+    warnings.extend(reload.warnings(config))
     return Prepared(backend, config, tuple(warnings), describe_workers(config, formula))
 
 
@@ -120,6 +124,10 @@ def serve(environ: MutableMapping[str, str]) -> int:
     # run in a child while this process loads the backend: start-up costs the longer of the
     # two, not their sum. (The bare Backend resolves the server-independent part of the contract.)
     early = resolve(environ, Backend)
+    if early.reload:
+        # The reloader's import check leaves no .pyc that an edit within the same second could
+        # be served from (launcher.reload.forget_bytecode).
+        sys.dont_write_bytecode = True
     check = start_app_check(early) if early.prestart is None else None
     try:
         prepared = prepare_with_warnings(environ)
@@ -129,6 +137,10 @@ def serve(environ: MutableMapping[str, str]) -> int:
         raise
     config = prepared.config
     try:
+        if config.reload:
+            from launcher.reload import require_watchfiles
+
+            require_watchfiles()  # exit 2 before prestart, not after
         _check_log_config(config)
     except BaseException:
         if check:
@@ -164,6 +176,10 @@ def serve(environ: MutableMapping[str, str]) -> int:
             if prepared.config.log_config != config.log_config:
                 _check_log_config(prepared.config)
     backend, config = prepared.backend, prepared.config
+    if config.reload:
+        from launcher.reload import require_watchfiles
+
+        require_watchfiles()  # prestart may have exported RELOAD=true
     for warning in prepared.warnings:
         say(f"warning: {warning}")
     if check is None:
@@ -185,13 +201,22 @@ def serve(environ: MutableMapping[str, str]) -> int:
     pythonpath = environ.get("PYTHONPATH", "")
     if config.app_dir not in pythonpath.split(os.pathsep):
         environ["PYTHONPATH"] = os.pathsep.join(p for p in (config.app_dir, pythonpath) if p)
+    if config.reload:
+        from launcher.reload import workers_line
+
+        workers = workers_line(config)
+    else:
+        workers = prepared.workers_line or describe_workers(config)
     say(
-        f"serving {config.app} from {config.app_dir} with {config.backend} on "
-        f"{', '.join(config.bind)}: {prepared.workers_line or describe_workers(config)}"
+        f"serving {config.app} from {config.app_dir} with {config.backend} on {', '.join(config.bind)}: {workers}"
     )
     # `probe` (the health check) does not get what prestart exported: tell it where we serve.
     # (Imported only here: `config`, `check` and `probe` never write it.)
     from launcher.probe import serving_state
 
     with serving_state(config.bind, bind_before_prestart, say):
+        if config.reload:  # one worker in a child, restarted on changes, under every backend
+            from launcher.reload import serve_reloading
+
+            return serve_reloading(config, environ, say)
         return backend.run(config)

@@ -1,0 +1,460 @@
+"""Development reload (``RELOAD=true``, ``asgi-launcher run --reload``): one launcher feature,
+the same under every backend.
+
+``serve`` resolves, runs prestart once, checks the app and the address exactly as for ``run``;
+then, instead of becoming the server, the launcher process becomes a reloader. It watches
+``$APP_DIR`` and ``RELOAD_DIRS`` with watchfiles and runs the selected backend, unchanged, with
+one worker in a child process (``python -m launcher.reload``: a fresh interpreter with the
+post-prestart environment, which runs no prestart). On a change it stops the child (SIGTERM,
+``RESTART_GRACE`` to drain, then SIGKILL for its whole process group) and starts a new one.
+
+Why a fresh interpreter and not a fork: the reloader runs watchfiles' thread, and forking a
+process with threads can copy a lock another thread holds. ``subprocess`` execs at once (no
+Python code runs between fork and exec), and the child forks its own import check and workers
+from a process with no such thread.
+
+Why each child checks the app before serving: a broken edit then shows its one traceback (or
+one line) and the child exits, instead of a backend restarting a worker that cannot boot over
+and over; the reloader says so once and waits for the next change.
+
+The child runs in its own process group, so stopping it reaches what it started (workers, the
+import check) and Ctrl-C in a terminal reaches only the reloader, which stops the child once.
+The child dies with the reloader (``PR_SET_PDEATHSIG``), so a reloader killed with SIGKILL
+leaves nothing serving.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib.util
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path, PurePath
+from types import FrameType
+from typing import Any
+
+from launcher.config import Config
+from launcher.errors import EXIT_CONFIG, ConfigError
+
+#: Files whose changes restart the server when ``RELOAD_INCLUDE`` adds none.
+PATTERNS = ("*.py",)
+
+#: What to install when watchfiles is missing (the ``reload`` extra).
+INSTALL_HINT = "pip install 'asgi-launcher[reload]'"
+
+#: Seconds a child being replaced gets to finish what it serves before it is killed: an edit is
+#: to be served within 2 s, and a development server rarely has a long request in flight.
+RESTART_GRACE = 1.0
+
+#: On SIGTERM, the child gets GRACEFUL_TIMEOUT (its backend enforces it) plus this margin.
+STOP_MARGIN = 5.0
+
+#: Seconds the processes of a stopped child get to be gone (their listening sockets closed).
+GONE_DEADLINE = 5.0
+
+#: Seconds the watcher gets to start watching before the reloader gives up.
+WATCH_START_DEADLINE = 10.0
+
+#: watchfiles: at most this long (ms) to gather a burst of changes (an editor's save, a
+#: ``git checkout``), and this long (ms) of quiet ends a burst.
+DEBOUNCE_MS = 400
+STEP_MS = 50
+#: How often (ms) the watcher returns without a change: its first return says it is watching.
+RUST_TIMEOUT_MS = 100
+
+_PR_SET_PDEATHSIG = 1
+
+
+# -- what the configuration allows -----------------------------------------------------------
+
+
+def check_settings(config: Config) -> None:
+    """Refuse, with one line naming the variables, what ``RELOAD`` cannot honour.
+
+    ``SHUTDOWN_DELAY``: every restart stops the server with SIGTERM, so each edit would wait
+    it out before being served (and nothing probes readiness in development).
+    """
+    if not config.reload:
+        return
+    if config.shutdown_delay:
+        raise ConfigError(
+            f"RELOAD=true cannot be used with SHUTDOWN_DELAY={config.shutdown_delay!r}: "
+            "every restart would wait for it; unset SHUTDOWN_DELAY (or RELOAD)"
+        )
+
+
+def warnings(config: Config) -> list[str]:
+    """One line each for settings ``RELOAD`` overrides or that mean nothing without it."""
+    found: list[str] = []
+    source = config.sources.get("workers", "")
+    if config.reload and config.workers > 1 and not source.startswith(("computed", "default")):
+        asker = f"{source.removeprefix('env:')}={config.workers}" if source.startswith("env:") else source
+        found.append(f"RELOAD serves with one worker, not the {config.workers} that {asker} asks for")
+    if not config.reload:
+        unused = [
+            name
+            for name, value in (
+                ("RELOAD_DIRS", config.reload_dirs),
+                ("RELOAD_INCLUDE", config.reload_include),
+            )
+            if value
+        ]
+        if unused:
+            found.append(
+                f"{' and '.join(unused)} {'is' if len(unused) == 1 else 'are'} set but RELOAD is not true: nothing is watched"
+            )
+    return found
+
+
+def require_watchfiles() -> None:
+    """Exit 2 with the install line, before prestart, if the watcher is missing."""
+    try:
+        import watchfiles  # noqa: F401
+    except ImportError:
+        raise ConfigError(f"RELOAD=true needs watchfiles, which is not installed: {INSTALL_HINT}") from None
+
+
+def watched_dirs(config: Config) -> tuple[str, ...]:
+    """``$APP_DIR`` and ``RELOAD_DIRS``, once each, in that order."""
+    return tuple(dict.fromkeys((config.app_dir, *config.reload_dirs)))
+
+
+def patterns(config: Config) -> tuple[str, ...]:
+    return tuple(dict.fromkeys((*PATTERNS, *config.reload_include)))
+
+
+def workers_line(config: Config) -> str:
+    """The worker count in the ``serving ...`` line."""
+    return f"1 worker, restarted on a change to {', '.join(patterns(config))} (RELOAD)"
+
+
+def matches(path: str, globs: Iterable[str]) -> bool:
+    """Whether ``path`` is a file ``RELOAD`` acts on: a glob matches its name, or its last
+    components (``templates/*.html``), as ``pathlib.PurePath.match`` does."""
+    pure = PurePath(path)
+    return any(pure.match(glob) for glob in globs)
+
+
+def _describe(paths: Sequence[str], dirs: Sequence[str]) -> str:
+    def short(path: str) -> str:
+        for d in dirs:
+            with contextlib.suppress(ValueError):
+                return str(Path(path).relative_to(d))
+        return path
+
+    names = sorted(short(p) for p in paths)
+    if not names:
+        return "a file"
+    return names[0] if len(names) == 1 else f"{names[0]} and {len(names) - 1} more"
+
+
+# -- the reloader (the launcher's own process) ------------------------------------------------
+
+
+def forget_bytecode(paths: Iterable[str]) -> None:
+    """Remove the cached bytecode of the changed ``.py`` files among ``paths``.
+
+    A ``.pyc`` is checked against its source's mtime in whole seconds and its size, so an edit
+    made within the same second as the one before, keeping the size, would be served from the
+    stale file. (The reloader's own import check writes none: ``sys.dont_write_bytecode``.)
+    """
+    for path in paths:
+        if not path.endswith(".py"):
+            continue
+        for optimization in ("", "1", "2"):
+            with contextlib.suppress(OSError, ValueError, NotImplementedError):
+                os.unlink(importlib.util.cache_from_source(path, optimization=optimization))
+
+
+def _exited(pid: int) -> bool:
+    """Whether child ``pid`` has exited, without reaping it: until it is reaped its pid, which is
+    also its process group's id, cannot be reused, so signalling the group stays safe."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def _live_members(pgid: int) -> list[int]:
+    """The processes of group ``pgid`` that still run (zombies have closed their sockets)."""
+    members = []
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+                members.append(int(entry))
+    return members
+
+
+class Reloader:
+    """Watches the files, runs one child server at a time, and stops everything on a signal."""
+
+    def __init__(self, config: Config, environ: Mapping[str, str], say: Callable[[str], None]) -> None:
+        self.config = config
+        self.environ = dict(environ)
+        self.say = say
+        self.dirs = watched_dirs(config)
+        self.globs = patterns(config)
+        self.changes: queue.Queue[list[str] | BaseException] = queue.Queue()
+        self.watching = threading.Event()
+        self.stop_watching = threading.Event()
+        self.stop_signal: int | None = None
+        self.kill_now = False
+        self.restart_asked = False
+        self.child: subprocess.Popen[bytes] | None = None
+
+    # -- signals -------------------------------------------------------------------------
+
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        if self.stop_signal is not None:
+            self.kill_now = True  # a second stop signal: do not wait for the drain
+        self.stop_signal = signum
+
+    def _on_hup(self, signum: int, frame: FrameType | None) -> None:
+        self.restart_asked = True
+
+    def _on_forward(self, signum: int, frame: FrameType | None) -> None:
+        child = self.child
+        if child is not None and not _exited(child.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signum)
+
+    def _install(self) -> dict[int, Any]:
+        handlers: dict[int, Callable[[int, FrameType | None], None]] = {
+            signal.SIGTERM: self._on_stop,
+            signal.SIGINT: self._on_stop,
+            signal.SIGQUIT: self._on_stop,
+            signal.SIGHUP: self._on_hup,
+            signal.SIGUSR1: self._on_forward,  # reopen log files: the child's backend does it
+        }
+        return {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+
+    # -- the watcher thread --------------------------------------------------------------
+
+    def _watch(self) -> None:
+        """Put every burst of matching changes on the queue (an exception if watching fails)."""
+        try:
+            import watchfiles
+
+            globs = self.globs
+
+            class Filter(watchfiles.DefaultFilter):
+                def __call__(self, change: watchfiles.Change, path: str) -> bool:
+                    return super().__call__(change, path) and matches(path, globs)
+
+            for batch in watchfiles.watch(
+                *self.dirs,
+                watch_filter=Filter(),
+                debounce=DEBOUNCE_MS,
+                step=STEP_MS,
+                rust_timeout=RUST_TIMEOUT_MS,
+                yield_on_timeout=True,
+                stop_event=self.stop_watching,
+                raise_interrupt=False,
+            ):
+                self.watching.set()
+                if batch:
+                    self.changes.put(sorted({path for _, path in batch}))
+        except BaseException as exc:  # reported by the main thread, which stops
+            self.changes.put(exc)
+        finally:
+            self.watching.set()
+
+    # -- children ------------------------------------------------------------------------
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.child = subprocess.Popen(
+            [sys.executable, "-m", "launcher.reload", str(os.getpid())],
+            env=self.environ,
+            process_group=0,
+        )
+        return self.child
+
+    def _wait_gone(self, child: subprocess.Popen[bytes], grace: float) -> None:
+        """Wait up to ``grace`` s for ``child`` to exit, then kill what is left of its group and
+        wait for it to be gone, so the next child can bind the same address."""
+        deadline = time.monotonic() + grace
+        while not _exited(child.pid) and time.monotonic() < deadline and not self.kill_now:
+            time.sleep(0.02)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.pid, signal.SIGKILL)  # leftovers (workers, its import check), or it
+        child.wait()
+        deadline = time.monotonic() + GONE_DEADLINE
+        while _live_members(child.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.child = None
+
+    def _stop(self, child: subprocess.Popen[bytes], grace: float) -> None:
+        if not _exited(child.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGTERM)  # the child's backend drains its worker
+        self._wait_gone(child, grace)
+
+    def _report_exit(self, child: subprocess.Popen[bytes]) -> None:
+        self._wait_gone(child, 0)
+        status = child.returncode
+        if status < 0:
+            how = f"was killed by {signal.Signals(-status).name}"
+        else:
+            how = f"exited with status {status}"
+        self.say(f"the server {how}; waiting for a change to restart it")
+
+    def _next_changes(self, timeout: float) -> list[str] | None:
+        """The changed paths of every burst queued within ``timeout`` (None: none)."""
+        try:
+            item = self.changes.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        paths: set[str] = set()
+        while True:
+            if isinstance(item, BaseException):
+                raise item
+            paths.update(item)
+            try:
+                item = self.changes.get_nowait()
+            except queue.Empty:
+                return sorted(paths)
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Serve until SIGTERM, SIGINT or SIGQUIT (exit 0), restarting the server on changes."""
+        previous = self._install()
+        watcher = threading.Thread(target=self._watch, name="asgi-launcher-reload", daemon=True)
+        try:
+            watcher.start()
+            # The first child starts only once the watcher watches: an edit made at any moment
+            # after that is seen, and one made before is what the first child imports.
+            deadline = time.monotonic() + WATCH_START_DEADLINE
+            while not self.watching.wait(0.05):
+                if self.stop_signal is not None:
+                    return 0
+                if time.monotonic() > deadline:
+                    self.say(f"error: the watcher did not start within {WATCH_START_DEADLINE:g}s")
+                    return 1
+            if not self.changes.empty() and not watcher.is_alive():
+                return self._watch_failed()
+            self.say(f"reload: watching {', '.join(self.dirs)} for changes to {', '.join(self.globs)}")
+            child: subprocess.Popen[bytes] | None = self._start()
+            while self.stop_signal is None:
+                try:
+                    changed = self._next_changes(0.05)
+                except BaseException as exc:
+                    self.say(f"error: watching {', '.join(self.dirs)} failed: {exc}")
+                    return 1
+                if changed is not None or self.restart_asked:
+                    if changed is not None:
+                        self.say(f"{_describe(changed, self.dirs)} changed: restarting the server")
+                        forget_bytecode(changed)
+                    else:
+                        self.say("got SIGHUP: restarting the server")
+                    self.restart_asked = False
+                    if child is not None:
+                        self._stop(child, RESTART_GRACE)
+                    if self.stop_signal is not None:
+                        break
+                    child = self._start()
+                elif child is not None and _exited(child.pid):
+                    self._report_exit(child)
+                    child = None
+            name = signal.Signals(self.stop_signal).name
+            if child is not None:
+                self.say(f"got {name}: stopping the server")
+                self._stop(child, self.config.graceful_timeout + STOP_MARGIN)
+            return 0
+        finally:
+            self.stop_watching.set()
+            if self.child is not None:  # an unexpected error: leave nothing behind
+                self._wait_gone(self.child, 0)
+            watcher.join(2)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _watch_failed(self) -> int:
+        item = self.changes.get_nowait()
+        self.say(f"error: cannot watch {', '.join(self.dirs)}: {item}")
+        return 1
+
+
+def serve_reloading(config: Config, environ: Mapping[str, str], say: Callable[[str], None]) -> int:
+    """``serve``'s last step under ``RELOAD``: the app checked, the address free, prestart done."""
+    return Reloader(config, environ, say).run()
+
+
+# -- the child (python -m launcher.reload PARENT_PID) -----------------------------------------
+
+
+def _die_with(parent: int) -> bool:
+    """SIGKILL from the kernel when the reloader dies; False if it is already gone."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    return os.getppid() == parent
+
+
+def serve_child(environ: Mapping[str, str]) -> int:
+    """Check the app, then run the backend with one worker: ``serve`` without prestart (the
+    reloader ran it; ``environ`` has what it exported) and without the start-up lines."""
+    from launcher.addresses import check_can_listen
+    from launcher.backend import Backend
+    from launcher.config import resolve
+    from launcher.preflight import start_app_check
+    from launcher.startup import prepare_with_warnings
+
+    check = start_app_check(resolve(environ, Backend))  # overlaps loading the backend
+    try:
+        prepared = prepare_with_warnings(environ)
+        config = dataclasses.replace(prepared.config, workers=1)
+        if (check.app, check.app_dir) != (config.app, config.app_dir):
+            check.cancel()  # a config file moved the app: check what will be served
+            check = start_app_check(config)
+        prepared.backend.preload(config)
+    except BaseException:
+        check.cancel()
+        raise
+    status = check.result()
+    if status != 0:
+        return status
+    check_can_listen(config.bind)
+    if config.app_dir not in sys.path:
+        sys.path.insert(0, config.app_dir)
+    return prepared.backend.run(config)
+
+
+def child_main(argv: Sequence[str]) -> int:
+    from launcher.logs import launcher_line
+
+    if not argv or not argv[0].isdigit() or not _die_with(int(argv[0])):
+        return 0  # not started by a reloader, or it is gone: nothing to serve for
+    if os.environ.get("LOG_FORMAT", "").strip().lower() == "json":
+        from launcher.logs import use_json_console
+
+        use_json_console()
+    try:
+        return serve_child(os.environ)
+    except ConfigError as exc:
+        print(launcher_line(str(exc), "error"), file=sys.stderr, flush=True)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(child_main(sys.argv[1:]))
