@@ -1,0 +1,113 @@
+"""The metrics layer's batching: what it writes equals what ``Histogram.observe`` would have.
+
+Each test runs in a fresh interpreter: ``prometheus_client`` picks its multiprocess value class
+from ``PROMETHEUS_MULTIPROC_DIR`` when it is first imported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("prometheus_client")
+
+SCRIPT = r"""
+import asyncio, json, sys
+from launcher.metrics import ServerMetrics
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.multiprocess import MultiProcessCollector
+
+durations = [0.001, 0.004, 0.03, 0.2, 3.0, 20.0]
+sizes = [0, 5, 100, 2_000, 50_000_000]
+
+async def app(scope, receive, send):
+    if scope["path"] == "/raise":
+        raise RuntimeError("boom")
+    await send({"type": "http.response.start", "status": int(scope["path"][1:]), "headers": []})
+    await send({"type": "http.response.body", "body": b"x" * scope["size"], "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+async def noop(message): pass
+async def receive(): return {"type": "http.request"}
+
+async def main():
+    layer = ServerMetrics(app)
+    for size in sizes:
+        await layer({"type": "http", "method": "GET", "path": "/200", "size": size}, receive, noop)
+    await layer({"type": "http", "method": "BREW", "path": "/418", "size": 1}, receive, noop)
+    try:
+        await layer({"type": "http", "method": "POST", "path": "/raise", "size": 0}, receive, noop)
+    except RuntimeError:
+        pass
+    before = collect()
+    layer.flush()
+    return before, collect()
+
+def collect():
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=sys.argv[1])
+    out = {}
+    for family in registry.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_count") or sample.name.endswith("_sum") or sample.name == "http_server_active_requests":
+                key = sample.name + json.dumps(sample.labels, sort_keys=True)
+                out[key] = sample.value
+            if sample.name == "http_server_response_body_size_bytes_bucket":
+                out[sample.name + json.dumps(sample.labels, sort_keys=True)] = sample.value
+    return out
+
+before, after = asyncio.run(main())
+print(json.dumps({"before": before, "after": after}))
+"""
+
+
+def run(tmp_path: Path) -> dict[str, dict[str, float]]:
+    directory = tmp_path / "multiproc"
+    directory.mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(directory)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, dict[str, float]] = json.loads(done.stdout)
+    return result
+
+
+def key(name: str, **labels: str) -> str:
+    return name + json.dumps(labels, sort_keys=True)
+
+
+def test_counts_reach_the_files_at_the_flush_and_match_observe(tmp_path: Path) -> None:
+    result = run(tmp_path)
+    ok = {"http_request_method": "GET", "http_response_status_code": "200"}
+    count = key("http_server_request_duration_seconds_count", **ok)
+    # Nothing is written per request: that is the point of the batching.
+    assert result["before"].get(count, 0) == 0
+    after = result["after"]
+    assert after[count] == 5
+    assert after[key("http_server_response_body_size_bytes_sum", **ok)] == 0 + 5 + 100 + 2_000 + 50_000_000
+    # Cumulative buckets as Histogram.observe would have made them (le is inclusive).
+    buckets = {"100.0": 3, "1000.0": 3, "10000.0": 4, "1e+07": 4, "+Inf": 5}
+    for le, expected in buckets.items():
+        assert after[key("http_server_response_body_size_bytes_bucket", le=le, **ok)] == expected, le
+
+
+def test_unknown_methods_are_other_and_an_exception_is_a_500(tmp_path: Path) -> None:
+    after = run(tmp_path)["after"]
+    other = {"http_request_method": "_OTHER", "http_response_status_code": "418"}
+    assert after[key("http_server_request_duration_seconds_count", **other)] == 1
+    assert not any("BREW" in k for k in after)
+    raised = {"http_request_method": "POST", "http_response_status_code": "500"}
+    assert after[key("http_server_request_duration_seconds_count", **raised)] == 1
+
+
+def test_active_requests_are_back_to_zero(tmp_path: Path) -> None:
+    after = run(tmp_path)["after"]
+    active = [v for k, v in after.items() if k.startswith("http_server_active_requests")]
+    assert active
+    assert all(v == 0 for v in active)
