@@ -5,8 +5,9 @@ the same under every backend.
 then, instead of becoming the server, the launcher process becomes a reloader. It watches
 ``$APP_DIR`` and ``RELOAD_DIRS`` with watchfiles and runs the selected backend, unchanged, with
 one worker in a child process (``python -m launcher.reload``: a fresh interpreter with the
-post-prestart environment, which runs no prestart). On a change it stops the child (SIGTERM,
-``RESTART_GRACE`` to drain, then SIGKILL for its whole process group) and starts a new one.
+post-prestart environment, which runs no prestart). On a change it starts the next child, stops
+the current one (SIGTERM, ``RESTART_GRACE`` to drain, then SIGKILL for its whole process group),
+and lets the next one bind once the current one is gone.
 
 Why a fresh interpreter and not a fork: the reloader runs watchfiles' thread, and forking a
 process with threads can copy a lock another thread holds. ``subprocess`` execs at once (no
@@ -199,8 +200,38 @@ def _live_members(pgid: int) -> list[int]:
     return members
 
 
+@dataclasses.dataclass
+class _Child:
+    """One server the reloader started: its process, and the pipe that tells it to serve."""
+
+    proc: subprocess.Popen[bytes]
+    go: int | None  # write end; None once the child was told (or never will be)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def release(self) -> None:
+        """Let the child bind and serve (it has loaded everything and checked the app)."""
+        if self.go is not None:
+            with contextlib.suppress(OSError):  # it may have exited already: it said why
+                os.write(self.go, b"g")
+            self.close()
+
+    def close(self) -> None:
+        """End of file without a go: a child still waiting exits at once, serving nothing."""
+        if self.go is not None:
+            os.close(self.go)
+            self.go = None
+
+
 class Reloader:
-    """Watches the files, runs one child server at a time, and stops everything on a signal."""
+    """Watches the files, runs one child server at a time, and stops everything on a signal.
+
+    On a change the next child is started at once and loads the backend and checks the app
+    while the current one drains; it binds only when the current one is gone (``_Child.go``),
+    so a restart costs the longer of the two rather than their sum.
+    """
 
     def __init__(self, config: Config, environ: Mapping[str, str], say: Callable[[str], None]) -> None:
         self.config = config
@@ -214,7 +245,8 @@ class Reloader:
         self.stop_signal: int | None = None
         self.kill_now = False
         self.restart_asked = False
-        self.child: subprocess.Popen[bytes] | None = None
+        self.serving: _Child | None = None  # the child told to serve, until it is gone
+        self.live: list[_Child] = []  # every child not yet reaped
 
     # -- signals -------------------------------------------------------------------------
 
@@ -227,7 +259,7 @@ class Reloader:
         self.restart_asked = True
 
     def _on_forward(self, signum: int, frame: FrameType | None) -> None:
-        child = self.child
+        child = self.serving
         if child is not None and not _exited(child.pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child.pid, signum)
@@ -275,39 +307,57 @@ class Reloader:
 
     # -- children ------------------------------------------------------------------------
 
-    def _start(self) -> subprocess.Popen[bytes]:
+    def _start(self) -> _Child:
+        """A new child: it loads and checks everything, then waits to be released."""
         sys.stdout.flush()
         sys.stderr.flush()
-        self.child = subprocess.Popen(
-            [sys.executable, "-m", "launcher.reload", str(os.getpid())],
-            env=self.environ,
-            process_group=0,
-        )
-        return self.child
+        read_fd, write_fd = os.pipe()
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "launcher.reload", str(os.getpid()), str(read_fd)],
+                env=self.environ,
+                process_group=0,
+                pass_fds=(read_fd,),
+            )
+        except BaseException:
+            os.close(write_fd)
+            raise
+        finally:
+            os.close(read_fd)
+        child = _Child(proc, write_fd)
+        self.live.append(child)
+        return child
 
-    def _wait_gone(self, child: subprocess.Popen[bytes], grace: float) -> None:
+    def _serve(self, child: _Child) -> None:
+        child.release()
+        self.serving = child
+
+    def _wait_gone(self, child: _Child, grace: float) -> None:
         """Wait up to ``grace`` s for ``child`` to exit, then kill what is left of its group and
         wait for it to be gone, so the next child can bind the same address."""
+        child.close()
         deadline = time.monotonic() + grace
         while not _exited(child.pid) and time.monotonic() < deadline and not self.kill_now:
             time.sleep(0.02)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(child.pid, signal.SIGKILL)  # leftovers (workers, its import check), or it
-        child.wait()
+        child.proc.wait()
         deadline = time.monotonic() + GONE_DEADLINE
         while _live_members(child.pid) and time.monotonic() < deadline:
             time.sleep(0.01)
-        self.child = None
+        self.live.remove(child)
+        if self.serving is child:
+            self.serving = None
 
-    def _stop(self, child: subprocess.Popen[bytes], grace: float) -> None:
+    def _stop(self, child: _Child, grace: float) -> None:
         if not _exited(child.pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child.pid, signal.SIGTERM)  # the child's backend drains its worker
         self._wait_gone(child, grace)
 
-    def _report_exit(self, child: subprocess.Popen[bytes]) -> None:
+    def _report_exit(self, child: _Child) -> None:
         self._wait_gone(child, 0)
-        status = child.returncode
+        status = child.proc.returncode
         if status < 0:
             how = f"was killed by {signal.Signals(-status).name}"
         else:
@@ -347,10 +397,11 @@ class Reloader:
                 if time.monotonic() > deadline:
                     self.say(f"error: the watcher did not start within {WATCH_START_DEADLINE:g}s")
                     return 1
-            if not self.changes.empty() and not watcher.is_alive():
-                return self._watch_failed()
+            if not watcher.is_alive() and not self.changes.empty():
+                self.say(f"error: cannot watch {', '.join(self.dirs)}: {self.changes.get_nowait()}")
+                return 1
             self.say(f"reload: watching {', '.join(self.dirs)} for changes to {', '.join(self.globs)}")
-            child: subprocess.Popen[bytes] | None = self._start()
+            self._serve(self._start())
             while self.stop_signal is None:
                 try:
                     changed = self._next_changes(0.05)
@@ -364,31 +415,26 @@ class Reloader:
                     else:
                         self.say("got SIGHUP: restarting the server")
                     self.restart_asked = False
-                    if child is not None:
-                        self._stop(child, RESTART_GRACE)
+                    successor = self._start()  # loads while the current one drains
+                    if self.serving is not None:
+                        self._stop(self.serving, RESTART_GRACE)
                     if self.stop_signal is not None:
                         break
-                    child = self._start()
-                elif child is not None and _exited(child.pid):
-                    self._report_exit(child)
-                    child = None
+                    self._serve(successor)
+                elif self.serving is not None and _exited(self.serving.pid):
+                    self._report_exit(self.serving)
             name = signal.Signals(self.stop_signal).name
-            if child is not None:
+            if self.serving is not None:
                 self.say(f"got {name}: stopping the server")
-                self._stop(child, self.config.graceful_timeout + STOP_MARGIN)
+                self._stop(self.serving, self.config.graceful_timeout + STOP_MARGIN)
             return 0
         finally:
             self.stop_watching.set()
-            if self.child is not None:  # an unexpected error: leave nothing behind
-                self._wait_gone(self.child, 0)
+            for child in list(self.live):  # a successor never released, or after an error
+                self._wait_gone(child, 0)
             watcher.join(2)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-
-    def _watch_failed(self) -> int:
-        item = self.changes.get_nowait()
-        self.say(f"error: cannot watch {', '.join(self.dirs)}: {item}")
-        return 1
 
 
 def serve_reloading(config: Config, environ: Mapping[str, str], say: Callable[[str], None]) -> int:
@@ -409,9 +455,18 @@ def _die_with(parent: int) -> bool:
     return os.getppid() == parent
 
 
-def serve_child(environ: Mapping[str, str]) -> int:
+def _released(go: int) -> bool:
+    """Wait for the reloader's go (True), or for it to give up on this child (False)."""
+    try:
+        return os.read(go, 1) == b"g"
+    finally:
+        os.close(go)
+
+
+def serve_child(environ: Mapping[str, str], go: int) -> int:
     """Check the app, then run the backend with one worker: ``serve`` without prestart (the
-    reloader ran it; ``environ`` has what it exported) and without the start-up lines."""
+    reloader ran it; ``environ`` has what it exported) and without the start-up lines. It binds
+    only once released through ``go``: the server it replaces may still be draining."""
     from launcher.addresses import check_can_listen
     from launcher.backend import Backend
     from launcher.config import resolve
@@ -426,9 +481,13 @@ def serve_child(environ: Mapping[str, str]) -> int:
             check.cancel()  # a config file moved the app: check what will be served
             check = start_app_check(config)
         prepared.backend.preload(config)
+        released = _released(go)
     except BaseException:
         check.cancel()
         raise
+    if not released:
+        check.cancel()
+        return 0
     status = check.result()
     if status != 0:
         return status
@@ -441,14 +500,14 @@ def serve_child(environ: Mapping[str, str]) -> int:
 def child_main(argv: Sequence[str]) -> int:
     from launcher.logs import launcher_line
 
-    if not argv or not argv[0].isdigit() or not _die_with(int(argv[0])):
+    if len(argv) != 2 or not all(a.isdigit() for a in argv) or not _die_with(int(argv[0])):
         return 0  # not started by a reloader, or it is gone: nothing to serve for
     if os.environ.get("LOG_FORMAT", "").strip().lower() == "json":
         from launcher.logs import use_json_console
 
         use_json_console()
     try:
-        return serve_child(os.environ)
+        return serve_child(os.environ, int(argv[1]))
     except ConfigError as exc:
         print(launcher_line(str(exc), "error"), file=sys.stderr, flush=True)
         return EXIT_CONFIG
