@@ -20,7 +20,7 @@ COPY pyproject.toml README.md /tmp/src/
 COPY launcher /tmp/src/launcher
 COPY plugins /tmp/src/plugins
 RUN python3 -m pip install /tmp/src /tmp/src/plugins/gunicorn-uvicorn /tmp/src/plugins/hypercorn \
-        /tmp/src/plugins/granian "starlette>=0.40" "dumb-init>=1.2" \
+        /tmp/src/plugins/granian /tmp/src/plugins/uvicorn "starlette>=0.40" "dumb-init>=1.2" \
     && rm -rf /tmp/src
 
 COPY conf/gunicorn_conf.py /gunicorn_conf.py

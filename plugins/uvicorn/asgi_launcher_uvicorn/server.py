@@ -1,0 +1,214 @@
+"""Uvicorn's server as every process of this backend runs it, and the sockets it serves on.
+
+Both modes (a supervised worker, ``asgi_launcher_uvicorn.supervisor``; the one process of
+``asgi_launcher_uvicorn.single``) serve the same thing, built here:
+
+* ``uvicorn.Config`` from the launcher's ``Config``: the loop and HTTP parser ``WORKER_CLASS``
+  names (uvloop + httptools by default, as the Gunicorn backend's ``UvicornWorker``),
+  ``KEEP_ALIVE``, ``GRACEFUL_TIMEOUT``, ``LOG_LEVEL``/``ERROR_LOG``; Uvicorn's own access log,
+  proxy headers, root path and request limit off, because the launcher's worker pipeline does
+  them, as under every backend;
+* the HTTP protocol with the launcher's request limits (``asgi_launcher_uvicorn.limits``);
+* ``LauncherServer``: Uvicorn's ``Server`` whose signal handling is the caller's (Uvicorn's own
+  would re-raise the signal after its shutdown and treat SIGINT from a terminal's process group
+  as a stop of every worker at once), which reports when it has started (the boot signal the
+  supervisor counts), retires gracefully for ``MAX_REQUESTS`` and does not drop connections
+  it accepted an instant before it stops.
+
+The listening sockets are made once, by the launcher's process, before any worker exists: the
+workers inherit them (fork), so while no worker is up (two retiring at once, a crash)
+connections wait in the backlog instead of being refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from uvicorn.config import Config as UvicornConfig
+from uvicorn.server import Server
+
+from asgi_launcher_uvicorn.limits import checked_protocol
+from launcher import Config, ServerTraits, parse_address
+
+#: WORKER_CLASS under this backend: the event loop and the HTTP/1.1 parser, as Uvicorn's
+#: ``--loop`` and ``--http`` take them. ``uvloop`` is what ``uvicorn_worker.UvicornWorker``
+#: serves with uvicorn[standard]; ``asyncio`` is its pure-Python ``UvicornH11Worker``.
+WORKER_CLASSES: dict[str, tuple[str, str]] = {
+    "uvloop": ("uvloop", "httptools"),
+    "asyncio": ("asyncio", "h11"),
+}
+
+#: Uvicorn closes open WebSockets with 1012 when it stops and its parsers refuse CONNECT; the
+#: protocols of ``asgi_launcher_uvicorn.limits`` check request heads: the pipeline need not.
+TRAITS = ServerTraits(
+    closes_websockets=True, refuses_connect=True, checks_requests=True, loggers=("uvicorn.error",)
+)
+
+#: Listen backlog (Uvicorn's and Gunicorn's default).
+BACKLOG = 2048
+#: How long a retiring worker (MAX_REQUESTS) waits for its keep-alive connections to close after
+#: their next response, before Uvicorn's shutdown closes the idle rest (as the Gunicorn backend).
+RETIRE_DRAIN = 1.0
+#: How long a stopping server keeps the connections it has just accepted before closing the
+#: ones that are still idle (see ``LauncherServer.shutdown``).
+SETTLE = 0.1
+
+
+def log_config(config: Config) -> dict[str, Any]:
+    """Uvicorn's loggers routed where ERROR_LOG says, at LOG_LEVEL, in Uvicorn's own layout.
+
+    The handler sits on ``uvicorn.error`` itself (Uvicorn's default puts it on the ``uvicorn``
+    parent), so that ``configure_logging`` can adopt it: JSON under ``LOG_FORMAT=json``, never
+    passed on to the root logger too. ``uvicorn.access`` has none: the pipeline writes the
+    access line.
+    """
+    handler: dict[str, Any]
+    if config.error_log is None:  # ERROR_LOG="": off
+        handler = {"class": "logging.NullHandler"}
+    elif config.error_log == "-":
+        handler = {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "default"}
+    else:
+        handler = {"class": "logging.FileHandler", "filename": config.error_log, "formatter": "default"}
+    level = config.log_level.upper()
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "default": {
+                "()": "uvicorn.logging.DefaultFormatter",
+                "fmt": "%(levelprefix)s %(message)s",
+                "use_colors": False,
+            }
+        },
+        "handlers": {"default": handler},
+        "loggers": {
+            "uvicorn": {"handlers": [], "level": level, "propagate": False},
+            "uvicorn.error": {"handlers": ["default"], "level": level, "propagate": False},
+            "uvicorn.access": {"handlers": [], "level": level, "propagate": False},
+        },
+    }
+
+
+def uvicorn_config(config: Config) -> tuple[UvicornConfig, ServerTraits]:
+    """Uvicorn's settings for a resolved launcher config, and what the server does itself.
+
+    Creating it sets up Uvicorn's loggers (``log_config``) in this process.
+    """
+    loop, http = WORKER_CLASSES[config.worker_class]
+    protocol, checked = checked_protocol(http, config)
+    uc = UvicornConfig(
+        app=_not_loaded,  # the pipeline's callable, set by the caller once it is built
+        loop=loop,
+        http=protocol,
+        ws="auto",
+        lifespan="auto",
+        interface="asgi3",  # the pipeline has adapted an ASGI 2 app already
+        log_config=log_config(config),
+        log_level=config.log_level,
+        access_log=False,  # the pipeline writes ACCESS_LOG, the same under every backend
+        proxy_headers=False,  # FORWARDED_ALLOW_IPS: the pipeline
+        root_path="",  # ROOT_PATH: the pipeline
+        limit_max_requests=None,  # MAX_REQUESTS: the pipeline
+        timeout_keep_alive=config.keep_alive,
+        timeout_graceful_shutdown=config.graceful_timeout,
+        backlog=BACKLOG,
+    )
+    return uc, TRAITS if checked else ServerTraits(
+        closes_websockets=True, refuses_connect=True, loggers=TRAITS.loggers
+    )
+
+
+async def _not_loaded(scope: Any, receive: Any, send: Any) -> None:  # pragma: no cover - replaced
+    raise RuntimeError("the worker pipeline was not set")
+
+
+class LauncherServer(Server):
+    """Uvicorn's server, minus its own signal handling, plus a boot report and a graceful retire.
+
+    Uvicorn's graceful stop closes every connection with no request in progress at once, and
+    one accepted a moment ago whose request has not been read yet counts as idle: under load a
+    server stopping (SIGHUP, MAX_REQUESTS, SIGTERM) would drop a few requests unanswered. Here it
+    stops accepting first, lets such connections deliver their request for ``SETTLE`` seconds,
+    then runs Uvicorn's shutdown, which finishes every request in progress.
+    """
+
+    def __init__(self, config: UvicornConfig, on_started: Callable[[], None] | None = None) -> None:
+        super().__init__(config)
+        self.on_started = on_started
+        self.servers: list[asyncio.base_events.Server] = []
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # The caller installs the launcher's signal table; Uvicorn's would replace it, and re-raise
+        # the signal after shutdown (the process would die by SIGTERM instead of exiting 0).
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)  # a failed lifespan startup exits 3 from here
+        if self.started and self.on_started is not None:
+            self.on_started()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.stop_accepting()
+        await asyncio.sleep(SETTLE)
+        await super().shutdown(sockets)
+
+    def stop_accepting(self) -> None:
+        for listener in self.servers:
+            listener.close()
+
+    def stop(self, now: bool = False) -> None:
+        """Begin the graceful stop (Uvicorn's ``should_exit``); ``now``: do not wait for requests."""
+        if now:
+            self.force_exit = True
+        self.should_exit = True
+
+    def retire(self) -> None:
+        """``MAX_REQUESTS``: stop accepting now (Uvicorn would notice ``should_exit`` only at its
+        next 0.1 s tick and accept meanwhile), give keep-alive connections ``RETIRE_DRAIN``
+        seconds (or ``KEEP_ALIVE``, if shorter) to end by themselves (the pipeline answers on
+        them with ``Connection: close``), then Uvicorn's graceful stop."""
+        self.stop_accepting()
+        delay = min(RETIRE_DRAIN, float(self.config.timeout_keep_alive or 0))
+        asyncio.get_running_loop().call_later(delay, self.stop)
+
+
+def create_sockets(binds: tuple[str, ...]) -> list[socket.socket]:
+    """Bind and listen on every ``BIND`` address, once, in the launcher's process.
+
+    The launcher has already checked each address (in use, stale unix socket removed,
+    permissions): what can still fail here is an ``OSError`` for the caller to report.
+    A unix socket gets the mode ``0o777 & ~umask``, as under every backend.
+    """
+    sockets: list[socket.socket] = []
+    try:
+        for bind in binds:
+            address = parse_address(bind)
+            sock = socket.socket(address.family, socket.SOCK_STREAM)
+            sockets.append(sock)
+            if address.family != socket.AF_UNIX:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if address.family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address.sockaddr)
+            sock.listen(BACKLOG)
+            sock.set_inheritable(True)
+    except OSError:
+        close_sockets(sockets, ())
+        raise
+    return sockets
+
+
+def close_sockets(sockets: list[socket.socket], binds: tuple[str, ...]) -> None:
+    """Close the listening sockets and remove the unix socket files this process created."""
+    for sock in sockets:
+        sock.close()
+    for bind in binds:
+        if bind.startswith("unix:"):
+            with contextlib.suppress(OSError):
+                os.unlink(bind[5:])
