@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import socket
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
@@ -45,6 +46,14 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     supervision: Supervision
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that closes without reading the whole answer (``probe --ready`` reads only the
+        # status) resets the connection; socketserver would print that traceback into the
+        # master's log at every health check.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
