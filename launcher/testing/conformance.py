@@ -17,8 +17,16 @@ on); the plugin's README should then say what its users lose. Helper processes t
 backend starts besides its workers (multiprocessing's resource tracker, say) are declared in
 ``extra_processes``; any other stray process fails the worker-count test.
 
+The operations listener (``OPS_PORT``: ``/livez``, ``/readyz``, ``/metrics``), ``SHUTDOWN_DELAY``
+and ``probe --ready`` are checked under every backend too (the ``test_ops_*`` tests): they come
+from ``launcher.supervision.Supervision``, so a plugin gets them by calling ``started()``,
+``spawned()``, ``exited()``/``forget()`` and ``giving_up()`` where its master does those things,
+and by building its workers' app with ``launcher.pipeline.build`` and the master's state
+directory. They need no capability switch.
+
 This module imports pytest; the rest of ``launcher`` never imports it. The WebSocket checks
-also need the ``websockets`` package (``websockets>=12``), imported only inside them.
+also need the ``websockets`` package (``websockets>=12``), imported only inside them; the
+metrics check needs ``prometheus_client`` (``asgi-launcher[metrics]``) and is skipped without it.
 """
 
 from __future__ import annotations
@@ -39,8 +47,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
 
+from launcher import metrics
+from launcher.supervision import EXIT_WORKERS_FAILING, CrashLoop
 from launcher.testing import apps
-from launcher.testing.process import Launcher, Load, free_port, run_launcher, start_launcher
+from launcher.testing.process import Launcher, Load, free_port, request, run_launcher, start_launcher
 
 if TYPE_CHECKING:
     from websockets.sync.client import ClientConnection
@@ -51,6 +61,7 @@ CONFIG_KEYS = frozenset(
         "backend", "app", "app_dir", "bind", "workers", "cpus", "worker_class", "log_level", "timeout",
         "graceful_timeout", "keep_alive", "access_log", "error_log", "config_file", "prestart", "sources",
         "memory_limit", "worker_memory", "max_worker_memory", "log_format", "log_config",
+        "ops_port", "ops_host", "shutdown_delay", "reload", "reload_dirs", "reload_include",
     }
 )  # fmt: skip
 
@@ -121,6 +132,28 @@ def close_code(ws: ClientConnection, timeout: float) -> int | None:
     except TimeoutError:
         raise AssertionError(f"the WebSocket is still open {timeout}s later") from None
     raise AssertionError(f"the WebSocket got {message!r} instead of a close frame")
+
+
+#: One sample line of the Prometheus text format: name, optional {labels}, value.
+PROMETHEUS_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
+PROMETHEUS_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def prometheus_samples(text: str) -> list[tuple[str, dict[str, str], float]]:
+    """Every sample of a Prometheus text exposition: (name, labels, value)."""
+    samples = []
+    for line in text.splitlines():
+        match = PROMETHEUS_SAMPLE.match(line)
+        if match is None or line.startswith("#"):
+            continue
+        name, labels, value = match.groups()
+        samples.append((name, dict(PROMETHEUS_LABEL.findall(labels or "")), float(value)))
+    return samples
+
+
+def metric_sum(text: str, name: str) -> float:
+    """The sum of every sample named exactly ``name``, whatever its labels (0 if there is none)."""
+    return sum(value for sample, _, value in prometheus_samples(text) if sample == name)
 
 
 class BackendConformance:
@@ -247,6 +280,180 @@ class BackendConformance:
         """An APP_DIR holding the kit's hello app as ``main.py``."""
         apps.install("hello", tmp_path)
         return tmp_path
+
+    @pytest.fixture
+    def ops_app(self, tmp_path: Path) -> Path:
+        """An APP_DIR holding the kit's ops app as ``main.py`` (lifespan controlled by env)."""
+        app_dir = tmp_path / "app"
+        apps.install("ops", app_dir)
+        return app_dir
+
+    # -- the operations listener (OPS_PORT) -------------------------------------------------
+
+    @staticmethod
+    def ops_env(ops_port: int, **more: str) -> dict[str, str]:
+        """OPS_PORT on 127.0.0.1 (not OPS_HOST's default, every address), without access lines."""
+        return {"OPS_PORT": str(ops_port), "OPS_HOST": "127.0.0.1", "ACCESS_LOG": "", **more}
+
+    @staticmethod
+    def ops_get(ops_port: int, path: str) -> tuple[int, bytes] | None:
+        """GET ``path`` on the operations listener: (status, body), None if nothing answers."""
+        try:
+            return request(ops_port, path, timeout=5)
+        except (OSError, http.client.HTTPException):
+            return None
+
+    def ops_status(self, ops_port: int, path: str) -> int | None:
+        answer = self.ops_get(ops_port, path)
+        return None if answer is None else answer[0]
+
+    def readiness(self, ops_port: int) -> tuple[int, dict[str, Any]] | None:
+        """``/readyz``: its status and JSON body, None if nothing answers."""
+        answer = self.ops_get(ops_port, "/readyz")
+        return None if answer is None else (answer[0], json.loads(answer[1]))
+
+    def booted(self, ops_port: int) -> int:
+        """``workers_booted`` as ``/readyz`` says (-1 if nothing answers)."""
+        state = self.readiness(ops_port)
+        return -1 if state is None else int(state[1]["workers_booted"])
+
+    def scrape(self, ops_port: int) -> str:
+        answer = self.ops_get(ops_port, "/metrics")
+        assert answer is not None and answer[0] == 200, answer
+        return answer[1].decode()
+
+    def probe_ready(self, app_dir: Path, ops_port: int) -> int:
+        """``asgi-launcher probe --ready``'s exit status, run from the launch's environment."""
+        env = self.env(app_dir, **self.ops_env(ops_port))
+        return run_launcher(env, ("probe", "--ready", "--timeout", "5"), timeout=20).returncode
+
+    def test_ops_readyz_follows_boot_and_shutdown_delay_keeps_serving(
+        self, ops_app: Path, tmp_path: Path
+    ) -> None:
+        # /readyz 503 while the workers wait in lifespan startup, 200 once both have booted;
+        # SIGTERM: /readyz 503 at once while new connections are still served for SHUTDOWN_DELAY,
+        # then exit 0; probe --ready follows /readyz.
+        gate, delay, ops_port = tmp_path / "boot-gate", 3, free_port()
+        env = self.ops_env(ops_port, WEB_CONCURRENCY="2", SHUTDOWN_DELAY=str(delay), KIT_BOOT_GATE=str(gate))
+        with self.start(ops_app, **env) as server:
+            # Each worker writes boot-gate.<pid>.waiting once it waits in lifespan startup.
+            waiting = lambda: len(list(tmp_path.glob("boot-gate.*.waiting"))) == 2  # noqa: E731
+            server.wait_until(waiting, self.ready_timeout, "2 workers waiting in lifespan startup")
+            assert self.ops_get(ops_port, "/livez") == (200, b'{"alive": true}'), server.output()[-3000:]
+            unbooted = {"ready": False, "workers_booted": 0, "workers_wanted": 2, "draining": False}
+            assert self.readiness(ops_port) == (503, unbooted), server.output()[-3000:]
+            assert self.probe_ready(ops_app, ops_port) == 1
+            gate.touch()
+            server.wait_until(lambda: self.booted(ops_port) == 2, 20, "/readyz: 2 workers booted")
+            booted = {"ready": True, "workers_booted": 2, "workers_wanted": 2, "draining": False}
+            assert self.readiness(ops_port) == (200, booted)
+            assert self.probe_ready(ops_app, ops_port) == 0
+            assert server.get("/")[0] == 200
+
+            sigterm = time.monotonic()
+            server.signal(signal.SIGTERM)
+            server.wait_until(lambda: self.ops_status(ops_port, "/readyz") == 503, 1.5, "/readyz 503")
+            state = self.readiness(ops_port)
+            assert state is not None and state[1]["draining"] is True and not state[1]["ready"], state
+            assert self.ops_status(ops_port, "/livez") == 200, "still supervising during SHUTDOWN_DELAY"
+            # Server.get opens a new connection each time: the listener still accepts.
+            assert server.get("/")[0] == 200, server.output()[-3000:]
+            assert self.probe_ready(ops_app, ops_port) == 1
+            time.sleep(max(0.0, sigterm + delay - 0.8 - time.monotonic()))  # late in the delay
+            assert server.get("/")[0] == 200, "a new connection late in SHUTDOWN_DELAY was not served"
+            code = server.wait(delay + 30)
+            took = time.monotonic() - sigterm
+        assert code == 0, server.output()[-3000:]
+        assert took >= delay, f"stopped {took:.1f}s after SIGTERM; SHUTDOWN_DELAY={delay}"
+        # probe --ready reads the status only and closes: that is no traceback in the master's log.
+        assert "Traceback" not in server.output(), server.output()[-3000:]
+
+    def test_ops_a_second_sigterm_skips_shutdown_delay(self, ops_app: Path) -> None:
+        delay, ops_port = 60, free_port()
+        with self.serve(
+            ops_app, **self.ops_env(ops_port, WEB_CONCURRENCY="1", SHUTDOWN_DELAY=str(delay))
+        ) as server:
+            server.wait_until(lambda: self.booted(ops_port) == 1, 20, "/readyz: 1 worker booted")
+            server.signal(signal.SIGTERM)
+            server.wait_until(lambda: self.ops_status(ops_port, "/readyz") == 503, 1.5, "/readyz 503")
+            assert server.get("/")[0] == 200 and server.proc.poll() is None, "the first SIGTERM stopped it"
+            second = time.monotonic()
+            server.signal(signal.SIGTERM)
+            code = server.wait(delay)
+            took = time.monotonic() - second
+        assert code == 0, server.output()[-3000:]
+        assert took < 10, f"exited {took:.1f}s after a second SIGTERM: SHUTDOWN_DELAY={delay} was not skipped"
+
+    def test_ops_livez_is_503_once_workers_keep_dying_then_exit_3(self, ops_app: Path) -> None:
+        # Each /exit kills the worker that takes it (os._exit(1), a crash); once the crash-loop
+        # rule gives up, the surviving worker's lifespan shutdown takes 2 s: /livez must say 503
+        # while the master is still there, and the exit status is 3.
+        self.require("supports_worker_replacement")
+        ops_port, workers = free_port(), 2
+        env = self.ops_env(ops_port, WEB_CONCURRENCY=str(workers), KIT_SHUTDOWN_SECONDS="2")
+        limit = CrashLoop(workers=workers).limit
+        with self.start(ops_app, **env) as server:
+            for _ in range(limit):
+                # Both booted before each kill, so the master counts a death of a booted worker,
+                # and at the last one a survivor is there to stop slowly.
+                server.wait_until(lambda: self.booted(ops_port) == workers, 30, f"{workers} workers booted")
+                assert self.ops_status(ops_port, "/livez") == 200, server.output()[-3000:]
+                with suppress(OSError, http.client.HTTPException):
+                    server.get("/exit", timeout=10)
+            server.wait_until(lambda: self.ops_status(ops_port, "/livez") == 503, 10, "/livez 503")
+            assert self.readiness(ops_port) is not None and not self.readiness(ops_port)[1]["ready"]  # type: ignore[index]
+            code = server.wait(30)
+        assert code == EXIT_WORKERS_FAILING, server.output()[-3000:]
+
+    def test_ops_metrics_add_up_across_workers_and_survive_a_killed_worker(self, ops_app: Path) -> None:
+        if not metrics.available():
+            pytest.skip(f"the metrics check needs prometheus_client: {metrics.INSTALL_HINT}")
+        ops_port, duration = free_port(), "http_server_request_duration_seconds_count"
+        with self.start(ops_app, **self.ops_env(ops_port, WEB_CONCURRENCY="2")) as server:
+            # /readyz, not a request to the app: every request the app gets is counted below.
+            server.wait_until(lambda: self.booted(ops_port) == 2, self.ready_timeout, "2 workers booted")
+            pids: Counter[int] = Counter()
+            while len(pids) < 2 or sum(pids.values()) < 10:
+                assert sum(pids.values()) < 300, f"300 requests all went to {pids}"
+                status, _, body = server.get("/count")
+                assert status == 200, body
+                pids[int(body)] += 1
+            hits = sum(pids.values())
+            assert server.get("/some/unique/path")[0] == 200
+            sent = hits + 1
+            server.wait_until(
+                lambda: metric_sum(self.scrape(ops_port), duration) >= sent, 5, f"{sent} counted"
+            )
+            text = self.scrape(ops_port)
+            assert metric_sum(text, duration) == sent, text
+            assert metric_sum(text, "kit_app_hits_total") == hits, text
+            assert metric_sum(text, "asgi_launcher_workers_booted") == 2, text
+            assert metric_sum(text, "asgi_launcher_workers") == 2, text
+            samples = prometheus_samples(text)
+            labels = {tuple(sorted(labels)) for name, labels, _ in samples if name == duration}
+            assert labels == {("http_request_method", "http_response_status_code")}, labels
+            assert "/some/unique/path" not in text and "unique" not in text, "a raw path in a label"
+
+            victim = pids.most_common(1)[0][0]
+            os.kill(victim, signal.SIGKILL)
+            server.wait_until(
+                lambda: victim not in server.children() and self.booted(ops_port) == 2, 20, "a replacement"
+            )
+            assert server.get("/pid")[0] == 200
+            server.wait_until(lambda: metric_sum(self.scrape(ops_port), duration) >= sent + 1, 5, "counted")
+            text = self.scrape(ops_port)
+            # The killed worker's counts stay in the sums; the replacement's add to them.
+            assert metric_sum(text, duration) == sent + 1, text
+            assert metric_sum(text, "kit_app_hits_total") == hits, text
+            assert metric_sum(text, "http_server_active_requests") == 0, text
+            assert metric_sum(text, "asgi_launcher_workers_booted") == 2, text
+            restarts = {
+                labels["reason"]: value
+                for name, labels, value in prometheus_samples(text)
+                if name == "asgi_launcher_worker_restarts_total"
+            }
+            assert restarts.get("crash") == 1, restarts
+            assert self.stop(server) == 0, server.output()[-3000:]
 
     # -- serving ---------------------------------------------------------------------------
 
