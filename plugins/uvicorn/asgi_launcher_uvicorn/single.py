@@ -194,6 +194,11 @@ def serve(config: Config, log: logging.Logger, sockets: list[socket.socket]) -> 
         worker_app = build_worker_app(config, retire=retire, heartbeat_dir=heartbeat_dir, traits=traits)
         uc.app = worker_app.app
         _install_signals(server, supervision)
+        log.info(
+            "single-process mode (WEB_CONCURRENCY=1): serving in this process, %d, with no supervisor; "
+            "the orchestrator restarts it when it exits",
+            pid,
+        )
         supervision.started()  # the operations listener (OPS_PORT), SHUTDOWN_DELAY
         supervision.spawned(pid)  # this process is its own one worker
         heartbeat = os.path.join(heartbeat_dir, str(pid)) if heartbeat_dir and config.timeout > 0 else None
