@@ -18,9 +18,17 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
-from harness import BACKENDS, backend_skip_reason, base_env, free_port, run_launcher
+from harness import BACKENDS, backend_skip_reason
 
-from launcher.testing.process import Launcher, descendants, live_group_members, start_launcher
+from launcher.testing.process import (
+    Launcher,
+    base_env,
+    descendants,
+    free_port,
+    live_group_members,
+    run_launcher,
+    start_launcher,
+)
 
 #: The uvicorn backend is being added separately: exercised as soon as its plugin is installed.
 RELOAD_BACKENDS = (*BACKENDS, "uvicorn")
