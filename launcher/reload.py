@@ -225,6 +225,28 @@ class _Child:
             self.go = None
 
 
+def _reap_orphans(keep: Iterable[int]) -> None:
+    """Reap the zombies this process inherited (all but ``keep``, its own children).
+
+    Run as PID 1 (``docker run --entrypoint /start-reload.sh``, no init) or as a subreaper, the
+    reloader inherits what a killed server leaves, its workers and its import check; nobody
+    else would reap them."""
+    own = os.getpid()
+    kept = set(keep)
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) in kept:
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if fields[0] == "Z" and int(fields[1]) == own:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(int(entry), os.WNOHANG)
+
+
 class Reloader:
     """Watches the files, runs one child server at a time, and stops everything on a signal.
 
@@ -346,6 +368,7 @@ class Reloader:
         while _live_members(child.pid) and time.monotonic() < deadline:
             time.sleep(0.01)
         self.live.remove(child)
+        _reap_orphans(c.pid for c in self.live)
         if self.serving is child:
             self.serving = None
 

@@ -1,0 +1,126 @@
+"""/start-reload.sh in the image: the launcher's reload mode, edited with `docker exec`.
+
+A user's Dockerfile that names the script (``CMD ["/start-reload.sh"]``, under the image's
+dumb-init) gets every edit served, a broken edit shown once, the fix served, and `docker stop`
+exit 0; non-root with a read-only root filesystem it serves a bind-mounted app the same way.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from imagekit import TAG, Container, Docker
+
+pytestmark = pytest.mark.image
+
+#: The issue's promise, plus what one `docker exec` and one request through Docker's proxy take.
+SERVED_WITHIN = 2.0 + 1.0
+
+APP = """\
+import os
+
+VERSION = "{version}"
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({{"type": "lifespan.startup.complete"}})
+            else:
+                await send({{"type": "lifespan.shutdown.complete"}})
+                return
+    body = f"{{VERSION}} {{os.environ.get('FROM_PRESTART', '-')}}"
+    await send({{"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}})
+    await send({{"type": "http.response.body", "body": body.encode()}})
+"""
+
+
+def _answer(c: Container) -> str | None:
+    try:
+        status, data = c.get("/", timeout=2)
+    except OSError:
+        return None
+    return data.decode() if status == 200 else None
+
+
+def _until(predicate: Callable[[], bool], timeout: float, what: str, c: Container) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if predicate():
+            return time.monotonic() - started
+        time.sleep(0.05)
+    raise AssertionError(f"{what}: not within {timeout}s\n{c.logs()[-3000:]}")
+
+
+def _edit(docker: Docker, c: Container, path: str, text: str) -> None:
+    """Write ``text`` to ``path`` inside the container, as root (the app may run as any user)."""
+    script = f"cat > {path} <<'END_OF_APP'\n{text}END_OF_APP\n"
+    docker("exec", "-u", "0", c.name, "sh", "-c", script)
+
+
+def test_start_reload_serves_edits_made_with_docker_exec(docker: Docker, tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text(
+        f'FROM {TAG}\nCOPY main.py prestart.sh /app/\nCMD ["/start-reload.sh"]\n'
+    )
+    (tmp_path / "main.py").write_text(APP.format(version="v1"))
+    (tmp_path / "prestart.sh").write_text("echo prestart-ran\nexport FROM_PRESTART=exported\n")
+    docker.build(tmp_path, "user/reload")
+    c = docker.run("user/reload")
+    c.wait_ready()
+    assert _answer(c) == "v1 exported"
+
+    _edit(docker, c, "/app/main.py", APP.format(version="v2"))
+    took = _until(lambda: _answer(c) == "v2 exported", SERVED_WITHIN, "the edit served", c)
+
+    _edit(docker, c, "/app/main.py", "VERSION = (\n")
+    _until(lambda: "waiting for a change" in c.logs(), SERVED_WITHIN + 2, "the broken edit reported", c)
+    time.sleep(1.5)  # a restart loop would show more tracebacks by now
+    logs = c.logs()
+    assert logs.count("SyntaxError") == 1, logs[-3000:]
+    assert c.state()["Status"] == "running"
+
+    _edit(docker, c, "/app/main.py", APP.format(version="v3"))
+    _until(lambda: _answer(c) == "v3 exported", SERVED_WITHIN, "the fix served", c)
+    logs = c.logs()
+    assert logs.count("prestart-ran") == 1, logs[-3000:]  # once, not per restart
+    assert "reload: watching /app for changes to *.py" in logs
+    print(f"image reload: edit served {took:.2f}s after docker exec returned")
+
+    docker("stop", "-t", "20", c.name, timeout=60)
+    assert c.wait_exit(30) == 0, c.logs()[-3000:]
+
+
+@pytest.mark.parametrize("backend", ["hypercorn", "granian"])
+def test_start_reload_non_root_read_only(docker: Docker, tmp_path: Path, backend: str) -> None:
+    """`--user 10001 --read-only`: the app bind-mounted (as in development), edited as root."""
+    app_dir = tmp_path / "app"
+    app_dir.mkdir()
+    (app_dir / "main.py").write_text(APP.format(version="v1"))
+    app_dir.chmod(0o755)
+    (app_dir / "main.py").chmod(0o644)
+    c = docker.run(
+        TAG,
+        "--user",
+        "10001",
+        "--read-only",
+        "--tmpfs",
+        "/tmp",
+        "-v",
+        f"{app_dir}:/app",
+        "--entrypoint",
+        "/start-reload.sh",
+        env={"PORT": "8080", "SERVER_BACKEND": backend},
+        port=8080,
+    )
+    c.wait_ready()
+    assert _answer(c) == "v1 -"
+    _edit(docker, c, "/app/main.py", APP.format(version="v2"))
+    _until(lambda: _answer(c) == "v2 -", SERVED_WITHIN, "the edit served", c)
+    assert "Traceback" not in c.logs()
+    docker("stop", "-t", "20", c.name, timeout=60)
+    assert c.wait_exit(30) == 0, c.logs()[-3000:]
