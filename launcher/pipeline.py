@@ -17,6 +17,8 @@ outermost first:
    (``GET http://host/path``) reaches the app as its path;
 4. **request limit** (``MAX_REQUESTS`` > 0): counts requests and, with the worker's last one,
    asks the server to retire the worker gracefully (that request is still served);
+   **shutdown notice** (``SHUTDOWN_DELAY`` > 0): once the master's delay has begun, every
+   response carries ``connection: close``, so keep-alive clients leave before the drain;
 5. **proxy headers** (``FORWARDED_ALLOW_IPS``), unless the server applies them itself;
 6. **metrics** (``OPS_PORT``, with ``prometheus_client``; ``launcher.metrics``): each request's
    duration, status and size in this worker's multiprocess files, summed by the master;
@@ -46,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 from launcher.importer import import_app
 from launcher.proxy_headers import ProxyHeadersMiddleware
 from launcher.request_head import REASONS, HeadLimits
-from launcher.supervision import heartbeat_interval, mark_booted, worker_started
+from launcher.supervision import SHUTDOWN_NOTICE, heartbeat_interval, mark_booted, worker_started
 
 if TYPE_CHECKING:
     from launcher.config import Config
@@ -177,13 +179,50 @@ class RequestLimit:
         if settle > 0:
             await asyncio.sleep(settle)
 
-        async def closing_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"connection"]
-                message = {**message, "headers": [*headers, (b"connection", b"close")]}
-            await send(message)
+        if scope["type"] == "http":
+            await self.app(scope, receive, lambda message: _send_closing(send, message))
+        else:
+            await self.app(scope, receive, send)
 
-        await self.app(scope, receive, closing_send if scope["type"] == "http" else send)
+
+async def _send_closing(send: Send, message: Message) -> None:
+    """``send``, with ``connection: close`` on a response start."""
+    if message["type"] == "http.response.start":
+        headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"connection"]
+        message = {**message, "headers": [*headers, (b"connection", b"close")]}
+    await send(message)
+
+
+class ShutdownNotice:
+    """``SHUTDOWN_DELAY``: once the master has left its notice, responses close their connection.
+
+    During the delay the server still serves everyone, but a keep-alive client that stays on
+    its connection would keep coming back to this replica until the drain closes that
+    connection under it. A timer on the worker's loop looks for the notice every
+    ``CHECK_EVERY`` seconds; a request costs one attribute test until then.
+    """
+
+    CHECK_EVERY = 0.2
+
+    def __init__(self, app: ASGIApp, directory: str) -> None:
+        self.app = app
+        self.path = os.path.join(directory, SHUTDOWN_NOTICE)
+        self.closing = False
+        self.watching = False
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        if not self.watching:
+            self.watching = True
+            self._look(asyncio.get_running_loop())
+        if self.closing and scope["type"] == "http":
+            return self.app(scope, receive, lambda message: _send_closing(send, message))
+        return self.app(scope, receive, send)
+
+    def _look(self, loop: asyncio.AbstractEventLoop) -> None:
+        if os.path.exists(self.path):
+            self.closing = True
+            return
+        loop.call_later(self.CHECK_EVERY, self._look, loop)
 
 
 class IntPorts:
@@ -506,6 +545,8 @@ def build(
     if config.max_requests > 0:
         limit = config.max_requests + random.randint(0, config.max_requests_jitter)
         app = add("request-limit", RequestLimit(app, limit, retire, traits.retire_settle))
+    if heartbeat_dir is not None and config.shutdown_delay > 0:
+        app = add("shutdown-notice", ShutdownNotice(app, heartbeat_dir))
     if not traits.checks_requests:
         app = add("request-checks", RequestChecks(app, config))
     if not traits.refuses_connect:

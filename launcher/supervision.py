@@ -172,6 +172,9 @@ def state_directory() -> str:
     return tempfile.mkdtemp(prefix=f"{HEARTBEAT_PREFIX}{os.getpid()}-", dir=parent)
 
 
+#: The master's notice in the state directory that a SHUTDOWN_DELAY has begun.
+SHUTDOWN_NOTICE = "shutting-down"
+
 #: A worker's mark in the state directory that it has booted: ``<pid>.booted``.
 BOOTED_SUFFIX = ".booted"
 
@@ -232,8 +235,10 @@ class Supervision:
         self.restarts: Counter[str] = Counter()
         self._alive: set[int] = set()
         # Workers need somewhere to write when TIMEOUT (heartbeats) or OPS_PORT (boot marks,
-        # metrics) is on.
-        self.state_dir = state_directory() if config.timeout > 0 or config.ops_port else None
+        # metrics) is on, and to look for the shutdown notice in (SHUTDOWN_DELAY).
+        self.state_dir = (
+            state_directory() if config.timeout > 0 or config.ops_port or config.shutdown_delay else None
+        )
         self.watchdog = Watchdog(config.timeout, self.state_dir) if config.timeout > 0 else None
         self.metrics_dir: str | None = None
         self._own_metrics_dir = False
@@ -305,6 +310,7 @@ class Supervision:
                         "got SIGTERM: not ready (/readyz 503); serving on for SHUTDOWN_DELAY=%ss, then stopping",
                         self.shutdown_delay,
                     )
+                    self._notify_workers()
                     self._delay = threading.Timer(self.shutdown_delay, self._delay_over)
                     self._delay.daemon = True
                     self._delay.start()
@@ -316,6 +322,16 @@ class Supervision:
             return inner(signum, frame)
 
         return handler
+
+    def _notify_workers(self) -> None:
+        """Leave the shutdown notice for the workers' pipelines: from now on each response asks
+        its client to close the connection, so pooled keep-alive clients move to other replicas
+        during the delay instead of finding their idle connection closed by the drain."""
+        if self.state_dir:
+            with contextlib.suppress(OSError):
+                os.close(
+                    os.open(os.path.join(self.state_dir, SHUTDOWN_NOTICE), os.O_WRONLY | os.O_CREAT, 0o600)
+                )
 
     def _delay_over(self) -> None:
         if not self._delay_done:

@@ -4,6 +4,7 @@ and doing what every backend relies on. Real ASGI calls on a real event loop, no
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -220,3 +221,79 @@ def test_connect_is_refused_before_the_app(tmp_path: Path) -> None:
     assert seen == []
     call(built.app, {**http_scope(), "method": "GET"})
     assert seen == ["GET"]
+
+
+def test_operations_layers_take_their_documented_places(tmp_path: Path) -> None:
+    on = config(tmp_path, TIMEOUT="30", MAX_REQUESTS="10", OPS_PORT="9000", SHUTDOWN_DELAY="3")
+    built = build(on, retire=lambda: None, heartbeat_dir=str(tmp_path), app=modern)
+    assert built.layers[:2] == ("boot-mark", "watchdog")
+    assert built.layers.index("shutdown-notice") == built.layers.index("request-limit") - 1
+    # Without the master's directory there is nothing to mark or to look for.
+    assert not {"boot-mark", "shutdown-notice"} & set(build(on, retire=lambda: None, app=modern).layers)
+
+
+def test_responses_close_their_connection_once_the_shutdown_notice_is_there(tmp_path: Path) -> None:
+    from launcher.supervision import SHUTDOWN_NOTICE
+
+    built = build(
+        config(tmp_path, SHUTDOWN_DELAY="2"), retire=lambda: None, heartbeat_dir=str(tmp_path), app=echo_scope
+    )
+
+    async def scenario() -> list[list[Any]]:
+        seen: list[list[Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b""}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                seen.append(list(message["headers"]))
+
+        await built.app(http_scope(), receive, send)
+        (tmp_path / SHUTDOWN_NOTICE).touch()
+        await asyncio.sleep(0.5)  # the layer looks every 0.2 s
+        await built.app(http_scope(), receive, send)
+        return seen
+
+    before, during = asyncio.run(scenario())
+    assert (b"connection", b"close") not in before
+    assert (b"connection", b"close") in during
+
+
+def lifespan_app(outcome: str) -> Any:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert scope["type"] == "lifespan"
+        await receive()
+        if outcome == "raise":
+            raise RuntimeError("no lifespan here")
+        await send({"type": f"lifespan.startup.{outcome}"})
+
+    return app
+
+
+def test_a_worker_is_marked_booted_when_its_lifespan_startup_is_complete(tmp_path: Path) -> None:
+    marked = {}
+    for outcome in ("complete", "failed", "raise"):
+        state = tmp_path / outcome
+        state.mkdir()
+        built = build(
+            config(tmp_path, OPS_PORT="9000"),
+            retire=lambda: None,
+            heartbeat_dir=str(state),
+            app=lifespan_app(outcome),
+        )
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "lifespan.startup"}
+
+        async def send(message: dict[str, Any]) -> None:
+            return None
+
+        async def start(app: Any = built.app) -> None:
+            with contextlib.suppress(RuntimeError):
+                await app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+
+        asyncio.run(start())
+        marked[outcome] = (state / f"{os.getpid()}.booted").exists()
+    # An app without lifespan support is served anyway, so it is booted; a failed startup is not.
+    assert marked == {"complete": True, "failed": False, "raise": True}
