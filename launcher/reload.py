@@ -41,6 +41,7 @@ from pathlib import Path, PurePath
 from types import FrameType
 from typing import Any
 
+from launcher.backend import Backend
 from launcher.config import Config
 from launcher.errors import EXIT_CONFIG, ConfigError
 
@@ -60,8 +61,9 @@ STOP_MARGIN = 5.0
 #: Seconds the processes of a stopped child get to be gone (their listening sockets closed).
 GONE_DEADLINE = 5.0
 
-#: Seconds the watcher gets to start watching before the reloader gives up.
-WATCH_START_DEADLINE = 10.0
+#: Seconds the watcher gets to start watching (it walks every directory first) before the
+#: reloader gives up.
+WATCH_START_DEADLINE = 30.0
 
 #: watchfiles: at most this long (ms) to gather a burst of changes (an editor's save, a
 #: ``git checkout``), and this long (ms) of quiet ends a burst.
@@ -76,11 +78,13 @@ _PR_SET_PDEATHSIG = 1
 # -- what the configuration allows -----------------------------------------------------------
 
 
-def check_settings(config: Config) -> None:
+def check_settings(config: Config, backend: Backend | None = None) -> None:
     """Refuse, with one line naming the variables, what ``RELOAD`` cannot honour.
 
     ``SHUTDOWN_DELAY``: every restart stops the server with SIGTERM, so each edit would wait
-    it out before being served (and nothing probes readiness in development).
+    it out before being served (and nothing probes readiness in development). And whatever
+    ``backend`` refuses with the one worker reload serves with (``served``): a backend may
+    serve one worker differently (in one process), so it is asked now, before prestart.
     """
     if not config.reload:
         return
@@ -89,6 +93,13 @@ def check_settings(config: Config) -> None:
             f"RELOAD=true cannot be used with SHUTDOWN_DELAY={config.shutdown_delay!r}: "
             "every restart would wait for it; unset SHUTDOWN_DELAY (or RELOAD)"
         )
+    if backend is not None and config.workers != 1:
+        backend.validate(served(config))
+
+
+def served(config: Config) -> Config:
+    """The configuration each server of the reload mode gets: one worker."""
+    return dataclasses.replace(config, workers=1)
 
 
 def warnings(config: Config) -> list[str]:
@@ -491,7 +502,6 @@ def serve_child(environ: Mapping[str, str], go: int) -> int:
     reloader ran it; ``environ`` has what it exported) and without the start-up lines. It binds
     only once released through ``go``: the server it replaces may still be draining."""
     from launcher.addresses import check_can_listen
-    from launcher.backend import Backend
     from launcher.config import resolve
     from launcher.preflight import start_app_check
     from launcher.startup import prepare_with_warnings
@@ -499,7 +509,7 @@ def serve_child(environ: Mapping[str, str], go: int) -> int:
     check = start_app_check(resolve(environ, Backend))  # overlaps loading the backend
     try:
         prepared = prepare_with_warnings(environ)
-        config = dataclasses.replace(prepared.config, workers=1)
+        config = served(prepared.config)
         if (check.app, check.app_dir) != (config.app, config.app_dir):
             check.cancel()  # a config file moved the app: check what will be served
             check = start_app_check(config)

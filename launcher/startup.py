@@ -83,7 +83,7 @@ def prepare_with_warnings(env: Mapping[str, str]) -> Prepared:
         warnings.append(memory)
     from launcher import reload
 
-    reload.check_settings(config)  # what RELOAD cannot honour: refused by config and check too
+    reload.check_settings(config, backend)  # what RELOAD cannot honour: refused by config and check too
     warnings.extend(reload.warnings(config))
     return Prepared(backend, config, tuple(warnings), describe_workers(config, formula))
 
