@@ -115,10 +115,25 @@ SETUPS = {
         _direct(
             "hypercorn -k asyncio", "hypercorn", f"-w {WORKERS} -b {{bind}} --access-logfile - -k asyncio"
         ),
+        # Uvicorn's own supervisor (uvicorn.supervisors.Multiprocess) with its defaults: uvloop and
+        # httptools when installed (they are: uvicorn[standard]), its access log on. It is also the
+        # direct peer of SERVER_BACKEND=uvicorn (DIRECT below).
         _direct("uvicorn --workers 2", "uvicorn", f"--workers {WORKERS} --host 127.0.0.1 --port {{port}}"),
-        *(_launcher(b, " access log off", ACCESS_LOG="") for b in ("gunicorn", "hypercorn", "granian")),
-        *(_launcher(b, " json access log", LOG_FORMAT="json") for b in ("gunicorn", "hypercorn", "granian")),
-        *(_launcher(b, " metrics", OPS_PORT="{ops_port}") for b in ("gunicorn", "hypercorn", "granian")),
+        _launcher("uvicorn"),
+        # Single-process mode: the app served in the launcher's own process, no supervisor.
+        _launcher("uvicorn", " single-process", WEB_CONCURRENCY="1"),
+        *(
+            _launcher(b, " access log off", ACCESS_LOG="")
+            for b in ("gunicorn", "hypercorn", "granian", "uvicorn")
+        ),
+        *(
+            _launcher(b, " json access log", LOG_FORMAT="json")
+            for b in ("gunicorn", "hypercorn", "granian", "uvicorn")
+        ),
+        *(
+            _launcher(b, " metrics", OPS_PORT="{ops_port}")
+            for b in ("gunicorn", "hypercorn", "granian", "uvicorn")
+        ),
     ]
 }
 
@@ -133,9 +148,15 @@ class Comparison:
     target: str | None
 
 
-BACKENDS = ("gunicorn", "hypercorn", "granian")
+BACKENDS = ("gunicorn", "hypercorn", "granian", "uvicorn")
+#: Each backend's server started directly, where its name is not ``direct <backend>``.
+DIRECT = {"uvicorn": "uvicorn --workers 2"}
+SINGLE = "launcher uvicorn single-process"
+#: Single-process mode's start-up and memory against each multi-worker launcher (its throughput,
+#: one worker against two, is shown but not held to a target).
+SINGLE_COMPARISONS = [Comparison(f"single-process vs {b}", SINGLE, f"launcher {b}", None) for b in BACKENDS]
 COMPARISONS = [
-    *(Comparison(b, f"launcher {b}", f"direct {b}", "throughput_ratio") for b in BACKENDS),
+    *(Comparison(b, f"launcher {b}", DIRECT.get(b, f"direct {b}"), "throughput_ratio") for b in BACKENDS),
     Comparison(
         "default backend vs the reference setup",
         "launcher gunicorn",
@@ -146,6 +167,7 @@ COMPARISONS = [
         "hypercorn: uvloop (our default) vs asyncio", "launcher hypercorn", "hypercorn -k asyncio", None
     ),
     Comparison("default backend vs uvicorn --workers 2", "launcher gunicorn", "uvicorn --workers 2", None),
+    *SINGLE_COMPARISONS,
 ]
 #: `--logging`: the launcher's access log (a pipeline layer, the servers' own turned off) against
 #: the server's own access log as started directly, and on against off, in text and in JSON.
@@ -156,7 +178,7 @@ LOGGING_COMPARISONS = [
         Comparison(
             f"{b}: launcher's access log vs the server's own",
             f"launcher {b}",
-            f"direct {b}",
+            DIRECT.get(b, f"direct {b}"),
             "access_log_vs_server",
         ),
         Comparison(
@@ -204,7 +226,10 @@ class Plan:
         if metrics:
             return cls(True, METRICS_COMPARISONS, ["plaintext c64"], rounds, 2, 1)
         if quick:
-            return cls(True, COMPARISONS[:3], ["plaintext c64"], 2, 2, 1)
+            # Launcher against direct for every backend, and single-process mode against the
+            # uvicorn backend's own supervised workers.
+            quick_comparisons = [*COMPARISONS[: len(BACKENDS)], SINGLE_COMPARISONS[-1]]
+            return cls(True, quick_comparisons, ["plaintext c64"], 2, 2, 1)
         return cls(False, COMPARISONS, list(LOADS), rounds, 2, 1)
 
 
@@ -676,6 +701,25 @@ def markdown(result: dict[str, Any]) -> str:
             _num(t["pss_overhead_mb"], "+.1f"),
         ]
         lines.append(f"| {backend} | " + " | ".join(cells) + " |")
+    single = [
+        c for name, c in result["comparisons"].items() if name.startswith("single-process") and "a" in c
+    ]
+    if single:
+        lines += [
+            "",
+            "## Single-process mode (uvicorn, WEB_CONCURRENCY=1) against the multi-worker backends",
+            "",
+            "| B (2 workers) | single-process start -> 200 ms | B's | difference | single-process RSS / PSS MB | B's | PSS difference |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        setups = result["setups"]
+        for c in single:
+            a, b = setups.get(c["a"], {}), setups.get(c["b"], {})
+            lines.append(
+                f"| {c['b']} | {fmt(a.get('startup_ms'))} | {fmt(b.get('startup_ms'))} | "
+                f"{c['startup_ms']['median']:+.0f} | {fmt(a.get('rss_mb'), 1)} / {fmt(a.get('pss_mb'), 1)} | "
+                f"{fmt(b.get('rss_mb'), 1)} / {fmt(b.get('pss_mb'), 1)} | {c['pss_mb']['median']:+.1f} |"
+            )
     c = result["config_ms"]
     lines += [
         "",
@@ -746,9 +790,15 @@ def last_line(result: dict[str, Any]) -> str:
     def each(key: str, spec: str) -> str:
         return " ".join(f"{b}={_num(t[b][key], spec) if b in t else 'failed'}" for b in BACKENDS)
 
+    single = [
+        f"{c['b']} start {c['startup_ms']['median']:+.0f} ms PSS {c['pss_mb']['median']:+.1f} MB"
+        for name, c in result.get("comparisons", {}).items()
+        if name.startswith("single-process") and "a" in c
+    ]
     return (
         f"launcher/direct throughput: {each('throughput_ratio', '.2f')}; "
         f"startup overhead ms: {each('startup_overhead_ms', '.0f')}; config ms: {result['config_ms']['median']:.0f}"
+        + (f"; single-process vs {', '.join(single)}" if single else "")
     )
 
 
