@@ -213,7 +213,8 @@ def test_reload_serves_every_edit(backend: str, tmp_path: Path, figures: list[st
 
 def test_reload_flag_extra_dirs_patterns_and_sigint(tmp_path: Path) -> None:
     """``run --reload`` is RELOAD=true; RELOAD_DIRS and RELOAD_INCLUDE add files that restart it,
-    other files do not; WEB_CONCURRENCY is a warning (one worker serves); Ctrl-C is exit 0."""
+    other files do not; WEB_CONCURRENCY is a warning (one worker serves); SIGHUP restarts;
+    Ctrl-C is exit 0."""
     _skip_unusable("gunicorn")
     app_dir, _ = make_app(tmp_path)
     extra = tmp_path / "templates"
@@ -244,6 +245,18 @@ def test_reload_flag_extra_dirs_patterns_and_sigint(tmp_path: Path) -> None:
         time.sleep(1.0)
         assert out().count("restarting the server") == before, out()[-2000:]
 
+        # SIGHUP restarts the server (a new master), as it restarts workers outside RELOAD.
+        r.look()
+        (master,) = children_of(r.server.proc.pid)
+        r.server.signal(signal.SIGHUP)
+        r.server.wait_until(
+            lambda: master not in children_of(r.server.proc.pid) and body(r.server) == "v1 exported html2",
+            SERVED_WITHIN + 1,
+            "a new server after SIGHUP",
+        )
+        assert "got SIGHUP: restarting the server" in out()
+
+        r.look()
         r.server.signal(signal.SIGINT)
         assert r.server.wait(30) == 0, out()[-3000:]
         wait_for(lambda: not r.left_alive(), 5, "every process gone after SIGINT", out)

@@ -45,6 +45,25 @@ def test_shutdown_delay_is_refused_naming_both_variables(tmp_path: Path) -> None
     rl.check_settings(conf(tmp_path, RELOAD="true"))
 
 
+class OneWorkerIsSpecial(Backend):
+    """A backend that serves one worker in a way that cannot honour MAX_REQUESTS."""
+
+    def validate(self, config: Config) -> None:
+        if config.workers == 1 and config.max_requests:
+            raise ConfigError("MAX_REQUESTS='5' is invalid: expected 0 with one worker")
+
+    def run(self, config: Config) -> int:
+        return 0
+
+
+def test_the_backend_validates_the_one_worker_it_will_serve(tmp_path: Path) -> None:
+    config = conf(tmp_path, RELOAD="true", WEB_CONCURRENCY="3", MAX_REQUESTS="5")
+    OneWorkerIsSpecial().validate(config)  # three workers: fine
+    with pytest.raises(ConfigError, match="MAX_REQUESTS"):
+        rl.check_settings(config, OneWorkerIsSpecial())
+    assert rl.served(config).workers == 1
+
+
 def test_an_explicit_worker_count_is_a_warning_not_an_error(tmp_path: Path) -> None:
     assert rl.warnings(conf(tmp_path, RELOAD="true", WEB_CONCURRENCY="4")) == [
         "RELOAD serves with one worker, not the 4 that WEB_CONCURRENCY=4 asks for"
