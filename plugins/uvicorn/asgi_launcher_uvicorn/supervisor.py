@@ -113,7 +113,13 @@ class Supervisor:
             name="asgi-launcher-uvicorn-worker",
             daemon=True,
         )
-        process.start()
+        # SIGTERM stays pending in the child until it has its own handler (run_worker unblocks it):
+        # delivered in between, the master's handler it inherits would swallow it.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         writer.close()  # the worker holds the only writer: its death is EOF on the reader
         self.supervision.spawned(process.pid)
         self._running[process.sentinel] = Worker(process, reader, time.monotonic())

@@ -56,6 +56,7 @@ def run_worker(spec: WorkerSpec, sockets: list[socket], ready: Connection) -> No
     for signum in _MASTERS:
         signal.signal(signum, signal.SIG_IGN)
     signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # blocked by the master across fork
 
     def booted() -> None:
         with contextlib.suppress(OSError):  # the master is gone: the pdeath signal ends us
