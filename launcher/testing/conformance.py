@@ -322,10 +322,12 @@ class BackendConformance:
         assert answer is not None and answer[0] == 200, answer
         return answer[1].decode()
 
-    def probe_ready(self, app_dir: Path, ops_port: int) -> int:
-        """``asgi-launcher probe --ready``'s exit status, run from the launch's environment."""
+    def probe_ready(self, app_dir: Path, ops_port: int) -> tuple[int, str]:
+        """``asgi-launcher probe --ready`` run from the launch's environment: exit status, output
+        (``127.0.0.1:PORT: HTTP 503 Service Unavailable``: what it was answered)."""
         env = self.env(app_dir, **self.ops_env(ops_port))
-        return run_launcher(env, ("probe", "--ready", "--timeout", "5"), timeout=20).returncode
+        result = run_launcher(env, ("probe", "--ready", "--timeout", "5"), timeout=20)
+        return result.returncode, result.stdout + result.stderr
 
     def test_ops_readyz_follows_boot_and_shutdown_delay_keeps_serving(
         self, ops_app: Path, tmp_path: Path
@@ -342,28 +344,34 @@ class BackendConformance:
             assert self.ops_get(ops_port, "/livez") == (200, b'{"alive": true}'), server.output()[-3000:]
             unbooted = {"ready": False, "workers_booted": 0, "workers_wanted": 2, "draining": False}
             assert self.readiness(ops_port) == (503, unbooted), server.output()[-3000:]
-            assert self.probe_ready(ops_app, ops_port) == 1
+            code, said = self.probe_ready(ops_app, ops_port)
+            assert code == 1 and "HTTP 503" in said, said
             gate.touch()
             server.wait_until(lambda: self.booted(ops_port) == 2, 20, "/readyz: 2 workers booted")
             booted = {"ready": True, "workers_booted": 2, "workers_wanted": 2, "draining": False}
             assert self.readiness(ops_port) == (200, booted)
-            assert self.probe_ready(ops_app, ops_port) == 0
+            code, said = self.probe_ready(ops_app, ops_port)
+            assert code == 0 and "HTTP 200" in said, said
             assert server.get("/")[0] == 200
 
             sigterm = time.monotonic()
             server.signal(signal.SIGTERM)
-            server.wait_until(lambda: self.ops_status(ops_port, "/readyz") == 503, 1.5, "/readyz 503")
+            server.wait_until(lambda: self.ops_status(ops_port, "/readyz") == 503, 2, "/readyz 503")
             state = self.readiness(ops_port)
             assert state is not None and state[1]["draining"] is True and not state[1]["ready"], state
             assert self.ops_status(ops_port, "/livez") == 200, "still supervising during SHUTDOWN_DELAY"
             # Server.get opens a new connection each time: the listener still accepts.
             assert server.get("/")[0] == 200, server.output()[-3000:]
-            assert self.probe_ready(ops_app, ops_port) == 1
+            probed: list[tuple[int, str]] = []  # in a thread: a slow probe must not eat the delay
+            probe = threading.Thread(target=lambda: probed.append(self.probe_ready(ops_app, ops_port)))
+            probe.start()
             time.sleep(max(0.0, sigterm + delay - 0.8 - time.monotonic()))  # late in the delay
             assert server.get("/")[0] == 200, "a new connection late in SHUTDOWN_DELAY was not served"
+            probe.join(30)
             code = server.wait(delay + 30)
             took = time.monotonic() - sigterm
         assert code == 0, server.output()[-3000:]
+        assert len(probed) == 1 and probed[0][0] == 1 and "HTTP 503" in probed[0][1], probed
         assert took >= delay, f"stopped {took:.1f}s after SIGTERM; SHUTDOWN_DELAY={delay}"
         # probe --ready reads the status only and closes: that is no traceback in the master's log.
         assert "Traceback" not in server.output(), server.output()[-3000:]
@@ -374,8 +382,12 @@ class BackendConformance:
             ops_app, **self.ops_env(ops_port, WEB_CONCURRENCY="1", SHUTDOWN_DELAY=str(delay))
         ) as server:
             server.wait_until(lambda: self.booted(ops_port) == 1, 20, "/readyz: 1 worker booted")
+            booted = {"ready": True, "workers_booted": 1, "workers_wanted": 1, "draining": False}
+            assert self.readiness(ops_port) == (200, booted)
             server.signal(signal.SIGTERM)
-            server.wait_until(lambda: self.ops_status(ops_port, "/readyz") == 503, 1.5, "/readyz 503")
+            server.wait_until(lambda: self.ops_status(ops_port, "/readyz") == 503, 2, "/readyz 503")
+            assert self.readiness(ops_port) == (503, {**booted, "ready": False, "draining": True})
+            assert self.ops_status(ops_port, "/livez") == 200
             assert server.get("/")[0] == 200 and server.proc.poll() is None, "the first SIGTERM stopped it"
             second = time.monotonic()
             server.signal(signal.SIGTERM)
@@ -401,7 +413,8 @@ class BackendConformance:
                 with suppress(OSError, http.client.HTTPException):
                     server.get("/exit", timeout=10)
             server.wait_until(lambda: self.ops_status(ops_port, "/livez") == 503, 10, "/livez 503")
-            assert self.readiness(ops_port) is not None and not self.readiness(ops_port)[1]["ready"]  # type: ignore[index]
+            state = self.readiness(ops_port)  # (the survivor's 2 s shutdown keeps the master there)
+            assert state is not None and state[0] == 503 and state[1]["draining"] is True, state
             code = server.wait(30)
         assert code == EXIT_WORKERS_FAILING, server.output()[-3000:]
 
