@@ -31,7 +31,10 @@ def _format_config(config: Config, missing_app: str | None = None) -> str:
     width = max(len(k) for k in data)
     lines = []
     for key, value in data.items():
-        shown = ", ".join(value) if isinstance(value, list) else ("(none)" if value in (None, "") else value)
+        if value in (None, "", (), []):
+            shown = "(none)"
+        else:
+            shown = ", ".join(value) if isinstance(value, list | tuple) else value  # tuples: RELOAD_DIRS
         note = f"  [not used by {config.backend}]" if key in unsupported else ""
         lines.append(f"{key:<{width}}  {shown}  ({sources.get(key, 'default')}){note}")
     for key, value in extra.items():
