@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
 import signal
 import sys
@@ -260,6 +261,26 @@ def test_reload_flag_extra_dirs_patterns_and_sigint(tmp_path: Path) -> None:
         r.server.signal(signal.SIGINT)
         assert r.server.wait(30) == 0, out()[-3000:]
         wait_for(lambda: not r.left_alive(), 5, "every process gone after SIGINT", out)
+
+
+def test_reload_logs_like_run_under_log_format_json(tmp_path: Path) -> None:
+    """Every line, the reloader's, the server's and a broken edit's traceback, is one JSON object."""
+    _skip_unusable("granian")
+    app_dir, _ = make_app(tmp_path)
+    env = {"SERVER_BACKEND": "granian", "APP_DIR": str(app_dir), "RELOAD": "true", "LOG_FORMAT": "json"}
+    with reloading(env) as r:
+        out = r.server.output
+        r.served("v1 exported", 15, "the first server")
+        (app_dir / "main.py").write_text("VERSION = (\n")
+        wait_for(lambda: "waiting for a change" in out(), SERVED_WITHIN + 2, "the broken edit reported", out)
+        write_app(app_dir, "v2")
+        r.served("v2 exported", SERVED_WITHIN, "the fix")
+        r.server.signal(signal.SIGTERM)
+        assert r.server.wait(30) == 0
+    records = [json.loads(line) for line in r.server.output().splitlines() if line.strip()]
+    messages = [str(record.get("message", "")) for record in records]
+    assert any(m.startswith("reload: watching") for m in messages)
+    assert sum("SyntaxError" in json.dumps(record) for record in records) == 1
 
 
 def test_the_server_dies_with_the_reloader(tmp_path: Path) -> None:
