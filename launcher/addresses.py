@@ -59,6 +59,12 @@ _HINTS = {
     errno.EADDRNOTAVAIL: "this machine has no such address; set HOST or BIND to one of its addresses",
 }
 
+_OPS_HINTS = {
+    errno.EADDRINUSE: "address already in use; stop what listens there or set OPS_PORT to a free port",
+    errno.EACCES: "permission denied; ports below 1024 need root, so set OPS_PORT (e.g. 9000) instead",
+    errno.EADDRNOTAVAIL: "this machine has no such address; set OPS_HOST to one of its addresses",
+}
+
 
 def check_can_listen(binds: tuple[str, ...], variable: str = "BIND") -> None:
     """Raise ``ConfigError`` naming the first address that cannot be bound."""
@@ -81,6 +87,8 @@ def check_can_listen(binds: tuple[str, ...], variable: str = "BIND") -> None:
                 sock.bind(sockaddr)
             except OSError as exc:
                 hint = _HINTS.get(exc.errno or 0, exc.strerror or str(exc))
+                if variable == "OPS_PORT":  # the hints name the app's variables
+                    hint = _OPS_HINTS.get(exc.errno or 0, hint)
                 raise ConfigError(f"{variable}={bind!r} cannot be used: {hint}") from None
 
 

@@ -477,6 +477,8 @@ def test_ops_port_in_use_is_exit_2_in_one_line_at_run(app_dir: Path) -> None:
     assert result.returncode == 2, lines
     assert len(lines) == 1 and "OPS_PORT" in lines[0] and f"127.0.0.1:{ops_port}" in lines[0], lines
     assert "Traceback" not in lines[0]
+    # What to change is OPS_PORT, not the app's PORT or BIND.
+    assert "set OPS_PORT to a free port" in lines[0] and "set PORT" not in lines[0], lines
 
 
 def test_probe_ready_without_ops_port_is_exit_2(app_dir: Path) -> None:
