@@ -353,10 +353,26 @@ class BackendConformance:
             code, said = self.probe_ready(ops_app, ops_port)
             assert code == 0 and "HTTP 200" in said, said
             assert server.get("/")[0] == 200
+            # A pooled keep-alive client, as in front of any replica.
+            pooled = http.client.HTTPConnection(server.host, server.port, timeout=10)
+            pooled.request("GET", "/")
+            before = pooled.getresponse()
+            before.read()
+            assert before.status == 200 and (before.getheader("connection") or "").lower() != "close"
 
             sigterm = time.monotonic()
             server.signal(signal.SIGTERM)
             server.wait_until(lambda: self.ops_status(ops_port, "/readyz") == 503, 2, "/readyz 503")
+            # During the delay, responses ask keep-alive clients to leave (the workers look for the
+            # master's notice every 0.2 s), so none finds its idle connection closed by the drain.
+            time.sleep(0.5)
+            pooled.request("GET", "/")
+            during = pooled.getresponse()
+            during.read()
+            pooled.close()
+            assert during.status == 200 and (during.getheader("connection") or "").lower() == "close", (
+                "a keep-alive response during SHUTDOWN_DELAY did not carry connection: close"
+            )
             state = self.readiness(ops_port)
             assert state is not None and state[1]["draining"] is True and not state[1]["ready"], state
             assert self.ops_status(ops_port, "/livez") == 200, "still supervising during SHUTDOWN_DELAY"
