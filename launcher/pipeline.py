@@ -77,6 +77,11 @@ class ServerTraits:
     #: (their accept loop in other threads): the retiring request waits that long before it is
     #: served, so its client cannot reconnect to the stopping worker and be dropped unanswered.
     retire_settle: float = 0.0
+    #: Seconds a worker keeps serving between its last counted request and its retirement, every
+    #: response closing its connection, for servers whose graceful stop closes idle keep-alive
+    #: connections under a request already on its way (Granian): its keep-alive clients have
+    #: left by then. The worker serves a few more than MAX_REQUESTS.
+    retire_delay: float = 0.0
     #: It refuses CONNECT itself (Uvicorn's parsers answer 400).
     refuses_connect: bool = False
     #: It holds request heads to ``LIMIT_REQUEST_*`` itself (414, 431), refuses Content-Length
@@ -155,11 +160,14 @@ class RequestLimit:
     means the worker accepts no connection it would then have to drop.
     """
 
-    def __init__(self, app: ASGIApp, limit: int, retire: Callable[[], None], settle: float = 0.0) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int, retire: Callable[[], None], settle: float = 0.0, delay: float = 0.0
+    ) -> None:
         self.app = app
         self.limit = limit
         self.retire = retire
         self.settle = settle
+        self.delay = delay
         self.served = 0
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
@@ -169,7 +177,10 @@ class RequestLimit:
         if self.served < self.limit:
             return self.app(scope, receive, send)
         if self.served == self.limit:
-            self.retire()
+            if self.delay > 0:
+                asyncio.get_running_loop().call_later(self.delay, self.retire)
+            else:
+                self.retire()
         # From the last request on, every response closes its connection: a keep-alive client
         # moves to another worker between two requests, instead of finding its connection cut
         # under the next one when the server stops.
@@ -544,7 +555,9 @@ def build(
         app = add("proxy-headers", ProxyHeadersMiddleware(app, config.forwarded_allow_ips))
     if config.max_requests > 0:
         limit = config.max_requests + random.randint(0, config.max_requests_jitter)
-        app = add("request-limit", RequestLimit(app, limit, retire, traits.retire_settle))
+        app = add(
+            "request-limit", RequestLimit(app, limit, retire, traits.retire_settle, traits.retire_delay)
+        )
     if heartbeat_dir is not None and config.shutdown_delay > 0:
         app = add("shutdown-notice", ShutdownNotice(app, heartbeat_dir))
     if not traits.checks_requests:

@@ -11,7 +11,7 @@ from launcher.testing import apps
 from launcher.testing.process import launcher
 
 #: Connections closed unanswered that a backend may still show (see the README's backend notes).
-TOLERATED = {"gunicorn": 0.0, "hypercorn": 0.01, "granian": 0.03}
+TOLERATED = {"gunicorn": 0.0, "hypercorn": 0.01, "granian": 0.01}
 
 
 def keep_alive_clients(port: int, clients: int, requests: int) -> tuple[int, int]:
@@ -62,5 +62,6 @@ def test_recycling_under_keep_alive_load_fails_no_request(
         f"MAX_REQUESTS=100 under 8 keep-alive clients [{backend}]: {ok} answered, {failed} failed, "
         f"{retired} workers retired"
     )
-    assert retired >= 20, server.output()[-2000:]
+    # (A Granian worker serves 0.3 s more after its last counted request: fewer retirements.)
+    assert retired >= 5, server.output()[-2000:]
     assert failed <= TOLERATED[backend] * (ok + failed), (ok, failed)

@@ -16,7 +16,10 @@ from launcher import Config, ServerTraits, WorkerApp, build_worker_app
 #: Granian's accept loop runs in its own threads and stops a moment after the worker is told to:
 #: the request that retires a worker waits that long before it is served, so its client cannot
 #: open a new connection that the stopping worker would accept and then drop unanswered.
-TRAITS = ServerTraits(retire_settle=0.05, int_ports=False, loggers=("_granian",))
+#: Its graceful stop also closes idle keep-alive connections at once, under a next request
+#: already on its way: a retiring worker first tells every keep-alive client to leave
+#: (``retire_delay``; measured: 3.4 such failures a retirement without, about 1 with).
+TRAITS = ServerTraits(retire_settle=0.05, retire_delay=0.3, int_ports=False, loggers=("_granian",))
 
 #: This worker's graceful stop, once Granian has set up its signals (see below).
 _stop_worker: Callable[[], None] | None = None
