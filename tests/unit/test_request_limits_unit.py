@@ -125,9 +125,9 @@ def h11_events(connection: h11.Connection, data: bytes) -> list[Any]:
 
 
 def connections(tmp_path: Path, **env: str) -> list[Any]:
-    from asgi_launcher_gunicorn.limits import CheckedConnection as UvicornConnection
-    from asgi_launcher_gunicorn.limits import Limits
     from asgi_launcher_hypercorn.limits import CheckedConnection as HypercornConnection
+    from asgi_launcher_uvicorn.limits import CheckedConnection as UvicornConnection
+    from asgi_launcher_uvicorn.limits import Limits
 
     c = config(
         tmp_path, LIMIT_REQUEST_LINE="100", LIMIT_REQUEST_FIELDS="10", LIMIT_REQUEST_FIELD_SIZE="60", **env
@@ -206,8 +206,8 @@ def test_gunicorn_names_are_the_contract_and_protocols_are_checked(tmp_path: Pat
     from uvicorn.protocols.http.h11_impl import H11Protocol
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    from asgi_launcher_gunicorn.limits import checked_protocol
     from asgi_launcher_gunicorn.settings import load_file_settings
+    from asgi_launcher_uvicorn.limits import checked_protocol
 
     found = load_file_settings(
         None, "--limit-request-line 4094 --limit-request-fields 50 --limit-request-field_size 0"

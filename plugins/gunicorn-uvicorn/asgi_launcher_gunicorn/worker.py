@@ -8,7 +8,7 @@ default, or a subclass of it), the arbiter runs it with ``LauncherWorker`` mixed
 * leaves to the pipeline what it does for every backend: ``FORWARDED_ALLOW_IPS`` (Uvicorn's
   proxy headers off), ``ROOT_PATH``, ``MAX_REQUESTS`` (Uvicorn's own limit off), the access
   log (Uvicorn's off);
-* serves Uvicorn's protocol with the launcher's request limits (``asgi_launcher_gunicorn.limits``);
+* serves Uvicorn's protocol with the launcher's request limits (``asgi_launcher_uvicorn.limits``);
 * retires gracefully when the pipeline asks (Uvicorn's own ``should_exit`` path: stop
   accepting, finish in-flight requests, close idle connections, lifespan shutdown, exit 0).
 """
@@ -24,11 +24,11 @@ from typing import Any
 from gunicorn.arbiter import Arbiter
 from uvicorn.server import Server
 
-from asgi_launcher_gunicorn.limits import checked_protocol
+from asgi_launcher_uvicorn.limits import checked_protocol
 from launcher import ServerTraits, WorkerApp, build_worker_app
 
 #: Uvicorn closes open WebSockets with 1012 when it stops, and its parsers refuse CONNECT; the
-#: protocols of ``asgi_launcher_gunicorn.limits`` check request heads: the pipeline need not.
+#: protocols of ``asgi_launcher_uvicorn.limits`` check request heads: the pipeline need not.
 TRAITS = ServerTraits(
     closes_websockets=True,
     refuses_connect=True,
@@ -82,7 +82,7 @@ class LauncherWorker:
         self.config.limit_max_requests = None
         self.config.root_path = ""
         self.config.access_log = False  # the pipeline writes the access line
-        # LIMIT_REQUEST_* and the request-head deadline (asgi_launcher_gunicorn.limits).
+        # LIMIT_REQUEST_* and the request-head deadline (asgi_launcher_uvicorn.limits).
         self.config.http, checked = checked_protocol(self.config.http, self.app.config)
         self.traits = TRAITS if checked else dataclasses.replace(TRAITS, checks_requests=False)
 

@@ -1,9 +1,9 @@
 """Request limits for Uvicorn's HTTP/1.1 protocols: what Gunicorn's own parser would do.
 
-A copy of ``asgi_launcher_gunicorn.limits`` (the Gunicorn backend serves the same Uvicorn
-protocols): a plugin imports only from ``launcher``, and the head rules themselves are already
-the core's (``launcher.HeadLimits``, ``launcher.origin_form``); what is here is the part that
-lives inside Uvicorn's parsers' callbacks. Keep the two in step.
+The Gunicorn backend serves the same Uvicorn protocols and uses this module too (its
+distribution depends on this one). The head rules themselves are the core's
+(``launcher.HeadLimits``, ``launcher.origin_form``); what is here is the part that lives inside
+Uvicorn's parsers' callbacks.
 
 Uvicorn has no request-line or header limits (its httptools parser takes a 4 MB header, or
 200 000 of them) and keeps a connection that never finishes its request head for ever. Every
