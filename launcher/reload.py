@@ -6,7 +6,8 @@ then, instead of becoming the server, the launcher process becomes a reloader. I
 ``$APP_DIR`` and ``RELOAD_DIRS`` with watchfiles and runs the selected backend, unchanged, with
 one worker in a child process (``python -m launcher.reload``: a fresh interpreter with the
 post-prestart environment, which runs no prestart). On a change it starts the next child, stops
-the current one (SIGTERM, ``RESTART_GRACE`` to drain, then SIGKILL for its whole process group),
+the current one (SIGTERM, ``RESTART_GRACE`` to drain, then SIGKILL for its whole process group;
+SIGKILL at once for one still booting: ``YOUNG``),
 and lets the next one bind once the current one is gone.
 
 Why a fresh interpreter and not a fork: the reloader runs watchfiles' thread, and forking a
@@ -54,6 +55,11 @@ INSTALL_HINT = "pip install 'asgi-launcher[reload]'"
 #: Seconds a child being replaced gets to finish what it serves before it is killed: an edit is
 #: to be served within 2 s, and a development server rarely has a long request in flight.
 RESTART_GRACE = 1.0
+
+#: A server released less than this many seconds ago is replaced without a drain: it is still
+#: booting (or has just booted), so there is nothing worth waiting for, and a stop in the middle
+#: of a boot can take the whole grace (an edit made while the first server starts, say).
+YOUNG = 1.5
 
 #: On SIGTERM, the child gets GRACEFUL_TIMEOUT (its backend enforces it) plus this margin.
 STOP_MARGIN = 5.0
@@ -217,6 +223,7 @@ class _Child:
 
     proc: subprocess.Popen[bytes]
     go: int | None  # write end; None once the child was told (or never will be)
+    released: float | None = None  # time.monotonic() of the go
 
     @property
     def pid(self) -> int:
@@ -363,7 +370,13 @@ class Reloader:
 
     def _serve(self, child: _Child) -> None:
         child.release()
+        child.released = time.monotonic()
         self.serving = child
+
+    def _restart_grace(self, child: _Child) -> float:
+        """``RESTART_GRACE`` for a server that has been serving, none for one still booting."""
+        young = child.released is None or time.monotonic() - child.released < YOUNG
+        return 0.0 if young else RESTART_GRACE
 
     def _wait_gone(self, child: _Child, grace: float) -> None:
         """Wait up to ``grace`` s for ``child`` to exit, then kill what is left of its group and
@@ -384,7 +397,7 @@ class Reloader:
             self.serving = None
 
     def _stop(self, child: _Child, grace: float) -> None:
-        if not _exited(child.pid):
+        if grace and not _exited(child.pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child.pid, signal.SIGTERM)  # the child's backend drains its worker
         self._wait_gone(child, grace)
@@ -451,7 +464,7 @@ class Reloader:
                     self.restart_asked = False
                     successor = self._start()  # loads while the current one drains
                     if self.serving is not None:
-                        self._stop(self.serving, RESTART_GRACE)
+                        self._stop(self.serving, self._restart_grace(self.serving))
                     if self.stop_signal is not None:
                         break
                     self._serve(successor)
