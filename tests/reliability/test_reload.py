@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -38,6 +39,7 @@ RELOAD_BACKENDS = (*BACKENDS, "uvicorn")
 SERVED_WITHIN = 2.0
 
 APP = """\
+import asyncio
 import os
 import pathlib
 
@@ -54,6 +56,8 @@ async def app(scope, receive, send):
             else:
                 await send({{"type": "lifespan.shutdown.complete"}})
                 return
+    if scope["path"] == "/slow":
+        await asyncio.sleep(0.5)
     body = f"{{VERSION}} {{os.environ.get('FROM_PRESTART', '-')}} {{EXTRA}}".strip()
     await send({{"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}})
     await send({{"type": "http.response.body", "body": body.encode()}})
@@ -261,6 +265,30 @@ def test_reload_flag_extra_dirs_patterns_and_sigint(tmp_path: Path) -> None:
         r.server.signal(signal.SIGINT)
         assert r.server.wait(30) == 0, out()[-3000:]
         wait_for(lambda: not r.left_alive(), 5, "every process gone after SIGINT", out)
+
+
+def test_a_request_in_flight_finishes_across_a_restart(tmp_path: Path) -> None:
+    """A server that has been serving drains on a restart: the request it is answering ends
+    with the old code's answer, then the new code serves."""
+    _skip_unusable("gunicorn")
+    app_dir, _ = make_app(tmp_path)
+    env = {"SERVER_BACKEND": "gunicorn", "APP_DIR": str(app_dir), "RELOAD": "true"}
+    with reloading(env) as r:
+        r.served("v1 exported", 15, "the first server")
+        time.sleep(1.6)  # past the age below which a server is replaced without a drain
+        answers: list[tuple[int, bytes]] = []
+
+        def slow() -> None:
+            status, _, data = r.server.get("/slow", timeout=10)
+            answers.append((status, data))
+
+        client = threading.Thread(target=slow)
+        client.start()
+        time.sleep(0.2)  # the request is in the app's sleep (0.5 s)
+        write_app(app_dir, "v2")
+        r.served("v2 exported", SERVED_WITHIN + 0.5, "the edit, after the drain")
+        client.join(10)
+        assert answers == [(200, b"v1 exported")], r.server.output()[-3000:]
 
 
 def test_reload_logs_like_run_under_log_format_json(tmp_path: Path) -> None:
