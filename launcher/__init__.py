@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from launcher.request_head import HeadLimits, origin_form
     from launcher.settings import parse_bind_address, parse_setting
     from launcher.supervision import EXIT_WORKERS_FAILING, Supervision, describe_exit, exit_code, master_log
+    from launcher.workers import WorkerProcess, WorkerSupervisor
 
 __version__ = "0.1.0"
 
@@ -39,6 +40,8 @@ _LAZY = {
     "describe_exit": ("launcher.supervision", "describe_exit"),
     "exit_code": ("launcher.supervision", "exit_code"),
     "EXIT_WORKERS_FAILING": ("launcher.supervision", "EXIT_WORKERS_FAILING"),
+    "WorkerProcess": ("launcher.workers", "WorkerProcess"),
+    "WorkerSupervisor": ("launcher.workers", "WorkerSupervisor"),
     "import_app": ("launcher.importer", "import_app"),
     "configure_logging": ("launcher.logs", "configure"),
     "launcher_line": ("launcher.logs", "launcher_line"),
@@ -61,6 +64,8 @@ __all__ = [
     "ServerTraits",
     "Supervision",
     "WorkerApp",
+    "WorkerProcess",
+    "WorkerSupervisor",
     "__version__",
     "build_worker_app",
     "configure_logging",

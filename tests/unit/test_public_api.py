@@ -25,6 +25,8 @@ SURFACE = {
     "ServerTraits",
     "Supervision",
     "WorkerApp",
+    "WorkerProcess",
+    "WorkerSupervisor",
     "__version__",
     "build_worker_app",
     "configure_logging",

@@ -100,7 +100,9 @@ class HypercornBackend(Backend):
             heartbeat_dir=supervision.heartbeat_dir,
             supervisor_pid=os.getpid(),
         )
-        supervisor = Supervisor(hc, spec, config.workers, float(config.graceful_timeout), log, supervision)
+        supervisor = Supervisor(
+            config.workers, float(config.graceful_timeout), log, supervision, hc=hc, spec=spec
+        )
         try:
             return supervisor.run(sockets)
         finally:

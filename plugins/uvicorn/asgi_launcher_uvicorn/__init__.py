@@ -106,7 +106,9 @@ class UvicornBackend(Backend):
                 heartbeat_dir=supervision.heartbeat_dir,
                 master_pid=os.getpid(),
             )
-            supervisor = Supervisor(spec, config.workers, float(config.graceful_timeout), log, supervision)
+            supervisor = Supervisor(
+                config.workers, float(config.graceful_timeout), log, supervision, spec=spec
+            )
             try:
                 return supervisor.run(sockets)
             finally:
