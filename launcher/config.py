@@ -244,7 +244,9 @@ def _log_file(variable: str, value: str | None) -> None:
     if _is_dir(path):
         raise ConfigError.bad_value(variable, value, "- or a file path, but it is a directory")
     if not _is_dir(path.parent):
-        raise ConfigError.bad_value(variable, value, f"- or a file path, but {path.parent} does not exist")
+        raise ConfigError.bad_value(
+            variable, value, f"- or a file path, but {str(path.parent)!r} does not exist"
+        )
     problem = _unwritable(path)
     if problem:
         raise ConfigError.bad_value(variable, value, f"- or a file path this user can write, but {problem}")
@@ -264,7 +266,7 @@ def _unwritable(path: Path) -> str | None:
         mode = path.stat().st_mode
     except FileNotFoundError:
         if not os.access(path.parent, os.W_OK | os.X_OK):
-            return f"this user cannot create files in {path.parent}"
+            return f"this user cannot create files in {str(path.parent)!r}"
         return None
     except OSError as exc:
         return f"it cannot be looked at ({exc.strerror})"
@@ -566,7 +568,7 @@ def resolve(
     for raw_dir, absolute in zip(values["RELOAD_DIRS"], reload_dirs, strict=True):
         if not _is_dir(Path(absolute)):
             raise ConfigError.bad_value(
-                "RELOAD_DIRS", env["RELOAD_DIRS"], f"existing directories ({raw_dir} is not one)"
+                "RELOAD_DIRS", env["RELOAD_DIRS"], f"existing directories ({raw_dir!r} is not one)"
             )
 
     worker_class = values["WORKER_CLASS"] or backend.default_worker_class
