@@ -1,8 +1,8 @@
 """Development reload (``RELOAD=true``, ``asgi-launcher run --reload``): one launcher feature,
 the same under every backend.
 
-``serve`` resolves, runs prestart once, checks the app and the address exactly as for ``run``;
-then, instead of becoming the server, the launcher process becomes a reloader. It watches
+``serve`` resolves, runs prestart once and checks the address exactly as for ``run``; then,
+instead of becoming the server, the launcher process becomes a reloader. It watches
 ``$APP_DIR`` and ``RELOAD_DIRS`` with watchfiles and runs the selected backend, unchanged, with
 one worker in a child process (``python -m launcher.reload``: a fresh interpreter with the
 post-prestart environment, which runs no prestart). On a change it starts the next child, stops
@@ -15,9 +15,10 @@ process with threads can copy a lock another thread holds. ``subprocess`` execs 
 Python code runs between fork and exec), and the child forks its own import check and workers
 from a process with no such thread.
 
-Why each child checks the app before serving: a broken edit then shows its one traceback (or
-one line) and the child exits, instead of a backend restarting a worker that cannot boot over
-and over; the reloader says so once and waits for the next change.
+Why each child checks the app before serving (and the reloader does not): a broken edit, or an
+app broken at start, then shows its one traceback (or one line) and the child exits, instead of
+a backend restarting a worker that cannot boot over and over; the reloader says so once and
+waits for the next change. The first server also starts sooner.
 
 The child runs in its own process group, so stopping it reaches what it started (workers, the
 import check) and Ctrl-C in a terminal reaches only the reloader, which stops the child once.
@@ -76,7 +77,7 @@ WATCH_START_DEADLINE = 30.0
 DEBOUNCE_MS = 400
 STEP_MS = 50
 #: How often (ms) the watcher returns without a change: its first return says it is watching.
-RUST_TIMEOUT_MS = 100
+RUST_TIMEOUT_MS = 50
 
 _PR_SET_PDEATHSIG = 1
 
@@ -181,7 +182,7 @@ def forget_bytecode(paths: Iterable[str]) -> None:
 
     A ``.pyc`` is checked against its source's mtime in whole seconds and its size, so an edit
     made within the same second as the one before, keeping the size, would be served from the
-    stale file. (The reloader's own import check writes none: ``sys.dont_write_bytecode``.)
+    stale file. (The reloader imports no app code, so it writes none.)
     """
     for path in paths:
         if not path.endswith(".py"):

@@ -124,11 +124,8 @@ def serve(environ: MutableMapping[str, str]) -> int:
     # run in a child while this process loads the backend: start-up costs the longer of the
     # two, not their sum. (The bare Backend resolves the server-independent part of the contract.)
     early = resolve(environ, Backend)
-    if early.reload:
-        # The reloader's import check leaves no .pyc that an edit within the same second could
-        # be served from (launcher.reload.forget_bytecode).
-        sys.dont_write_bytecode = True
-    check = start_app_check(early) if early.prestart is None else None
+    # Under RELOAD each server the reloader starts checks the app itself (launcher.reload).
+    check = start_app_check(early) if early.prestart is None and not early.reload else None
     try:
         prepared = prepare_with_warnings(environ)
     except BaseException:
@@ -182,16 +179,22 @@ def serve(environ: MutableMapping[str, str]) -> int:
         require_watchfiles()  # prestart may have exported RELOAD=true
     for warning in prepared.warnings:
         say(f"warning: {warning}")
-    if check is None:
-        check = start_app_check(config)
-    try:
-        backend.preload(config)  # overlaps the app's import check
-    except BaseException:
-        check.cancel()
-        raise
-    status = check.result()
-    if status != 0:
-        return status
+    if config.reload:
+        # Each server the reloader starts checks the app first (launcher.reload.serve_child): a
+        # broken app, at start too, shows its error once and the launcher waits for the fix.
+        if check:
+            check.cancel()
+    else:
+        if check is None:
+            check = start_app_check(config)
+        try:
+            backend.preload(config)  # overlaps the app's import check
+        except BaseException:
+            check.cancel()
+            raise
+        status = check.result()
+        if status != 0:
+            return status
     check_can_listen(config.bind)
     if config.ops_port:
         check_can_listen((config.ops_bind,), "OPS_PORT")

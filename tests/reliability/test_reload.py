@@ -311,6 +311,25 @@ def test_reload_logs_like_run_under_log_format_json(tmp_path: Path) -> None:
     assert sum("SyntaxError" in json.dumps(record) for record in records) == 1
 
 
+def test_an_app_broken_at_start_is_shown_once_and_waited_for(tmp_path: Path) -> None:
+    """Development starts from broken code too: the error once, then the fix is served."""
+    _skip_unusable("gunicorn")
+    app_dir, marker = make_app(tmp_path)
+    (app_dir / "main.py").write_text("import not_a_module_anywhere\n")
+    env = {"SERVER_BACKEND": "gunicorn", "APP_DIR": str(app_dir), "RELOAD": "true"}
+    with reloading(env) as r:
+        out = r.server.output
+        wait_for(lambda: "waiting for a change" in out(), 15, "the broken app reported", out)
+        time.sleep(1.0)
+        assert out().count("ModuleNotFoundError") == 1, out()[-3000:]
+        assert r.server.proc.poll() is None
+        write_app(app_dir, "v2")
+        r.served("v2 exported", SERVED_WITHIN, "the fix")
+        assert marker.read_text().splitlines() == ["ran"]
+        r.server.signal(signal.SIGTERM)
+        assert r.server.wait(30) == 0
+
+
 def test_the_server_dies_with_the_reloader(tmp_path: Path) -> None:
     """A reloader killed with SIGKILL leaves no server holding the port."""
     _skip_unusable("gunicorn")
