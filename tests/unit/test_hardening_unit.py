@@ -92,7 +92,7 @@ def test_a_socket_in_a_missing_directory_or_too_long_a_path_is_refused(sock_dir:
     [
         ("/proc/version", "cannot be written"),  # root may open it, but it takes no write
         ("/proc/self/status", "cannot be written"),
-        ("/proc/nonexistent/x.log", "/proc/nonexistent does not exist"),
+        ("/proc/nonexistent/x.log", "'/proc/nonexistent' does not exist"),
         ("/proc", "it is a directory"),
     ],
 )
@@ -158,7 +158,7 @@ def test_a_directory_or_file_the_user_cannot_write_is_refused(sock_dir: Path) ->
     new, ro = str(locked / "new.log"), str(locked / "ro.log")
     expected = "is invalid: expected - or a file path this user can write, but"
     assert _as_nobody([new, ro]) == [
-        f"ERROR_LOG={new!r} {expected} this user cannot create files in {locked}",
+        f"ERROR_LOG={new!r} {expected} this user cannot create files in {str(locked)!r}",
         f"ERROR_LOG={ro!r} {expected} it is not writable",
     ]
 
