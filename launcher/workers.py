@@ -282,11 +282,15 @@ class WorkerSupervisor(Generic[Listeners]):
                     if replace:
                         self._spawn(listeners)
                     continue
-                self.supervision.forget(worker.pid)
                 if worker.stopped and self.stop_cuts_boot_short:
-                    # Stopped by the master while booting (SIGHUP's successor's turn).
-                    self._spawn(listeners)
+                    # Stopped by the master while booting: no failed boot. Replaced unless a
+                    # SIGHUP stopped it, whose successor already runs (two SIGHUPs in a row).
+                    replace = self.supervision.replaces(worker.pid)
+                    self.supervision.exited(worker.pid, code, stopping=True)  # counts nothing
+                    if replace:
+                        self._spawn(listeners)
                     continue
+                self.supervision.forget(worker.pid)
                 failed_boots += 1
                 self.log.error(
                     "worker %d failed to boot (%s after %.1fs); %d of %d failed boots in a row",
