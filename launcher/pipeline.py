@@ -21,7 +21,8 @@ outermost first:
    response carries ``connection: close``, so keep-alive clients leave before the drain;
 5. **proxy headers** (``FORWARDED_ALLOW_IPS``), unless the server applies them itself;
 6. **metrics** (``OPS_PORT``, with ``prometheus_client``; ``launcher.metrics``): each request's
-   duration, status and size in this worker's multiprocess files, summed by the master;
+   duration, status and size in this worker's multiprocess files, summed by the master (with
+   the access log on, counted by the access log's layer, which sees the same);
    **access log** (``ACCESS_LOG`` not empty; ``launcher.access_log``): one line a request, the
    same under every backend (each server's own access logger is off), after the proxy headers
    set the client address and before the root path changes the path;
@@ -541,16 +542,22 @@ def build(
         app = drain = add("websocket-drain", WebSocketDrain(app))
     if config.root_path:
         app = add("root-path", RootPath(app, config.root_path))
-    if config.access_log is not None:
-        from launcher.access_log import AccessLog, Writer, formatter
-
-        lines = formatter(config.log_format, config.access_log_format)
-        app = add("access-log", AccessLog(app, Writer(config.access_log), lines))
+    counted = None
     if config.ops_port:
         from launcher import metrics
 
         if metrics.enabled_in_worker():
-            app = add("metrics", metrics.ServerMetrics(app))
+            counted = metrics.ServerMetrics()
+    if config.access_log is not None:
+        from launcher.access_log import AccessLog, Writer, formatter
+
+        lines = formatter(config.log_format, config.access_log_format)
+        app = add("access-log", AccessLog(app, Writer(config.access_log), lines, counted))
+        if counted is not None:
+            layers.append("metrics")  # counted by the access log's layer: one wrapper, not two
+    elif counted is not None:
+        counted.app = app
+        app = add("metrics", counted)
     if not traits.proxy_headers:
         app = add("proxy-headers", ProxyHeadersMiddleware(app, config.forwarded_allow_ips))
     if config.max_requests > 0:
