@@ -391,7 +391,9 @@ class AccessLog:
         method = metrics.begin(scope["method"]) if metrics is not None else ""
         started = time.perf_counter()
 
-        async def recording_send(message: Message) -> None:
+        # A plain function returning the server's awaitable: no coroutine frame of its own for
+        # each message (about 0.5 us each, two a request).
+        def recording_send(message: Message) -> Awaitable[None]:
             kind = message["type"]
             if kind == "http.response.start":
                 record.status = message["status"]
@@ -404,7 +406,8 @@ class AccessLog:
                 record.bytes += len(message.get("bytes") or b"") + len((message.get("text") or "").encode())
             elif kind == "websocket.close" and not record.status:
                 record.status = 403
-            await send(message)
+            sent: Awaitable[None] = send(message)
+            return sent
 
         try:
             await self.app(scope, receive, recording_send)

@@ -227,13 +227,14 @@ class ServerMetrics:
         status = 0
         size = 0
 
-        async def observing_send(message: Message) -> None:
+        def observing_send(message: Message) -> Awaitable[None]:  # no coroutine frame of its own
             nonlocal status, size
             if message["type"] == "http.response.body":
                 size += len(message.get("body", b""))
             elif message["type"] == "http.response.start":
                 status = message["status"]
-            await send(message)
+            sent: Awaitable[None] = send(message)
+            return sent
 
         method = self.begin(scope["method"])
         started = time.perf_counter()
