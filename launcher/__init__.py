@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from launcher.importer import import_app
     from launcher.logs import configure as configure_logging
     from launcher.logs import launcher_line
+    from launcher.memory import memory_over
     from launcher.pipeline import ServerTraits, WorkerApp
     from launcher.pipeline import build as build_worker_app
     from launcher.request_head import HeadLimits, origin_form
@@ -45,6 +46,7 @@ _LAZY = {
     "import_app": ("launcher.importer", "import_app"),
     "configure_logging": ("launcher.logs", "configure"),
     "launcher_line": ("launcher.logs", "launcher_line"),
+    "memory_over": ("launcher.memory", "memory_over"),
     "parse_address": ("launcher.addresses", "parse"),
     "parse_bind_address": ("launcher.settings", "parse_bind_address"),
     "parse_setting": ("launcher.settings", "parse_setting"),
@@ -74,6 +76,7 @@ __all__ = [
     "import_app",
     "launcher_line",
     "master_log",
+    "memory_over",
     "origin_form",
     "parse_address",
     "parse_bind_address",

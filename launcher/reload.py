@@ -38,7 +38,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePath
 from types import FrameType
 from typing import Any
@@ -201,21 +201,23 @@ def _exited(pid: int) -> bool:
         return True
 
 
-def _live_members(pgid: int) -> list[int]:
-    """The processes of group ``pgid`` that still run (zombies have closed their sockets)."""
-    members = []
+def _processes() -> Iterator[tuple[int, list[str]]]:
+    """Every process as (pid, the fields of ``/proc/PID/stat`` after its name: state, ppid,
+    pgid, ...); those gone while being read are left out."""
     with contextlib.suppress(OSError):
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
             try:
                 with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rpartition(")")[2].split()
+                    yield int(entry), f.read().rpartition(")")[2].split()
             except OSError:
                 continue
-            if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-                members.append(int(entry))
-    return members
+
+
+def _live_members(pgid: int) -> list[int]:
+    """The processes of group ``pgid`` that still run (zombies have closed their sockets)."""
+    return [pid for pid, fields in _processes() if int(fields[2]) == pgid and fields[0] not in ("Z", "X")]
 
 
 @dataclasses.dataclass
@@ -252,18 +254,10 @@ def _reap_orphans(keep: Iterable[int]) -> None:
     else would reap them."""
     own = os.getpid()
     kept = set(keep)
-    with contextlib.suppress(OSError):
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit() or int(entry) in kept:
-                continue
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rpartition(")")[2].split()
-            except OSError:
-                continue
-            if fields[0] == "Z" and int(fields[1]) == own:
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(int(entry), os.WNOHANG)
+    for pid, fields in _processes():
+        if pid not in kept and fields[0] == "Z" and int(fields[1]) == own:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
 
 
 class Reloader:

@@ -22,6 +22,7 @@ SURFACE = {
     "ConfigError",
     "FileSettings",
     "HeadLimits",
+    "memory_over",
     "ServerTraits",
     "Supervision",
     "WorkerApp",

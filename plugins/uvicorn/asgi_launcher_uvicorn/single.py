@@ -37,11 +37,17 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from types import FrameType
 
 from asgi_launcher_uvicorn.server import LauncherServer, uvicorn_config
-from launcher import EXIT_WORKERS_FAILING, Config, Supervision, build_worker_app, configure_logging
+from launcher import (
+    EXIT_WORKERS_FAILING,
+    Config,
+    Supervision,
+    build_worker_app,
+    configure_logging,
+    memory_over,
+)
 
 #: Exit status when the event loop is stuck (TIMEOUT): the process "died", as a timed-out worker.
 EXIT_TIMED_OUT = EXIT_WORKERS_FAILING
@@ -54,62 +60,32 @@ _IGNORED_WHY: dict[int, str] = {
 }
 
 
-def _kib(path: str, names: tuple[str, ...]) -> int | None:
-    """The sum of the ``Name:  123 kB`` fields ``names`` of a /proc file, in bytes."""
-    try:
-        text = Path(path).read_text()
-    except OSError:
-        return None
-    total, seen = 0, False
-    for line in text.splitlines():
-        name, sep, rest = line.partition(":")
-        if sep and name in names:
-            with contextlib.suppress(IndexError, ValueError):
-                total += int(rest.split()[0]) * 1024
-                seen = True
-    return total if seen else None
-
-
-def own_memory() -> tuple[int, str] | None:
-    """This process's own memory and which figure it is, as the masters measure a worker: the
-    cheap RSS first, the USS (``smaps_rollup``: what a restart frees) only when asked for."""
-    uss = _kib("/proc/self/smaps_rollup", ("Private_Clean", "Private_Dirty", "SwapPss"))
-    if uss is not None:
-        return uss, "USS"
-    rss = _kib("/proc/self/status", ("VmRSS", "VmSwap"))
-    return (rss, "RSS") if rss is not None else None
-
-
-def _rss() -> int | None:
-    return _kib("/proc/self/status", ("VmRSS", "VmSwap"))
-
-
 class Monitor(threading.Thread):
     """TIMEOUT and MAX_WORKER_MEMORY for a process that is its own worker.
 
     A thread, not a timer on the loop, because the loop is what TIMEOUT watches: the pipeline's
-    heartbeat layer touches ``heartbeat`` from the loop at least every TIMEOUT/4 seconds, and
-    this thread (which a blocked loop does not stop) looks at its age.
+    heartbeat layer touches this process's heartbeat file from the loop, and this thread (which a
+    blocked loop does not stop) asks the shared ``Supervision`` whether it is overdue, as a
+    master asks about its workers.
     """
 
     def __init__(
         self,
         config: Config,
         log: logging.Logger,
-        heartbeat: str | None,
+        supervision: Supervision,
         loop: asyncio.AbstractEventLoop,
         server: LauncherServer,
     ) -> None:
         super().__init__(name="asgi-launcher-monitor", daemon=True)
-        self.timeout = config.timeout if heartbeat else 0
+        self.watchdog = supervision.watchdog  # None when TIMEOUT is 0
+        self.timeout = config.timeout if self.watchdog else 0
         self.limit = config.max_worker_memory
         self.log = log
-        self.heartbeat = heartbeat
         self.loop = loop
         self.server = server
-        self.born = time.time()
         # As often as the pipeline beats (TIMEOUT/4, at most 1 s), and at least once a second.
-        self.every = max(0.05, min(1.0, self.timeout / 4)) if self.timeout else MEMORY_CHECK_EVERY
+        self.every = supervision.check_every or MEMORY_CHECK_EVERY
         self.done = threading.Event()
         self.cleanup: list[Callable[[], None]] = []
 
@@ -142,21 +118,13 @@ class Monitor(threading.Thread):
                     return
 
     def _stalled(self) -> bool:
-        assert self.heartbeat is not None
-        try:
-            beat = os.stat(self.heartbeat).st_mtime
-        except OSError:
-            beat = self.born  # no beat yet: counted from the start, as a master counts boot time
-        return time.time() - beat > self.timeout
+        # No beat yet counts from ``Supervision.spawned``, as a master counts boot time.
+        return bool(self.watchdog and self.watchdog.overdue([os.getpid()]))
 
     def _oversized(self) -> bool:
         assert self.limit is not None
-        limit = self.limit * MIB
-        rss = _rss()
-        if rss is None or rss <= limit:  # RSS is never below the USS: the cheap look first
-            return False
-        used = own_memory()
-        if used is None or used[0] <= limit:
+        used = memory_over(os.getpid(), self.limit * MIB)  # as the masters measure a worker
+        if used is None:
             return False
         self.log.warning(
             "worker %d uses %.1f MiB (%s), over MAX_WORKER_MEMORY=%d MiB; single-process mode: draining, "
@@ -201,8 +169,7 @@ def serve(config: Config, log: logging.Logger, sockets: list[socket.socket]) -> 
         )
         supervision.started()  # the operations listener (OPS_PORT), SHUTDOWN_DELAY
         supervision.spawned(pid)  # this process is its own one worker
-        heartbeat = os.path.join(heartbeat_dir, str(pid)) if heartbeat_dir and config.timeout > 0 else None
-        return _run(config, log, server, sockets, heartbeat, supervision.close)
+        return _run(config, log, server, sockets, supervision)
     finally:
         supervision.close()
 
@@ -212,15 +179,14 @@ def _run(
     log: logging.Logger,
     server: LauncherServer,
     sockets: list[socket.socket],
-    heartbeat: str | None,
-    cleanup: Callable[[], None],
+    supervision: Supervision,
 ) -> int:
     monitor: Monitor | None = None
 
     async def main() -> None:
         nonlocal monitor
-        monitor = Monitor(config, log, heartbeat, asyncio.get_running_loop(), server)
-        monitor.cleanup.append(cleanup)
+        monitor = Monitor(config, log, supervision, asyncio.get_running_loop(), server)
+        monitor.cleanup.append(supervision.close)
         if monitor.wanted():
             monitor.start()
         await server.serve(sockets=sockets)
