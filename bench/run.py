@@ -47,6 +47,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "demo"
 BIN = Path(sys.executable).parent
 WORKERS = "2"
+#: Pinned runs (--logging, --metrics): the server's whole tree on one CPU, wrk on the other.
+SERVER_CPU, WRK_CPU = "1", "0"
 
 TARGETS = {
     "throughput_ratio": 0.97,  # launcher / direct, at least
@@ -70,18 +72,30 @@ class Setup:
     argv: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
 
-    def command(self, port: int) -> tuple[list[str], dict[str, str]]:
-        values = {"bind": f"127.0.0.1:{port}", "port": str(port)}
+    def command(self, port: int, pinned: bool = False) -> tuple[list[str], dict[str, str]]:
+        """The argv and environment on ``port``; ``pinned``: one worker, on SERVER_CPU alone.
+
+        Pinned, a launcher is given MAX_WORKERS=1 rather than WEB_CONCURRENCY=1, so that the
+        Uvicorn backend keeps its supervised worker (WEB_CONCURRENCY=1 is its single-process mode).
+        """
+        values = {"bind": f"127.0.0.1:{port}", "port": str(port), "workers": "1" if pinned else WORKERS}
         if any("{ops_port}" in v for v in self.env.values()):
             values["ops_port"] = str(free_port())
-        return [a.format(**values) for a in self.argv], {k: v.format(**values) for k, v in self.env.items()}
+        env = dict(self.env)
+        argv = list(self.argv)
+        if pinned:
+            if env.get("WEB_CONCURRENCY") == "{workers}":
+                del env["WEB_CONCURRENCY"]
+                env["MAX_WORKERS"] = "1"
+            argv = ["taskset", "-c", SERVER_CPU, *argv]
+        return [a.format(**values) for a in argv], {k: v.format(**values) for k, v in env.items()}
 
 
 def _launcher(backend: str, variant: str = "", **more: str) -> Setup:
     env = {
         "APP_DIR": str(DEMO),
         "BIND": "{bind}",
-        "WEB_CONCURRENCY": WORKERS,
+        "WEB_CONCURRENCY": "{workers}",
         "SERVER_BACKEND": backend,
         **more,
     }
@@ -94,7 +108,7 @@ def _direct(name: str, program: str, options: str) -> Setup:
     return Setup(name, (str(BIN / program), *options.split(), "main:app"))
 
 
-_GUNICORN = f"-w {WORKERS} -b {{bind}} --no-control-socket --access-logfile - --worker-tmp-dir /dev/shm -k"
+_GUNICORN = "-w {workers} -b {bind} --no-control-socket --access-logfile - --worker-tmp-dir /dev/shm -k"
 
 SETUPS = {
     s.name: s
@@ -102,23 +116,23 @@ SETUPS = {
         _launcher("gunicorn"),
         _direct("direct gunicorn", "gunicorn", f"{_GUNICORN} uvicorn_worker.UvicornWorker"),
         _launcher("hypercorn"),
-        _direct("direct hypercorn", "hypercorn", f"-w {WORKERS} -b {{bind}} --access-logfile - -k uvloop"),
+        _direct("direct hypercorn", "hypercorn", "-w {workers} -b {bind} --access-logfile - -k uvloop"),
         _launcher("granian"),
         _direct(
             "direct granian",
             "granian",
-            f"--interface asgi --workers {WORKERS} --host 127.0.0.1 --port {{port}} --access-log",
+            "--interface asgi --workers {workers} --host 127.0.0.1 --port {port} --access-log",
         ),
         # The reference image's setup when uvicorn comes without its optional speed-ups (as
         # conda's plain `uvicorn` package does): the asyncio loop and the pure-Python h11 parser.
         _direct("reference setup (asyncio, h11)", "gunicorn", f"{_GUNICORN} uvicorn_worker.UvicornH11Worker"),
         _direct(
-            "hypercorn -k asyncio", "hypercorn", f"-w {WORKERS} -b {{bind}} --access-logfile - -k asyncio"
+            "hypercorn -k asyncio", "hypercorn", "-w {workers} -b {bind} --access-logfile - -k asyncio"
         ),
         # Uvicorn's own supervisor (uvicorn.supervisors.Multiprocess) with its defaults: uvloop and
         # httptools when installed (they are: uvicorn[standard]), its access log on. It is also the
         # direct peer of SERVER_BACKEND=uvicorn (DIRECT below).
-        _direct("uvicorn --workers 2", "uvicorn", f"--workers {WORKERS} --host 127.0.0.1 --port {{port}}"),
+        _direct("uvicorn --workers 2", "uvicorn", "--workers {workers} --host 127.0.0.1 --port {port}"),
         _launcher("uvicorn"),
         # Single-process mode: the app served in the launcher's own process, no supervisor.
         _launcher("uvicorn", " single-process", WEB_CONCURRENCY="1"),
@@ -215,22 +229,39 @@ class Plan:
     quick: bool
     comparisons: list[Comparison]
     loads: list[str]
-    rounds: int  # fresh pairs of processes; one A/B sample per load each
+    rounds: int  # fresh pairs of processes
     seconds: int  # per wrk sample
     warm_seconds: int
+    #: One worker a server, the server's tree on SERVER_CPU and wrk on WRK_CPU (see below).
+    pinned: bool = False
+    #: A/B samples per load per round (the order alternating), for finer interleaving.
+    reps: int = 1
 
     @classmethod
-    def for_mode(cls, quick: bool, rounds: int, logging: bool = False, metrics: bool = False) -> Plan:
+    def for_mode(
+        cls, quick: bool, rounds: int, logging: bool = False, metrics: bool = False, reps: int = 12, only: str = ""
+    ) -> Plan:
+        pinned = (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
         if logging:
-            return cls(True, LOGGING_COMPARISONS, ["plaintext c64"], rounds, 2, 1)
+            chosen = [c for c in LOGGING_COMPARISONS if only in c.name]
+            return cls(True, chosen, ["plaintext c64"], rounds, 1, 1, pinned, reps)
         if metrics:
-            return cls(True, METRICS_COMPARISONS, ["plaintext c64"], rounds, 2, 1)
+            chosen = [c for c in METRICS_COMPARISONS if only in c.name]
+            return cls(True, chosen, ["plaintext c64"], rounds, 1, 1, pinned, reps)
         if quick:
             # Launcher against direct for every backend, and single-process mode against the
             # uvicorn backend's own supervised workers.
             quick_comparisons = [*COMPARISONS[: len(BACKENDS)], SINGLE_COMPARISONS[-1]]
             return cls(True, quick_comparisons, ["plaintext c64"], 2, 2, 1)
         return cls(False, COMPARISONS, list(LOADS), rounds, 2, 1)
+
+
+# Why --logging and --metrics run pinned: what they compare is a pipeline layer's cost, a few
+# microseconds of a request's CPU, so a few per cent. With 2 workers sharing 2 CPUs with wrk,
+# which worker the kernel hands the connections to moves a sample by 20-40 %, and no affordable
+# number of samples brings that under 5 %. One worker alone on one CPU, wrk alone on the other,
+# and many 1 s samples alternating A B / B A within each fresh pair, measure the layer rather
+# than the scheduler. (The VM's own noise remains: it is why there are many.)
 
 
 # -- wrk -------------------------------------------------------------------------------------
@@ -281,10 +312,11 @@ def parse_wrk(output: str) -> dict[str, float]:
     }
 
 
-def wrk(binary: str, port: int, load: str, seconds: int) -> dict[str, float]:
+def wrk(binary: str, port: int, load: str, seconds: int, pinned: bool = False) -> dict[str, float]:
     path, connections = LOADS[load]
     out = subprocess.run(
         [
+            *(["taskset", "-c", WRK_CPU] if pinned else []),
             binary,
             "-t",
             "1",
@@ -339,7 +371,7 @@ def cpu_seconds(pids: list[int]) -> float:
     return ticks / _TICKS
 
 
-def served(binary: str, running: Running, load: str, seconds: int) -> dict[str, float]:
+def served(binary: str, running: Running, load: str, seconds: int, pinned: bool = False) -> dict[str, float]:
     """One wrk sample, plus the CPU time the server's whole tree spent per request meanwhile.
 
     CPU per request is what the launcher could add to every request; it depends less than
@@ -347,7 +379,7 @@ def served(binary: str, running: Running, load: str, seconds: int) -> dict[str, 
     """
     pids = tree(running.proc.pid)
     before = cpu_seconds(pids)
-    result = wrk(binary, running.port, load, seconds)
+    result = wrk(binary, running.port, load, seconds, pinned)
     used = cpu_seconds(pids) - before  # workers replaced meanwhile would be missed: none are
     result["cpu_us_per_request"] = used / max(result["requests"], 1) * 1e6
     return result
@@ -381,9 +413,9 @@ class Running:
     startup_ms: float
 
 
-def start(setup: Setup, timeout: float = 30) -> Running | None:
+def start(setup: Setup, timeout: float = 30, pinned: bool = False) -> Running | None:
     port = free_port()
-    argv, extra_env = setup.command(port)
+    argv, extra_env = setup.command(port, pinned)
     env = {**os.environ, **extra_env}
     started = time.perf_counter()
     proc = subprocess.Popen(
@@ -447,22 +479,22 @@ def measure_pair(binary: str, comparison: Comparison, plan: Plan, log: Any) -> d
         running: dict[str, Running] = {}
         try:
             for key in alternate(["a", "b"], index):
-                started = start(SETUPS[names[key]])
+                started = start(SETUPS[names[key]], pinned=plan.pinned)
                 if started is None:
                     return {"failed": f"{names[key]} failed to start", "samples": samples, "starts": starts}
                 running[key] = started
             for key in alternate(["a", "b"], index):
-                wrk(binary, running[key].port, "plaintext c64", plan.warm_seconds)
+                wrk(binary, running[key].port, "plaintext c64", plan.warm_seconds, plan.pinned)
             starts.append(
                 {
                     key: {"startup_ms": running[key].startup_ms, **memory_mb(tree(running[key].proc.pid))}
                     for key in ("a", "b")
                 }
             )
-            for offset, load in enumerate(plan.loads):
+            for offset, load in enumerate(plan.loads * plan.reps):
                 sample: dict[str, Any] = {"round": index + 1, "load": load}
                 for key in alternate(["a", "b"], index + offset):
-                    sample[key] = served(binary, running[key], load, plan.seconds)
+                    sample[key] = served(binary, running[key], load, plan.seconds, plan.pinned)
                 sample["ratio"] = sample["a"]["rps"] / sample["b"]["rps"]
                 sample["cpu_ratio"] = sample["a"]["cpu_us_per_request"] / sample["b"]["cpu_us_per_request"]
                 samples.append(sample)
@@ -493,11 +525,11 @@ def spread(values: Iterable[float]) -> dict[str, float]:
     return {"median": statistics.median(v), "min": min(v), "max": max(v), "n": len(v)}
 
 
-def summarize_setups(pairs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def summarize_setups(pairs: dict[str, dict[str, Any]], plan: Plan) -> dict[str, Any]:
     """Every sample and start of a setup, from every comparison it took part in."""
     loads: dict[str, dict[str, list[dict[str, float]]]] = {}
     starts: dict[str, list[dict[str, float]]] = {}
-    for comparison in COMPARISONS:
+    for comparison in plan.comparisons:
         measured = pairs.get(comparison.name, {})
         for key, name in (("a", comparison.a), ("b", comparison.b)):
             for sample in measured.get("samples", []):
@@ -523,9 +555,9 @@ def summarize_setups(pairs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
-def summarize_comparisons(pairs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def summarize_comparisons(pairs: dict[str, dict[str, Any]], plan: Plan) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for comparison in COMPARISONS:
+    for comparison in plan.comparisons:
         measured = pairs.get(comparison.name)
         if measured is None:
             continue
@@ -763,7 +795,7 @@ def run(plan: Plan, out: Path | None) -> dict[str, Any]:
     # First, on a machine not yet busy with servers shutting down.
     config = spread(config_ms(5 if plan.quick else 15))
     pairs = {c.name: measure_pair(binary, c, plan, log) for c in plan.comparisons}
-    comparisons = summarize_comparisons(pairs)
+    comparisons = summarize_comparisons(pairs, plan)
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "plan": {k: v for k, v in plan.__dict__.items() if k != "comparisons"},
@@ -772,7 +804,7 @@ def run(plan: Plan, out: Path | None) -> dict[str, Any]:
         "python": platform.python_version(),
         "versions": versions(),
         "config_ms": config,
-        "setups": summarize_setups(pairs),
+        "setups": summarize_setups(pairs, plan),
         "comparisons": comparisons,
         "targets": targets(comparisons),
         "raw": pairs,
@@ -853,20 +885,34 @@ def main() -> int:
         action="store_true",
         help="only the metrics on/off comparisons (about 2 minutes with --rounds 3)",
     )
+    parser.add_argument(
+        "--reps",
+        type=int,
+        default=12,
+        help="--logging/--metrics: 1 s A/B samples per round (default 12)",
+    )
+    parser.add_argument(
+        "--only", default="", help="--logging/--metrics: only comparisons whose name contains this"
+    )
     args = parser.parse_args()
     # Stopped from outside, still stop the servers it started (the `finally` blocks do).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.self_check:
         return self_check()
-    plan = Plan.for_mode(args.quick, args.rounds, args.logging, args.metrics)
+    plan = Plan.for_mode(args.quick, args.rounds, args.logging, args.metrics, args.reps, args.only)
     result = run(plan, None if plan.quick else args.out)
     if args.logging or args.metrics:
         for name, c in result["comparisons"].items():
             comparison = next(x for x in plan.comparisons if x.name == name)
-            ratio, ci = c["ratio"]["median"], c.get("ratio_ci95")
+            if "failed" in c:
+                print(f"{name}: failed: {c['failed']}")
+                continue
+            ratio, (low, high) = c["ratio"]["median"], c["ratio_ci95"]
             target = TARGETS[comparison.target or ""]
             print(
-                f"{name}: {ratio:.3f} (95% CI {ci}) target >= {target}: {'PASS' if ratio >= target else 'MISS'}"
+                f"{name}: throughput {ratio:.3f} (95% CI {low:.3f}-{high:.3f}, {c['ratio']['n']} pairs"
+                f"{', pinned, 1 worker' if plan.pinned else ''}), CPU per request "
+                f"{c['cpu_ratio']['median']:.3f}; target >= {target}: {'PASS' if ratio >= target else 'MISS'}"
             )
         return 0
     if not plan.quick:
