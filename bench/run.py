@@ -126,9 +126,7 @@ SETUPS = {
         # The reference image's setup when uvicorn comes without its optional speed-ups (as
         # conda's plain `uvicorn` package does): the asyncio loop and the pure-Python h11 parser.
         _direct("reference setup (asyncio, h11)", "gunicorn", f"{_GUNICORN} uvicorn_worker.UvicornH11Worker"),
-        _direct(
-            "hypercorn -k asyncio", "hypercorn", "-w {workers} -b {bind} --access-logfile - -k asyncio"
-        ),
+        _direct("hypercorn -k asyncio", "hypercorn", "-w {workers} -b {bind} --access-logfile - -k asyncio"),
         # Uvicorn's own supervisor (uvicorn.supervisors.Multiprocess) with its defaults: uvloop and
         # httptools when installed (they are: uvicorn[standard]), its access log on. It is also the
         # direct peer of SERVER_BACKEND=uvicorn (DIRECT below).
@@ -239,7 +237,13 @@ class Plan:
 
     @classmethod
     def for_mode(
-        cls, quick: bool, rounds: int, logging: bool = False, metrics: bool = False, reps: int = 12, only: str = ""
+        cls,
+        quick: bool,
+        rounds: int,
+        logging: bool = False,
+        metrics: bool = False,
+        reps: int = 12,
+        only: str = "",
     ) -> Plan:
         pinned = (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
         if logging:

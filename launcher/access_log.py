@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import json
+import contextlib
 import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 from launcher.errors import ConfigError
@@ -210,17 +211,34 @@ def _request_headers(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str, str, 
 
 
 def _default_formatter() -> Callable[[Record], str]:
-    """``DEFAULT_FORMAT`` as one f-string: the line nearly every user gets, at the least cost."""
+    """``DEFAULT_FORMAT`` as one f-string: the line nearly every user gets, at the least cost
+    (the clock and the target inlined: each method call is a tenth of a microsecond)."""
     clock = _Clock()
     pid = os.getpid()
 
     def format_line(record: Record) -> str:
         scope = record.scope
         client = scope.get("client")
-        referer, agent, request_id = _request_headers(scope.get("headers", ()))
+        referer = agent = request_id = "-"
+        for key, value in scope.get("headers", ()):
+            if len(key) in (7, 10, 12):  # cheap filter before the comparisons
+                name = key.lower()
+                if name == b"referer":
+                    referer = value.decode("latin1")
+                elif name == b"user-agent":
+                    agent = value.decode("latin1")
+                elif name == b"x-request-id":
+                    request_id = value.decode("latin1")
+        raw = scope.get("raw_path") or scope["path"]
+        target = raw if isinstance(raw, str) else raw.decode("latin1")
+        query = scope.get("query_string")
+        if query:
+            target = f"{target}?{query.decode('latin1')}"
+        wall = record.wall
+        stamp = clock._text if int(wall) == clock._second else clock.now(wall)
         return (
-            f'{client[0] if client else "-"} - - {clock.now(record.wall)} "{scope.get("method", "GET")} '
-            f'{record.target()} HTTP/{scope.get("http_version", "1.1")}" {record.status} {record.bytes or "-"} '
+            f'{client[0] if client else "-"} - - {stamp} "{scope.get("method", "GET")} {target} '
+            f'HTTP/{scope.get("http_version", "1.1")}" {record.status} {record.bytes or "-"} '
             f'"{referer}" "{agent}" {record.duration * 1000:.3f}ms pid={pid} rid={request_id}'
         )
 
@@ -242,46 +260,78 @@ def text_formatter(layout: str) -> Callable[[Record], str]:
 
 
 def json_formatter() -> Callable[[Record], str]:
-    """One JSON object a request, keyed by Elastic Common Schema / OpenTelemetry names."""
+    """One JSON object a request, keyed by Elastic Common Schema / OpenTelemetry names.
+
+    Written as one template rather than ``json.dumps`` of a dict: the keys and their order are
+    fixed, so only the values need encoding (strings through the json module's C escaper), at
+    about a third of the cost. The output is what ``json.dumps(event, separators=(",", ":"))``
+    gives, keys with no value left out; a unit test holds the two equal.
+    """
     pid = os.getpid()
+    clock = _IsoClock()
+    quote = encode_basestring_ascii
 
     def format_line(record: Record) -> str:
-        headers = record.scope.get("headers", ())
-        address, port = record.client()
-        query = record.scope.get("query_string", b"").decode("latin1")
-        event: dict[str, Any] = {
-            "@timestamp": _iso(record.wall),
-            "log.level": "info",
-            "log.logger": "asgi_launcher.access",
-            "event.dataset": "asgi.access",
-            "message": f"{record.method()} {record.target()} {record.protocol()} {record.status}",
-            "client.address": address,
-            "client.port": port,
-            "http.request.method": record.method(),
-            "url.path": record.scope["path"],
-            "url.query": query or None,
-            "network.protocol.version": str(record.scope.get("http_version", "1.1")),
-            "http.response.status_code": record.status,
-            "http.response.body.bytes": record.bytes,
-            "event.duration": int(record.duration * 1_000_000_000),
-            "http.request.referrer": _none(_header(headers, b"referer")),
-            "user_agent.original": _none(_header(headers, b"user-agent")),
-            "http.request.id": _none(_header(headers, b"x-request-id")),
-            "process.pid": pid,
-        }
-        if record.scope["type"] == "websocket":
-            event["network.protocol.name"] = "websocket"
-        return json.dumps({k: v for k, v in event.items() if v is not None}, separators=(",", ":"))
+        scope = record.scope
+        client = scope.get("client")
+        referer, agent, request_id = _request_headers(scope.get("headers", ()))
+        method = str(scope.get("method", "GET"))
+        target = record.target()
+        version = str(scope.get("http_version", "1.1"))
+        query = scope.get("query_string", b"")
+        status = record.status
+        parts = [
+            '{"@timestamp":"',
+            clock.now(record.wall),
+            '","log.level":"info","log.logger":"asgi_launcher.access","event.dataset":"asgi.access"'
+            ',"message":',
+            quote(f"{method} {target} HTTP/{version} {status}"),
+            ',"client.address":',
+            quote(str(client[0])) if client else '"-"',
+        ]
+        if client and client[1] not in (None, ""):
+            parts += (',"client.port":', str(int(client[1])))
+        parts += (',"http.request.method":', quote(method), ',"url.path":', quote(scope["path"]))
+        if query:
+            parts += (',"url.query":', quote(query.decode("latin1")))
+        parts += (
+            ',"network.protocol.version":',
+            quote(version),
+            f',"http.response.status_code":{status},"http.response.body.bytes":{record.bytes}'
+            f',"event.duration":{int(record.duration * 1_000_000_000)}',
+        )
+        if referer != "-":
+            parts += (',"http.request.referrer":', quote(referer))
+        if agent != "-":
+            parts += (',"user_agent.original":', quote(agent))
+        if request_id != "-":
+            parts += (',"http.request.id":', quote(request_id))
+        parts.append(f',"process.pid":{pid}')
+        if scope["type"] == "websocket":
+            parts.append(',"network.protocol.name":"websocket"')
+        parts.append("}")
+        return "".join(parts)
 
     return format_line
 
 
+class _IsoClock:
+    """``2026-12-01T20:16:45.250Z``: the seconds formatted once a second, the milliseconds added."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def now(self, wall: float) -> str:
+        second = int(wall)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._prefix}.{int(wall % 1 * 1000):03d}Z"
+
+
 def _none(value: str) -> str | None:
     return None if value == "-" else value
-
-
-def _iso(wall: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(wall)) + f".{int(wall % 1 * 1000):03d}Z"
 
 
 class Writer:
@@ -317,13 +367,16 @@ class Writer:
             old, self.fd = self.fd, self._open()
             os.close(old)
 
-    def write(self, line: str, loop: asyncio.AbstractEventLoop | None) -> None:
+    def write(self, line: str) -> None:
+        """Buffer ``line``; written at once when the buffer is nearly a pipe's atomic write, else
+        by a timer on the running loop (or at exit, called outside one)."""
         self.lines.append(line)
         self.size += len(line) + 1
         if self.size >= ATOMIC_WRITE - 512:
             self.flush()
-        elif self._timer is None and loop is not None:
-            self._timer = loop.call_later(FLUSH_INTERVAL, self.flush)
+        elif self._timer is None:
+            with contextlib.suppress(RuntimeError):  # no loop: the exit hooks flush
+                self._timer = asyncio.get_running_loop().call_later(FLUSH_INTERVAL, self.flush)
 
     def flush(self) -> None:
         if self._timer is not None:
@@ -332,6 +385,10 @@ class Writer:
         if not self.lines:
             return
         lines, self.lines, self.size = self.lines, [], 0
+        data = ("\n".join(lines) + "\n").encode("utf-8", "replace")
+        if len(data) <= ATOMIC_WRITE:  # the usual case: one write, encoded at once
+            self._write(data)
+            return
         chunk: list[bytes] = []
         size = 0
         for line in lines:
@@ -419,15 +476,7 @@ class AccessLog:
             record.duration = time.perf_counter() - started
             if metrics is not None:
                 metrics.end(method, record.status, record.bytes, record.duration)
-            loop = _running_loop()
-            self.writer.write(self.format_line(record), loop)
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
+            self.writer.write(self.format_line(record))
 
 
 def formatter(log_format: str, layout: str | None) -> Callable[[Record], str]:

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -83,16 +84,18 @@ def test_json_lines_use_ecs_names() -> None:
     assert event["@timestamp"].endswith("Z") and event["process.pid"] == os.getpid()
 
 
-def test_writes_are_whole_lines_of_at_most_a_pipes_atomic_size(tmp_path: Path) -> None:
+@pytest.mark.parametrize("char", ["x", "\u00e9"])  # one byte, and two: the buffer counts characters
+def test_writes_are_whole_lines_of_at_most_a_pipes_atomic_size(tmp_path: Path, char: str) -> None:
     target = tmp_path / "access.log"
     writer = Writer(str(target))
     writes: list[bytes] = []
     writer._write = writes.append  # type: ignore[method-assign]  # observe the write(2) calls
     for n in range(500):
-        writer.write(f"line {n:04d} " + "x" * 80, None)
+        writer.write(f"line {n:04d} " + char * 80)
     writer.flush()
     assert all(len(w) <= ATOMIC_WRITE and w.endswith(b"\n") for w in writes)
-    assert b"".join(writes).decode().splitlines() == [f"line {n:04d} " + "x" * 80 for n in range(500)]
+    assert len(writes) >= 500 * (11 + 80 * len(char.encode())) // ATOMIC_WRITE
+    assert b"".join(writes).decode().splitlines() == [f"line {n:04d} " + char * 80 for n in range(500)]
 
 
 @pytest.mark.parametrize("ending", ["sys.exit(0)", "raise RuntimeError('boom')", "multiprocessing"])
@@ -104,7 +107,7 @@ from launcher.access_log import Writer
 def work():
     w = Writer({str(target)!r})
     for n in range(3):
-        w.write(f"line {{n}}", None)
+        w.write(f"line {{n}}")
     {ending if ending != "multiprocessing" else "pass"}
 if {ending == "multiprocessing"!r}:
     p = multiprocessing.get_context("fork").Process(target=work); p.start(); p.join()
@@ -122,7 +125,7 @@ def test_the_layer_records_status_bytes_and_an_app_that_raised(tmp_path: Path) -
         def __init__(self) -> None:
             pass
 
-        def write(self, line: str, loop: Any) -> None:
+        def write(self, line: str) -> None:
             lines.append(line)
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -141,3 +144,53 @@ def test_the_layer_records_status_bytes_and_an_app_that_raised(tmp_path: Path) -
     with pytest.raises(RuntimeError):
         asyncio.run(layer(scope(path="/boom", raw_path=b"/boom"), None, sink))
     assert lines == ["201 5 /items", "500 0 /boom"]
+
+
+def _reference_event(r: Record) -> str:
+    """What the JSON line must be: ``json.dumps`` of the documented keys, the empty ones left out."""
+    headers = dict((k.decode(), v.decode("latin1")) for k, v in r.scope.get("headers", ()))
+    address, port = r.client()
+    query = r.scope.get("query_string", b"").decode("latin1")
+    wall = r.wall
+    event: dict[str, Any] = {
+        "@timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(wall)) + f".{int(wall % 1 * 1000):03d}Z",
+        "log.level": "info",
+        "log.logger": "asgi_launcher.access",
+        "event.dataset": "asgi.access",
+        "message": f"{r.method()} {r.target()} {r.protocol()} {r.status}",
+        "client.address": address,
+        "client.port": port,
+        "http.request.method": r.method(),
+        "url.path": r.scope["path"],
+        "url.query": query or None,
+        "network.protocol.version": str(r.scope.get("http_version", "1.1")),
+        "http.response.status_code": r.status,
+        "http.response.body.bytes": r.bytes,
+        "event.duration": int(r.duration * 1_000_000_000),
+        "http.request.referrer": headers.get("referer"),
+        "user_agent.original": headers.get("user-agent"),
+        "http.request.id": headers.get("x-request-id"),
+        "process.pid": os.getpid(),
+    }
+    if r.scope["type"] == "websocket":
+        event["network.protocol.name"] = "websocket"
+    return json.dumps({k: v for k, v in event.items() if v is not None}, separators=(",", ":"))
+
+
+@pytest.mark.parametrize(
+    "more",
+    [
+        {},
+        {"query_string": b"", "client": None, "headers": []},
+        {"client": ("unix", None), "http_version": "2"},
+        {"path": '/caf\u00e9 "quoted" \\ \n', "raw_path": None, "headers": [(b"user-agent", b'a"b\\c\x01')]},
+        {"type": "websocket", "path": "/ws", "raw_path": b"/ws", "query_string": b""},
+    ],
+)
+def test_the_json_template_writes_exactly_what_json_dumps_would(more: dict[str, Any]) -> None:
+    r = record(**more)
+    for wall in (1764620205.25, 1764620205.999, 1764620206.0):
+        r.wall = wall
+        line = json_formatter()(r)
+        assert line == _reference_event(r)
+        json.loads(line)
