@@ -552,7 +552,7 @@ def build(
         from launcher.access_log import AccessLog, Writer, formatter
 
         lines = formatter(config.log_format, config.access_log_format)
-        app = add("access-log", AccessLog(app, Writer(config.access_log), lines, counted))
+        app = add("access-log", AccessLog(app, Writer(config.access_log, lines), counted))
         if counted is not None:
             layers.append("metrics")  # counted by the access log's layer: one wrapper, not two
     elif counted is not None:

@@ -15,6 +15,7 @@ import pytest
 
 from launcher.access_log import (
     ATOMIC_WRITE,
+    BATCH,
     DEFAULT_FORMAT,
     AccessLog,
     Record,
@@ -100,14 +101,17 @@ def test_writes_are_whole_lines_of_at_most_a_pipes_atomic_size(tmp_path: Path, c
 
 @pytest.mark.parametrize("ending", ["sys.exit(0)", "raise RuntimeError('boom')", "multiprocessing"])
 def test_no_line_is_lost_at_exit(tmp_path: Path, ending: str) -> None:
+    """Lines written, and records still waiting to be formatted (``add``), both reach the file."""
     target = tmp_path / "access.log"
     body = f"""
 import sys, multiprocessing
-from launcher.access_log import Writer
+from launcher.access_log import Record, Writer, text_formatter
 def work():
-    w = Writer({str(target)!r})
+    w = Writer({str(target)!r}, text_formatter("%(U)s"))
     for n in range(3):
         w.write(f"line {{n}}")
+    for n in range(3):
+        w.add(Record({{"type": "http", "path": f"/record{{n}}"}}, 0.0))
     {ending if ending != "multiprocessing" else "pass"}
 if {ending == "multiprocessing"!r}:
     p = multiprocessing.get_context("fork").Process(target=work); p.start(); p.join()
@@ -115,7 +119,26 @@ else:
     work()
 """
     subprocess.run([sys.executable, "-c", body], capture_output=True, timeout=30)
-    assert target.read_text().splitlines() == ["line 0", "line 1", "line 2"]
+    expected = ["line 0", "line 1", "line 2", "/record0", "/record1", "/record2"]
+    assert target.read_text().splitlines() == expected
+
+
+def test_records_are_formatted_and_written_a_batch_at_a_time(tmp_path: Path) -> None:
+    formatted: list[str] = []
+
+    def format_line(r: Record) -> str:
+        formatted.append(r.scope["path"])
+        return r.scope["path"]
+
+    writer = Writer(str(tmp_path / "access.log"), format_line)
+    writes: list[bytes] = []
+    writer._write = writes.append  # type: ignore[method-assign]
+    for n in range(BATCH - 1):
+        writer.add(Record({"type": "http", "path": f"/{n}"}, 0.0))
+    assert formatted == [] and writes == []  # nothing formatted per request
+    writer.add(Record({"type": "http", "path": "/last"}, 0.0))
+    assert len(formatted) == BATCH and len(writes) == 1
+    assert writes[0].decode().splitlines() == [*(f"/{n}" for n in range(BATCH - 1)), "/last"]
 
 
 def test_the_layer_records_status_bytes_and_an_app_that_raised(tmp_path: Path) -> None:
@@ -123,10 +146,10 @@ def test_the_layer_records_status_bytes_and_an_app_that_raised(tmp_path: Path) -
 
     class Collect(Writer):
         def __init__(self) -> None:
-            pass
+            self.format_line = text_formatter("%(s)s %(B)s %(U)s")
 
-        def write(self, line: str) -> None:
-            lines.append(line)
+        def add(self, record: Record) -> None:
+            lines.append(self.format_line(record))
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if scope["path"] == "/boom":
@@ -135,7 +158,7 @@ def test_the_layer_records_status_bytes_and_an_app_that_raised(tmp_path: Path) -
         await send({"type": "http.response.body", "body": b"abc", "more_body": True})
         await send({"type": "http.response.body", "body": b"de"})
 
-    layer = AccessLog(app, Collect(), text_formatter("%(s)s %(B)s %(U)s"))
+    layer = AccessLog(app, Collect())
 
     async def sink(message: Any) -> None:
         pass
