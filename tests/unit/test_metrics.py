@@ -111,3 +111,50 @@ def test_active_requests_are_back_to_zero(tmp_path: Path) -> None:
     active = [v for k, v in after.items() if k.startswith("http_server_active_requests")]
     assert active
     assert all(v == 0 for v in active)
+
+
+GAUGE_SCRIPT = r"""
+import asyncio, json, sys
+from launcher.metrics import ServerMetrics
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
+
+async def slow(scope, receive, send):
+    await asyncio.sleep(0.6)
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+async def noop(message): pass
+async def receive(): return {"type": "http.request"}
+
+def active():
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=sys.argv[1])
+    return sum(s.value for f in registry.collect() for s in f.samples if s.name == "http_server_active_requests")
+
+async def main():
+    layer = ServerMetrics(slow)
+    task = asyncio.create_task(layer({"type": "http", "method": "GET", "path": "/"}, receive, noop))
+    await asyncio.sleep(0.4)  # one flush has run with the request in flight
+    during = active()
+    await task
+    await asyncio.sleep(0.6)  # no request begins after it: the gauge must still come down
+    return during, active()
+
+print(json.dumps(asyncio.run(main())))
+"""
+
+
+def test_the_active_gauge_comes_down_after_the_last_request_without_another(tmp_path: Path) -> None:
+    directory = tmp_path / "multiproc"
+    directory.mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
+    done = subprocess.run(
+        [sys.executable, "-c", GAUGE_SCRIPT, str(directory)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [1, 0]
