@@ -529,11 +529,13 @@ def spread(values: Iterable[float]) -> dict[str, float]:
     return {"median": statistics.median(v), "min": min(v), "max": max(v), "n": len(v)}
 
 
-def summarize_setups(pairs: dict[str, dict[str, Any]], plan: Plan) -> dict[str, Any]:
-    """Every sample and start of a setup, from every comparison it took part in."""
+def summarize_setups(
+    pairs: dict[str, dict[str, Any]], comparisons: list[Comparison] = COMPARISONS
+) -> dict[str, Any]:
+    """Every sample and start of a setup, from every comparison (of those run) it took part in."""
     loads: dict[str, dict[str, list[dict[str, float]]]] = {}
     starts: dict[str, list[dict[str, float]]] = {}
-    for comparison in plan.comparisons:
+    for comparison in comparisons:
         measured = pairs.get(comparison.name, {})
         for key, name in (("a", comparison.a), ("b", comparison.b)):
             for sample in measured.get("samples", []):
@@ -559,9 +561,11 @@ def summarize_setups(pairs: dict[str, dict[str, Any]], plan: Plan) -> dict[str, 
     return summary
 
 
-def summarize_comparisons(pairs: dict[str, dict[str, Any]], plan: Plan) -> dict[str, Any]:
+def summarize_comparisons(
+    pairs: dict[str, dict[str, Any]], comparisons: list[Comparison] = COMPARISONS
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for comparison in plan.comparisons:
+    for comparison in comparisons:
         measured = pairs.get(comparison.name)
         if measured is None:
             continue
@@ -799,7 +803,7 @@ def run(plan: Plan, out: Path | None) -> dict[str, Any]:
     # First, on a machine not yet busy with servers shutting down.
     config = spread(config_ms(5 if plan.quick else 15))
     pairs = {c.name: measure_pair(binary, c, plan, log) for c in plan.comparisons}
-    comparisons = summarize_comparisons(pairs, plan)
+    comparisons = summarize_comparisons(pairs, plan.comparisons)
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "plan": {k: v for k, v in plan.__dict__.items() if k != "comparisons"},
@@ -808,7 +812,7 @@ def run(plan: Plan, out: Path | None) -> dict[str, Any]:
         "python": platform.python_version(),
         "versions": versions(),
         "config_ms": config,
-        "setups": summarize_setups(pairs, plan),
+        "setups": summarize_setups(pairs, plan.comparisons),
         "comparisons": comparisons,
         "targets": targets(comparisons),
         "raw": pairs,

@@ -287,7 +287,10 @@ def test_rolling_update_loses_no_request(
         (round(t - t_stop, 3), s) for t, n, s, _ in rehearsal.readyz_log if n == a.name and t > a.unready
     ]
     assert 200 not in [s for _, s in again], f"A said ready again after SIGTERM: {again}"
-    assert a.removed - t_stop < 1.0, timeline
+    # A left the endpoints well inside SHUTDOWN_DELAY, before its drain began. (Measured from
+    # before `docker stop`, so the CLI's and the engine's latency count too: under the whole
+    # suite's load that alone has taken most of a second.)
+    assert a.removed - t_stop < SHUTDOWN_DELAY - PROPAGATION, timeline
 
     # The delay served: requests routed to A after it said 503 were answered, on new connections too.
     after = [o for o in outcomes if o.pod == a.name and o.sent > a.unready]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -79,3 +81,24 @@ def test_paired_samples_give_the_ratio_and_overheads() -> None:
     assert bench.verdict("startup_overhead_ms", None) == "not measured"
     line = bench.last_line({"targets": t, "config_ms": {"median": 120.0}})
     assert line.startswith("launcher/direct throughput: gunicorn=0.97 hypercorn=- granian=-")
+
+
+def test_pinned_setups_run_one_worker_on_the_server_cpu() -> None:
+    """--logging and --metrics: each server's tree on SERVER_CPU with one worker; a launcher gets
+    MAX_WORKERS=1, not WEB_CONCURRENCY=1 (the Uvicorn backend's single-process mode)."""
+    argv, env = bench.SETUPS["launcher uvicorn metrics"].command(8000, pinned=True)
+    assert argv[:3] == ["taskset", "-c", bench.SERVER_CPU]
+    assert env["MAX_WORKERS"] == "1" and "WEB_CONCURRENCY" not in env
+    assert env["BIND"] == "127.0.0.1:8000" and env["OPS_PORT"].isdigit()
+    argv, env = bench.SETUPS["launcher gunicorn"].command(8000)
+    assert argv[0] != "taskset" and env["WEB_CONCURRENCY"] == bench.WORKERS
+    argv, _ = bench.SETUPS["direct granian"].command(8000, pinned=True)
+    assert argv[0] == "taskset" and argv[argv.index("--workers") + 1] == "1"
+    argv, _ = bench.SETUPS["direct gunicorn"].command(8000)
+    assert argv[argv.index("-w") + 1] == bench.WORKERS and "127.0.0.1:8000" in argv
+    # Only the two layer-cost modes are pinned, and they sample finely.
+    if (os.cpu_count() or 1) >= 2 and shutil.which("taskset"):
+        assert bench.Plan.for_mode(False, 3, metrics=True, reps=5).pinned
+    plan = bench.Plan.for_mode(False, 3, logging=True, reps=5, only="JSON")
+    assert plan.reps == 5 and plan.comparisons and all("JSON" in c.name for c in plan.comparisons)
+    assert not bench.Plan.for_mode(False, 3).pinned and bench.Plan.for_mode(False, 3).reps == 1
