@@ -306,10 +306,6 @@ def json_formatter() -> Callable[[Record], str]:
     return format_line
 
 
-def _none(value: str) -> str | None:
-    return None if value == "-" else value
-
-
 class Writer:
     """Buffered, line-atomic writes to ``-`` (stdout) or a file opened for append.
 
@@ -321,13 +317,11 @@ class Writer:
     (``launcher.logs``).
     """
 
-    def __init__(self, target: str, format_line: Callable[[Record], str] | None = None) -> None:
+    def __init__(self, target: str, format_line: Callable[[Record], str]) -> None:
         self.target = target
         self.fd = self._open()
         self.format_line = format_line
         self.records: list[Record] = []
-        self.lines: list[str] = []
-        self.size = 0
         self._timer: asyncio.TimerHandle | None = None
         from launcher.logs import on_reopen
 
@@ -350,19 +344,10 @@ class Writer:
             old, self.fd = self.fd, self._open()
             os.close(old)
 
-    def write(self, line: str) -> None:
-        """Buffer ``line``; written at once when the buffer is nearly a pipe's atomic write, else
-        by a timer on the running loop (or at exit, called outside one)."""
-        self.lines.append(line)
-        self.size += len(line) + 1
-        if self.size >= ATOMIC_WRITE - 512:
-            self.flush()
-        elif self._timer is None:
-            with contextlib.suppress(RuntimeError):  # no loop: the exit hooks flush
-                self._timer = asyncio.get_running_loop().call_later(FLUSH_INTERVAL, self.flush)
-
     def add(self, record: Record) -> None:
-        """Buffer ``record``'s line (formatted at the next flush; see the class docstring)."""
+        """Buffer ``record``'s line (formatted at the next flush; see the class docstring):
+        written once ``BATCH`` are waiting, else by a timer on the running loop (or at exit,
+        called outside one)."""
         records = self.records
         records.append(record)
         if len(records) >= BATCH:
@@ -375,13 +360,10 @@ class Writer:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self.records:
-            records, self.records = self.records, []
-            assert self.format_line is not None
-            self.lines.extend(map(self.format_line, records))
-        if not self.lines:
+        if not self.records:
             return
-        lines, self.lines, self.size = self.lines, [], 0
+        records, self.records = self.records, []
+        lines = list(map(self.format_line, records))
         data = ("\n".join(lines) + "\n").encode("utf-8", "replace")
         if len(data) <= ATOMIC_WRITE:  # the usual case: one write, encoded at once
             self._write(data)
@@ -440,7 +422,8 @@ class AccessLog:
     async def _logged(self, scope: Scope, receive: Any, send: Any) -> None:
         record = Record(scope, time.time())
         metrics = self.metrics if scope["type"] == "http" else None
-        method = metrics.begin(scope["method"]) if metrics is not None else ""
+        if metrics is not None:
+            metrics.begin(scope["method"])
         started = time.perf_counter()
 
         # A plain function returning the server's awaitable: no coroutine frame of its own for
@@ -470,7 +453,7 @@ class AccessLog:
         finally:
             record.duration = time.perf_counter() - started
             if metrics is not None:
-                metrics.end(method, record.status, record.bytes, record.duration)
+                metrics.end(scope["method"], record.status, record.bytes, record.duration)
             self.writer.add(record)
 
 

@@ -203,8 +203,8 @@ class ServerMetrics:
 
         await self.app(scope, flushing_receive, send)
 
-    def begin(self, method: str) -> str:
-        """A request starts (one more active); returns what to give ``end``.
+    def begin(self, method: str) -> None:
+        """A request with ``method`` starts (one more active).
 
         ``begin`` and ``end`` only append: the labels, buckets and sums are worked out at the
         flush, over the batch. Under load that costs a fraction of doing it per request, the
@@ -215,10 +215,10 @@ class ServerMetrics:
         if not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_later(self.FLUSH_INTERVAL, self._timer)
-        return method
 
     def end(self, method: str, status: int, size: int, elapsed: float) -> None:
-        """The request ``begin`` started is done: count it (written at the next flush)."""
+        """A request ``begin`` started is done (the same ``method``): count it, written at the
+        next flush."""
         self._done.append((method, status, size, elapsed))
 
     def _count(self) -> None:
@@ -253,7 +253,8 @@ class ServerMetrics:
             sent: Awaitable[None] = send(message)
             return sent
 
-        method = self.begin(scope["method"])
+        method = scope["method"]
+        self.begin(method)
         started = time.perf_counter()
         try:
             await self.app(scope, receive, observing_send)
@@ -266,7 +267,7 @@ class ServerMetrics:
     def _timer(self) -> None:
         self._scheduled = False
         self.flush()
-        if self._active_written and any(self._active_written.values()):
+        if any(self._active_written.values()):
             # Requests still in flight: look again, so the gauge follows them down.
             self._scheduled = True
             asyncio.get_running_loop().call_later(self.FLUSH_INTERVAL, self._timer)

@@ -88,11 +88,11 @@ def test_json_lines_use_ecs_names() -> None:
 @pytest.mark.parametrize("char", ["x", "\u00e9"])  # one byte, and two: the buffer counts characters
 def test_writes_are_whole_lines_of_at_most_a_pipes_atomic_size(tmp_path: Path, char: str) -> None:
     target = tmp_path / "access.log"
-    writer = Writer(str(target))
+    writer = Writer(str(target), text_formatter("%(U)s"))
     writes: list[bytes] = []
     writer._write = writes.append  # type: ignore[method-assign]  # observe the write(2) calls
     for n in range(500):
-        writer.write(f"line {n:04d} " + char * 80)
+        writer.add(Record({"type": "http", "path": f"line {n:04d} " + char * 80}, 0.0))
     writer.flush()
     assert all(len(w) <= ATOMIC_WRITE and w.endswith(b"\n") for w in writes)
     assert len(writes) >= 500 * (11 + 80 * len(char.encode())) // ATOMIC_WRITE
@@ -101,7 +101,7 @@ def test_writes_are_whole_lines_of_at_most_a_pipes_atomic_size(tmp_path: Path, c
 
 @pytest.mark.parametrize("ending", ["sys.exit(0)", "raise RuntimeError('boom')", "multiprocessing"])
 def test_no_line_is_lost_at_exit(tmp_path: Path, ending: str) -> None:
-    """Lines written, and records still waiting to be formatted (``add``), both reach the file."""
+    """Records still waiting to be formatted and written reach the file, however the process ends."""
     target = tmp_path / "access.log"
     body = f"""
 import sys, multiprocessing
@@ -109,7 +109,7 @@ from launcher.access_log import Record, Writer, text_formatter
 def work():
     w = Writer({str(target)!r}, text_formatter("%(U)s"))
     for n in range(3):
-        w.write(f"line {{n}}")
+        w.add(Record({{"type": "http", "path": f"line {{n}}"}}, 0.0))
     for n in range(3):
         w.add(Record({{"type": "http", "path": f"/record{{n}}"}}, 0.0))
     {ending if ending != "multiprocessing" else "pass"}
