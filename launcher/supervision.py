@@ -518,12 +518,14 @@ class Supervision:
         why = IGNORED_SIGNALS.get(signum, "it has no meaning here")
         self.log.info("got %s: ignored (%s)", signal.Signals(signum).name, why)
 
-    def reopening_logs(self) -> None:
-        """SIGUSR1 in a master: reopen its own log files (forward the signal to the workers too)."""
+    def reopening_logs(self, workers: bool = True) -> None:
+        """SIGUSR1: reopen this process's log files. A master forwards the signal to its workers
+        too; a server with none (single-process mode) says ``workers=False``, and its line
+        does not mention them."""
         from launcher.logs import reopen_files
 
         reopen_files()
-        self.log.info("got SIGUSR1: log files reopened; telling the workers")
+        self.log.info("got SIGUSR1: log files reopened%s", "; telling the workers" if workers else "")
 
     def close(self) -> None:
         """At the master's exit: its state directory goes (and the metrics directory in it; one

@@ -72,6 +72,22 @@ def test_gunicorn_cmd_args_win_over_the_conf_file(tmp_path: Path) -> None:
         assert len(server.children()) == 1
 
 
+def test_gunicorn_reload_in_the_conf_file_is_the_launchers_reload(tmp_path: Path) -> None:
+    """``reload = True`` turns on RELOAD (the launcher's reloader, one worker); Gunicorn's own
+    reloader stays off, so an edit never restarts the server twice."""
+    d = app_dir(tmp_path)
+    conf = d / "gunicorn_conf.py"
+    conf.write_text("reload = True\n")
+    shown = json.loads(run_launcher({"APP_DIR": str(d)}, ("config", "--json")).stdout)
+    assert (shown["reload"], shown["sources"]["reload"]) == (True, f"file:{conf}")
+    assert "reload" not in shown["server_settings"]
+    from asgi_launcher_gunicorn import gunicorn_settings
+    from launcher.startup import prepare_with_warnings
+
+    prepared = prepare_with_warnings({"APP_DIR": str(d), "SERVER_BACKEND": "gunicorn"})
+    assert prepared.config.reload and "reload" not in gunicorn_settings(prepared.config)
+
+
 def test_conf_file_hooks_run(tmp_path: Path) -> None:
     d = app_dir(tmp_path)
     marker = tmp_path / "hook-ran"

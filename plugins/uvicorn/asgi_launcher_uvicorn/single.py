@@ -224,7 +224,7 @@ def _install_signals(server: LauncherServer, supervision: Supervision) -> list[i
         stops.append(signum)
 
     def reopen(_signum: int, _frame: FrameType | None) -> None:
-        supervision.reopening_logs()
+        supervision.reopening_logs(workers=False)
 
     def ignore(signum: int, _frame: FrameType | None) -> None:
         why = _IGNORED_WHY.get(signum)

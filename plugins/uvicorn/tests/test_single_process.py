@@ -143,6 +143,8 @@ def test_signals_without_workers(hello: Path, tmp_path: Path) -> None:
         access.rename(tmp_path / "access.log.1")
         server.signal(signal.SIGUSR1)
         server.wait_until(lambda: "got SIGUSR1" in server.output(), 10, "the SIGUSR1 line")
+        # One process, no workers to tell.
+        assert "got SIGUSR1: log files reopened\n" in server.output(), server.output()[-2000:]
 
         def reopened() -> bool:
             server.get("/second-line")
