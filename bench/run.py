@@ -146,6 +146,13 @@ SETUPS = {
             _launcher(b, " metrics", OPS_PORT="{ops_port}")
             for b in ("gunicorn", "hypercorn", "granian", "uvicorn")
         ),
+        # bench/floor.py: the demo behind a bare send wrapper (--floor), the access log off.
+        *(
+            _launcher(
+                b, " send wrapper", ACCESS_LOG="", APP_MODULE="floor:app", PYTHONPATH=str(ROOT / "bench")
+            )
+            for b in ("gunicorn", "hypercorn", "granian", "uvicorn")
+        ),
     ]
 }
 
@@ -213,6 +220,24 @@ METRICS_COMPARISONS = [
     Comparison(f"{b}: metrics on vs off", f"launcher {b} metrics", f"launcher {b}", "metrics_on_vs_off")
     for b in BACKENDS
 ]
+#: `--floor`: what a layer that only looks at each response (bench/floor.py) costs, against no
+#: layer, and the access log and the metrics against that floor: how much of each layer's cost
+#: any layer observing the response would pay, and how much is the recording itself.
+FLOOR_COMPARISONS = [
+    c
+    for b in BACKENDS
+    for c in (
+        Comparison(
+            f"{b}: bare send wrapper vs no layer",
+            f"launcher {b} send wrapper",
+            f"launcher {b} access log off",
+            "access_log_on_vs_off",
+        ),
+        Comparison(
+            f"{b}: text access log vs bare send wrapper", f"launcher {b}", f"launcher {b} send wrapper", None
+        ),
+    )
+]
 LOADS = {  # name -> (path, connections)
     "plaintext c64": ("/plaintext", 64),
     "json c64": ("/json", 64),
@@ -244,8 +269,12 @@ class Plan:
         metrics: bool = False,
         reps: int = 12,
         only: str = "",
+        floor: bool = False,
     ) -> Plan:
         pinned = (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
+        if floor:
+            chosen = [c for c in FLOOR_COMPARISONS if only in c.name]
+            return cls(True, chosen, ["plaintext c64"], rounds, 1, 1, pinned, reps)
         if logging:
             chosen = [c for c in LOGGING_COMPARISONS if only in c.name]
             return cls(True, chosen, ["plaintext c64"], rounds, 1, 1, pinned, reps)
@@ -894,6 +923,11 @@ def main() -> int:
         help="only the metrics on/off comparisons (about 2 minutes with --rounds 3)",
     )
     parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="only what a bare send wrapper costs, and the access log against it (pinned)",
+    )
+    parser.add_argument(
         "--reps",
         type=int,
         default=12,
@@ -907,20 +941,23 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.self_check:
         return self_check()
-    plan = Plan.for_mode(args.quick, args.rounds, args.logging, args.metrics, args.reps, args.only)
+    plan = Plan.for_mode(
+        args.quick, args.rounds, args.logging, args.metrics, args.reps, args.only, args.floor
+    )
     result = run(plan, None if plan.quick else args.out)
-    if args.logging or args.metrics:
+    if args.logging or args.metrics or args.floor:
         for name, c in result["comparisons"].items():
             comparison = next(x for x in plan.comparisons if x.name == name)
             if "failed" in c:
                 print(f"{name}: failed: {c['failed']}")
                 continue
             ratio, (low, high) = c["ratio"]["median"], c["ratio_ci95"]
-            target = TARGETS[comparison.target or ""]
+            target = TARGETS.get(comparison.target or "")
+            held = f"target >= {target}: {'PASS' if ratio >= target else 'MISS'}" if target else "no target"
             print(
                 f"{name}: throughput {ratio:.3f} (95% CI {low:.3f}-{high:.3f}, {c['ratio']['n']} pairs"
                 f"{', pinned, 1 worker' if plan.pinned else ''}), CPU per request "
-                f"{c['cpu_ratio']['median']:.3f}; target >= {target}: {'PASS' if ratio >= target else 'MISS'}"
+                f"{c['cpu_ratio']['median']:.3f}; {held}"
             )
         return 0
     if not plan.quick:

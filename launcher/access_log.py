@@ -122,18 +122,32 @@ def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str:
     return "-"
 
 
+#: What the layer keeps of one request until the flush: scope, ``time.perf_counter()`` at its
+#: start, status, response bytes, duration in seconds, response headers. A plain tuple, made
+#: once as the request ends; the flush turns each into a ``Record`` for the formatter.
+Entry = tuple[Scope, float, int, int, float, Iterable[tuple[bytes, bytes]]]
+
+
 class Record:
-    """What one request did, as the layer saw it."""
+    """What one request did, as the layer saw it: what a formatter reads."""
 
     __slots__ = ("bytes", "duration", "response_headers", "scope", "status", "wall")
 
-    def __init__(self, scope: Scope, wall: float) -> None:
+    def __init__(
+        self,
+        scope: Scope,
+        wall: float,
+        status: int = 0,
+        bytes: int = 0,
+        duration: float = 0.0,
+        response_headers: Iterable[tuple[bytes, bytes]] = (),
+    ) -> None:
         self.scope = scope
         self.wall = wall
-        self.status = 0
-        self.bytes = 0
-        self.duration = 0.0
-        self.response_headers: Iterable[tuple[bytes, bytes]] = ()
+        self.status = status
+        self.bytes = bytes
+        self.duration = duration
+        self.response_headers = response_headers
 
     def target(self) -> str:
         """The request target as the client sent it (raw path, query)."""
@@ -321,7 +335,7 @@ class Writer:
         self.target = target
         self.fd = self._open()
         self.format_line = format_line
-        self.records: list[Record] = []
+        self.entries: list[Entry] = []
         self._timer: asyncio.TimerHandle | None = None
         from launcher.logs import on_reopen
 
@@ -344,13 +358,13 @@ class Writer:
             old, self.fd = self.fd, self._open()
             os.close(old)
 
-    def add(self, record: Record) -> None:
-        """Buffer ``record``'s line (formatted at the next flush; see the class docstring):
+    def add(self, entry: Entry) -> None:
+        """Buffer ``entry``'s line (formatted at the next flush; see the class docstring):
         written once ``BATCH`` are waiting, else by a timer on the running loop (or at exit,
         called outside one)."""
-        records = self.records
-        records.append(record)
-        if len(records) >= BATCH:
+        entries = self.entries
+        entries.append(entry)
+        if len(entries) >= BATCH:
             self.flush()
         elif self._timer is None:
             with contextlib.suppress(RuntimeError):  # no loop: the exit hooks flush
@@ -360,10 +374,16 @@ class Writer:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if not self.records:
+        if not self.entries:
             return
-        records, self.records = self.records, []
-        lines = list(map(self.format_line, records))
+        entries, self.entries = self.entries, []
+        # Wall-clock times from the monotonic starts: one time.time() a batch, not a request.
+        offset = time.time() - time.perf_counter()
+        format_line = self.format_line
+        lines = [
+            format_line(Record(scope, started + offset, status, size, duration, headers))
+            for scope, started, status, size, duration, headers in entries
+        ]
         data = ("\n".join(lines) + "\n").encode("utf-8", "replace")
         if len(data) <= ATOMIC_WRITE:  # the usual case: one write, encoded at once
             self._write(data)
@@ -420,41 +440,44 @@ class AccessLog:
         await self.app(scope, flushing_receive, send)
 
     async def _logged(self, scope: Scope, receive: Any, send: Any) -> None:
-        record = Record(scope, time.time())
         metrics = self.metrics if scope["type"] == "http" else None
         if metrics is not None:
             metrics.begin(scope["method"])
-        started = time.perf_counter()
+        status = 0
+        size = 0
+        response_headers: Iterable[tuple[bytes, bytes]] = ()
 
         # A plain function returning the server's awaitable: no coroutine frame of its own for
         # each message (about 0.5 us each, two a request).
         def recording_send(message: Message) -> Awaitable[None]:
+            nonlocal status, size, response_headers
             kind = message["type"]
             if kind == "http.response.start":
-                record.status = message["status"]
-                record.response_headers = message.get("headers", ())
+                status = message["status"]
+                response_headers = message.get("headers", ())
             elif kind == "http.response.body":
-                record.bytes += len(message.get("body", b""))
+                size += len(message.get("body", b""))
             elif kind == "websocket.accept":
-                record.status = 101
+                status = 101
             elif kind == "websocket.send":
-                record.bytes += len(message.get("bytes") or b"") + len((message.get("text") or "").encode())
-            elif kind == "websocket.close" and not record.status:
-                record.status = 403
+                size += len(message.get("bytes") or b"") + len((message.get("text") or "").encode())
+            elif kind == "websocket.close" and not status:
+                status = 403
             sent: Awaitable[None] = send(message)
             return sent
 
+        started = time.perf_counter()
         try:
             await self.app(scope, receive, recording_send)
         except BaseException:
-            if not record.status:
-                record.status = 500  # what the server answers for an app that raised
+            if not status:
+                status = 500  # what the server answers for an app that raised
             raise
         finally:
-            record.duration = time.perf_counter() - started
+            duration = time.perf_counter() - started
             if metrics is not None:
-                metrics.end(scope["method"], record.status, record.bytes, record.duration)
-            self.writer.add(record)
+                metrics.end(scope["method"], status, size, duration)
+            self.writer.add((scope, started, status, size, duration, response_headers))
 
 
 def formatter(log_format: str, layout: str | None) -> Callable[[Record], str]:

@@ -7,6 +7,8 @@ import json
 import re
 import socket
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -180,15 +182,13 @@ def test_a_head_not_complete_in_time_is_closed(
             time.sleep(1)
             late.sendall(get(b"/"))
             assert late.recv(100).startswith(b"HTTP/1.1 200"), "a request sent 1 s late was not served"
-        found: dict[str, float | None] = {}
-        for what, first in [("nothing", b""), ("half a head", b"GET / HTTP/1.1\r\nHost: x\r\n")]:
+
+        def after(first: bytes, drip: bool = False) -> float | None:
             with socket.create_connection(address, timeout=10) as sock:
                 sock.sendall(first)
-                found[what] = closed_after(sock, time.monotonic(), limit)
-        with socket.create_connection(address, timeout=10) as sock:
-            sock.sendall(b"GET / HTTP/1.1\r\n")
-            found["a field every 0.2 s"] = closed_after(sock, time.monotonic(), limit, drip=True)
-        if keep_alive != "0":
+                return closed_after(sock, time.monotonic(), limit, drip)
+
+        def after_a_response() -> float | None:
             with socket.create_connection(address, timeout=10) as sock:
                 sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
                 reply = b""
@@ -196,7 +196,19 @@ def test_a_head_not_complete_in_time_is_closed(
                     reply += sock.recv(4096)
                 ended = time.monotonic()
                 sock.sendall(b"GET / HTTP/1.1\r\n")
-                found["half a head after a response"] = closed_after(sock, ended, limit)
+                return closed_after(sock, ended, limit)
+
+        cases: dict[str, Callable[[], float | None]] = {
+            "nothing": lambda: after(b""),
+            "half a head": lambda: after(b"GET / HTTP/1.1\r\nHost: x\r\n"),
+            "a field every 0.2 s": lambda: after(b"GET / HTTP/1.1\r\n", drip=True),
+        }
+        if keep_alive != "0":
+            cases["half a head after a response"] = after_a_response
+        # At once, each on its own connection: every one waits out the timeout.
+        with ThreadPoolExecutor(len(cases)) as pool:
+            futures = {what: pool.submit(case) for what, case in cases.items()}
+            found = {what: future.result() for what, future in futures.items()}
     assert all(took is not None for took in found.values()), f"still open after {limit}s: {found}"
     off = {
         what: took

@@ -18,6 +18,7 @@ from launcher.access_log import (
     BATCH,
     DEFAULT_FORMAT,
     AccessLog,
+    Entry,
     Record,
     Writer,
     json_formatter,
@@ -92,7 +93,7 @@ def test_writes_are_whole_lines_of_at_most_a_pipes_atomic_size(tmp_path: Path, c
     writes: list[bytes] = []
     writer._write = writes.append  # type: ignore[method-assign]  # observe the write(2) calls
     for n in range(500):
-        writer.add(Record({"type": "http", "path": f"line {n:04d} " + char * 80}, 0.0))
+        writer.add(({"type": "http", "path": f"line {n:04d} " + char * 80}, 0.0, 0, 0, 0.0, ()))
     writer.flush()
     assert all(len(w) <= ATOMIC_WRITE and w.endswith(b"\n") for w in writes)
     assert len(writes) >= 500 * (11 + 80 * len(char.encode())) // ATOMIC_WRITE
@@ -109,9 +110,9 @@ from launcher.access_log import Record, Writer, text_formatter
 def work():
     w = Writer({str(target)!r}, text_formatter("%(U)s"))
     for n in range(3):
-        w.add(Record({{"type": "http", "path": f"line {{n}}"}}, 0.0))
+        w.add(({{"type": "http", "path": f"line {{n}}"}}, 0.0, 0, 0, 0.0, ()))
     for n in range(3):
-        w.add(Record({{"type": "http", "path": f"/record{{n}}"}}, 0.0))
+        w.add(({{"type": "http", "path": f"/record{{n}}"}}, 0.0, 0, 0, 0.0, ()))
     {ending if ending != "multiprocessing" else "pass"}
 if {ending == "multiprocessing"!r}:
     p = multiprocessing.get_context("fork").Process(target=work); p.start(); p.join()
@@ -134,9 +135,9 @@ def test_records_are_formatted_and_written_a_batch_at_a_time(tmp_path: Path) -> 
     writes: list[bytes] = []
     writer._write = writes.append  # type: ignore[method-assign]
     for n in range(BATCH - 1):
-        writer.add(Record({"type": "http", "path": f"/{n}"}, 0.0))
+        writer.add(({"type": "http", "path": f"/{n}"}, 0.0, 0, 0, 0.0, ()))
     assert formatted == [] and writes == []  # nothing formatted per request
-    writer.add(Record({"type": "http", "path": "/last"}, 0.0))
+    writer.add(({"type": "http", "path": "/last"}, 0.0, 0, 0, 0.0, ()))
     assert len(formatted) == BATCH and len(writes) == 1
     assert writes[0].decode().splitlines() == [*(f"/{n}" for n in range(BATCH - 1)), "/last"]
 
@@ -148,8 +149,9 @@ def test_the_layer_records_status_bytes_and_an_app_that_raised(tmp_path: Path) -
         def __init__(self) -> None:
             self.format_line = text_formatter("%(s)s %(B)s %(U)s")
 
-        def add(self, record: Record) -> None:
-            lines.append(self.format_line(record))
+        def add(self, entry: Entry) -> None:
+            scope, _, status, size, duration, headers = entry
+            lines.append(self.format_line(Record(scope, 0.0, status, size, duration, headers)))
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if scope["path"] == "/boom":
@@ -217,3 +219,13 @@ def test_the_json_template_writes_exactly_what_json_dumps_would(more: dict[str, 
         line = json_formatter()(r)
         assert line == _reference_event(r)
         json.loads(line)
+
+
+def test_a_lines_time_is_when_its_request_started(tmp_path: Path) -> None:
+    """The layer keeps the monotonic clock's start; the flush turns it into wall-clock time."""
+    target = tmp_path / "access.log"
+    writer = Writer(str(target), text_formatter("%(t)s"))
+    writer.add(({"type": "http", "path": "/"}, time.perf_counter() - 3600, 200, 0, 0.0, ()))
+    writer.flush()
+    shown = time.mktime(time.strptime(target.read_text().strip(), "[%d/%b/%Y:%H:%M:%S %z]"))
+    assert abs(shown - (time.time() - 3600)) < 2
