@@ -159,11 +159,15 @@ def test_max_worker_memory_retires_a_growing_worker_without_a_failed_request(
     c.wait_ready("/pid")
     before = master(c).pid
     statuses: list[int | None] = []
-    for _ in range(40):  # 20 MiB a request, 4 a second: each worker passes 150 MiB within seconds
+    line = re.compile(r"worker (\d+) uses ([\d.]+) MiB \(USS\), over MAX_WORKER_MEMORY=150 MiB")
+    after = 0  # requests since both workers were retired: their replacements must serve them
+    while len(statuses) < 40 and after < 8:  # 20 MiB a request, 4 a second
         statuses.append(_get(c, "/grow?mb=20"))
         time.sleep(0.25)
+        if after or len(line.findall(c.logs())) >= 2:
+            after += 1
     logs = c.logs()
-    retired = re.findall(r"worker (\d+) uses ([\d.]+) MiB \(USS\), over MAX_WORKER_MEMORY=150 MiB", logs)
+    retired = line.findall(logs)
     assert len(retired) >= 2, logs[-3000:]
     assert all(float(size) > 150 for _, size in retired), retired
     assert len({pid for pid, _ in retired}) == len(retired)  # one line a worker

@@ -158,3 +158,22 @@ def test_the_active_gauge_comes_down_after_the_last_request_without_another(tmp_
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [1, 0]
+
+
+def test_the_batched_fold_counts_as_one_bisection_a_value_would() -> None:
+    """``_fold`` (sorted values, one bisection a bound) puts every value where ``observe`` would:
+    the first bucket whose bound it does not exceed, bounds themselves included."""
+    import random
+    from bisect import bisect_left
+
+    from launcher.metrics import DURATION_BUCKETS, SIZE_BUCKETS, _fold
+
+    rng = random.Random(7)
+    for bounds in (DURATION_BUCKETS, SIZE_BUCKETS):
+        values = [rng.choice((rng.uniform(0, bounds[-1] * 2), rng.choice(bounds))) for _ in range(2000)]
+        expected = [0] * (len(bounds) + 1)
+        for value in values:
+            expected[bisect_left(bounds, value)] += 1
+        counts = [1] * (len(bounds) + 1)  # added to what is pending already
+        _fold(counts, bounds, values)
+        assert counts == [n + 1 for n in expected]
