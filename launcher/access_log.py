@@ -39,8 +39,9 @@ Message = MutableMapping[str, Any]
 FLUSH_INTERVAL = 0.2
 #: Bytes one write(2) may carry and stay atomic on a pipe (PIPE_BUF).
 ATOMIC_WRITE = 4096
-#: Records formatted and written together: about a pipe's atomic write of usual lines.
-BATCH = 24
+#: Records formatted and written together (in writes of at most ATOMIC_WRITE): measured pinned,
+#: 4 a batch cost 5 % of throughput more than 24, and 96 about 1 % less.
+BATCH = 64
 
 #: Gunicorn's atoms: name -> what it is (for the README and the error message).
 ATOMS: dict[str, str] = {
@@ -231,28 +232,62 @@ def _request_headers(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str, str, 
     return referer, agent, request_id
 
 
-def _default_formatter() -> Callable[[Record], str]:
-    """``DEFAULT_FORMAT`` as one f-string: the line nearly every user gets, at the least cost."""
-    clock = _Clock()
-    pid = os.getpid()
+class _DefaultFormat:
+    """``DEFAULT_FORMAT``, the line nearly every user gets, at the least cost.
 
-    def format_line(record: Record) -> str:
+    ``__call__`` formats one ``Record``; ``batch`` formats the Writer's entries as they are,
+    the same lines, in one loop with no ``Record``, no call a line and the header scan inline:
+    measured pinned under load, formatting is most of what the access log costs.
+    """
+
+    def __init__(self) -> None:
+        self.clock = _Clock()
+        self.pid = os.getpid()
+
+    def __call__(self, record: Record) -> str:
         scope = record.scope
         client = scope.get("client")
         referer, agent, request_id = _request_headers(scope.get("headers", ()))
         return (
-            f'{client[0] if client else "-"} - - {clock.now(record.wall)} "{scope.get("method", "GET")} '
+            f'{client[0] if client else "-"} - - {self.clock.now(record.wall)} "{scope.get("method", "GET")} '
             f'{record.target()} HTTP/{scope.get("http_version", "1.1")}" {record.status} {record.bytes or "-"} '
-            f'"{referer}" "{agent}" {record.duration * 1000:.3f}ms pid={pid} rid={request_id}'
+            f'"{referer}" "{agent}" {record.duration * 1000:.3f}ms pid={self.pid} rid={request_id}'
         )
 
-    return format_line
+    def batch(self, entries: Iterable[Entry], offset: float) -> list[str]:
+        """The lines of ``entries`` (``offset``: wall-clock time less ``time.perf_counter()``)."""
+        now = self.clock.now
+        pid = self.pid
+        lines: list[str] = []
+        append = lines.append
+        for scope, started, status, size, duration, _ in entries:
+            referer = agent = request_id = "-"
+            for key, value in scope.get("headers", ()):
+                if len(key) in (7, 10, 12):  # cheap filter before the comparisons
+                    name = key.lower()
+                    if name == b"referer":
+                        referer = value.decode("latin1")
+                    elif name == b"user-agent":
+                        agent = value.decode("latin1")
+                    elif name == b"x-request-id":
+                        request_id = value.decode("latin1")
+            raw = scope.get("raw_path") or scope["path"]
+            path = raw if isinstance(raw, str) else raw.decode("latin1")
+            query = scope.get("query_string")
+            client = scope.get("client")
+            append(
+                f'{client[0] if client else "-"} - - {now(started + offset)} "{scope.get("method", "GET")} '
+                f"{path}{'?' + query.decode('latin1') if query else ''} "
+                f'HTTP/{scope.get("http_version", "1.1")}" {status} {size or "-"} '
+                f'"{referer}" "{agent}" {duration * 1000:.3f}ms pid={pid} rid={request_id}'
+            )
+        return lines
 
 
 def text_formatter(layout: str) -> Callable[[Record], str]:
     """A function from a record to its line, computing only the atoms ``layout`` names."""
     if layout == DEFAULT_FORMAT:
-        return _default_formatter()
+        return _DefaultFormat()
     atoms = list(dict.fromkeys(m["atom"] for m in _ATOM.finditer(layout)))
     clock = _Clock()
     pid = os.getpid()
@@ -379,11 +414,15 @@ class Writer:
         entries, self.entries = self.entries, []
         # Wall-clock times from the monotonic starts: one time.time() a batch, not a request.
         offset = time.time() - time.perf_counter()
-        format_line = self.format_line
-        lines = [
-            format_line(Record(scope, started + offset, status, size, duration, headers))
-            for scope, started, status, size, duration, headers in entries
-        ]
+        batch = getattr(self.format_line, "batch", None)  # a formatter's own loop (_DefaultFormat)
+        if batch is not None:
+            lines: list[str] = batch(entries, offset)
+        else:
+            format_line = self.format_line
+            lines = [
+                format_line(Record(scope, started + offset, status, size, duration, headers))
+                for scope, started, status, size, duration, headers in entries
+            ]
         data = ("\n".join(lines) + "\n").encode("utf-8", "replace")
         if len(data) <= ATOMIC_WRITE:  # the usual case: one write, encoded at once
             self._write(data)

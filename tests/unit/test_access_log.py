@@ -49,6 +49,29 @@ def record(**more: Any) -> Record:
     return r
 
 
+def test_the_default_lines_loop_writes_what_the_line_formatter_writes() -> None:
+    """The Writer formats the default layout a batch at a time in its own loop: the same lines."""
+    fmt = text_formatter(DEFAULT_FORMAT)
+    started = time.perf_counter()
+    entries: list[Entry] = [
+        (scope(), started, 200, 27, 0.0125, ()),
+        (scope(query_string=b"", client=None, headers=[]), started + 1.5, 404, 0, 0.0001, ()),
+        (
+            scope(raw_path=None, path="/\u00e9", headers=[(b"User-Agent", b"ua \xe9")]),
+            started,
+            500,
+            3,
+            2.0,
+            (),
+        ),
+        (scope(type="websocket", http_version="2"), started, 101, 10, 0.5, ()),
+    ]
+    offset = time.time() - time.perf_counter()
+    batch = getattr(fmt, "batch")(entries, offset)  # noqa: B009 - what Writer.flush looks up
+    expected = [fmt(Record(s, t + offset, st, b, d, h)) for s, t, st, b, d, h in entries]
+    assert batch == expected and len(set(batch)) == 4
+
+
 def test_the_default_line_is_combined_plus_duration_pid_and_request_id() -> None:
     line = text_formatter(DEFAULT_FORMAT)(record())
     head, _, tail = line.partition(" [")
