@@ -32,6 +32,11 @@ from typing import Any
 
 from launcher.errors import ConfigError
 
+try:  # the C accelerator for the default line (setup.py builds it where a compiler is found)
+    from launcher._speedups import format_default as _format_default
+except ImportError:  # pragma: no cover - installed without a compiler
+    _format_default = None
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 
@@ -243,6 +248,16 @@ class _DefaultFormat:
     def __init__(self) -> None:
         self.clock = _Clock()
         self.pid = os.getpid()
+        self._pid_text = str(self.pid)
+
+    def encoded(self, entries: list[Entry], offset: float) -> bytes | None:
+        """What ``batch`` gives, joined and encoded as ``Writer.flush`` writes it, formatted in C
+        (``launcher._speedups``): about a fifth of the Python loop's cost. None without the
+        accelerator, or for a batch it leaves to the Python loop (a value of an unusual type)."""
+        if _format_default is None:
+            return None
+        data: bytes | None = _format_default(entries, offset, self.clock.now, self._pid_text)
+        return data
 
     def __call__(self, record: Record) -> str:
         entry = (
@@ -415,30 +430,35 @@ class Writer:
         entries, self.entries = self.entries, []
         # Wall-clock times from the monotonic starts: one time.time() a batch, not a request.
         offset = time.time() - time.perf_counter()
-        batch = getattr(self.format_line, "batch", None)  # a formatter's own loop (_DefaultFormat)
-        if batch is not None:
-            lines: list[str] = batch(entries, offset)
-        else:
-            format_line = self.format_line
-            lines = [
-                format_line(Record(scope, started + offset, status, size, duration, headers))
-                for scope, started, status, size, duration, headers in entries
-            ]
-        data = ("\n".join(lines) + "\n").encode("utf-8", "replace")
-        if len(data) <= ATOMIC_WRITE:  # the usual case: one write, encoded at once
-            self._write(data)
-            return
-        chunk: list[bytes] = []
-        size = 0
-        for line in lines:
-            data = (line + "\n").encode("utf-8", "replace")
-            if chunk and size + len(data) > ATOMIC_WRITE:
-                self._write(b"".join(chunk))
-                chunk, size = [], 0
-            chunk.append(data)
-            size += len(data)
-        if chunk:
-            self._write(b"".join(chunk))
+        # A formatter's own ways, fastest first (_DefaultFormat has both): the whole batch
+        # encoded in C, the lines from one Python loop, else a call a Record.
+        encoded = getattr(self.format_line, "encoded", None)
+        data = encoded(entries, offset) if encoded is not None else None
+        if data is None:
+            batch = getattr(self.format_line, "batch", None)
+            if batch is not None:
+                lines: list[str] = batch(entries, offset)
+            else:
+                format_line = self.format_line
+                lines = [
+                    format_line(Record(scope, started + offset, status, size, duration, headers))
+                    for scope, started, status, size, duration, headers in entries
+                ]
+            data = ("\n".join(lines) + "\n").encode("utf-8", "replace")
+        self._write_lines(data)
+
+    def _write_lines(self, data: bytes) -> None:
+        """``data``'s lines in writes of whole lines, each at most ``ATOMIC_WRITE`` bytes (a
+        longer line alone), so lines of workers sharing a pipe never interleave."""
+        start, end = 0, len(data)
+        while end - start > ATOMIC_WRITE:
+            cut = data.rfind(b"\n", start, start + ATOMIC_WRITE) + 1
+            if cut <= start:  # one line longer than an atomic write: it goes alone
+                cut = data.index(b"\n", start) + 1
+            self._write(data[start:cut])
+            start = cut
+        if start < end:
+            self._write(data[start:] if start else data)
 
     def _write(self, data: bytes) -> None:
         view = memoryview(data)

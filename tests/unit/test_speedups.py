@@ -1,0 +1,111 @@
+"""The access log's C accelerator writes, byte for byte, what the Python loop writes."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from launcher import access_log
+from launcher.access_log import BATCH, DEFAULT_FORMAT, Entry, Writer, text_formatter
+
+latin1 = st.binary(max_size=12)
+text = st.text(max_size=8)  # any code point, lone surrogates included
+header_name = st.sampled_from(
+    [b"referer", b"Referer", b"USER-AGENT", b"user-agent", b"x-request-id", b"X-Request-Id", b"host", b"accept"]
+)
+headers = st.lists(st.tuples(header_name | latin1, latin1), max_size=5)
+
+
+@st.composite
+def scopes(draw: st.DrawFn) -> dict[str, Any]:
+    scope: dict[str, Any] = {"type": draw(st.sampled_from(["http", "websocket"])), "path": draw(text)}
+    optional: dict[str, st.SearchStrategy[Any]] = {
+        "headers": headers | st.just([[b"referer", b"list pair"]]),
+        "raw_path": latin1 | st.none() | text,
+        "query_string": latin1 | st.none(),
+        "client": st.tuples(text, st.integers(0, 65535)) | st.none() | st.just(["10.0.0.1", 80]),
+        "method": st.sampled_from(["GET", "POST", "PROPFIND"]) | text,
+        "http_version": st.sampled_from(["1.0", "1.1", "2"]),
+    }
+    for key, values in optional.items():
+        if draw(st.booleans()):
+            scope[key] = draw(values)
+    return scope
+
+
+entries = st.lists(
+    st.tuples(
+        scopes(),
+        st.floats(0, 10_000, allow_nan=False),
+        st.integers(0, 999),
+        st.integers(0, 2**40),
+        st.floats(0, 100, allow_nan=False) | st.just(-0.0) | st.just(0.0004995),
+        st.just(()),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+def python_bytes(fmt: Any, batch: list[Entry], offset: float) -> bytes:
+    return ("\n".join(fmt.batch(batch, offset)) + "\n").encode("utf-8", "replace")
+
+
+def test_the_accelerator_is_built() -> None:
+    """The test install has it (setup.py builds it where a C compiler is found, as here): without
+    it every test below would pass while checking nothing, and the benchmarks would measure the
+    Python loop."""
+    assert access_log._format_default is not None, (
+        "launcher._speedups was not built: install a C compiler and Python's headers, then reinstall"
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@given(entries, st.floats(1.7e9, 1.8e9))
+def test_the_c_lines_are_the_python_lines(batch: list[Entry], offset: float) -> None:
+    fmt = text_formatter(DEFAULT_FORMAT)
+    encoded = fmt.encoded(batch, offset)  # type: ignore[attr-defined]
+    expected = python_bytes(text_formatter(DEFAULT_FORMAT), batch, offset)
+    if encoded is None:  # given up on: only for what the Python loop treats its own way
+        return
+    assert encoded == expected
+
+
+def test_it_gives_up_only_on_unusual_values() -> None:
+    """Real servers' scopes are formatted in C; a list header pair or a lone surrogate is left
+    to the Python loop (None), which writes it as it always has."""
+    fmt: Any = text_formatter(DEFAULT_FORMAT)
+    plain = {
+        "type": "http",
+        "method": "GET",
+        "path": "/\u00e9",
+        "raw_path": b"/\xc3\xa9",
+        "query_string": b"q=1",
+        "http_version": "1.1",
+        "client": ("127.0.0.1", 4321),
+        "headers": [(b"host", b"x"), (b"user-agent", b"curl/8")],
+    }
+    now = time.perf_counter()
+    assert fmt.encoded([(plain, now, 200, 5, 0.001, ())], 0.0) is not None
+    for odd in ({"headers": [[b"user-agent", b"x"]]}, {"method": "G\udcffT"}, {"client": (b"10.0.0.1", 80)}):
+        assert fmt.encoded([({**plain, **odd}, now, 200, 5, 0.001, ())], 0.0) is None, odd
+
+
+def test_the_writer_writes_the_c_lines(tmp_path: Any) -> None:
+    """Through the Writer (the path every request takes): a full batch in writes of whole lines
+    of at most ATOMIC_WRITE bytes, the same bytes the Python loop gives."""
+    path = tmp_path / "access.log"
+    fmt: Any = text_formatter(DEFAULT_FORMAT)
+    writer = Writer(str(path), fmt)
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [(b"user-agent", b"u" * 300)]}
+    batch: list[Entry] = [(scope, time.perf_counter(), 200, i, 0.002, ()) for i in range(BATCH)]
+    for entry in batch:
+        writer.add(entry)
+    data = path.read_bytes()
+    assert data.count(b"\n") == BATCH
+    offset_free = [line.split(b"] ", 1)[1] for line in data.splitlines()]
+    expected = python_bytes(fmt, batch, 0.0).splitlines()
+    assert offset_free == [line.split(b"] ", 1)[1] for line in expected]
