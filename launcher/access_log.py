@@ -387,6 +387,9 @@ class Writer:
         self.fd = self._open()
         self.format_line = format_line
         self.entries: list[Entry] = []
+        #: Given each batch as it is flushed, before it is formatted: ``ServerMetrics.counted``
+        #: when metrics are on too, which counts the requests from the same entries.
+        self.also: Callable[[list[Entry]], None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         from launcher.logs import on_reopen
 
@@ -428,6 +431,8 @@ class Writer:
         if not self.entries:
             return
         entries, self.entries = self.entries, []
+        if self.also is not None:
+            self.also(entries)
         # Wall-clock times from the monotonic starts: one time.time() a batch, not a request.
         offset = time.time() - time.perf_counter()
         # A formatter's own ways, fastest first (_DefaultFormat has both): the whole batch
@@ -480,8 +485,12 @@ class AccessLog:
         #: Formats and writes the records (``Writer.add``), a batch at a time.
         self.writer = writer
         #: ``launcher.metrics.ServerMetrics`` when metrics are on too: it counts each HTTP
-        #: request from what this layer sees, rather than wrapping ``send`` a second time.
+        #: request from what this layer sees, rather than wrapping ``send`` a second time: a
+        #: request's start here (``begin``, for the active-requests gauge), its end from the
+        #: Writer's batches (``counted``), so no second call or tuple a request.
         self.metrics = metrics
+        if metrics is not None:
+            writer.also = metrics.counted
 
     def __call__(self, scope: Scope, receive: Any, send: Any) -> Awaitable[None]:
         if scope["type"] == "lifespan":
@@ -535,8 +544,6 @@ class AccessLog:
             raise
         finally:
             duration = time.perf_counter() - started
-            if metrics is not None:
-                metrics.end(scope["method"], status, size, duration)
             self.writer.add((scope, started, status, size, duration, response_headers))
 
 

@@ -140,8 +140,8 @@ class _Pending:
 class ServerMetrics:
     """The pipeline layer: each HTTP request counted in this worker, written to its multiprocess
     files at most ``FLUSH_INTERVAL`` seconds later. With the access log on, the access log's
-    layer calls ``begin`` and ``end`` instead (``app`` None): one wrapper of ``send`` a request,
-    not two.
+    layer calls ``begin`` and its writer ``counted`` instead (``app`` None): one wrapper of
+    ``send`` a request, not two.
 
     Why batched: ``prometheus_client``'s multiprocess values take a lock and write an mmap on
     every ``inc``, six of them for a request's two histograms and gauge: about 25 us, a fifth of
@@ -183,6 +183,7 @@ class ServerMetrics:
         )
         self._begun: list[str] = []
         self._done: list[tuple[str, int, int, float]] = []
+        self._logged: list[Any] = []  # the access log's entries (launcher.access_log.Entry)
         self._pending: dict[tuple[str, int], _Pending] = {}
         self._active: dict[str, int] = {}
         self._active_written: dict[str, int] = {}
@@ -225,6 +226,12 @@ class ServerMetrics:
         next flush."""
         self._done.append((method, status, size, elapsed))
 
+    def counted(self, entries: list[Any]) -> None:
+        """The access log's ``Writer`` hands over each batch of its entries (``Entry``: scope,
+        start, status, size, duration, headers) as it flushes: with the access log on, these
+        are the requests ``begin`` started, done, and ``end`` is not called."""
+        self._logged += entries
+
     def _count(self) -> None:
         """Fold the requests begun and done since the last flush into the pending sums.
 
@@ -234,6 +241,9 @@ class ServerMetrics:
         """
         begun, self._begun = self._begun, []
         done, self._done = self._done, []
+        if self._logged:
+            logged, self._logged = self._logged, []
+            done += [(s["method"], st, sz, d) for s, _, st, sz, d, _ in logged if s["type"] == "http"]
         active = self._active
         for method, count in Counter(begun).items():
             label = method if method in METHODS else "_OTHER"

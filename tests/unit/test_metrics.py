@@ -36,7 +36,17 @@ async def noop(message): pass
 async def receive(): return {"type": "http.request"}
 
 async def main():
-    layer = ServerMetrics(app)
+    if sys.argv[2] == "access-log":  # the access log's layer counts, its writer hands over
+        from launcher.access_log import AccessLog, Writer, text_formatter
+        metrics = ServerMetrics()
+        writer = Writer(sys.argv[1] + "/../access.log", text_formatter("%(s)s"))
+        layer = AccessLog(app, writer, metrics)
+        def flush():
+            writer.flush()
+            metrics.flush()
+    else:
+        layer = metrics = ServerMetrics(app)
+        flush = metrics.flush
     for size in sizes:
         await layer({"type": "http", "method": "GET", "path": "/200", "size": size}, receive, noop)
     await layer({"type": "http", "method": "BREW", "path": "/418", "size": 1}, receive, noop)
@@ -45,7 +55,7 @@ async def main():
     except RuntimeError:
         pass
     before = collect()
-    layer.flush()
+    flush()
     return before, collect()
 
 def collect():
@@ -66,12 +76,22 @@ print(json.dumps({"before": before, "after": after}))
 """
 
 
-def run(tmp_path: Path) -> dict[str, dict[str, float]]:
+@pytest.fixture(params=["alone", "access-log"])
+def via(request: pytest.FixtureRequest) -> str:
+    """The layer alone (ACCESS_LOG off), or counted through the access log's layer."""
+    return str(request.param)
+
+
+def run(tmp_path: Path, via: str = "alone") -> dict[str, dict[str, float]]:
     directory = tmp_path / "multiproc"
     directory.mkdir()
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(directory)], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", SCRIPT, str(directory), via],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     result: dict[str, dict[str, float]] = json.loads(done.stdout)
@@ -82,8 +102,8 @@ def key(name: str, **labels: str) -> str:
     return name + json.dumps(labels, sort_keys=True)
 
 
-def test_counts_reach_the_files_at_the_flush_and_match_observe(tmp_path: Path) -> None:
-    result = run(tmp_path)
+def test_counts_reach_the_files_at_the_flush_and_match_observe(tmp_path: Path, via: str) -> None:
+    result = run(tmp_path, via)
     ok = {"http_request_method": "GET", "http_response_status_code": "200"}
     count = key("http_server_request_duration_seconds_count", **ok)
     # Nothing is written per request: that is the point of the batching.
@@ -97,8 +117,8 @@ def test_counts_reach_the_files_at_the_flush_and_match_observe(tmp_path: Path) -
         assert after[key("http_server_response_body_size_bytes_bucket", le=le, **ok)] == expected, le
 
 
-def test_unknown_methods_are_other_and_an_exception_is_a_500(tmp_path: Path) -> None:
-    after = run(tmp_path)["after"]
+def test_unknown_methods_are_other_and_an_exception_is_a_500(tmp_path: Path, via: str) -> None:
+    after = run(tmp_path, via)["after"]
     other = {"http_request_method": "_OTHER", "http_response_status_code": "418"}
     assert after[key("http_server_request_duration_seconds_count", **other)] == 1
     assert not any("BREW" in k for k in after)
@@ -106,8 +126,8 @@ def test_unknown_methods_are_other_and_an_exception_is_a_500(tmp_path: Path) -> 
     assert after[key("http_server_request_duration_seconds_count", **raised)] == 1
 
 
-def test_active_requests_are_back_to_zero(tmp_path: Path) -> None:
-    after = run(tmp_path)["after"]
+def test_active_requests_are_back_to_zero(tmp_path: Path, via: str) -> None:
+    after = run(tmp_path, via)["after"]
     active = [v for k, v in after.items() if k.startswith("http_server_active_requests")]
     assert active
     assert all(v == 0 for v in active)

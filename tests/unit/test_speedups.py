@@ -14,7 +14,16 @@ from launcher.access_log import BATCH, DEFAULT_FORMAT, Entry, Writer, text_forma
 latin1 = st.binary(max_size=12)
 text = st.text(max_size=8)  # any code point, lone surrogates included
 header_name = st.sampled_from(
-    [b"referer", b"Referer", b"USER-AGENT", b"user-agent", b"x-request-id", b"X-Request-Id", b"host", b"accept"]
+    [
+        b"referer",
+        b"Referer",
+        b"USER-AGENT",
+        b"user-agent",
+        b"x-request-id",
+        b"X-Request-Id",
+        b"host",
+        b"accept",
+    ]
 )
 headers = st.lists(st.tuples(header_name | latin1, latin1), max_size=5)
 
