@@ -26,6 +26,7 @@ says so and the rest of the operations listener works.
 from __future__ import annotations
 
 import asyncio
+import glob
 import importlib.util
 import math
 import os
@@ -91,12 +92,39 @@ def mark_dead(pid: int, directory: str) -> None:
 def exposition(supervision: Supervision, directory: str) -> tuple[bytes, str]:
     """``/metrics``: every worker's values summed, plus the master's own; body and content type."""
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-    from prometheus_client.multiprocess import MultiProcessCollector
 
     registry = CollectorRegistry(auto_describe=False)
-    MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+    registry.register(WorkerFiles(directory))
     registry.register(MasterCollector(supervision))
     return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class WorkerFiles:
+    """Every process's values in ``directory``, merged: ``MultiProcessCollector`` over the files
+    a scrape can read.
+
+    A process creating its file (a worker's first request, a replacement worker's too) opens it
+    and only then sizes it; ``MultiProcessCollector`` reading it in that instant fails the whole
+    scrape (``struct.error`` on an empty file), which ``/metrics`` would answer with a dropped
+    connection. An empty file holds no value yet, so it is left out.
+    """
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        files = [path for path in glob.glob(os.path.join(self.directory, "*.db")) if _sized(path)]
+        merged: Iterable[Any] = MultiProcessCollector.merge(files, accumulate=True)  # type: ignore[no-untyped-call]
+        yield from merged
+
+
+def _sized(path: str) -> bool:
+    try:
+        return os.stat(path).st_size >= 8  # its first 8 bytes say how much of it is used
+    except FileNotFoundError:
+        return False  # a dead worker's live gauge, just removed
 
 
 class MasterCollector:

@@ -82,7 +82,11 @@ class _Handler(BaseHTTPRequestHandler):
             status = 200 if state["ready"] else 503
             payload = json.dumps(state).encode()
         elif path == "/metrics":
-            status, payload, content_type = _metrics(supervision)
+            try:
+                status, payload, content_type = _metrics(supervision)
+            except Exception as exc:  # an answer, not a dropped connection, whatever the files hold
+                status, content_type = 500, "text/plain; charset=utf-8"
+                payload = f"metrics: could not read the workers' values: {exc!r}\n".encode()
         else:
             status, payload = (
                 404,

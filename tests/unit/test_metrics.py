@@ -197,3 +197,41 @@ def test_the_batched_fold_counts_as_one_bisection_a_value_would() -> None:
         counts = [1] * (len(bounds) + 1)  # added to what is pending already
         _fold(counts, bounds, values)
         assert counts == [n + 1 for n in expected]
+
+
+SCRAPE_SCRIPT = r"""
+import os, sys
+from launcher.metrics import ServerMetrics, exposition
+
+class Supervision:  # what MasterCollector reads
+    workers_wanted, restarts = 1, {}
+    def booted_count(self): return 1
+
+metrics = ServerMetrics()
+metrics._begun.append("GET")  # begin() without its timer: no loop here
+metrics.counted([({"type": "http", "method": "GET"}, 0.0, 200, 5, 0.01, ())])
+metrics.flush()
+# A replacement worker caught between creating its file and sizing it:
+open(os.path.join(sys.argv[1], "histogram_99999.db"), "wb").close()
+body, _ = exposition(Supervision(), sys.argv[1])
+print(body.decode())
+"""
+
+
+def test_a_scrape_reads_past_a_file_a_worker_is_still_creating(tmp_path: Path) -> None:
+    """prometheus_client fails the whole scrape on an empty file (struct.error), which the
+    master's /metrics would answer by dropping the connection; seen once in the conformance
+    kit right after a replacement worker's first request."""
+    directory = tmp_path / "multiproc"
+    directory.mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
+    done = subprocess.run(
+        [sys.executable, "-c", SCRAPE_SCRIPT, str(directory)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    line = 'http_server_request_duration_seconds_count{http_request_method="GET",http_response_status_code="200"} 1.0'
+    assert line in done.stdout.splitlines()
