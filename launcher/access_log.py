@@ -31,6 +31,7 @@ from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 from launcher.errors import ConfigError
+from launcher.recorder import Recorder
 
 try:  # the C accelerator for the default line (setup.py builds it where a compiler is found)
     from launcher._speedups import format_default as _format_default
@@ -39,6 +40,8 @@ except ImportError:  # pragma: no cover - installed without a compiler
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
+
+_clock = time.perf_counter
 
 #: Seconds a buffered line may wait before it is written.
 FLUSH_INTERVAL = 0.2
@@ -509,42 +512,20 @@ class AccessLog:
         await self.app(scope, flushing_receive, send)
 
     async def _logged(self, scope: Scope, receive: Any, send: Any) -> None:
-        metrics = self.metrics if scope["type"] == "http" else None
-        if metrics is not None:
+        metrics = self.metrics
+        if metrics is not None and scope["type"] == "http":
             metrics.begin(scope["method"])
-        status = 0
-        size = 0
-        response_headers: Iterable[tuple[bytes, bytes]] = ()
-
-        # A plain function returning the server's awaitable: no coroutine frame of its own for
-        # each message (about 0.5 us each, two a request).
-        def recording_send(message: Message) -> Awaitable[None]:
-            nonlocal status, size, response_headers
-            kind = message["type"]
-            if kind == "http.response.start":
-                status = message["status"]
-                response_headers = message.get("headers", ())
-            elif kind == "http.response.body":
-                size += len(message.get("body", b""))
-            elif kind == "websocket.accept":
-                status = 101
-            elif kind == "websocket.send":
-                size += len(message.get("bytes") or b"") + len((message.get("text") or "").encode())
-            elif kind == "websocket.close" and not status:
-                status = 403
-            sent: Awaitable[None] = send(message)
-            return sent
-
-        started = time.perf_counter()
+        recorder = Recorder(send)  # status, size and headers, with no Python frame a message
+        started = _clock()
         try:
-            await self.app(scope, receive, recording_send)
+            await self.app(scope, receive, recorder)
         except BaseException:
-            if not status:
-                status = 500  # what the server answers for an app that raised
+            status = recorder.status or 500  # what the server answers for an app that raised
             raise
+        else:
+            status = recorder.status
         finally:
-            duration = time.perf_counter() - started
-            self.writer.add((scope, started, status, size, duration, response_headers))
+            self.writer.add((scope, started, status, recorder.size, _clock() - started, recorder.headers))
 
 
 def formatter(log_format: str, layout: str | None) -> Callable[[Record], str]:

@@ -39,6 +39,8 @@ from itertools import groupby
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
+from launcher.recorder import Recorder
+
 if TYPE_CHECKING:
     from launcher.supervision import Supervision
 
@@ -291,28 +293,19 @@ class ServerMetrics:
             pending.size_sum += sum(sizes)
 
     async def _observed(self, scope: Scope, receive: Any, send: Any) -> None:
-        status = 0
-        size = 0
-
-        def observing_send(message: Message) -> Awaitable[None]:  # no coroutine frame of its own
-            nonlocal status, size
-            if message["type"] == "http.response.body":
-                size += len(message.get("body", b""))
-            elif message["type"] == "http.response.start":
-                status = message["status"]
-            sent: Awaitable[None] = send(message)
-            return sent
-
+        recorder = Recorder(send)  # status and size, with no Python frame a message
         method = scope["method"]
         self.begin(method)
         started = time.perf_counter()
         try:
-            await self.app(scope, receive, observing_send)
+            await self.app(scope, receive, recorder)
         except BaseException:
-            status = status or 500  # what the server answers for an app that raised
+            status = recorder.status or 500  # what the server answers for an app that raised
             raise
+        else:
+            status = recorder.status
         finally:
-            self.end(method, status, size, time.perf_counter() - started)
+            self.end(method, status, recorder.size, time.perf_counter() - started)
 
     def _timer(self) -> None:
         self._scheduled = False
