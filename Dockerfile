@@ -10,7 +10,7 @@ ARG BASE_IMAGE=condaforge/miniforge3:24.11.3-2
 # when the base has none. Without them the wheel is pure Python (it still works, formatting each
 # access line in Python), so the build never fails for want of a compiler.
 FROM ${BASE_IMAGE} AS build
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore CC=gcc
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore CC=gcc LDSHARED="gcc -shared"
 COPY pyproject.toml setup.py README.md /tmp/src/
 COPY launcher /tmp/src/launcher
 RUN if ! command -v gcc >/dev/null \

@@ -20,6 +20,7 @@
 #include <Python.h>
 #include <stddef.h>
 #include <math.h>
+#include <time.h>
 
 typedef struct {
     char *data;
@@ -678,6 +679,484 @@ static PyTypeObject RecorderType = {
     .tp_vectorcall = Recorder_vectorcall_new,
 };
 
+/* ---- AccessLayer: the access log's layer, a request at a time ------------------------------ */
+
+/* time.perf_counter(), as Python computes it (CLOCK_MONOTONIC in nanoseconds, over 1e9). */
+static double
+perf_counter(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    long long ns = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    return (double)ns / 1e9;
+}
+
+static PyObject *str_lifespan;
+static PyObject *str_http;
+static PyObject *str_method;
+static PyObject *str_type;
+static PyObject *str_throw;
+static PyObject *str_close;
+static PyObject *status_500;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *app;
+    PyObject *entries;  /* the Writer's list, appended to in place */
+    PyObject *on_add;   /* Writer._added: arms the timer or flushes a full batch */
+    PyObject *begin;    /* ServerMetrics.begin, or None */
+    PyObject *lifespan; /* the Python layer's lifespan handling */
+    Py_ssize_t batch;
+    vectorcallfunc vectorcall;
+} AccessLayer;
+
+typedef struct {
+    PyObject_HEAD
+    AccessLayer *layer;
+    PyObject *scope;
+    Recorder *recorder;
+    PyObject *inner;    /* the app's awaitable */
+    PyObject *iterator; /* what awaiting it drives */
+    double started;
+    int finished;
+} Watch;
+
+static PyTypeObject AccessLayerType;
+static PyTypeObject WatchType;
+
+/* The request is over: its entry joins the batch (once). ``failed``: the app raised, so a
+ * response that never started is the server's 500. Returns -1 only when the Writer's hook
+ * failed and nothing else had. */
+static int
+finish(AccessLayer *layer, PyObject *scope, Recorder *recorder, double started, int failed)
+{
+    double duration = perf_counter() - started;
+    PyObject *status = recorder->status;
+    if (failed) {
+        int truth = PyObject_IsTrue(status);
+        if (truth <= 0) {
+            PyErr_Clear();
+            status = status_500;
+        }
+    }
+    PyObject *entry = Py_BuildValue("(OdOndO)", scope, started, status, recorder->size, duration,
+                                    recorder->headers);
+    if (entry == NULL)
+        return -1;
+    int appended = PyList_Append(layer->entries, entry);
+    Py_DECREF(entry);
+    if (appended < 0)
+        return -1;
+    Py_ssize_t waiting = PyList_GET_SIZE(layer->entries);
+    if (waiting == 1 || waiting >= layer->batch) {
+        PyObject *result = PyObject_CallNoArgs(layer->on_add);
+        if (result == NULL)
+            return -1;
+        Py_DECREF(result);
+    }
+    return 0;
+}
+
+/* finish() with the app's exception in flight: it stays the one raised. */
+static void
+finish_failed(Watch *w)
+{
+    if (w->finished)
+        return;
+    w->finished = 1;
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    if (finish(w->layer, w->scope, w->recorder, w->started, 1) < 0)
+        PyErr_WriteUnraisable((PyObject *)w->layer);
+    PyErr_Restore(type, value, traceback);
+}
+
+static int
+finish_ok(Watch *w)
+{
+    if (w->finished)
+        return 0;
+    w->finished = 1;
+    return finish(w->layer, w->scope, w->recorder, w->started, 0);
+}
+
+static PySendResult
+Watch_am_send(Watch *self, PyObject *arg, PyObject **result)
+{
+    if (self->finished) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot reuse an already awaited request");
+        *result = NULL;
+        return PYGEN_ERROR;
+    }
+    PyObject *value = NULL;
+    PySendResult status = PyIter_Send(self->iterator, arg, &value);
+    if (status == PYGEN_NEXT) {
+        *result = value;
+        return PYGEN_NEXT;
+    }
+    if (status == PYGEN_RETURN) {
+        Py_XDECREF(value); /* an ASGI app returns None */
+        if (finish_ok(self) < 0) {
+            *result = NULL;
+            return PYGEN_ERROR;
+        }
+        *result = Py_NewRef(Py_None);
+        return PYGEN_RETURN;
+    }
+    finish_failed(self);
+    *result = NULL;
+    return PYGEN_ERROR;
+}
+
+/* A result of am_send as tp_iternext / send() give it: StopIteration for the return. */
+static PyObject *
+as_iteration(PySendResult status, PyObject *result, int raise_stop)
+{
+    if (status == PYGEN_NEXT)
+        return result;
+    if (status == PYGEN_RETURN) {
+        Py_DECREF(result);
+        if (raise_stop)
+            PyErr_SetNone(PyExc_StopIteration);
+        return NULL;
+    }
+    return NULL;
+}
+
+static PyObject *
+Watch_iternext(Watch *self)
+{
+    PyObject *result;
+    PySendResult status = Watch_am_send(self, Py_None, &result);
+    return as_iteration(status, result, 0);
+}
+
+static PyObject *
+Watch_send(Watch *self, PyObject *arg)
+{
+    PyObject *result;
+    PySendResult status = Watch_am_send(self, arg, &result);
+    return as_iteration(status, result, 1);
+}
+
+/* throw() and close() go down to the app's awaitable, as a coroutine's own would. */
+static PyObject *
+Watch_throw(Watch *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "throw expected 1 to 3 arguments");
+        return NULL;
+    }
+    if (self->finished) {
+        /* Raise what was thrown, as a finished coroutine does. */
+        PyObject *typ = args[0];
+        if (PyExceptionInstance_Check(typ))
+            PyErr_SetObject((PyObject *)Py_TYPE(typ), typ);
+        else
+            PyErr_SetObject(typ, nargs > 1 ? args[1] : NULL);
+        return NULL;
+    }
+    PyObject *method = PyObject_GetAttr(self->iterator, str_throw);
+    PyObject *result;
+    if (method == NULL) {
+        PyErr_Clear();
+        PyObject *typ = args[0];
+        if (PyExceptionInstance_Check(typ))
+            PyErr_SetObject((PyObject *)Py_TYPE(typ), typ);
+        else
+            PyErr_SetObject(typ, nargs > 1 ? args[1] : NULL);
+        result = NULL;
+    }
+    else {
+        result = PyObject_Vectorcall(method, args, (size_t)nargs, NULL);
+        Py_DECREF(method);
+    }
+    if (result != NULL)
+        return result; /* the app caught it and awaits again */
+    if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
+        PyErr_Clear(); /* the app caught it and returned */
+        if (finish_ok(self) < 0)
+            return NULL;
+        PyErr_SetNone(PyExc_StopIteration);
+        return NULL;
+    }
+    finish_failed(self);
+    return NULL;
+}
+
+static PyObject *
+Watch_close(Watch *self, PyObject *unused)
+{
+    if (!self->finished) {
+        PyObject *method = PyObject_GetAttr(self->iterator, str_close);
+        if (method == NULL) {
+            PyErr_Clear();
+        }
+        else {
+            PyObject *result = PyObject_CallNoArgs(method);
+            Py_DECREF(method);
+            if (result == NULL) {
+                finish_failed(self);
+                return NULL;
+            }
+            Py_DECREF(result);
+        }
+        /* Closed before the app was done: logged as the Python layer's finally would. */
+        PyErr_SetNone(PyExc_GeneratorExit);
+        finish_failed(self);
+        PyErr_Clear();
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Watch_await(Watch *self)
+{
+    return Py_NewRef(self);
+}
+
+static int
+Watch_traverse(Watch *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->layer);
+    Py_VISIT(self->scope);
+    Py_VISIT(self->recorder);
+    Py_VISIT(self->inner);
+    Py_VISIT(self->iterator);
+    return 0;
+}
+
+static int
+Watch_clear(Watch *self)
+{
+    Py_CLEAR(self->layer);
+    Py_CLEAR(self->scope);
+    Py_CLEAR(self->recorder);
+    Py_CLEAR(self->inner);
+    Py_CLEAR(self->iterator);
+    return 0;
+}
+
+static void
+Watch_dealloc(Watch *self)
+{
+    PyObject_GC_UnTrack(self);
+    Watch_clear(self);
+    PyObject_GC_Del(self);
+}
+
+static PyMethodDef Watch_methods[] = {
+    {"send", (PyCFunction)Watch_send, METH_O, NULL},
+    {"throw", (PyCFunction)(void (*)(void))Watch_throw, METH_FASTCALL, NULL},
+    {"close", (PyCFunction)Watch_close, METH_NOARGS, NULL},
+    {NULL},
+};
+
+static PyAsyncMethods Watch_async = {
+    .am_await = (unaryfunc)Watch_await,
+    .am_send = (sendfunc)Watch_am_send,
+};
+
+static PyTypeObject WatchType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "launcher._speedups.Watch",
+    .tp_basicsize = sizeof(Watch),
+    .tp_dealloc = (destructor)Watch_dealloc,
+    .tp_as_async = &Watch_async,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "One request under AccessLayer: awaiting it awaits the app, then logs the request.",
+    .tp_traverse = (traverseproc)Watch_traverse,
+    .tp_clear = (inquiry)Watch_clear,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)Watch_iternext,
+    .tp_methods = Watch_methods,
+};
+
+/* What ``await awaitable`` iterates: a coroutine itself, else its __await__(). */
+static PyObject *
+awaitable_iterator(PyObject *awaitable)
+{
+    if (PyCoro_CheckExact(awaitable))
+        return Py_NewRef(awaitable);
+    PyAsyncMethods *am = Py_TYPE(awaitable)->tp_as_async;
+    if (am == NULL || am->am_await == NULL) {
+        PyErr_Format(PyExc_TypeError, "object %.100s can't be used in 'await' expression",
+                     Py_TYPE(awaitable)->tp_name);
+        return NULL;
+    }
+    PyObject *iterator = am->am_await(awaitable);
+    if (iterator != NULL && !PyIter_Check(iterator)) {
+        PyErr_Format(PyExc_TypeError, "__await__() returned non-iterator of type '%.100s'",
+                     Py_TYPE(iterator)->tp_name);
+        Py_CLEAR(iterator);
+    }
+    return iterator;
+}
+
+static PyObject *
+AccessLayer_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    AccessLayer *self = (AccessLayer *)callable;
+    if (PyVectorcall_NARGS(nargsf) != 3 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_SetString(PyExc_TypeError, "an ASGI app takes (scope, receive, send)");
+        return NULL;
+    }
+    PyObject *scope = args[0];
+    PyObject *kind = PyDict_CheckExact(scope) ? Py_XNewRef(PyDict_GetItemWithError(scope, str_type))
+                                              : PyObject_GetItem(scope, str_type);
+    if (kind == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetObject(PyExc_KeyError, str_type);
+        return NULL;
+    }
+    int lifespan = PyUnicode_Check(kind) && PyUnicode_Compare(kind, str_lifespan) == 0;
+    int http = !lifespan && PyUnicode_Check(kind) && PyUnicode_Compare(kind, str_http) == 0;
+    Py_DECREF(kind);
+    if (lifespan)
+        return PyObject_Vectorcall(self->lifespan, args, 3, NULL);
+    if (http && self->begin != Py_None) {
+        PyObject *method = PyObject_GetItem(scope, str_method);
+        if (method == NULL)
+            return NULL;
+        PyObject *begun = PyObject_CallOneArg(self->begin, method);
+        Py_DECREF(method);
+        if (begun == NULL)
+            return NULL;
+        Py_DECREF(begun);
+    }
+    PyObject *send = args[2];
+    Recorder *recorder = PyObject_GC_New(Recorder, &RecorderType);
+    if (recorder == NULL)
+        return NULL;
+    recorder->send = Py_NewRef(send);
+    recorder->status = Py_NewRef(zero);
+    recorder->headers = Py_NewRef(empty_tuple);
+    recorder->size = 0;
+    recorder->vectorcall = Recorder_vectorcall;
+    PyObject_GC_Track(recorder);
+
+    double started = perf_counter();
+    PyObject *inner_args[3] = {scope, args[1], (PyObject *)recorder};
+    PyObject *inner = PyObject_Vectorcall(self->app, inner_args, 3, NULL);
+    PyObject *iterator = inner != NULL ? awaitable_iterator(inner) : NULL;
+    if (iterator == NULL) {
+        /* The app raised before it had an awaitable to give: logged, then raised. */
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        if (finish(self, scope, recorder, started, 1) < 0)
+            PyErr_WriteUnraisable(callable);
+        PyErr_Restore(type, value, traceback);
+        Py_XDECREF(inner);
+        Py_DECREF(recorder);
+        return NULL;
+    }
+    Watch *watch = PyObject_GC_New(Watch, &WatchType);
+    if (watch == NULL) {
+        Py_DECREF(inner);
+        Py_DECREF(iterator);
+        Py_DECREF(recorder);
+        return NULL;
+    }
+    watch->layer = (AccessLayer *)Py_NewRef(callable);
+    watch->scope = Py_NewRef(scope);
+    watch->recorder = recorder;
+    watch->inner = inner;
+    watch->iterator = iterator;
+    watch->started = started;
+    watch->finished = 0;
+    PyObject_GC_Track(watch);
+    return (PyObject *)watch;
+}
+
+static PyObject *
+AccessLayer_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"app", "entries", "on_add", "begin", "lifespan", "batch", NULL};
+    PyObject *app, *entries, *on_add, *begin, *lifespan;
+    Py_ssize_t batch;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!OOOn:AccessLayer", names, &app, &PyList_Type,
+                                     &entries, &on_add, &begin, &lifespan, &batch))
+        return NULL;
+    AccessLayer *self = PyObject_GC_New(AccessLayer, type);
+    if (self == NULL)
+        return NULL;
+    self->app = Py_NewRef(app);
+    self->entries = Py_NewRef(entries);
+    self->on_add = Py_NewRef(on_add);
+    self->begin = Py_NewRef(begin);
+    self->lifespan = Py_NewRef(lifespan);
+    self->batch = batch > 0 ? batch : 1;
+    self->vectorcall = AccessLayer_vectorcall;
+    PyObject_GC_Track(self);
+    return (PyObject *)self;
+}
+
+static int
+AccessLayer_traverse(AccessLayer *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->app);
+    Py_VISIT(self->entries);
+    Py_VISIT(self->on_add);
+    Py_VISIT(self->begin);
+    Py_VISIT(self->lifespan);
+    return 0;
+}
+
+static int
+AccessLayer_clear(AccessLayer *self)
+{
+    Py_CLEAR(self->app);
+    Py_CLEAR(self->entries);
+    Py_CLEAR(self->on_add);
+    Py_CLEAR(self->begin);
+    Py_CLEAR(self->lifespan);
+    return 0;
+}
+
+static void
+AccessLayer_dealloc(AccessLayer *self)
+{
+    PyObject_GC_UnTrack(self);
+    AccessLayer_clear(self);
+    PyObject_GC_Del(self);
+}
+
+static PyObject *
+AccessLayer_get_app(AccessLayer *self, void *closure)
+{
+    return Py_NewRef(self->app);
+}
+
+static PyGetSetDef AccessLayer_getset[] = {
+    {"app", (getter)AccessLayer_get_app, NULL, "The app inside.", NULL},
+    {NULL},
+};
+
+PyDoc_STRVAR(AccessLayer_doc,
+"AccessLayer(app, entries, on_add, begin, lifespan, batch)\n"
+"--\n"
+"\n"
+"launcher.access_log.AccessLog's request path in C: each request is served through a Recorder\n"
+"and, once the app is done (or has raised: a 500 if no response began), its Entry is appended\n"
+"to ``entries`` (the Writer's list); ``on_add()`` is called for the first entry of a batch and\n"
+"a full one. ``begin(method)`` (ServerMetrics.begin, or None) is called as an HTTP request\n"
+"starts; lifespan scopes go to ``lifespan``.");
+
+static PyTypeObject AccessLayerType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "launcher._speedups.AccessLayer",
+    .tp_basicsize = sizeof(AccessLayer),
+    .tp_dealloc = (destructor)AccessLayer_dealloc,
+    .tp_vectorcall_offset = offsetof(AccessLayer, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = AccessLayer_doc,
+    .tp_traverse = (traverseproc)AccessLayer_traverse,
+    .tp_clear = (inquiry)AccessLayer_clear,
+    .tp_getset = AccessLayer_getset,
+    .tp_new = AccessLayer_new,
+};
+
 PyDoc_STRVAR(format_default_doc,
 "format_default(entries, offset, now, pid, /)\n"
 "--\n"
@@ -738,7 +1217,9 @@ static PyMethodDef methods[] = {
 static int
 exec_module(PyObject *m)
 {
-    return PyModule_AddObjectRef(m, "Recorder", (PyObject *)&RecorderType);
+    if (PyModule_AddObjectRef(m, "Recorder", (PyObject *)&RecorderType) < 0)
+        return -1;
+    return PyModule_AddObjectRef(m, "AccessLayer", (PyObject *)&AccessLayerType);
 }
 
 static PyModuleDef_Slot slots[] = {
@@ -775,7 +1256,15 @@ PyInit__speedups(void)
         (status_101 == NULL && (status_101 = PyLong_FromLong(101)) == NULL) ||
         (status_403 == NULL && (status_403 = PyLong_FromLong(403)) == NULL))
         return NULL;
-    if (PyType_Ready(&RecorderType) < 0)
+    if (PyType_Ready(&RecorderType) < 0 || PyType_Ready(&WatchType) < 0 || PyType_Ready(&AccessLayerType) < 0)
+        return NULL;
+    if ((str_lifespan = PyUnicode_InternFromString("lifespan")) == NULL ||
+        (str_http = PyUnicode_InternFromString("http")) == NULL ||
+        (str_method = PyUnicode_InternFromString("method")) == NULL ||
+        (str_type = PyUnicode_InternFromString("type")) == NULL ||
+        (str_throw = PyUnicode_InternFromString("throw")) == NULL ||
+        (str_close = PyUnicode_InternFromString("close")) == NULL ||
+        (status_500 = PyLong_FromLong(500)) == NULL)
         return NULL;
     return PyModuleDef_Init(&module);
 }

@@ -33,10 +33,11 @@ from typing import Any
 from launcher.errors import ConfigError
 from launcher.recorder import Recorder
 
-try:  # the C accelerator for the default line (setup.py builds it where a compiler is found)
+try:  # the C accelerator (setup.py builds it where a compiler is found)
+    from launcher._speedups import AccessLayer as _AccessLayer
     from launcher._speedups import format_default as _format_default
 except ImportError:  # pragma: no cover - installed without a compiler
-    _format_default = None
+    _AccessLayer = _format_default = None
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -419,9 +420,14 @@ class Writer:
         """Buffer ``entry``'s line (formatted at the next flush; see the class docstring):
         written once ``BATCH`` are waiting, else by a timer on the running loop (or at exit,
         called outside one)."""
-        entries = self.entries
-        entries.append(entry)
-        if len(entries) >= BATCH:
+        self.entries.append(entry)
+        self.added()
+
+    def added(self) -> None:
+        """After an entry joined ``entries``: flush a full batch, else make sure the timer will.
+        (The C layer appends to the list itself and calls this for a batch's first entry and
+        a full one.)"""
+        if len(self.entries) >= BATCH:
             self.flush()
         elif self._timer is None:
             with contextlib.suppress(RuntimeError):  # no loop: the exit hooks flush
@@ -433,7 +439,8 @@ class Writer:
             self._timer = None
         if not self.entries:
             return
-        entries, self.entries = self.entries, []
+        entries = self.entries.copy()  # the list itself stays: the C layer appends to it
+        self.entries.clear()
         if self.also is not None:
             self.also(entries)
         # Wall-clock times from the monotonic starts: one time.time() a batch, not a request.
@@ -526,6 +533,18 @@ class AccessLog:
             status = recorder.status
         finally:
             self.writer.add((scope, started, status, recorder.size, _clock() - started, recorder.headers))
+
+
+def layer(app: Any, writer: Writer, metrics: Any = None) -> Any:
+    """The access log's layer around ``app``: ``launcher._speedups.AccessLayer`` where the
+    extension was built (each request's path in C: no Python frame, no Python code a request
+    but the app's), else ``AccessLog``. Both record the same entries (a unit test holds them
+    equal); lifespan is ``AccessLog``'s in both."""
+    python = AccessLog(app, writer, metrics)
+    if _AccessLayer is None:
+        return python
+    begin = metrics.begin if metrics is not None else None
+    return _AccessLayer(app, writer.entries, writer.added, begin, python._lifespan, BATCH)
 
 
 def formatter(log_format: str, layout: str | None) -> Callable[[Record], str]:

@@ -549,10 +549,10 @@ def build(
         if metrics.enabled_in_worker():
             counted = metrics.ServerMetrics()
     if config.access_log is not None:
-        from launcher.access_log import AccessLog, Writer, formatter
+        from launcher import access_log
 
-        lines = formatter(config.log_format, config.access_log_format)
-        app = add("access-log", AccessLog(app, Writer(config.access_log, lines), counted))
+        lines = access_log.formatter(config.log_format, config.access_log_format)
+        app = add("access-log", access_log.layer(app, access_log.Writer(config.access_log, lines), counted))
         if counted is not None:
             layers.append("metrics")  # counted by the access log's layer: one wrapper, not two
     elif counted is not None:

@@ -177,3 +177,127 @@ def test_the_c_recorder_records_what_the_python_one_does(sequence: list[dict[str
 
     assert Recorder is not PyRecorder, "launcher._speedups was not built"
     assert replay(Recorder, sequence) == replay(PyRecorder, sequence)
+
+
+def scenario_app() -> Any:
+    """One app, many endings: chosen by the path."""
+    import asyncio
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "websocket":
+            if path == "/refused":
+                await send({"type": "websocket.close"})
+                return
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.send", "text": "h\u00e9"})
+            await send({"type": "websocket.send", "bytes": b"xyz"})
+            await send({"type": "websocket.close"})
+            return
+        if path == "/raise-early":
+            raise RuntimeError("before the response")
+        await send({"type": "http.response.start", "status": 201, "headers": [(b"x", b"y")]})
+        if path == "/raise-late":
+            raise RuntimeError("after the start")
+        if path == "/slow":
+            await asyncio.sleep(10)
+        if path == "/catch":
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                await send({"type": "http.response.body", "body": b"caught"})
+                return
+        await send({"type": "http.response.body", "body": b"hello", "more_body": True})
+        await send({"type": "http.response.body", "body": b"!"})
+
+    return app
+
+
+class NotACoroutine:
+    """An app whose call returns an awaitable that is not a coroutine (a Future's kind)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
+        return self.Awaitable(self.inner(scope, receive, send))
+
+    class Awaitable:
+        def __init__(self, coroutine: Any) -> None:
+            self.coroutine = coroutine
+
+        def __await__(self) -> Any:
+            return self.coroutine.__await__()
+
+
+def run_scenarios(make_layer: Any, app: Any) -> tuple[list[tuple[Any, ...]], list[str], list[str]]:
+    """Every ending, through the layer ``make_layer`` builds: the entries (less times), the
+    methods ``begin`` saw, and what the caller saw of each request."""
+    import asyncio
+
+    begun: list[str] = []
+
+    class Metrics:
+        def begin(self, method: str) -> None:
+            begun.append(method)
+
+        def counted(self, entries: Any) -> None:
+            pass
+
+        def flush(self) -> None:
+            pass
+
+    writer = Writer("/dev/null", text_formatter(DEFAULT_FORMAT))
+    layer = make_layer(app, writer, Metrics())
+    outcomes: list[str] = []
+
+    async def noop(message: Any) -> None:
+        pass
+
+    async def receive() -> Any:
+        return {"type": "http.request"}
+
+    async def call(scope: dict[str, Any], cancel_after: float | None = None) -> None:
+        task = asyncio.ensure_future(layer(scope, receive, noop))
+        if cancel_after is not None:
+            await asyncio.sleep(cancel_after)
+            task.cancel()
+        try:
+            await task
+            outcomes.append("ok")
+        except BaseException as exc:
+            outcomes.append(type(exc).__name__)
+
+    async def main() -> None:
+        http = {"type": "http", "method": "GET", "headers": []}
+        for path in ("/", "/raise-early", "/raise-late"):
+            await call({**http, "path": path})
+        await call({**http, "method": "POST", "path": "/slow"}, cancel_after=0.01)
+        await call({**http, "path": "/catch"}, cancel_after=0.01)
+        await call({"type": "websocket", "path": "/ws", "headers": []})
+        await call({"type": "websocket", "path": "/refused", "headers": []})
+
+    asyncio.run(main())
+    entries = [(e[0]["path"], e[2], e[3], list(e[5])) for e in writer.entries]
+    assert all(isinstance(e[1], float) and isinstance(e[4], float) and e[4] >= 0 for e in writer.entries)
+    return entries, begun, outcomes
+
+
+def test_the_c_layer_logs_every_ending_as_the_python_layer_does() -> None:
+    """A response, an app raising before and after its start, a cancelled request, one that
+    catches its cancellation and answers, WebSocket sessions: the C layer (what the pipeline
+    serves) records what AccessLog records, and its caller sees the same outcome."""
+    from launcher.access_log import AccessLog, layer
+
+    python = run_scenarios(AccessLog, scenario_app())
+    c = run_scenarios(layer, scenario_app())
+    assert (
+        type(layer(scenario_app(), Writer("/dev/null", text_formatter(DEFAULT_FORMAT)))).__name__
+        == "AccessLayer"
+    )
+    assert c == python
+    entries, begun, outcomes = c
+    assert [status for _, status, _, _ in entries] == [201, 500, 201, 201, 201, 101, 403]
+    assert outcomes == ["ok", "RuntimeError", "RuntimeError", "CancelledError", "ok", "ok", "ok"]
+    assert begun == ["GET", "GET", "GET", "POST", "GET"]  # HTTP requests only
+    assert c == run_scenarios(layer, NotACoroutine(scenario_app()))  # any awaitable
