@@ -704,7 +704,8 @@ typedef struct {
     PyObject *app;
     PyObject *entries;  /* the Writer's list, appended to in place */
     PyObject *on_add;   /* Writer._added: arms the timer or flushes a full batch */
-    PyObject *begin;    /* ServerMetrics.begin, or None */
+    PyObject *begun;    /* ServerMetrics' list of methods begun, appended to in place, or None */
+    PyObject *on_begin; /* ServerMetrics.begun: after a first method since its last count */
     PyObject *lifespan; /* the Python layer's lifespan handling */
     Py_ssize_t batch;
     vectorcallfunc vectorcall;
@@ -1014,15 +1015,20 @@ AccessLayer_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
     Py_DECREF(kind);
     if (lifespan)
         return PyObject_Vectorcall(self->lifespan, args, 3, NULL);
-    if (http && self->begin != Py_None) {
+    if (http && self->begun != Py_None) {
         PyObject *method = PyObject_GetItem(scope, str_method);
         if (method == NULL)
             return NULL;
-        PyObject *begun = PyObject_CallOneArg(self->begin, method);
+        int appended = PyList_Append(self->begun, method);
         Py_DECREF(method);
-        if (begun == NULL)
+        if (appended < 0)
             return NULL;
-        Py_DECREF(begun);
+        if (PyList_GET_SIZE(self->begun) == 1) {
+            PyObject *result = PyObject_CallNoArgs(self->on_begin);
+            if (result == NULL)
+                return NULL;
+            Py_DECREF(result);
+        }
     }
     PyObject *send = args[2];
     Recorder *recorder = PyObject_GC_New(Recorder, &RecorderType);
@@ -1071,19 +1077,24 @@ AccessLayer_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
 static PyObject *
 AccessLayer_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    static char *names[] = {"app", "entries", "on_add", "begin", "lifespan", "batch", NULL};
-    PyObject *app, *entries, *on_add, *begin, *lifespan;
+    static char *names[] = {"app", "entries", "on_add", "begun", "on_begin", "lifespan", "batch", NULL};
+    PyObject *app, *entries, *on_add, *begun, *on_begin, *lifespan;
     Py_ssize_t batch;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!OOOn:AccessLayer", names, &app, &PyList_Type,
-                                     &entries, &on_add, &begin, &lifespan, &batch))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!OOOOn:AccessLayer", names, &app, &PyList_Type,
+                                     &entries, &on_add, &begun, &on_begin, &lifespan, &batch))
         return NULL;
+    if (begun != Py_None && !PyList_CheckExact(begun)) {
+        PyErr_SetString(PyExc_TypeError, "AccessLayer: begun must be a list or None");
+        return NULL;
+    }
     AccessLayer *self = PyObject_GC_New(AccessLayer, type);
     if (self == NULL)
         return NULL;
     self->app = Py_NewRef(app);
     self->entries = Py_NewRef(entries);
     self->on_add = Py_NewRef(on_add);
-    self->begin = Py_NewRef(begin);
+    self->begun = Py_NewRef(begun);
+    self->on_begin = Py_NewRef(on_begin);
     self->lifespan = Py_NewRef(lifespan);
     self->batch = batch > 0 ? batch : 1;
     self->vectorcall = AccessLayer_vectorcall;
@@ -1097,7 +1108,8 @@ AccessLayer_traverse(AccessLayer *self, visitproc visit, void *arg)
     Py_VISIT(self->app);
     Py_VISIT(self->entries);
     Py_VISIT(self->on_add);
-    Py_VISIT(self->begin);
+    Py_VISIT(self->begun);
+    Py_VISIT(self->on_begin);
     Py_VISIT(self->lifespan);
     return 0;
 }
@@ -1108,7 +1120,8 @@ AccessLayer_clear(AccessLayer *self)
     Py_CLEAR(self->app);
     Py_CLEAR(self->entries);
     Py_CLEAR(self->on_add);
-    Py_CLEAR(self->begin);
+    Py_CLEAR(self->begun);
+    Py_CLEAR(self->on_begin);
     Py_CLEAR(self->lifespan);
     return 0;
 }
@@ -1133,14 +1146,15 @@ static PyGetSetDef AccessLayer_getset[] = {
 };
 
 PyDoc_STRVAR(AccessLayer_doc,
-"AccessLayer(app, entries, on_add, begin, lifespan, batch)\n"
+"AccessLayer(app, entries, on_add, begun, on_begin, lifespan, batch)\n"
 "--\n"
 "\n"
 "launcher.access_log.AccessLog's request path in C: each request is served through a Recorder\n"
 "and, once the app is done (or has raised: a 500 if no response began), its Entry is appended\n"
 "to ``entries`` (the Writer's list); ``on_add()`` is called for the first entry of a batch and\n"
-"a full one. ``begin(method)`` (ServerMetrics.begin, or None) is called as an HTTP request\n"
-"starts; lifespan scopes go to ``lifespan``.");
+"a full one. As an HTTP request starts its method joins ``begun`` (ServerMetrics' list, or\n"
+"None), ``on_begin()`` called for the first since the list was emptied; lifespan scopes go to\n"
+"``lifespan``.");
 
 static PyTypeObject AccessLayerType = {
     PyVarObject_HEAD_INIT(NULL, 0)

@@ -543,8 +543,8 @@ def layer(app: Any, writer: Writer, metrics: Any = None) -> Any:
     python = AccessLog(app, writer, metrics)
     if _AccessLayer is None:
         return python
-    begin = metrics.begin if metrics is not None else None
-    return _AccessLayer(app, writer.entries, writer.added, begin, python._lifespan, BATCH)
+    started, arm = (metrics.started, metrics.arm) if metrics is not None else (None, None)
+    return _AccessLayer(app, writer.entries, writer.added, started, arm, python._lifespan, BATCH)
 
 
 def formatter(log_format: str, layout: str | None) -> Callable[[Record], str]:

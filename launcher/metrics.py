@@ -211,7 +211,9 @@ class ServerMetrics:
             multiprocess_mode="livesum",
             registry=None,
         )
-        self._begun: list[str] = []
+        #: The methods of the requests begun since the last count (``begin`` appends; the C
+        #: access layer appends itself, calling ``arm`` for the first).
+        self.started: list[str] = []
         self._done: list[tuple[str, int, int, float]] = []
         self._logged: list[Any] = []  # the access log's entries (launcher.access_log.Entry)
         self._pending: dict[tuple[str, int], _Pending] = {}
@@ -246,7 +248,12 @@ class ServerMetrics:
         same code run once per request between the server's and the app's (measured pinned:
         see ``bench/run.py --metrics``).
         """
-        self._begun.append(method)
+        self.started.append(method)
+        self.arm()
+
+    def arm(self) -> None:
+        """Make sure the flush timer runs (on the running loop): the active-requests gauge
+        must follow a request begun even if none ends."""
         if not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_later(self.FLUSH_INTERVAL, self._timer)
@@ -269,7 +276,8 @@ class ServerMetrics:
         (``groupby``, after a sort when there is more than one group), and each group's buckets
         found by bisecting its sorted values at each bound: no Python code runs per request.
         """
-        begun, self._begun = self._begun, []
+        begun = self.started.copy()  # the list itself stays: the C access layer appends to it
+        self.started.clear()
         done, self._done = self._done, []
         if self._logged:
             logged, self._logged = self._logged, []

@@ -36,11 +36,12 @@ async def noop(message): pass
 async def receive(): return {"type": "http.request"}
 
 async def main():
-    if sys.argv[2] == "access-log":  # the access log's layer counts, its writer hands over
-        from launcher.access_log import AccessLog, Writer, text_formatter
+    if sys.argv[2] != "alone":  # the access log's layer counts, its writer hands over
+        from launcher.access_log import AccessLog, Writer, layer as c_layer, text_formatter
         metrics = ServerMetrics()
         writer = Writer(sys.argv[1] + "/../access.log", text_formatter("%(s)s"))
-        layer = AccessLog(app, writer, metrics)
+        layer = (AccessLog if sys.argv[2] == "access-log" else c_layer)(app, writer, metrics)
+        assert type(layer).__name__ == ("AccessLog" if sys.argv[2] == "access-log" else "AccessLayer")
         def flush():
             writer.flush()
             metrics.flush()
@@ -76,9 +77,10 @@ print(json.dumps({"before": before, "after": after}))
 """
 
 
-@pytest.fixture(params=["alone", "access-log"])
+@pytest.fixture(params=["alone", "access-log", "c-access-log"])
 def via(request: pytest.FixtureRequest) -> str:
-    """The layer alone (ACCESS_LOG off), or counted through the access log's layer."""
+    """The layer alone (ACCESS_LOG off), or counted through the access log's layer (Python's,
+    or the C one the pipeline serves)."""
     return str(request.param)
 
 
@@ -208,7 +210,7 @@ class Supervision:  # what MasterCollector reads
     def booted_count(self): return 1
 
 metrics = ServerMetrics()
-metrics._begun.append("GET")  # begin() without its timer: no loop here
+metrics.started.append("GET")  # begin() without its timer: no loop here
 metrics.counted([({"type": "http", "method": "GET"}, 0.0, 200, 5, 0.01, ())])
 metrics.flush()
 # A replacement worker caught between creating its file and sizing it:
