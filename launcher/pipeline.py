@@ -33,7 +33,8 @@ outermost first:
 
 A layer whose setting is off is not in the chain at all, so it costs nothing per request; the
 layers that are on return the inner app's awaitable rather than adding a coroutine frame, except
-the access log (it must see the response end) and WebSocket sessions under the drain.
+the access log (it must see the response end; its frame is a C object where
+``launcher._speedups`` was built) and WebSocket sessions under the drain.
 """
 
 from __future__ import annotations
