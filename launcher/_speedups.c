@@ -564,12 +564,10 @@ Recorder_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, Py
     return PyObject_Vectorcall(self->send, args, 1, NULL);
 }
 
-static PyObject *
-Recorder_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+/* A Recorder in front of ``send``. */
+static Recorder *
+new_recorder(PyTypeObject *type, PyObject *send)
 {
-    PyObject *send;
-    if (!PyArg_ParseTuple(args, "O:Recorder", &send))
-        return NULL;
     Recorder *self = PyObject_GC_New(Recorder, type);
     if (self == NULL)
         return NULL;
@@ -579,28 +577,27 @@ Recorder_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->size = 0;
     self->vectorcall = Recorder_vectorcall;
     PyObject_GC_Track(self);
-    return (PyObject *)self;
+    return self;
 }
 
-/* Recorder(send) as the layer makes it, once a request: no argument tuple. */
+static PyObject *
+Recorder_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *send;
+    if (!PyArg_ParseTuple(args, "O:Recorder", &send))
+        return NULL;
+    return (PyObject *)new_recorder(type, send);
+}
+
+/* Recorder(send) as a Python layer makes it, once a request: no argument tuple. */
 static PyObject *
 Recorder_vectorcall_new(PyObject *type, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if (nargs != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
+    if (PyVectorcall_NARGS(nargsf) != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
         PyErr_SetString(PyExc_TypeError, "Recorder(send) takes one argument");
         return NULL;
     }
-    Recorder *self = PyObject_GC_New(Recorder, (PyTypeObject *)type);
-    if (self == NULL)
-        return NULL;
-    self->send = Py_NewRef(args[0]);
-    self->status = Py_NewRef(zero);
-    self->headers = Py_NewRef(empty_tuple);
-    self->size = 0;
-    self->vectorcall = Recorder_vectorcall;
-    PyObject_GC_Track(self);
-    return (PyObject *)self;
+    return (PyObject *)new_recorder((PyTypeObject *)type, args[0]);
 }
 
 static int
@@ -1030,16 +1027,9 @@ AccessLayer_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
             Py_DECREF(result);
         }
     }
-    PyObject *send = args[2];
-    Recorder *recorder = PyObject_GC_New(Recorder, &RecorderType);
+    Recorder *recorder = new_recorder(&RecorderType, args[2]);
     if (recorder == NULL)
         return NULL;
-    recorder->send = Py_NewRef(send);
-    recorder->status = Py_NewRef(zero);
-    recorder->headers = Py_NewRef(empty_tuple);
-    recorder->size = 0;
-    recorder->vectorcall = Recorder_vectorcall;
-    PyObject_GC_Track(recorder);
 
     double started = perf_counter();
     PyObject *inner_args[3] = {scope, args[1], (PyObject *)recorder};

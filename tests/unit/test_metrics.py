@@ -84,19 +84,24 @@ def via(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def run(tmp_path: Path, via: str = "alone") -> dict[str, dict[str, float]]:
+def script(tmp_path: Path, text: str, *args: str) -> str:
+    """Run ``text`` in a fresh interpreter with a new multiprocess directory: its stdout."""
     directory = tmp_path / "multiproc"
     directory.mkdir()
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(directory), via],
+        [sys.executable, "-c", text, str(directory), *args],
         env=env,
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    result: dict[str, dict[str, float]] = json.loads(done.stdout)
+    return done.stdout
+
+
+def run(tmp_path: Path, via: str = "alone") -> dict[str, dict[str, float]]:
+    result: dict[str, dict[str, float]] = json.loads(script(tmp_path, SCRIPT, via))
     return result
 
 
@@ -168,18 +173,7 @@ print(json.dumps(asyncio.run(main())))
 
 
 def test_the_active_gauge_comes_down_after_the_last_request_without_another(tmp_path: Path) -> None:
-    directory = tmp_path / "multiproc"
-    directory.mkdir()
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
-    done = subprocess.run(
-        [sys.executable, "-c", GAUGE_SCRIPT, str(directory)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == [1, 0]
+    assert json.loads(script(tmp_path, GAUGE_SCRIPT)) == [1, 0]
 
 
 def test_the_batched_fold_counts_as_one_bisection_a_value_would() -> None:
@@ -224,16 +218,6 @@ def test_a_scrape_reads_past_a_file_a_worker_is_still_creating(tmp_path: Path) -
     """prometheus_client fails the whole scrape on an empty file (struct.error), which the
     master's /metrics would answer by dropping the connection; seen once in the conformance
     kit right after a replacement worker's first request."""
-    directory = tmp_path / "multiproc"
-    directory.mkdir()
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
-    done = subprocess.run(
-        [sys.executable, "-c", SCRAPE_SCRIPT, str(directory)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
+    out = script(tmp_path, SCRAPE_SCRIPT)
     line = 'http_server_request_duration_seconds_count{http_request_method="GET",http_response_status_code="200"} 1.0'
-    assert line in done.stdout.splitlines()
+    assert line in out.splitlines()
