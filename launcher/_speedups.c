@@ -706,6 +706,19 @@ typedef struct {
     PyObject *lifespan; /* the Python layer's lifespan handling */
     Py_ssize_t batch;
     vectorcallfunc vectorcall;
+    /* With ``now`` (the default layout): each request's line is formatted as it ends, into
+     * ``lines``, so nothing of the request is held until the flush (held scopes cost the
+     * garbage collector's passes more than formatting does). ``take()`` hands them over. */
+    PyObject *now;      /* the clock's function from a wall-clock time to its text, or None */
+    PyObject *pid;      /* the worker's pid, as text */
+    PyObject *arm;      /* Writer.arm: a batch has begun */
+    PyObject *flush;    /* Writer.flush: a batch is full */
+    PyObject *done;     /* ServerMetrics' rows (method, status, size, duration), or None */
+    PyObject *on_done;  /* ServerMetrics.fold_done: rows are waiting */
+    PyObject *clock_text;
+    long long second;
+    Buffer lines;
+    Py_ssize_t pending; /* lines and entries since the last take() */
 } AccessLayer;
 
 typedef struct {
@@ -725,10 +738,29 @@ static PyTypeObject WatchType;
 /* The request is over: its entry joins the batch (once). ``failed``: the app raised, so a
  * response that never started is the server's 500. Returns -1 only when the Writer's hook
  * failed and nothing else had. */
+static double
+wall_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int
+call_hook(PyObject *hook)
+{
+    PyObject *result = PyObject_CallNoArgs(hook);
+    if (result == NULL)
+        return -1;
+    Py_DECREF(result);
+    return 0;
+}
+
 static int
 finish(AccessLayer *layer, PyObject *scope, Recorder *recorder, double started, int failed)
 {
-    double duration = perf_counter() - started;
+    double ended = perf_counter();
+    double duration = ended - started;
     PyObject *status = recorder->status;
     if (failed) {
         int truth = PyObject_IsTrue(status);
@@ -741,17 +773,64 @@ finish(AccessLayer *layer, PyObject *scope, Recorder *recorder, double started, 
                                     recorder->headers);
     if (entry == NULL)
         return -1;
-    int appended = PyList_Append(layer->entries, entry);
-    Py_DECREF(entry);
-    if (appended < 0)
-        return -1;
-    Py_ssize_t waiting = PyList_GET_SIZE(layer->entries);
-    if (waiting == 1 || waiting >= layer->batch) {
-        PyObject *result = PyObject_CallNoArgs(layer->on_add);
-        if (result == NULL)
+    if (layer->done != Py_None && PyDict_CheckExact(scope)) {
+        PyObject *kind = PyDict_GetItemWithError(scope, str_type);
+        PyObject *method = PyDict_GetItemWithError(scope, str_method);
+        if (kind != NULL && method != NULL && PyUnicode_Check(kind) && PyUnicode_Compare(kind, str_http) == 0) {
+            PyObject *row = Py_BuildValue("(OOnd)", method, status, recorder->size, duration);
+            if (row == NULL || PyList_Append(layer->done, row) < 0) {
+                Py_XDECREF(row);
+                Py_DECREF(entry);
+                return -1;
+            }
+            Py_DECREF(row);
+            if (PyList_GET_SIZE(layer->done) >= layer->batch && call_hook(layer->on_done) < 0) {
+                Py_DECREF(entry);
+                return -1;
+            }
+        }
+        else if (PyErr_Occurred()) {
+            Py_DECREF(entry);
             return -1;
-        Py_DECREF(result);
+        }
     }
+    int r = 1; /* 1: the entry goes to the list, for the Python formatter */
+    if (layer->now != Py_None) {
+        Py_ssize_t size = layer->lines.size;
+        Py_ssize_t pid_size;
+        const char *pid = PyUnicode_AsUTF8AndSize(layer->pid, &pid_size);
+        if (pid == NULL) {
+            Py_DECREF(entry);
+            return -1;
+        }
+        r = format_entry(&layer->lines, entry, wall_clock() - ended, layer->now, &layer->second,
+                         &layer->clock_text, pid, pid_size);
+        if (r != 0)
+            layer->lines.size = size; /* nothing of a line given up on */
+        if (r < 0) {
+            Py_DECREF(entry);
+            return -1;
+        }
+    }
+    if (r > 0) {
+        int appended = PyList_Append(layer->entries, entry);
+        if (appended < 0) {
+            Py_DECREF(entry);
+            return -1;
+        }
+    }
+    Py_DECREF(entry);
+    if (layer->now == Py_None) {
+        Py_ssize_t waiting = PyList_GET_SIZE(layer->entries);
+        if (waiting == 1 || waiting >= layer->batch)
+            return call_hook(layer->on_add);
+        return 0;
+    }
+    layer->pending++;
+    if (layer->pending >= layer->batch)
+        return call_hook(layer->flush);
+    if (layer->pending == 1)
+        return call_hook(layer->arm);
     return 0;
 }
 
@@ -1067,14 +1146,22 @@ AccessLayer_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
 static PyObject *
 AccessLayer_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    static char *names[] = {"app", "entries", "on_add", "begun", "on_begin", "lifespan", "batch", NULL};
+    static char *names[] = {"app", "entries", "on_add", "begun", "on_begin", "lifespan", "batch",
+                            "now", "pid", "arm", "flush", "done", "on_done", NULL};
     PyObject *app, *entries, *on_add, *begun, *on_begin, *lifespan;
+    PyObject *now = Py_None, *pid = Py_None, *arm = Py_None, *flush = Py_None, *done = Py_None,
+             *on_done = Py_None;
     Py_ssize_t batch;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!OOOOn:AccessLayer", names, &app, &PyList_Type,
-                                     &entries, &on_add, &begun, &on_begin, &lifespan, &batch))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!OOOOn|$OOOOOO:AccessLayer", names, &app,
+                                     &PyList_Type, &entries, &on_add, &begun, &on_begin, &lifespan,
+                                     &batch, &now, &pid, &arm, &flush, &done, &on_done))
         return NULL;
-    if (begun != Py_None && !PyList_CheckExact(begun)) {
-        PyErr_SetString(PyExc_TypeError, "AccessLayer: begun must be a list or None");
+    if ((begun != Py_None && !PyList_CheckExact(begun)) || (done != Py_None && !PyList_CheckExact(done))) {
+        PyErr_SetString(PyExc_TypeError, "AccessLayer: begun and done must be lists or None");
+        return NULL;
+    }
+    if (now != Py_None && !PyUnicode_Check(pid)) {
+        PyErr_SetString(PyExc_TypeError, "AccessLayer: pid must be a str");
         return NULL;
     }
     AccessLayer *self = PyObject_GC_New(AccessLayer, type);
@@ -1088,6 +1175,17 @@ AccessLayer_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->lifespan = Py_NewRef(lifespan);
     self->batch = batch > 0 ? batch : 1;
     self->vectorcall = AccessLayer_vectorcall;
+    self->now = Py_NewRef(now);
+    self->pid = Py_NewRef(pid);
+    self->arm = Py_NewRef(arm);
+    self->flush = Py_NewRef(flush);
+    self->done = Py_NewRef(done);
+    self->on_done = Py_NewRef(on_done);
+    self->clock_text = NULL;
+    self->second = 0;
+    self->lines.data = NULL;
+    self->lines.size = self->lines.capacity = 0;
+    self->pending = 0;
     PyObject_GC_Track(self);
     return (PyObject *)self;
 }
@@ -1100,6 +1198,13 @@ AccessLayer_traverse(AccessLayer *self, visitproc visit, void *arg)
     Py_VISIT(self->on_add);
     Py_VISIT(self->begun);
     Py_VISIT(self->on_begin);
+    Py_VISIT(self->now);
+    Py_VISIT(self->pid);
+    Py_VISIT(self->arm);
+    Py_VISIT(self->flush);
+    Py_VISIT(self->done);
+    Py_VISIT(self->on_done);
+    Py_VISIT(self->clock_text);
     Py_VISIT(self->lifespan);
     return 0;
 }
@@ -1112,6 +1217,13 @@ AccessLayer_clear(AccessLayer *self)
     Py_CLEAR(self->on_add);
     Py_CLEAR(self->begun);
     Py_CLEAR(self->on_begin);
+    Py_CLEAR(self->now);
+    Py_CLEAR(self->pid);
+    Py_CLEAR(self->arm);
+    Py_CLEAR(self->flush);
+    Py_CLEAR(self->done);
+    Py_CLEAR(self->on_done);
+    Py_CLEAR(self->clock_text);
     Py_CLEAR(self->lifespan);
     return 0;
 }
@@ -1121,6 +1233,7 @@ AccessLayer_dealloc(AccessLayer *self)
 {
     PyObject_GC_UnTrack(self);
     AccessLayer_clear(self);
+    PyMem_Free(self->lines.data);
     PyObject_GC_Del(self);
 }
 
@@ -1129,6 +1242,23 @@ AccessLayer_get_app(AccessLayer *self, void *closure)
 {
     return Py_NewRef(self->app);
 }
+
+static PyObject *
+AccessLayer_take(AccessLayer *self, PyObject *unused)
+{
+    PyObject *data = PyBytes_FromStringAndSize(self->lines.data ? self->lines.data : "", self->lines.size);
+    if (data == NULL)
+        return NULL;
+    self->lines.size = 0;
+    self->pending = 0;
+    return data;
+}
+
+static PyMethodDef AccessLayer_methods[] = {
+    {"take", (PyCFunction)AccessLayer_take, METH_NOARGS,
+     "The lines formatted since the last take (UTF-8, each ending in a newline), and forget them."},
+    {NULL},
+};
 
 static PyGetSetDef AccessLayer_getset[] = {
     {"app", (getter)AccessLayer_get_app, NULL, "The app inside.", NULL},
@@ -1158,6 +1288,7 @@ static PyTypeObject AccessLayerType = {
     .tp_traverse = (traverseproc)AccessLayer_traverse,
     .tp_clear = (inquiry)AccessLayer_clear,
     .tp_getset = AccessLayer_getset,
+    .tp_methods = AccessLayer_methods,
     .tp_new = AccessLayer_new,
 };
 

@@ -396,6 +396,9 @@ class Writer:
         #: Given each batch as it is flushed, before it is formatted: ``ServerMetrics.counted``
         #: when metrics are on too, which counts the requests from the same entries.
         self.also: Callable[[list[Entry]], None] | None = None
+        #: The C layer's lines formatted as their requests ended (``AccessLayer.take``), written
+        #: at each flush before the entries.
+        self.take: Callable[[], bytes] | None = None
         self._timer: asyncio.TimerHandle | None = None
         from launcher.logs import on_reopen
 
@@ -425,6 +428,12 @@ class Writer:
         self.entries.append(entry)
         self.added()
 
+    def arm(self) -> None:
+        """A batch has begun: make sure the timer will write it."""
+        if self._timer is None:
+            with contextlib.suppress(RuntimeError):  # no loop: the exit hooks flush
+                self._timer = asyncio.get_running_loop().call_later(FLUSH_INTERVAL, self.flush)
+
     def added(self) -> None:
         """After an entry joined ``entries``: flush a full batch, else make sure the timer will.
         (The C layer appends to the list itself and calls this for a batch's first entry and
@@ -439,6 +448,10 @@ class Writer:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self.take is not None:
+            taken = self.take()
+            if taken:
+                self._write_lines(taken)
         if not self.entries:
             return
         entries = self.entries.copy()  # the list itself stays: the C layer appends to it
@@ -545,8 +558,19 @@ def layer(app: Any, writer: Writer, metrics: Any = None) -> Any:
     python = AccessLog(app, writer, metrics)
     if _AccessLayer is None:
         return python
+    more: dict[str, Any] = {}
+    if metrics is not None:
+        # Counted from rows the C layer keeps (no scope held), not from the Writer's entries.
+        writer.also = None
+        more.update(done=metrics.done, on_done=metrics.fold_done)
+    fmt = writer.format_line
+    if isinstance(fmt, _DefaultFormat):  # each line formatted as its request ends, in C
+        more.update(now=fmt.clock.now, pid=fmt._pid_text, arm=writer.arm, flush=writer.flush)
     started, arm = (metrics.started, metrics.arm) if metrics is not None else (None, None)
-    return _AccessLayer(app, writer.entries, writer.added, started, arm, python._lifespan, BATCH)
+    c = _AccessLayer(app, writer.entries, writer.added, started, arm, python._lifespan, BATCH, **more)
+    if "now" in more:
+        writer.take = c.take
+    return c
 
 
 def formatter(log_format: str, layout: str | None) -> Callable[[Record], str]:

@@ -214,7 +214,9 @@ class ServerMetrics:
         #: The methods of the requests begun since the last count (``begin`` appends; the C
         #: access layer appends itself, calling ``arm`` for the first).
         self.started: list[str] = []
-        self._done: list[tuple[str, int, int, float]] = []
+        #: Requests done, (method, status, size, duration), not yet in the sums (``end``
+        #: appends; the C access layer appends itself, calling ``fold_done`` every ``FOLD``).
+        self.done: list[tuple[str, int, int, float]] = []
         self._pending: dict[tuple[str, int], _Pending] = {}
         self._active: dict[str, int] = {}
         self._active_written: dict[str, int] = {}
@@ -260,11 +262,15 @@ class ServerMetrics:
     def end(self, method: str, status: int, size: int, elapsed: float) -> None:
         """A request ``begin`` started is done (the same ``method``): count it, written at the
         next flush (folded into the sums every ``FOLD`` requests, so few are held)."""
-        done = self._done
-        done.append((method, status, size, elapsed))
-        if len(done) >= FOLD:
-            self._done = []
-            self._fold(done)
+        self.done.append((method, status, size, elapsed))
+        if len(self.done) >= FOLD:
+            self.fold_done()
+
+    def fold_done(self) -> None:
+        """Fold the requests done so far into the pending sums (the list itself stays)."""
+        done = self.done.copy()
+        self.done.clear()
+        self._fold(done)
 
     def counted(self, entries: list[Any]) -> None:
         """The access log's ``Writer`` hands over each batch of its entries (``Entry``: scope,
@@ -282,8 +288,7 @@ class ServerMetrics:
         for method, count in Counter(begun).items():
             label = method if method in METHODS else "_OTHER"
             active[label] = active.get(label, 0) + count
-        done, self._done = self._done, []
-        self._fold(done)
+        self.fold_done()
 
     def _fold(self, done: list[tuple[str, int, int, float]]) -> None:
         """Add requests done (method, status, size, duration) to the pending sums.

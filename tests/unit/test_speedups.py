@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from typing import Any
 
@@ -230,7 +232,9 @@ class NotACoroutine:
             return self.coroutine.__await__()
 
 
-def run_scenarios(make_layer: Any, app: Any) -> tuple[list[tuple[Any, ...]], list[str], list[str]]:
+def run_scenarios(
+    make_layer: Any, app: Any, layout: str = "%(s)s"
+) -> tuple[list[tuple[Any, ...]], list[str], list[str]]:
     """Every ending, through the layer ``make_layer`` builds: the entries (less times), the
     methods ``begin`` saw, and what the caller saw of each request."""
     import asyncio
@@ -239,11 +243,15 @@ def run_scenarios(make_layer: Any, app: Any) -> tuple[list[tuple[Any, ...]], lis
 
     class Metrics:
         started = begun  # the C layer appends here, and calls arm for the first
+        done: list[Any] = []  # and here, rows of what ended
 
         def begin(self, method: str) -> None:
             begun.append(method)
 
         def arm(self) -> None:
+            pass
+
+        def fold_done(self) -> None:
             pass
 
         def counted(self, entries: Any) -> None:
@@ -252,7 +260,8 @@ def run_scenarios(make_layer: Any, app: Any) -> tuple[list[tuple[Any, ...]], lis
         def flush(self) -> None:
             pass
 
-    writer = Writer("/dev/null", text_formatter(DEFAULT_FORMAT))
+    writer = Writer("/dev/null", text_formatter(layout))  # not the default: entries kept
+    writer.flush = lambda: None  # type: ignore[method-assign]  # kept to be compared
     layer = make_layer(app, writer, Metrics())
     outcomes: list[str] = []
 
@@ -306,3 +315,38 @@ def test_the_c_layer_logs_every_ending_as_the_python_layer_does() -> None:
     assert outcomes == ["ok", "RuntimeError", "RuntimeError", "CancelledError", "ok", "ok", "ok"]
     assert begun == ["GET", "GET", "GET", "POST", "GET"]  # HTTP requests only
     assert c == run_scenarios(layer, NotACoroutine(scenario_app()))  # any awaitable
+
+
+def test_the_c_layer_writes_the_default_lines_as_requests_end() -> None:
+    """With the default layout the C layer formats each line as its request ends (holding
+    nothing of the request): the same lines the Python layer writes at its flush, once the
+    times, which differ run to run, are masked."""
+    import asyncio
+    import re
+
+    from launcher.access_log import AccessLog, layer
+
+    def lines(make_layer: Any) -> list[str]:
+        written: list[bytes] = []
+        writer = Writer("/dev/null", text_formatter(DEFAULT_FORMAT))
+        writer._write = written.append  # type: ignore[method-assign]
+        served = make_layer(scenario_app(), writer)
+
+        async def noop(message: Any) -> None:
+            pass
+
+        async def main() -> None:
+            for path in ("/", "/raise-late", "/catch"):
+                scope = {"type": "http", "method": "GET", "path": path, "headers": [(b"user-agent", b"t")]}
+                with contextlib.suppress(RuntimeError, TimeoutError):
+                    await asyncio.wait_for(served(scope, None, noop), 0.05)
+            await served({"type": "websocket", "path": "/ws", "headers": []}, None, noop)
+
+        asyncio.run(main())
+        writer.flush()
+        text = b"".join(written).decode()
+        return [re.sub(r"\[[^]]+\]|\d+\.\d+ms", "T", line) for line in text.splitlines()]
+
+    c = lines(layer)
+    assert c == lines(AccessLog) and len(c) == 4
+    assert c[0] == f'- - - T "GET / HTTP/1.1" 201 6 "-" "t" T pid={os.getpid()} rid=-'
