@@ -170,8 +170,9 @@ class _Pending:
 class ServerMetrics:
     """The pipeline layer: each HTTP request counted in this worker, written to its multiprocess
     files at most ``FLUSH_INTERVAL`` seconds later. With the access log on, the access log's
-    layer calls ``begin`` and its writer ``counted`` instead (``app`` None): one wrapper of
-    ``send`` a request, not two.
+    layer counts instead (``app`` None), one wrapper of ``send`` a request, not two: the C
+    layer appends to ``started`` and ``done`` itself; the Python one calls ``begin`` and its
+    writer ``counted``.
 
     Why batched: ``prometheus_client``'s multiprocess values take a lock and write an mmap on
     every ``inc``, six of them for a request's two histograms and gauge: about 25 us, a fifth of
