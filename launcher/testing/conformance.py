@@ -425,9 +425,15 @@ class BackendConformance:
         env = self.ops_env(ops_port, WEB_CONCURRENCY=str(workers), KIT_SHUTDOWN_SECONDS="2")
         limit = CrashLoop(workers=workers).limit
         with self.start(ops_app, **env) as server:
-            for _ in range(limit):
+            for killed in range(limit):
                 # Both booted before each kill, so the master counts a death of a booted worker,
-                # and at the last one a survivor is there to stop slowly.
+                # and at the last one a survivor is there to stop slowly. The previous death is
+                # waited for first: until the master has reaped it, /readyz may still count the
+                # dead worker, and the next /exit would take the only live one.
+                def noticed(deaths: int = killed) -> bool:
+                    return server.output().count(" died (") >= deaths
+
+                server.wait_until(noticed, 10, f"{killed} deaths noticed")
                 server.wait_until(lambda: self.booted(ops_port) == workers, 30, f"{workers} workers booted")
                 assert self.ops_status(ops_port, "/livez") == 200, server.output()[-3000:]
                 with suppress(OSError, http.client.HTTPException):
