@@ -1296,7 +1296,9 @@ PyDoc_STRVAR(format_default_doc,
 "format_default(entries, offset, now, pid, /)\n"
 "--\n"
 "\n"
-"The default access lines of ``entries`` (a list of the access log's Entry tuples), each\n"
+"The C line formatter over a batch, as the tests see it (AccessLayer formats each line as its\n"
+"request ends, with the same code): the default access lines of ``entries`` (a list of the\n"
+"access log's Entry tuples), each\n"
 "ending in a newline, as UTF-8 bytes; None where the Python loop must format the batch.\n"
 "``offset``: wall-clock time less time.perf_counter(); ``now``: the clock's function from a\n"
 "wall-clock time to its bracketed text, called once a second; ``pid``: the worker's pid.");

@@ -37,9 +37,8 @@ from launcher.recorder import Recorder
 
 try:  # the C accelerator (setup.py builds it where a compiler is found)
     from launcher._speedups import AccessLayer as _AccessLayer
-    from launcher._speedups import format_default as _format_default
 except ImportError:  # pragma: no cover - installed without a compiler
-    _AccessLayer = _format_default = None
+    _AccessLayer = None
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -254,16 +253,7 @@ class _DefaultFormat:
     def __init__(self) -> None:
         self.clock = _Clock()
         self.pid = os.getpid()
-        self._pid_text = str(self.pid)
-
-    def encoded(self, entries: list[Entry], offset: float) -> bytes | None:
-        """What ``batch`` gives, joined and encoded as ``Writer.flush`` writes it, formatted in C
-        (``launcher._speedups``): about a fifth of the Python loop's cost. None without the
-        accelerator, or for a batch it leaves to the Python loop (a value of an unusual type)."""
-        if _format_default is None:
-            return None
-        data: bytes | None = _format_default(entries, offset, self.clock.now, self._pid_text)
-        return data
+        self.pid_text = str(self.pid)
 
     def __call__(self, record: Record) -> str:
         entry = (
@@ -440,9 +430,8 @@ class Writer:
         a full one.)"""
         if len(self.entries) >= BATCH:
             self.flush()
-        elif self._timer is None:
-            with contextlib.suppress(RuntimeError):  # no loop: the exit hooks flush
-                self._timer = asyncio.get_running_loop().call_later(FLUSH_INTERVAL, self.flush)
+        else:
+            self.arm()
 
     def flush(self) -> None:
         if self._timer is not None:
@@ -460,22 +449,16 @@ class Writer:
             self.also(entries)
         # Wall-clock times from the monotonic starts: one time.time() a batch, not a request.
         offset = time.time() - time.perf_counter()
-        # A formatter's own ways, fastest first (_DefaultFormat has both): the whole batch
-        # encoded in C, the lines from one Python loop, else a call a Record.
-        encoded = getattr(self.format_line, "encoded", None)
-        data = encoded(entries, offset) if encoded is not None else None
-        if data is None:
-            batch = getattr(self.format_line, "batch", None)
-            if batch is not None:
-                lines: list[str] = batch(entries, offset)
-            else:
-                format_line = self.format_line
-                lines = [
-                    format_line(Record(scope, started + offset, status, size, duration, headers))
-                    for scope, started, status, size, duration, headers in entries
-                ]
-            data = ("\n".join(lines) + "\n").encode("utf-8", "replace")
-        self._write_lines(data)
+        batch = getattr(self.format_line, "batch", None)  # a formatter's own loop (_DefaultFormat)
+        if batch is not None:
+            lines: list[str] = batch(entries, offset)
+        else:
+            format_line = self.format_line
+            lines = [
+                format_line(Record(scope, started + offset, status, size, duration, headers))
+                for scope, started, status, size, duration, headers in entries
+            ]
+        self._write_lines(("\n".join(lines) + "\n").encode("utf-8", "replace"))
 
     def _write_lines(self, data: bytes) -> None:
         """``data``'s lines in writes of whole lines, each at most ``ATOMIC_WRITE`` bytes (a
@@ -565,7 +548,7 @@ def layer(app: Any, writer: Writer, metrics: Any = None) -> Any:
         more.update(done=metrics.done, on_done=metrics.fold_done)
     fmt = writer.format_line
     if isinstance(fmt, _DefaultFormat):  # each line formatted as its request ends, in C
-        more.update(now=fmt.clock.now, pid=fmt._pid_text, arm=writer.arm, flush=writer.flush)
+        more.update(now=fmt.clock.now, pid=fmt.pid_text, arm=writer.arm, flush=writer.flush)
     started, arm = (metrics.started, metrics.arm) if metrics is not None else (None, None)
     c = _AccessLayer(app, writer.entries, writer.added, started, arm, python._lifespan, BATCH, **more)
     if "now" in more:
