@@ -11,10 +11,11 @@ Gunicorn and nginx write, plus the duration, the worker's pid and the ``X-Reques
 with Elastic Common Schema / OpenTelemetry names.
 
 Why not ``logging``: a ``logging`` call with a formatter costs several microseconds a request, a
-real share of a fast server's budget. A request here only records what it did (in C where
-``launcher._speedups`` was built: ``layer`` picks its ``AccessLayer`` over ``AccessLog``); lines
-are formatted a batch at a time, with the few fields the layout needs (the default one in C),
-and buffered; the buffer is written when it holds about a pipe's atomic write
+real share of a fast server's budget. Where ``launcher._speedups`` was built, ``layer`` picks
+its ``AccessLayer`` over ``AccessLog``: each request's path runs in C, and the default line is
+formatted in C as the request ends, so nothing of the request is held. Other layouts keep each
+request's record and format a batch at a time, with the few fields the layout needs. Lines are
+buffered; the buffer is written when it holds about a pipe's atomic write
 (4 KiB, so lines of several workers sharing stdout never interleave), after at most
 ``FLUSH_INTERVAL`` seconds, at lifespan shutdown and at exit (a worker stopped by SIGTERM, or one
 whose code raised, loses no line).
