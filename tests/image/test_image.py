@@ -191,6 +191,6 @@ def test_the_access_log_accelerator_is_built_without_a_compiler_left_behind(dock
         TAG,
         "-c",
         "import shutil, launcher.access_log as a, launcher._speedups as s;"
-        "print(a._format_default is s.format_default, shutil.which('gcc'))",
+        "print(a._AccessLayer is s.AccessLayer, shutil.which('gcc'))",
     ).stdout.split()
     assert out == ["True", "None"]
