@@ -21,6 +21,12 @@
 #include <stddef.h>
 #include <math.h>
 #include <time.h>
+#include <errno.h>
+#include <limits.h>
+#include <unistd.h>
+
+/* Bytes one write(2) may carry and stay atomic on a pipe (PIPE_BUF): launcher.access_log's. */
+#define ATOMIC_WRITE 4096
 
 typedef struct {
     char *data;
@@ -210,20 +216,14 @@ scan_headers(PyObject *headers, PyObject **found)
     return result;
 }
 
-/* One entry's line: 0 written, GIVE_UP, -1 error. ``cache`` is the last second's time text. */
+/* One request's line: 0 written, GIVE_UP, -1 error. ``clock_text`` is the last second's time
+ * text. ``started`` is the request's monotonic start; ``offset`` turns it into wall-clock time. */
 static int
-format_entry(Buffer *b, PyObject *entry, double offset, PyObject *now, long long *second,
-             PyObject **clock_text, const char *pid, Py_ssize_t pid_size)
+format_values(Buffer *b, PyObject *scope, double started, PyObject *status, long long size_value,
+              double duration, double offset, PyObject *now, long long *second, PyObject **clock_text,
+              const char *pid, Py_ssize_t pid_size)
 {
-    if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) < 5)
-        return GIVE_UP;
-    PyObject *scope = PyTuple_GET_ITEM(entry, 0);
-    PyObject *started = PyTuple_GET_ITEM(entry, 1);
-    PyObject *status = PyTuple_GET_ITEM(entry, 2);
-    PyObject *size = PyTuple_GET_ITEM(entry, 3);
-    PyObject *duration = PyTuple_GET_ITEM(entry, 4);
-    if (!PyDict_CheckExact(scope) || !PyFloat_CheckExact(started) || !PyLong_CheckExact(status) ||
-        !PyLong_CheckExact(size) || !PyFloat_CheckExact(duration))
+    if (!PyDict_CheckExact(scope) || !PyLong_CheckExact(status))
         return GIVE_UP;
 
     int result = GIVE_UP;
@@ -266,7 +266,7 @@ format_entry(Buffer *b, PyObject *entry, double offset, PyObject *now, long long
             goto done;
     }
 
-    double wall = PyFloat_AS_DOUBLE(started) + offset;
+    double wall = started + offset;
     long long this_second = (long long)wall;
     if (*clock_text == NULL || this_second != *second) {
         PyObject *when = PyFloat_FromDouble(wall);
@@ -286,9 +286,6 @@ format_entry(Buffer *b, PyObject *entry, double offset, PyObject *now, long long
 
     int overflow = 0;
     long status_value = PyLong_AsLongAndOverflow(status, &overflow);
-    if (overflow)
-        goto done;
-    long size_value = PyLong_AsLongAndOverflow(size, &overflow);
     if (overflow)
         goto done;
 
@@ -335,7 +332,7 @@ format_entry(Buffer *b, PyObject *entry, double offset, PyObject *now, long long
     TRY(put_long(b, status_value));
     TRY(PUT_LITERAL(b, " "));
     if (size_value) {
-        TRY(put_long(b, size_value));
+        TRY(put_long(b, (long)size_value));
     }
     else {
         TRY(PUT_LITERAL(b, "-"));
@@ -351,7 +348,7 @@ format_entry(Buffer *b, PyObject *entry, double offset, PyObject *now, long long
         TRY(PUT_LITERAL(b, "\""));
     }
     TRY(PUT_LITERAL(b, " "));
-    double ms = PyFloat_AS_DOUBLE(duration) * 1000;
+    double ms = duration * 1000;
     if ((r = put_milliseconds(b, ms)) < 0) {
         result = -1;
         goto done;
@@ -390,6 +387,27 @@ done:
     Py_XDECREF(method);
     Py_XDECREF(version);
     return result;
+}
+
+/* One entry's line (the access log's Entry tuple): format_values over its fields. */
+static int
+format_entry(Buffer *b, PyObject *entry, double offset, PyObject *now, long long *second,
+             PyObject **clock_text, const char *pid, Py_ssize_t pid_size)
+{
+    if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) < 5)
+        return GIVE_UP;
+    PyObject *started = PyTuple_GET_ITEM(entry, 1);
+    PyObject *size = PyTuple_GET_ITEM(entry, 3);
+    PyObject *duration = PyTuple_GET_ITEM(entry, 4);
+    if (!PyFloat_CheckExact(started) || !PyLong_CheckExact(size) || !PyFloat_CheckExact(duration))
+        return GIVE_UP;
+    int overflow = 0;
+    long long size_value = PyLong_AsLongLongAndOverflow(size, &overflow);
+    if (overflow || size_value > LONG_MAX || size_value < LONG_MIN)
+        return GIVE_UP;
+    return format_values(b, PyTuple_GET_ITEM(entry, 0), PyFloat_AS_DOUBLE(started), PyTuple_GET_ITEM(entry, 2),
+                         size_value, PyFloat_AS_DOUBLE(duration), offset, now, second, clock_text, pid,
+                         pid_size);
 }
 
 /* ---- Recorder: what a response was, seen on its way to the server's send ------------------ */
@@ -679,6 +697,296 @@ static PyTypeObject RecorderType = {
 /* ---- AccessLayer: the access log's layer, a request at a time ------------------------------ */
 
 /* time.perf_counter(), as Python computes it (CLOCK_MONOTONIC in nanoseconds, over 1e9). */
+/* ---- Tally: requests counted into histogram buckets, by (method label, status) -------------- */
+
+/* One (label, status)'s requests since the last take(). */
+typedef struct {
+    PyObject *label;  /* the method, or ``other`` for one outside ``methods`` */
+    PyObject *status;
+    Py_ssize_t count;
+    double duration_sum;
+    long long size_sum;
+    Py_ssize_t *buckets; /* the duration buckets (bounds + 1), then the size buckets */
+} Group;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *methods; /* the labels kept as they are (a frozenset of str) */
+    PyObject *other;   /* the label of any other method */
+    double *bounds;    /* the duration bounds, then the size bounds */
+    Py_ssize_t durations, sizes;
+    Group *groups;
+    Py_ssize_t ngroups, capacity;
+} Tally;
+
+static PyTypeObject TallyType;
+
+static int
+bounds_of(PyObject *sequence, double *into, Py_ssize_t count)
+{
+    for (Py_ssize_t i = 0; i < count; i++) {
+        into[i] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(sequence, i));
+        if (into[i] == -1.0 && PyErr_Occurred())
+            return -1;
+        if (i && into[i] <= into[i - 1]) {
+            PyErr_SetString(PyExc_ValueError, "Tally: bounds must increase");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *
+Tally_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"duration_bounds", "size_bounds", "methods", "other", NULL};
+    PyObject *durations, *sizes, *methods, *other;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO!U:Tally", names, &durations, &sizes,
+                                     &PyFrozenSet_Type, &methods, &other))
+        return NULL;
+    PyObject *d = PySequence_Fast(durations, "Tally: duration_bounds must be a sequence");
+    if (d == NULL)
+        return NULL;
+    PyObject *s = PySequence_Fast(sizes, "Tally: size_bounds must be a sequence");
+    if (s == NULL) {
+        Py_DECREF(d);
+        return NULL;
+    }
+    Tally *self = PyObject_GC_New(Tally, type);
+    if (self == NULL)
+        goto fail;
+    self->methods = Py_NewRef(methods);
+    self->other = Py_NewRef(other);
+    self->durations = PySequence_Fast_GET_SIZE(d);
+    self->sizes = PySequence_Fast_GET_SIZE(s);
+    self->groups = NULL;
+    self->ngroups = self->capacity = 0;
+    self->bounds = PyMem_New(double, (size_t)(self->durations + self->sizes + 1));
+    PyObject_GC_Track(self);
+    if (self->bounds == NULL) {
+        PyErr_NoMemory();
+        goto fail_self;
+    }
+    if (bounds_of(d, self->bounds, self->durations) < 0 || bounds_of(s, self->bounds + self->durations, self->sizes) < 0)
+        goto fail_self;
+    Py_DECREF(d);
+    Py_DECREF(s);
+    return (PyObject *)self;
+fail_self:
+    Py_DECREF(self);
+fail:
+    Py_DECREF(d);
+    Py_DECREF(s);
+    return NULL;
+}
+
+/* The bucket of ``value``: the first bound it does not exceed (``le`` is inclusive, as in
+ * Histogram.observe), else the last bucket (+Inf). */
+static Py_ssize_t
+bucket_of(const double *bounds, Py_ssize_t count, double value)
+{
+    Py_ssize_t low = 0, high = count;
+    while (low < high) {
+        Py_ssize_t mid = (low + high) / 2;
+        if (value <= bounds[mid])
+            high = mid;
+        else
+            low = mid + 1;
+    }
+    return low;
+}
+
+static int
+same(PyObject *a, PyObject *b)
+{
+    return a == b ? 1 : PyObject_RichCompareBool(a, b, Py_EQ);
+}
+
+/* Count one request: 0, or -1 with an exception set. */
+static int
+tally_add(Tally *self, PyObject *method, PyObject *status, long long size, double duration)
+{
+    int known = PyUnicode_CheckExact(method) ? PySet_Contains(self->methods, method) : 0;
+    if (known < 0)
+        return -1;
+    PyObject *label = known ? method : self->other;
+    Group *group = NULL;
+    for (Py_ssize_t g = 0; g < self->ngroups; g++) {
+        int r = same(self->groups[g].status, status);
+        if (r > 0)
+            r = same(self->groups[g].label, label);
+        if (r < 0)
+            return -1;
+        if (r) {
+            group = &self->groups[g];
+            break;
+        }
+    }
+    if (group == NULL) {
+        if (self->ngroups == self->capacity) {
+            Py_ssize_t capacity = self->capacity ? self->capacity * 2 : 4;
+            Group *groups = PyMem_Resize(self->groups, Group, (size_t)capacity);
+            if (groups == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            self->groups = groups;
+            self->capacity = capacity;
+        }
+        Py_ssize_t width = self->durations + self->sizes + 2;
+        Py_ssize_t *buckets = PyMem_New(Py_ssize_t, (size_t)width);
+        if (buckets == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        memset(buckets, 0, sizeof(Py_ssize_t) * (size_t)width);
+        group = &self->groups[self->ngroups++];
+        group->label = Py_NewRef(label);
+        group->status = Py_NewRef(status);
+        group->count = 0;
+        group->duration_sum = 0.0;
+        group->size_sum = 0;
+        group->buckets = buckets;
+    }
+    group->count++;
+    group->duration_sum += duration;
+    group->size_sum += size;
+    group->buckets[bucket_of(self->bounds, self->durations, duration)]++;
+    group->buckets[self->durations + 1 + bucket_of(self->bounds + self->durations, self->sizes, (double)size)]++;
+    return 0;
+}
+
+static PyObject *
+Tally_add(Tally *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_Format(PyExc_TypeError, "add expected 4 arguments, got %zd", nargs);
+        return NULL;
+    }
+    long long size = PyLong_AsLongLong(args[2]);
+    if (size == -1 && PyErr_Occurred())
+        return NULL;
+    double duration = PyFloat_AsDouble(args[3]);
+    if (duration == -1.0 && PyErr_Occurred())
+        return NULL;
+    if (tally_add(self, args[0], args[1], size, duration) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+counts_list(const Py_ssize_t *counts, Py_ssize_t n)
+{
+    PyObject *list = PyList_New(n);
+    if (list == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *value = PyLong_FromSsize_t(counts[i]);
+        if (value == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, value);
+    }
+    return list;
+}
+
+static void
+tally_forget(Tally *self)
+{
+    for (Py_ssize_t g = 0; g < self->ngroups; g++) {
+        Py_CLEAR(self->groups[g].label);
+        Py_CLEAR(self->groups[g].status);
+        PyMem_Free(self->groups[g].buckets);
+    }
+    self->ngroups = 0;
+}
+
+static PyObject *
+Tally_take(Tally *self, PyObject *unused)
+{
+    PyObject *result = PyList_New(self->ngroups);
+    if (result == NULL)
+        return NULL;
+    for (Py_ssize_t g = 0; g < self->ngroups; g++) {
+        Group *group = &self->groups[g];
+        PyObject *durations = counts_list(group->buckets, self->durations + 1);
+        PyObject *sizes = durations ? counts_list(group->buckets + self->durations + 1, self->sizes + 1) : NULL;
+        PyObject *row = sizes ? Py_BuildValue("(OOnNdNL)", group->label, group->status, group->count, durations,
+                                              group->duration_sum, sizes, group->size_sum)
+                              : NULL;
+        if (row == NULL) {
+            if (sizes == NULL)
+                Py_XDECREF(durations);
+            Py_DECREF(result);
+            return NULL;
+        }
+        PyList_SET_ITEM(result, g, row);
+    }
+    tally_forget(self);
+    return result;
+}
+
+static int
+Tally_traverse(Tally *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->methods);
+    Py_VISIT(self->other);
+    for (Py_ssize_t g = 0; g < self->ngroups; g++) {
+        Py_VISIT(self->groups[g].label);
+        Py_VISIT(self->groups[g].status);
+    }
+    return 0;
+}
+
+static int
+Tally_clear(Tally *self)
+{
+    Py_CLEAR(self->methods);
+    Py_CLEAR(self->other);
+    tally_forget(self);
+    return 0;
+}
+
+static void
+Tally_dealloc(Tally *self)
+{
+    PyObject_GC_UnTrack(self);
+    Tally_clear(self);
+    PyMem_Free(self->groups);
+    PyMem_Free(self->bounds);
+    PyObject_GC_Del(self);
+}
+
+static PyMethodDef Tally_methods[] = {
+    {"add", (PyCFunction)(void (*)(void))Tally_add, METH_FASTCALL,
+     "add(method, status, size, duration): count one request."},
+    {"take", (PyCFunction)Tally_take, METH_NOARGS,
+     "The groups counted since the last take, as (label, status, count, duration buckets, "
+     "duration sum, size buckets, size sum) tuples, and forget them."},
+    {NULL},
+};
+
+PyDoc_STRVAR(Tally_doc,
+"Tally(duration_bounds, size_bounds, methods, other)\n"
+"--\n"
+"\n"
+"launcher.tally.PyTally in C: requests counted into histogram buckets by (method label, status)\n"
+"as they end, with no Python object made a request.");
+
+static PyTypeObject TallyType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "launcher._speedups.Tally",
+    .tp_basicsize = sizeof(Tally),
+    .tp_dealloc = (destructor)Tally_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = Tally_doc,
+    .tp_traverse = (traverseproc)Tally_traverse,
+    .tp_clear = (inquiry)Tally_clear,
+    .tp_methods = Tally_methods,
+    .tp_new = Tally_new,
+};
+
 static double
 perf_counter(void)
 {
@@ -695,6 +1003,7 @@ static PyObject *str_type;
 static PyObject *str_throw;
 static PyObject *str_close;
 static PyObject *status_500;
+static PyObject *str_fd;
 
 typedef struct {
     PyObject_HEAD
@@ -713,8 +1022,8 @@ typedef struct {
     PyObject *pid;      /* the worker's pid, as text */
     PyObject *arm;      /* Writer.arm: a batch has begun */
     PyObject *flush;    /* Writer.flush: a batch is full */
-    PyObject *done;     /* ServerMetrics' rows (method, status, size, duration), or None */
-    PyObject *on_done;  /* ServerMetrics.fold_done: rows are waiting */
+    PyObject *tally;    /* ServerMetrics' Tally, counting each HTTP request as it ends, or None */
+    PyObject *writer;   /* the Writer: a full batch is written to its ``fd`` from here */
     PyObject *clock_text;
     long long second;
     Buffer lines;
@@ -756,6 +1065,92 @@ call_hook(PyObject *hook)
     return 0;
 }
 
+/* ``data`` written to ``fd`` whole, with the GIL released; a write error other than EINTR
+ * drops the rest, as Writer._write does (the reader is gone). -1 only if a signal handler
+ * raised, as os.write would. */
+static int
+write_all(int fd, const char *data, Py_ssize_t size)
+{
+    while (size > 0) {
+        ssize_t written;
+        Py_BEGIN_ALLOW_THREADS
+        written = write(fd, data, (size_t)size);
+        Py_END_ALLOW_THREADS
+        if (written < 0) {
+            if (errno == EINTR) {
+                if (PyErr_CheckSignals() < 0)
+                    return -1;
+                continue;
+            }
+            return 0;
+        }
+        data += written;
+        size -= written;
+    }
+    return 0;
+}
+
+/* Writer._write_lines in C: whole lines in writes of at most ATOMIC_WRITE bytes (a longer
+ * line alone), so the lines of workers sharing a pipe never interleave. */
+static int
+write_lines(int fd, const char *data, Py_ssize_t size)
+{
+    Py_ssize_t start = 0;
+    while (size - start > ATOMIC_WRITE) {
+        Py_ssize_t cut = start;
+        for (Py_ssize_t i = start + ATOMIC_WRITE - 1; i >= start; i--) {
+            if (data[i] == '\n') {
+                cut = i + 1;
+                break;
+            }
+        }
+        if (cut <= start) {
+            const char *newline = memchr(data + start, '\n', (size_t)(size - start));
+            cut = newline ? (newline - data) + 1 : size;
+        }
+        if (write_all(fd, data + start, cut - start) < 0)
+            return -1;
+        start = cut;
+    }
+    return start < size ? write_all(fd, data + start, size - start) : 0;
+}
+
+/* A full batch: written from here, to the Writer's fd, unless entries the C line code gave up
+ * on are waiting (rare): Writer.flush then writes both. The Writer's timer, armed by the
+ * batch's first line, stays as it is: it writes whatever is there when it fires. */
+static int
+write_batch(AccessLayer *layer)
+{
+    if (layer->writer == Py_None || PyList_GET_SIZE(layer->entries))
+        return call_hook(layer->flush);
+    PyObject *fd_object = PyObject_GetAttr(layer->writer, str_fd);
+    if (fd_object == NULL)
+        return -1;
+    long fd_value = PyLong_AsLong(fd_object);
+    Py_DECREF(fd_object);
+    if (fd_value == -1 && PyErr_Occurred())
+        return -1;
+    if (fd_value < 0 || fd_value > INT_MAX) {
+        PyErr_Format(PyExc_ValueError, "AccessLayer: the writer's fd is %ld", fd_value);
+        return -1;
+    }
+    int fd = (int)fd_value;
+    /* The buffer is detached while the GIL is released: nothing can grow it under the write. */
+    Buffer lines = layer->lines;
+    layer->lines.data = NULL;
+    layer->lines.size = layer->lines.capacity = 0;
+    layer->pending = 0;
+    int r = write_lines(fd, lines.data, lines.size);
+    if (layer->lines.data == NULL) {
+        lines.size = 0;
+        layer->lines = lines; /* kept for the next batch */
+    }
+    else {
+        PyMem_Free(lines.data);
+    }
+    return r;
+}
+
 static int
 finish(AccessLayer *layer, PyObject *scope, Recorder *recorder, double started, int failed)
 {
@@ -769,57 +1164,41 @@ finish(AccessLayer *layer, PyObject *scope, Recorder *recorder, double started, 
             status = status_500;
         }
     }
-    PyObject *entry = Py_BuildValue("(OdOndO)", scope, started, status, recorder->size, duration,
-                                    recorder->headers);
-    if (entry == NULL)
-        return -1;
-    if (layer->done != Py_None && PyDict_CheckExact(scope)) {
+    if (layer->tally != Py_None && PyDict_CheckExact(scope)) {
         PyObject *kind = PyDict_GetItemWithError(scope, str_type);
-        PyObject *method = PyDict_GetItemWithError(scope, str_method);
-        if (kind != NULL && method != NULL && PyUnicode_Check(kind) && PyUnicode_Compare(kind, str_http) == 0) {
-            PyObject *row = Py_BuildValue("(OOnd)", method, status, recorder->size, duration);
-            if (row == NULL || PyList_Append(layer->done, row) < 0) {
-                Py_XDECREF(row);
-                Py_DECREF(entry);
+        PyObject *method = kind != NULL ? PyDict_GetItemWithError(scope, str_method) : NULL;
+        if (method != NULL && PyUnicode_Check(kind) && PyUnicode_Compare(kind, str_http) == 0) {
+            if (tally_add((Tally *)layer->tally, method, status, recorder->size, duration) < 0)
                 return -1;
-            }
-            Py_DECREF(row);
-            if (PyList_GET_SIZE(layer->done) >= layer->batch && call_hook(layer->on_done) < 0) {
-                Py_DECREF(entry);
-                return -1;
-            }
         }
         else if (PyErr_Occurred()) {
-            Py_DECREF(entry);
             return -1;
         }
     }
-    int r = 1; /* 1: the entry goes to the list, for the Python formatter */
+    int r = 1; /* 1: an entry goes to the list, for the Python formatter */
     if (layer->now != Py_None) {
         Py_ssize_t size = layer->lines.size;
         Py_ssize_t pid_size;
         const char *pid = PyUnicode_AsUTF8AndSize(layer->pid, &pid_size);
-        if (pid == NULL) {
-            Py_DECREF(entry);
+        if (pid == NULL)
             return -1;
-        }
-        r = format_entry(&layer->lines, entry, wall_clock() - ended, layer->now, &layer->second,
-                         &layer->clock_text, pid, pid_size);
+        r = format_values(&layer->lines, scope, started, status, recorder->size, duration, wall_clock() - ended,
+                          layer->now, &layer->second, &layer->clock_text, pid, pid_size);
         if (r != 0)
             layer->lines.size = size; /* nothing of a line given up on */
-        if (r < 0) {
-            Py_DECREF(entry);
+        if (r < 0)
             return -1;
-        }
     }
     if (r > 0) {
-        int appended = PyList_Append(layer->entries, entry);
-        if (appended < 0) {
-            Py_DECREF(entry);
+        PyObject *entry = Py_BuildValue("(OdOndO)", scope, started, status, recorder->size, duration,
+                                        recorder->headers);
+        if (entry == NULL)
             return -1;
-        }
+        int appended = PyList_Append(layer->entries, entry);
+        Py_DECREF(entry);
+        if (appended < 0)
+            return -1;
     }
-    Py_DECREF(entry);
     if (layer->now == Py_None) {
         Py_ssize_t waiting = PyList_GET_SIZE(layer->entries);
         if (waiting == 1 || waiting >= layer->batch)
@@ -828,7 +1207,7 @@ finish(AccessLayer *layer, PyObject *scope, Recorder *recorder, double started, 
     }
     layer->pending++;
     if (layer->pending >= layer->batch)
-        return call_hook(layer->flush);
+        return write_batch(layer);
     if (layer->pending == 1)
         return call_hook(layer->arm);
     return 0;
@@ -1147,17 +1526,21 @@ static PyObject *
 AccessLayer_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     static char *names[] = {"app", "entries", "on_add", "begun", "on_begin", "lifespan", "batch",
-                            "now", "pid", "arm", "flush", "done", "on_done", NULL};
+                            "now", "pid", "arm", "flush", "tally", "writer", NULL};
     PyObject *app, *entries, *on_add, *begun, *on_begin, *lifespan;
-    PyObject *now = Py_None, *pid = Py_None, *arm = Py_None, *flush = Py_None, *done = Py_None,
-             *on_done = Py_None;
+    PyObject *now = Py_None, *pid = Py_None, *arm = Py_None, *flush = Py_None, *tally = Py_None,
+             *writer = Py_None;
     Py_ssize_t batch;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!OOOOn|$OOOOOO:AccessLayer", names, &app,
                                      &PyList_Type, &entries, &on_add, &begun, &on_begin, &lifespan,
-                                     &batch, &now, &pid, &arm, &flush, &done, &on_done))
+                                     &batch, &now, &pid, &arm, &flush, &tally, &writer))
         return NULL;
-    if ((begun != Py_None && !PyList_CheckExact(begun)) || (done != Py_None && !PyList_CheckExact(done))) {
-        PyErr_SetString(PyExc_TypeError, "AccessLayer: begun and done must be lists or None");
+    if (begun != Py_None && !PyList_CheckExact(begun)) {
+        PyErr_SetString(PyExc_TypeError, "AccessLayer: begun must be a list or None");
+        return NULL;
+    }
+    if (tally != Py_None && !PyObject_TypeCheck(tally, &TallyType)) {
+        PyErr_SetString(PyExc_TypeError, "AccessLayer: tally must be a launcher._speedups.Tally or None");
         return NULL;
     }
     if (now != Py_None && !PyUnicode_Check(pid)) {
@@ -1179,8 +1562,8 @@ AccessLayer_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->pid = Py_NewRef(pid);
     self->arm = Py_NewRef(arm);
     self->flush = Py_NewRef(flush);
-    self->done = Py_NewRef(done);
-    self->on_done = Py_NewRef(on_done);
+    self->tally = Py_NewRef(tally);
+    self->writer = Py_NewRef(writer);
     self->clock_text = NULL;
     self->second = 0;
     self->lines.data = NULL;
@@ -1202,8 +1585,8 @@ AccessLayer_traverse(AccessLayer *self, visitproc visit, void *arg)
     Py_VISIT(self->pid);
     Py_VISIT(self->arm);
     Py_VISIT(self->flush);
-    Py_VISIT(self->done);
-    Py_VISIT(self->on_done);
+    Py_VISIT(self->tally);
+    Py_VISIT(self->writer);
     Py_VISIT(self->clock_text);
     Py_VISIT(self->lifespan);
     return 0;
@@ -1221,8 +1604,8 @@ AccessLayer_clear(AccessLayer *self)
     Py_CLEAR(self->pid);
     Py_CLEAR(self->arm);
     Py_CLEAR(self->flush);
-    Py_CLEAR(self->done);
-    Py_CLEAR(self->on_done);
+    Py_CLEAR(self->tally);
+    Py_CLEAR(self->writer);
     Py_CLEAR(self->clock_text);
     Py_CLEAR(self->lifespan);
     return 0;
@@ -1354,7 +1737,9 @@ static PyMethodDef methods[] = {
 static int
 exec_module(PyObject *m)
 {
-    if (PyModule_AddObjectRef(m, "Recorder", (PyObject *)&RecorderType) < 0)
+    if (PyModule_AddObjectRef(m, "Recorder", (PyObject *)&RecorderType) < 0 ||
+        PyModule_AddObjectRef(m, "Tally", (PyObject *)&TallyType) < 0 ||
+        PyModule_AddIntConstant(m, "ATOMIC_WRITE", ATOMIC_WRITE) < 0)
         return -1;
     return PyModule_AddObjectRef(m, "AccessLayer", (PyObject *)&AccessLayerType);
 }
@@ -1393,7 +1778,8 @@ PyInit__speedups(void)
         (status_101 == NULL && (status_101 = PyLong_FromLong(101)) == NULL) ||
         (status_403 == NULL && (status_403 = PyLong_FromLong(403)) == NULL))
         return NULL;
-    if (PyType_Ready(&RecorderType) < 0 || PyType_Ready(&WatchType) < 0 || PyType_Ready(&AccessLayerType) < 0)
+    if (PyType_Ready(&RecorderType) < 0 || PyType_Ready(&WatchType) < 0 || PyType_Ready(&AccessLayerType) < 0 ||
+        PyType_Ready(&TallyType) < 0)
         return NULL;
     if ((str_lifespan = PyUnicode_InternFromString("lifespan")) == NULL ||
         (str_http = PyUnicode_InternFromString("http")) == NULL ||
@@ -1401,6 +1787,7 @@ PyInit__speedups(void)
         (str_type = PyUnicode_InternFromString("type")) == NULL ||
         (str_throw = PyUnicode_InternFromString("throw")) == NULL ||
         (str_close = PyUnicode_InternFromString("close")) == NULL ||
+        (str_fd = PyUnicode_InternFromString("fd")) == NULL ||
         (status_500 = PyLong_FromLong(500)) == NULL)
         return NULL;
     return PyModuleDef_Init(&module);

@@ -546,10 +546,12 @@ def layer(app: Any, writer: Writer, metrics: Any = None) -> Any:
     if metrics is not None:
         # Counted from rows the C layer keeps (no scope held), not from the Writer's entries.
         writer.also = None
-        more.update(done=metrics.done, on_done=metrics.fold_done)
+        more.update(tally=metrics.tally)
     fmt = writer.format_line
     if isinstance(fmt, _DefaultFormat):  # each line formatted as its request ends, in C
-        more.update(now=fmt.clock.now, pid=fmt.pid_text, arm=writer.arm, flush=writer.flush)
+        # A full batch is written from C, to ``writer.fd``; the timer and the exit hooks
+        # write the rest through ``writer.flush`` (which takes the lines from the layer).
+        more.update(now=fmt.clock.now, pid=fmt.pid_text, arm=writer.arm, flush=writer.flush, writer=writer)
     started, arm = (metrics.started, metrics.arm) if metrics is not None else (None, None)
     c = _AccessLayer(app, writer.entries, writer.added, started, arm, python._lifespan, BATCH, **more)
     if "now" in more:

@@ -28,18 +28,15 @@ from __future__ import annotations
 import asyncio
 import glob
 import importlib.util
-import math
 import os
 import shutil
 import time
-from bisect import bisect_right
 from collections import Counter
 from collections.abc import Awaitable, Iterable, Iterator, MutableMapping
-from itertools import groupby
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from launcher.recorder import Recorder
+from launcher.tally import Tally
 
 if TYPE_CHECKING:
     from launcher.supervision import Supervision
@@ -166,19 +163,25 @@ class _Pending:
         self.size_buckets = [0] * (len(SIZE_BUCKETS) + 1)
         self.size_sum = 0.0
 
+    def add(self, durations: list[int], duration_sum: float, sizes: list[int], size_sum: float) -> None:
+        self.duration_buckets = [a + b for a, b in zip(self.duration_buckets, durations, strict=True)]
+        self.duration_sum += duration_sum
+        self.size_buckets = [a + b for a, b in zip(self.size_buckets, sizes, strict=True)]
+        self.size_sum += size_sum
+
 
 class ServerMetrics:
     """The pipeline layer: each HTTP request counted in this worker, written to its multiprocess
     files at most ``FLUSH_INTERVAL`` seconds later. With the access log on, the access log's
     layer counts instead (``app`` None), one wrapper of ``send`` a request, not two: the C
-    layer appends to ``started`` and ``done`` itself; the Python one calls ``begin`` and its
-    writer ``counted``.
+    layer appends to ``started`` and counts into ``tally`` itself; the Python one calls
+    ``begin`` and its writer ``counted``.
 
     Why batched: ``prometheus_client``'s multiprocess values take a lock and write an mmap on
     every ``inc``, six of them for a request's two histograms and gauge: about 25 us, a fifth of
-    a fast server's whole request. Here a request costs two bisections and a few additions; the
-    flush (a timer on the worker's loop, lifespan shutdown and interpreter exit) writes the
-    sums. A worker killed with SIGKILL loses at most its last ``FLUSH_INTERVAL`` of counts; a
+    a fast server's whole request. Here a request is counted into a ``launcher.tally.Tally``
+    (its buckets and sums); the flush (a timer on the worker's loop, lifespan shutdown and
+    interpreter exit) writes them. A worker killed with SIGKILL loses at most its last ``FLUSH_INTERVAL`` of counts; a
     scrape may lag by as much. WebSocket sessions and lifespan are not requests here.
     """
 
@@ -215,9 +218,8 @@ class ServerMetrics:
         #: The methods of the requests begun since the last count (``begin`` appends; the C
         #: access layer appends itself, calling ``arm`` for the first).
         self.started: list[str] = []
-        #: Requests done, (method, status, size, duration), not yet in the sums (``end``
-        #: appends; the C access layer appends itself, calling ``fold_done`` every ``FOLD``).
-        self.done: list[tuple[str, int, int, float]] = []
+        #: Requests done, not yet written (``end`` adds; the C access layer adds itself).
+        self.tally = Tally(DURATION_BUCKETS, SIZE_BUCKETS, METHODS, "_OTHER")
         self._pending: dict[tuple[str, int], _Pending] = {}
         self._active: dict[str, int] = {}
         self._active_written: dict[str, int] = {}
@@ -262,56 +264,32 @@ class ServerMetrics:
 
     def end(self, method: str, status: int, size: int, elapsed: float) -> None:
         """A request ``begin`` started is done (the same ``method``): count it, written at the
-        next flush (folded into the sums every ``FOLD`` requests, so few are held)."""
-        self.done.append((method, status, size, elapsed))
-        if len(self.done) >= FOLD:
-            self.fold_done()
-
-    def fold_done(self) -> None:
-        """Fold the requests done so far into the pending sums (the list itself stays)."""
-        done = self.done.copy()
-        self.done.clear()
-        self._fold(done)
+        next flush."""
+        self.tally.add(method, status, size, elapsed)
 
     def counted(self, entries: list[Any]) -> None:
-        """The access log's ``Writer`` hands over each batch of its entries (``Entry``: scope,
-        start, status, size, duration, headers) as it flushes: with the access log on, these
-        are the requests ``begin`` started, done, and ``end`` is not called. Folded at once:
-        holding the entries (their scopes) until the flush cost a fifth of a request under load,
-        in the garbage collector's passes over them."""
-        self._fold([(s["method"], st, sz, d) for s, _, st, sz, d, _ in entries if s["type"] == "http"])
+        """The Python access layer's ``Writer`` hands over each batch of its entries (``Entry``:
+        scope, start, status, size, duration, headers) as it flushes: with the access log on,
+        these are the requests ``begin`` started, done, and ``end`` is not called."""
+        add = self.tally.add
+        for scope, _, status, size, duration, _ in entries:
+            if scope["type"] == "http":
+                add(scope["method"], status, size, duration)
 
     def _count(self) -> None:
-        """Fold the requests begun and done since the last count into the pending sums."""
+        """Add the requests begun and done since the last count to the pending sums."""
         begun = self.started.copy()  # the list itself stays: the C access layer appends to it
         self.started.clear()
         active = self._active
         for method, count in Counter(begun).items():
             label = method if method in METHODS else "_OTHER"
             active[label] = active.get(label, 0) + count
-        self.fold_done()
-
-    def _fold(self, done: list[tuple[str, int, int, float]]) -> None:
-        """Add requests done (method, status, size, duration) to the pending sums.
-
-        Over the batch, in C where it can be: requests are grouped by method and status
-        (``groupby``, after a sort when there is more than one group), and each group's buckets
-        found by bisecting its sorted values at each bound: no Python code runs per request.
-        """
-        active = self._active
-        if len(set(map(_GROUP, done))) > 1:  # one group (all GET 200, say) needs no sort
-            done.sort(key=_GROUP)
-        for (method, status), group in groupby(done, _GROUP):
-            _, _, sizes, durations = zip(*group, strict=True)
-            label = method if method in METHODS else "_OTHER"
-            active[label] = active.get(label, 0) - len(sizes)
+        for label, status, count, durations, duration_sum, sizes, size_sum in self.tally.take():
+            active[label] = active.get(label, 0) - count
             pending = self._pending.get((label, status))
             if pending is None:
                 pending = self._pending[(label, status)] = _Pending()
-            _fold(pending.duration_buckets, DURATION_BUCKETS, durations)
-            pending.duration_sum += math.fsum(durations)
-            _fold(pending.size_buckets, SIZE_BUCKETS, sizes)
-            pending.size_sum += sum(sizes)
+            pending.add(durations, duration_sum, sizes, size_sum)
 
     async def _observed(self, scope: Scope, receive: Any, send: Any) -> None:
         recorder = Recorder(send)  # status and size, with no Python frame a message
@@ -349,25 +327,6 @@ class ServerMetrics:
             if self._active_written.get(method) != count:
                 self.active.labels(method).set(count)
                 self._active_written[method] = count
-
-
-#: Requests done that ``end`` holds before it folds them into the sums.
-FOLD = 64
-
-#: A request's group: its method and status (``end``'s first two values).
-_GROUP = itemgetter(0, 1)
-
-
-def _fold(counts: list[int], bounds: tuple[float, ...], values: Iterable[float]) -> None:
-    """Add each value to the count of the first bound it does not exceed (the last count: above
-    every bound), as ``Histogram.observe`` would (``le`` is inclusive)."""
-    ordered = sorted(values)
-    below = 0
-    for i, bound in enumerate(bounds):
-        upto = bisect_right(ordered, bound)
-        counts[i] += upto - below
-        below = upto
-    counts[-1] += len(ordered) - below
 
 
 def _add(histogram: Any, buckets: list[int], total: float) -> None:

@@ -177,12 +177,13 @@ def test_the_active_gauge_comes_down_after_the_last_request_without_another(tmp_
 
 
 def test_the_batched_fold_counts_as_one_bisection_a_value_would() -> None:
-    """``_fold`` (sorted values, one bisection a bound) puts every value where ``observe`` would:
-    the first bucket whose bound it does not exceed, bounds themselves included."""
+    """``fold`` (sorted values, one bisection a bound: ``PyTally``'s) puts every value where
+    ``observe`` would: the first bucket whose bound it does not exceed, bounds included."""
     import random
     from bisect import bisect_left
 
-    from launcher.metrics import DURATION_BUCKETS, SIZE_BUCKETS, _fold
+    from launcher.metrics import DURATION_BUCKETS, SIZE_BUCKETS
+    from launcher.tally import fold as _fold
 
     rng = random.Random(7)
     for bounds in (DURATION_BUCKETS, SIZE_BUCKETS):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import time
 from typing import Any
@@ -270,11 +271,17 @@ def run_scenarios(
     methods ``begin`` saw, and what the caller saw of each request."""
     import asyncio
 
+    from launcher.metrics import DURATION_BUCKETS, METHODS, SIZE_BUCKETS
+    from launcher.tally import Tally
+
     begun: list[str] = []
+    tally = Tally(DURATION_BUCKETS, SIZE_BUCKETS, METHODS, "_OTHER")
 
     class Metrics:
         started = begun  # the C layer appends here, and calls arm for the first
-        done: list[Any] = []  # and here, rows of what ended
+
+        def __init__(self) -> None:
+            self.tally = tally  # and counts here what ended
 
         def begin(self, method: str) -> None:
             begun.append(method)
@@ -282,11 +289,10 @@ def run_scenarios(
         def arm(self) -> None:
             pass
 
-        def fold_done(self) -> None:
-            pass
-
-        def counted(self, entries: Any) -> None:
-            pass
+        def counted(self, entries: Any) -> None:  # the Python layer's writer hands over
+            for scope, _, status, size, duration, _ in entries:
+                if scope["type"] == "http":
+                    tally.add(scope["method"], status, size, duration)
 
         def flush(self) -> None:
             pass
@@ -325,7 +331,13 @@ def run_scenarios(
     asyncio.run(main())
     entries = [(e[0]["path"], e[2], e[3], list(e[5])) for e in writer.entries]
     assert all(isinstance(e[1], float) and isinstance(e[4], float) and e[4] >= 0 for e in writer.entries)
-    return entries, begun, outcomes
+    if writer.also is not None:  # the Python layer: its writer hands its entries over at the flush
+        writer.also(writer.entries)
+    counted = sorted(
+        (label, status, count, sizes, size_sum)
+        for label, status, count, _, _, sizes, size_sum in tally.take()
+    )
+    return entries, begun, outcomes, counted
 
 
 def test_the_c_layer_logs_every_ending_as_the_python_layer_does() -> None:
@@ -341,10 +353,16 @@ def test_the_c_layer_logs_every_ending_as_the_python_layer_does() -> None:
         == "AccessLayer"
     )
     assert c == python
-    entries, begun, outcomes = c
+    entries, begun, outcomes, counted = c
     assert [status for _, status, _, _ in entries] == [201, 500, 201, 201, 201, 101, 403]
     assert outcomes == ["ok", "RuntimeError", "RuntimeError", "CancelledError", "ok", "ok", "ok"]
     assert begun == ["GET", "GET", "GET", "POST", "GET"]  # HTTP requests only
+    # Counted for the metrics as they ended: HTTP only, the app that raised first a 500.
+    assert [(label, status, count) for label, status, count, _, _ in counted] == [
+        ("GET", 201, 3),
+        ("GET", 500, 1),
+        ("POST", 201, 1),
+    ]
     assert c == run_scenarios(layer, NotACoroutine(scenario_app()))  # any awaitable
 
 
@@ -381,3 +399,102 @@ def test_the_c_layer_writes_the_default_lines_as_requests_end() -> None:
     c = lines(layer)
     assert c == lines(AccessLog) and len(c) == 4
     assert c[0] == f'- - - T "GET / HTTP/1.1" 201 6 "-" "t" T pid={os.getpid()} rid=-'
+
+
+rows = st.lists(
+    st.tuples(
+        st.sampled_from(["GET", "POST", "BREW", "PROPFIND", "get"]),
+        st.sampled_from([200, 201, 404, 500, 101]),
+        st.integers(0, 10**8) | st.sampled_from([100, 1_000, 10_000_000]),
+        st.floats(0, 20) | st.sampled_from([0.005, 0.01, 0.25, 10.0]),
+    ),
+    max_size=300,
+)
+
+
+def grouped(tally: Any) -> dict[tuple[str, Any], tuple[Any, ...]]:
+    return {(g[0], g[1]): g[2:] for g in tally.take()}
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows, st.integers(0, 300))
+def test_the_c_tally_counts_what_the_python_one_does(requests: list[Any], cut: int) -> None:
+    """The C Tally (what the C access layer counts into) and PyTally give the same groups,
+    counts, buckets and sums, with a take() anywhere in between."""
+    import math
+
+    from launcher.metrics import DURATION_BUCKETS, METHODS, SIZE_BUCKETS
+    from launcher.tally import PyTally, Tally
+
+    assert Tally is not PyTally, "launcher._speedups was not built"
+    made = [t(DURATION_BUCKETS, SIZE_BUCKETS, METHODS, "_OTHER") for t in (Tally, PyTally)]
+    results: list[list[dict[tuple[str, Any], tuple[Any, ...]]]] = []
+    for tally in made:
+        for row in requests[:cut]:
+            tally.add(*row)
+        first = grouped(tally)
+        for row in requests[cut:]:
+            tally.add(*row)
+        results.append([first, grouped(tally), grouped(tally)])
+    for c, python in zip(*results, strict=True):
+        assert c.keys() == python.keys()
+        for key, (count, durations, duration_sum, sizes, size_sum) in c.items():
+            assert (count, durations, sizes, size_sum) == (python[key][0], python[key][1], *python[key][3:])
+            assert math.isclose(duration_sum, python[key][2], rel_tol=1e-9, abs_tol=1e-12)
+            assert count == sum(durations) == sum(sizes)
+            assert key[0] in METHODS | {"_OTHER"}
+    assert results[0][2] == {}  # take() forgets
+
+
+def test_a_full_batch_is_written_from_c_in_whole_lines_of_at_most_an_atomic_write() -> None:
+    """The C layer writes a full batch itself, to the Writer's fd: in writes of whole lines,
+    none over ATOMIC_WRITE but a line longer than that alone, so workers sharing a pipe never
+    interleave. A SOCK_SEQPACKET socket keeps each write(2) one record, to be seen apart."""
+    import asyncio
+    import socket
+
+    from launcher import _speedups
+    from launcher.access_log import ATOMIC_WRITE, layer
+
+    assert _speedups.ATOMIC_WRITE == ATOMIC_WRITE
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def noop(message: Any) -> None:
+        pass
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+    writer = Writer("/dev/null", text_formatter(DEFAULT_FORMAT))
+    os.close(writer.fd)
+    writer.fd = ours.fileno()
+    served = layer(app, writer)
+
+    async def main() -> None:
+        for i in range(BATCH):
+            agent = b"a" * (5000 if i == 7 else 150 + i)  # one line longer than an atomic write
+            await served(
+                {"type": "http", "method": "GET", "path": f"/{i}", "headers": [(b"user-agent", agent)]},
+                None,
+                noop,
+            )
+
+    try:
+        asyncio.run(main())  # no flush: the 64th request's end wrote the batch
+        theirs.setblocking(False)
+        records = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                records.append(theirs.recv(1 << 16))
+    finally:
+        writer.fd = os.open(os.devnull, os.O_WRONLY)  # what the exit hooks will flush to
+        ours.close()
+        theirs.close()
+    lines = b"".join(records).splitlines()
+    assert [line.split(b'"')[1] for line in lines] == [f"GET /{i} HTTP/1.1".encode() for i in range(BATCH)]
+    assert len(records) > 3 and all(r.endswith(b"\n") for r in records)
+    assert [r for r in records if len(r) > ATOMIC_WRITE] == [lines[7] + b"\n"]
+    # Each write as full as whole lines allow: with the next line it would not fit.
+    assert all(len(r) + len(n.split(b"\n")[0]) + 1 > ATOMIC_WRITE for r, n in itertools.pairwise(records))
