@@ -238,6 +238,8 @@ FLOOR_COMPARISONS = [
         ),
     )
 ]
+#: `--same`: each launcher against itself, A/A: what the method reads when there is no difference.
+SAME_COMPARISONS = [Comparison(f"{b}: A/A", f"launcher {b}", f"launcher {b}", None) for b in BACKENDS]
 LOADS = {  # name -> (path, connections)
     "plaintext c64": ("/plaintext", 64),
     "json c64": ("/json", 64),
@@ -259,6 +261,8 @@ class Plan:
     pinned: bool = False
     #: A/B samples per load per round (the order alternating), for finer interleaving.
     reps: int = 1
+    #: A and B measured at the same time, sharing SERVER_CPU (``--at-once``; see below).
+    at_once: bool = False
 
     @classmethod
     def for_mode(
@@ -270,17 +274,22 @@ class Plan:
         reps: int = 12,
         only: str = "",
         floor: bool = False,
+        at_once: bool = False,
+        same: bool = False,
     ) -> Plan:
         pinned = (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
-        if floor:
-            chosen = [c for c in FLOOR_COMPARISONS if only in c.name]
-            return cls(True, chosen, ["plaintext c64"], rounds, 1, 1, pinned, reps)
-        if logging:
-            chosen = [c for c in LOGGING_COMPARISONS if only in c.name]
-            return cls(True, chosen, ["plaintext c64"], rounds, 1, 1, pinned, reps)
-        if metrics:
-            chosen = [c for c in METRICS_COMPARISONS if only in c.name]
-            return cls(True, chosen, ["plaintext c64"], rounds, 1, 1, pinned, reps)
+        at_once = at_once and pinned
+        # --at-once samples last 2 s: each server has half the CPU, so as many requests.
+        seconds = 2 if at_once else 1
+        for chosen_mode, pool in (
+            (floor, FLOOR_COMPARISONS),
+            (logging, LOGGING_COMPARISONS),
+            (metrics, METRICS_COMPARISONS),
+            (same, SAME_COMPARISONS),
+        ):
+            if chosen_mode:
+                chosen = [c for c in pool if only in c.name]
+                return cls(True, chosen, ["plaintext c64"], rounds, seconds, 1, pinned, reps, at_once)
         if quick:
             # Launcher against direct for every backend, and single-process mode against the
             # uvicorn backend's own supervised workers.
@@ -295,6 +304,16 @@ class Plan:
 # number of samples brings that under 5 %. One worker alone on one CPU, wrk alone on the other,
 # and many 1 s samples alternating A B / B A within each fresh pair, measure the layer rather
 # than the scheduler. (The VM's own noise remains: it is why there are many.)
+#
+# --at-once goes further: A and B are measured at the same time, both pinned to SERVER_CPU, each
+# under its own wrk (both on WRK_CPU). Each server's tree is its own session, so the kernel's
+# autogroups share the CPU between them fairly; with 64 connections each, neither ever waits
+# for work, so the ratio of their requests/s is the inverse ratio of their CPU per request: how
+# much more one costs than the other, with whatever the VM does meanwhile (another guest's
+# load, the host's memory scans, a slower second) falling on both alike. One after the other,
+# that noise falls on one sample of the pair and not the other, and is what bounded the
+# method above to about 4 %; at once, the same setup against itself (--same) gives 1.00 to
+# within about 1 % (see the README).
 
 
 # -- wrk -------------------------------------------------------------------------------------
@@ -345,24 +364,25 @@ def parse_wrk(output: str) -> dict[str, float]:
     }
 
 
-def wrk(binary: str, port: int, load: str, seconds: int, pinned: bool = False) -> dict[str, float]:
+def wrk_argv(binary: str, port: int, load: str, seconds: int, pinned: bool = False) -> list[str]:
     path, connections = LOADS[load]
+    return [
+        *(["taskset", "-c", WRK_CPU] if pinned else []),
+        binary,
+        "-t",
+        "1",
+        "-c",
+        str(connections),
+        "-d",
+        f"{seconds}s",
+        "--latency",
+        f"http://127.0.0.1:{port}{path}",
+    ]
+
+
+def wrk(binary: str, port: int, load: str, seconds: int, pinned: bool = False) -> dict[str, float]:
     out = subprocess.run(
-        [
-            *(["taskset", "-c", WRK_CPU] if pinned else []),
-            binary,
-            "-t",
-            "1",
-            "-c",
-            str(connections),
-            "-d",
-            f"{seconds}s",
-            "--latency",
-            f"http://127.0.0.1:{port}{path}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=seconds + 30,
+        wrk_argv(binary, port, load, seconds, pinned), capture_output=True, text=True, timeout=seconds + 30
     )
     return parse_wrk(out.stdout)
 
@@ -416,6 +436,27 @@ def served(binary: str, running: Running, load: str, seconds: int, pinned: bool 
     used = cpu_seconds(pids) - before  # workers replaced meanwhile would be missed: none are
     result["cpu_us_per_request"] = used / max(result["requests"], 1) * 1e6
     return result
+
+
+def served_at_once(
+    binary: str, running: list[Running], load: str, seconds: int, pinned: bool = False
+) -> list[dict[str, float]]:
+    """One wrk sample of each server, all at once (``--at-once``): each under its own wrk, the
+    servers sharing SERVER_CPU. Started in the order given; CPU per request as in ``served``."""
+    trees = [tree(r.proc.pid) for r in running]
+    before = [cpu_seconds(pids) for pids in trees]
+    procs = [
+        subprocess.Popen(wrk_argv(binary, r.port, load, seconds, pinned), stdout=subprocess.PIPE, text=True)
+        for r in running
+    ]
+    outputs = [p.communicate(timeout=seconds + 30)[0] for p in procs]
+    results = []
+    for pids, cpu_before, output in zip(trees, before, outputs, strict=True):
+        result = parse_wrk(output)
+        used = cpu_seconds(pids) - cpu_before
+        result["cpu_us_per_request"] = used / max(result["requests"], 1) * 1e6
+        results.append(result)
+    return results
 
 
 def memory_mb(pids: list[int]) -> dict[str, float]:
@@ -526,7 +567,13 @@ def measure_pair(binary: str, comparison: Comparison, plan: Plan, log: Any) -> d
             )
             for offset, load in enumerate(plan.loads * plan.reps):
                 sample: dict[str, Any] = {"round": index + 1, "load": load}
-                for key in alternate(["a", "b"], index + offset):
+                order = alternate(["a", "b"], index + offset)
+                if plan.at_once:
+                    both = served_at_once(
+                        binary, [running[k] for k in order], load, plan.seconds, plan.pinned
+                    )
+                    sample.update(zip(order, both, strict=True))
+                for key in [] if plan.at_once else order:
                     sample[key] = served(binary, running[key], load, plan.seconds, plan.pinned)
                 sample["ratio"] = sample["a"]["rps"] / sample["b"]["rps"]
                 sample["cpu_ratio"] = sample["a"]["cpu_us_per_request"] / sample["b"]["cpu_us_per_request"]
@@ -936,16 +983,32 @@ def main() -> int:
     parser.add_argument(
         "--only", default="", help="--logging/--metrics: only comparisons whose name contains this"
     )
+    parser.add_argument(
+        "--at-once",
+        action="store_true",
+        help="--logging/--metrics/--floor/--same: measure A and B at the same time, sharing one CPU",
+    )
+    parser.add_argument(
+        "--same", action="store_true", help="each launcher against itself (A/A): the method's own noise"
+    )
     args = parser.parse_args()
     # Stopped from outside, still stop the servers it started (the `finally` blocks do).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.self_check:
         return self_check()
     plan = Plan.for_mode(
-        args.quick, args.rounds, args.logging, args.metrics, args.reps, args.only, args.floor
+        args.quick,
+        args.rounds,
+        args.logging,
+        args.metrics,
+        args.reps,
+        args.only,
+        args.floor,
+        args.at_once,
+        args.same,
     )
     result = run(plan, None if plan.quick else args.out)
-    if args.logging or args.metrics or args.floor:
+    if args.logging or args.metrics or args.floor or args.same:
         for name, c in result["comparisons"].items():
             comparison = next(x for x in plan.comparisons if x.name == name)
             if "failed" in c:
@@ -956,7 +1019,7 @@ def main() -> int:
             held = f"target >= {target}: {'PASS' if ratio >= target else 'MISS'}" if target else "no target"
             print(
                 f"{name}: throughput {ratio:.3f} (95% CI {low:.3f}-{high:.3f}, {c['ratio']['n']} pairs"
-                f"{', pinned, 1 worker' if plan.pinned else ''}), CPU per request "
+                f"{', pinned, 1 worker' if plan.pinned else ''}{', at once' if plan.at_once else ''}), CPU per request "
                 f"{c['cpu_ratio']['median']:.3f}; {held}"
             )
         return 0

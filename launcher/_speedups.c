@@ -147,9 +147,9 @@ put_milliseconds(Buffer *b, double ms)
 
 /* The scope keys read, interned once (a key made from a C string for every lookup would cost
  * more than the rest of the line). */
-enum { HEADERS, RAW_PATH, PATH, QUERY_STRING, CLIENT, METHOD, HTTP_VERSION, KEYS };
+enum { HEADERS, RAW_PATH, PATH, QUERY_STRING, CLIENT, METHOD, HTTP_VERSION, TYPE, KEYS };
 static const char *key_names[KEYS] = {"headers", "raw_path", "path", "query_string", "client",
-                                      "method", "http_version"};
+                                      "method", "http_version", "type"};
 static PyObject *keys[KEYS];
 
 /* A scope item: a new reference, NULL when absent. */
@@ -216,8 +216,109 @@ scan_headers(PyObject *headers, PyObject **found)
     return result;
 }
 
-/* One request's line: 0 written, GIVE_UP, -1 error. ``clock_text`` is the last second's time
- * text. ``started`` is the request's monotonic start; ``offset`` turns it into wall-clock time. */
+/* What a line reads of a request's scope (new references, or NULL when absent), as the Python
+ * formatters read it; ``gather`` gives up where a value's type or truth is in doubt. */
+typedef struct {
+    PyObject *found[3]; /* referer, user agent, request id (bytes), or NULL */
+    PyObject *headers, *raw, *path, *query, *client, *method, *version, *kind;
+    PyObject *target; /* borrowed: scope.get("raw_path") or scope["path"] */
+    PyObject *host;   /* borrowed: client[0], a str, or NULL for "-" */
+} Fields;
+
+static void
+release(Fields *f)
+{
+    for (int n = 0; n < 3; n++)
+        Py_XDECREF(f->found[n]);
+    Py_XDECREF(f->headers);
+    Py_XDECREF(f->raw);
+    Py_XDECREF(f->path);
+    Py_XDECREF(f->query);
+    Py_XDECREF(f->client);
+    Py_XDECREF(f->method);
+    Py_XDECREF(f->version);
+    Py_XDECREF(f->kind);
+}
+
+/* Fill ``f`` (release() it in every case): 0, or GIVE_UP. ``want_path``: scope["path"] and
+ * scope["type"] are wanted too (the JSON line's url.path and protocol name), both str. */
+static int
+gather(PyObject *scope, Fields *f, int want_path)
+{
+    memset(f, 0, sizeof(*f));
+    f->headers = item(scope, HEADERS);
+    f->raw = item(scope, RAW_PATH);
+    f->query = item(scope, QUERY_STRING);
+    f->client = item(scope, CLIENT);
+    f->method = item(scope, METHOD);
+    f->version = item(scope, HTTP_VERSION);
+    if (f->headers != NULL && scan_headers(f->headers, f->found) != 0)
+        return GIVE_UP;
+    if (f->raw != NULL && f->raw != Py_None) {
+        if (PyBytes_CheckExact(f->raw) || PyUnicode_CheckExact(f->raw))
+            f->target = PyObject_Length(f->raw) ? f->raw : NULL;
+        else
+            return GIVE_UP;
+    }
+    if (f->target == NULL || want_path) {
+        f->path = item(scope, PATH);
+        if (f->target == NULL)
+            f->target = f->path;
+    }
+    if (f->target == NULL || !(PyBytes_CheckExact(f->target) || PyUnicode_CheckExact(f->target)))
+        return GIVE_UP;
+    if (want_path) {
+        f->kind = item(scope, TYPE);
+        if (f->path == NULL || !PyUnicode_CheckExact(f->path) || f->kind == NULL || !PyUnicode_CheckExact(f->kind))
+            return GIVE_UP;
+    }
+    if (f->query != NULL && f->query != Py_None && !PyBytes_CheckExact(f->query))
+        return GIVE_UP;
+    if ((f->method != NULL && !PyUnicode_CheckExact(f->method)) ||
+        (f->version != NULL && !PyUnicode_CheckExact(f->version)))
+        return GIVE_UP;
+    if (f->client != NULL && f->client != Py_None) {
+        if (!(PyTuple_CheckExact(f->client) || PyList_CheckExact(f->client)) || PySequence_Size(f->client) == 0)
+            return GIVE_UP;
+        f->host = PySequence_Fast_GET_ITEM(f->client, 0);
+        if (!PyUnicode_CheckExact(f->host))
+            return GIVE_UP;
+    }
+    return 0;
+}
+
+/* The clock's text for ``wall``'s second, formatted by ``now`` once a second: 0, GIVE_UP, -1. */
+static int
+clock_for(double wall, PyObject *now, long long *second, PyObject **clock_text)
+{
+    long long this_second = (long long)wall;
+    if (*clock_text != NULL && this_second == *second)
+        return 0;
+    PyObject *when = PyFloat_FromDouble(wall);
+    if (when == NULL)
+        return -1;
+    PyObject *formatted = PyObject_CallOneArg(now, when);
+    Py_DECREF(when);
+    if (formatted == NULL)
+        return -1;
+    if (!PyUnicode_CheckExact(formatted)) {
+        Py_DECREF(formatted);
+        return GIVE_UP;
+    }
+    Py_XSETREF(*clock_text, formatted);
+    *second = this_second;
+    return 0;
+}
+
+#define TRY(call)                      \
+    if ((r = (call)) != 0) {           \
+        result = r > 0 ? GIVE_UP : -1; \
+        goto done;                     \
+    }
+
+/* One request's default line: 0 written, GIVE_UP, -1 error. ``clock_text`` is the last
+ * second's time text. ``started`` is the request's monotonic start; ``offset`` turns it into
+ * wall-clock time. */
 static int
 format_values(Buffer *b, PyObject *scope, double started, PyObject *status, long long size_value,
               double duration, double offset, PyObject *now, long long *second, PyObject **clock_text,
@@ -225,76 +326,20 @@ format_values(Buffer *b, PyObject *scope, double started, PyObject *status, long
 {
     if (!PyDict_CheckExact(scope) || !PyLong_CheckExact(status))
         return GIVE_UP;
-
-    int result = GIVE_UP;
-    PyObject *found[3] = {NULL, NULL, NULL};
-    PyObject *headers = item(scope, HEADERS);
-    PyObject *raw = item(scope, RAW_PATH);
-    PyObject *path = NULL; /* looked up only when raw_path is absent or empty */
-    PyObject *query = item(scope, QUERY_STRING);
-    PyObject *client = item(scope, CLIENT);
-    PyObject *method = item(scope, METHOD);
-    PyObject *version = item(scope, HTTP_VERSION);
+    int result = GIVE_UP, r;
     char *text = NULL;
-
-    if (headers != NULL && scan_headers(headers, found) != 0)
-        goto done;
-
-    /* scope.get("raw_path") or scope["path"]: give up where truth or the type is in doubt. */
-    PyObject *target = NULL;
-    if (raw != NULL && raw != Py_None) {
-        if (PyBytes_CheckExact(raw) || PyUnicode_CheckExact(raw))
-            target = PyObject_Length(raw) ? raw : NULL;
-        else
-            goto done;
-    }
-    if (target == NULL)
-        target = path = item(scope, PATH);
-    if (target == NULL || !(PyBytes_CheckExact(target) || PyUnicode_CheckExact(target)))
-        goto done;
-    if (query != NULL && query != Py_None && !PyBytes_CheckExact(query))
-        goto done;
-    if ((method != NULL && !PyUnicode_CheckExact(method)) ||
-        (version != NULL && !PyUnicode_CheckExact(version)))
-        goto done;
-    PyObject *host = NULL;
-    if (client != NULL && client != Py_None) {
-        if (!(PyTuple_CheckExact(client) || PyList_CheckExact(client)) || PySequence_Size(client) == 0)
-            goto done;
-        host = PySequence_Fast_GET_ITEM(client, 0);
-        if (!PyUnicode_CheckExact(host))
-            goto done;
-    }
-
-    double wall = started + offset;
-    long long this_second = (long long)wall;
-    if (*clock_text == NULL || this_second != *second) {
-        PyObject *when = PyFloat_FromDouble(wall);
-        if (when == NULL)
-            goto error;
-        PyObject *formatted = PyObject_CallOneArg(now, when);
-        Py_DECREF(when);
-        if (formatted == NULL)
-            goto error;
-        if (!PyUnicode_CheckExact(formatted)) {
-            Py_DECREF(formatted);
-            goto done;
-        }
-        Py_XSETREF(*clock_text, formatted);
-        *second = this_second;
-    }
-
+    Fields fields;
+    Fields *f = &fields;
+    PyObject *host, *method, *target, *query, *version, **found;
+    TRY(gather(scope, f, 0));
+    TRY(clock_for(started + offset, now, second, clock_text));
+    host = f->host, method = f->method, target = f->target, query = f->query, version = f->version;
+    found = f->found;
     int overflow = 0;
     long status_value = PyLong_AsLongAndOverflow(status, &overflow);
     if (overflow)
         goto done;
 
-    int r;
-#define TRY(call)                   \
-    if ((r = (call)) != 0) {        \
-        result = r > 0 ? GIVE_UP : -1; \
-        goto done;                  \
-    }
     if (host != NULL) {
         TRY(put_str(b, host));
     }
@@ -355,8 +400,10 @@ format_values(Buffer *b, PyObject *scope, double started, PyObject *status, long
     }
     if (r > 0) {
         text = PyOS_double_to_string(ms, 'f', 3, 0, NULL);
-        if (text == NULL)
-            goto error;
+        if (text == NULL) {
+            result = -1;
+            goto done;
+        }
         TRY(put(b, text, (Py_ssize_t)strlen(text)));
     }
     TRY(PUT_LITERAL(b, "ms pid="));
@@ -369,30 +416,216 @@ format_values(Buffer *b, PyObject *scope, double started, PyObject *status, long
         TRY(PUT_LITERAL(b, "-"));
     }
     TRY(PUT_LITERAL(b, "\n"));
-#undef TRY
     result = 0;
-    goto done;
-error:
-    result = -1;
 done:
     if (text != NULL)
         PyMem_Free(text);
-    for (int n = 0; n < 3; n++)
-        Py_XDECREF(found[n]);
-    Py_XDECREF(headers);
-    Py_XDECREF(raw);
-    Py_XDECREF(path);
-    Py_XDECREF(query);
-    Py_XDECREF(client);
-    Py_XDECREF(method);
-    Py_XDECREF(version);
+    release(f);
     return result;
 }
 
+/* A str as a JSON string in ASCII, quotes included, as json's encode_basestring_ascii gives it. */
+static int
+put_json_codepoint(char *out, Py_UCS4 c)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (c >= ' ' && c <= '~' && c != '\\' && c != '"') {
+        out[0] = (char)c;
+        return 1;
+    }
+    out[0] = '\\';
+    switch (c) {
+    case '\\': out[1] = '\\'; return 2;
+    case '"': out[1] = '"'; return 2;
+    case '\b': out[1] = 'b'; return 2;
+    case '\f': out[1] = 'f'; return 2;
+    case '\n': out[1] = 'n'; return 2;
+    case '\r': out[1] = 'r'; return 2;
+    case '\t': out[1] = 't'; return 2;
+    }
+    int n = 0;
+    if (c >= 0x10000) {
+        Py_UCS4 v = c - 0x10000;
+        Py_UCS4 high = 0xd800 | ((v >> 10) & 0x3ff);
+        out[1] = 'u';
+        out[2] = hex[(high >> 12) & 0xf];
+        out[3] = hex[(high >> 8) & 0xf];
+        out[4] = hex[(high >> 4) & 0xf];
+        out[5] = hex[high & 0xf];
+        out[6] = '\\';
+        n = 6;
+        c = 0xdc00 | (v & 0x3ff);
+    }
+    out[n + 1] = 'u';
+    out[n + 2] = hex[(c >> 12) & 0xf];
+    out[n + 3] = hex[(c >> 8) & 0xf];
+    out[n + 4] = hex[(c >> 4) & 0xf];
+    out[n + 5] = hex[c & 0xf];
+    return n + 6;
+}
+
+/* The characters of a str, or of bytes read as latin-1, JSON-escaped (no quotes). */
+static int
+put_json_chars(Buffer *b, PyObject *text)
+{
+    if (PyBytes_CheckExact(text)) {
+        Py_ssize_t size = PyBytes_GET_SIZE(text);
+        const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(text);
+        if (reserve(b, 6 * size) < 0)
+            return -1;
+        for (Py_ssize_t i = 0; i < size; i++)
+            b->size += put_json_codepoint(b->data + b->size, data[i]);
+        return 0;
+    }
+    Py_ssize_t size = PyUnicode_GET_LENGTH(text);
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    if (reserve(b, 12 * size) < 0)
+        return -1;
+    for (Py_ssize_t i = 0; i < size; i++)
+        b->size += put_json_codepoint(b->data + b->size, PyUnicode_READ(kind, data, i));
+    return 0;
+}
+
+static int
+put_json(Buffer *b, PyObject *text)
+{
+    if (put(b, "\"", 1) < 0 || put_json_chars(b, text) < 0)
+        return -1;
+    return put(b, "\"", 1);
+}
+
+/* One request's JSON line (launcher.access_log.json_formatter's): 0 written, GIVE_UP, -1. */
+static int
+format_json(Buffer *b, PyObject *scope, double started, PyObject *status, long long size_value,
+            double duration, double offset, PyObject *now, long long *second, PyObject **clock_text,
+            const char *pid, Py_ssize_t pid_size)
+{
+    if (!PyDict_CheckExact(scope) || !PyLong_CheckExact(status))
+        return GIVE_UP;
+    int result = GIVE_UP, r;
+    Fields fields;
+    Fields *f = &fields;
+    TRY(gather(scope, f, 1));
+    double wall = started + offset;
+    double nanoseconds = duration * 1e9;
+    if (!isfinite(wall) || wall < 0 || !isfinite(nanoseconds) || fabs(nanoseconds) >= 9e18)
+        goto done;
+    TRY(clock_for(wall, now, second, clock_text));
+    PyObject *port = NULL; /* client[1], when it is neither None nor "" */
+    if (f->host != NULL) {
+        if (PySequence_Size(f->client) < 2)
+            goto done;
+        port = PySequence_Fast_GET_ITEM(f->client, 1);
+        if (port == Py_None || (PyUnicode_CheckExact(port) && PyUnicode_GET_LENGTH(port) == 0))
+            port = NULL;
+        else if (!PyLong_CheckExact(port))
+            goto done;
+    }
+    int overflow = 0;
+    long status_value = PyLong_AsLongAndOverflow(status, &overflow);
+    if (overflow)
+        goto done;
+    long port_value = port ? PyLong_AsLongAndOverflow(port, &overflow) : 0;
+    if (overflow)
+        goto done;
+
+    TRY(PUT_LITERAL(b, "{\"@timestamp\":\""));
+    TRY(put_str(b, *clock_text));
+    char millis[8];
+    snprintf(millis, sizeof(millis), ".%03dZ", (int)(fmod(wall, 1.0) * 1000));
+    TRY(put(b, millis, (Py_ssize_t)strlen(millis)));
+    TRY(PUT_LITERAL(b, "\",\"log.level\":\"info\",\"log.logger\":\"asgi_launcher.access\","
+                       "\"event.dataset\":\"asgi.access\",\"message\":\""));
+    if (f->method != NULL) {
+        TRY(put_json_chars(b, f->method));
+    }
+    else {
+        TRY(PUT_LITERAL(b, "GET"));
+    }
+    TRY(PUT_LITERAL(b, " "));
+    TRY(put_json_chars(b, f->target));
+    int has_query = f->query != NULL && f->query != Py_None && PyBytes_GET_SIZE(f->query);
+    if (has_query) {
+        TRY(PUT_LITERAL(b, "?"));
+        TRY(put_json_chars(b, f->query));
+    }
+    TRY(PUT_LITERAL(b, " HTTP/"));
+    if (f->version != NULL) {
+        TRY(put_json_chars(b, f->version));
+    }
+    else {
+        TRY(PUT_LITERAL(b, "1.1"));
+    }
+    TRY(PUT_LITERAL(b, " "));
+    TRY(put_long(b, status_value));
+    TRY(PUT_LITERAL(b, "\",\"client.address\":"));
+    if (f->host != NULL) {
+        TRY(put_json(b, f->host));
+    }
+    else {
+        TRY(PUT_LITERAL(b, "\"-\""));
+    }
+    if (port != NULL) {
+        TRY(PUT_LITERAL(b, ",\"client.port\":"));
+        TRY(put_long(b, port_value));
+    }
+    TRY(PUT_LITERAL(b, ",\"http.request.method\":"));
+    if (f->method != NULL) {
+        TRY(put_json(b, f->method));
+    }
+    else {
+        TRY(PUT_LITERAL(b, "\"GET\""));
+    }
+    TRY(PUT_LITERAL(b, ",\"url.path\":"));
+    TRY(put_json(b, f->path));
+    if (has_query) {
+        TRY(PUT_LITERAL(b, ",\"url.query\":"));
+        TRY(put_json(b, f->query));
+    }
+    TRY(PUT_LITERAL(b, ",\"network.protocol.version\":"));
+    if (f->version != NULL) {
+        TRY(put_json(b, f->version));
+    }
+    else {
+        TRY(PUT_LITERAL(b, "\"1.1\""));
+    }
+    TRY(PUT_LITERAL(b, ",\"http.response.status_code\":"));
+    TRY(put_long(b, status_value));
+    TRY(PUT_LITERAL(b, ",\"http.response.body.bytes\":"));
+    TRY(put_long(b, (long)size_value));
+    TRY(PUT_LITERAL(b, ",\"event.duration\":"));
+    TRY(put_long(b, (long)nanoseconds));
+    static const char *header_keys[3] = {",\"http.request.referrer\":", ",\"user_agent.original\":",
+                                         ",\"http.request.id\":"};
+    for (int n = 0; n < 3; n++) {
+        PyObject *value = f->found[n];
+        /* '-' stands for no header in the Python formatter: a header of "-" is left out too. */
+        if (value == NULL || (PyBytes_GET_SIZE(value) == 1 && PyBytes_AS_STRING(value)[0] == '-'))
+            continue;
+        TRY(put(b, header_keys[n], (Py_ssize_t)strlen(header_keys[n])));
+        TRY(put_json(b, value));
+    }
+    TRY(PUT_LITERAL(b, ",\"process.pid\":"));
+    TRY(put(b, pid, pid_size));
+    if (PyUnicode_CompareWithASCIIString(f->kind, "websocket") == 0) {
+        TRY(PUT_LITERAL(b, ",\"network.protocol.name\":\"websocket\""));
+    }
+    TRY(PUT_LITERAL(b, "}\n"));
+    result = 0;
+done:
+    release(f);
+    return result;
+}
+#undef TRY
+
 /* One entry's line (the access log's Entry tuple): format_values over its fields. */
+typedef int (*line_format)(Buffer *, PyObject *, double, PyObject *, long long, double, double, PyObject *,
+                           long long *, PyObject **, const char *, Py_ssize_t);
+
 static int
 format_entry(Buffer *b, PyObject *entry, double offset, PyObject *now, long long *second,
-             PyObject **clock_text, const char *pid, Py_ssize_t pid_size)
+             PyObject **clock_text, const char *pid, Py_ssize_t pid_size, line_format format)
 {
     if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) < 5)
         return GIVE_UP;
@@ -405,9 +638,8 @@ format_entry(Buffer *b, PyObject *entry, double offset, PyObject *now, long long
     long long size_value = PyLong_AsLongLongAndOverflow(size, &overflow);
     if (overflow || size_value > LONG_MAX || size_value < LONG_MIN)
         return GIVE_UP;
-    return format_values(b, PyTuple_GET_ITEM(entry, 0), PyFloat_AS_DOUBLE(started), PyTuple_GET_ITEM(entry, 2),
-                         size_value, PyFloat_AS_DOUBLE(duration), offset, now, second, clock_text, pid,
-                         pid_size);
+    return format(b, PyTuple_GET_ITEM(entry, 0), PyFloat_AS_DOUBLE(started), PyTuple_GET_ITEM(entry, 2),
+                  size_value, PyFloat_AS_DOUBLE(duration), offset, now, second, clock_text, pid, pid_size);
 }
 
 /* ---- Recorder: what a response was, seen on its way to the server's send ------------------ */
@@ -1026,6 +1258,7 @@ typedef struct {
     PyObject *writer;   /* the Writer: a full batch is written to its ``fd`` from here */
     PyObject *clock_text;
     long long second;
+    line_format format; /* the default line's, or the JSON line's */
     Buffer lines;
     Py_ssize_t pending; /* lines and entries since the last take() */
 } AccessLayer;
@@ -1182,7 +1415,7 @@ finish(AccessLayer *layer, PyObject *scope, Recorder *recorder, double started, 
         const char *pid = PyUnicode_AsUTF8AndSize(layer->pid, &pid_size);
         if (pid == NULL)
             return -1;
-        r = format_values(&layer->lines, scope, started, status, recorder->size, duration, wall_clock() - ended,
+        r = layer->format(&layer->lines, scope, started, status, recorder->size, duration, wall_clock() - ended,
                           layer->now, &layer->second, &layer->clock_text, pid, pid_size);
         if (r != 0)
             layer->lines.size = size; /* nothing of a line given up on */
@@ -1526,14 +1759,15 @@ static PyObject *
 AccessLayer_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     static char *names[] = {"app", "entries", "on_add", "begun", "on_begin", "lifespan", "batch",
-                            "now", "pid", "arm", "flush", "tally", "writer", NULL};
+                            "now", "pid", "arm", "flush", "tally", "writer", "json", NULL};
     PyObject *app, *entries, *on_add, *begun, *on_begin, *lifespan;
     PyObject *now = Py_None, *pid = Py_None, *arm = Py_None, *flush = Py_None, *tally = Py_None,
              *writer = Py_None;
     Py_ssize_t batch;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!OOOOn|$OOOOOO:AccessLayer", names, &app,
+    int json = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!OOOOn|$OOOOOOp:AccessLayer", names, &app,
                                      &PyList_Type, &entries, &on_add, &begun, &on_begin, &lifespan,
-                                     &batch, &now, &pid, &arm, &flush, &tally, &writer))
+                                     &batch, &now, &pid, &arm, &flush, &tally, &writer, &json))
         return NULL;
     if (begun != Py_None && !PyList_CheckExact(begun)) {
         PyErr_SetString(PyExc_TypeError, "AccessLayer: begun must be a list or None");
@@ -1566,6 +1800,7 @@ AccessLayer_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->writer = Py_NewRef(writer);
     self->clock_text = NULL;
     self->second = 0;
+    self->format = json ? format_json : format_values;
     self->lines.data = NULL;
     self->lines.size = self->lines.capacity = 0;
     self->pending = 0;
@@ -1676,7 +1911,7 @@ static PyTypeObject AccessLayerType = {
 };
 
 PyDoc_STRVAR(format_default_doc,
-"format_default(entries, offset, now, pid, /)\n"
+"format_default(entries, offset, now, pid, json=False, /)\n"
 "--\n"
 "\n"
 "The C line formatter over a batch, as the tests see it (AccessLayer formats each line as its\n"
@@ -1684,15 +1919,19 @@ PyDoc_STRVAR(format_default_doc,
 "access log's Entry tuples), each\n"
 "ending in a newline, as UTF-8 bytes; None where the Python loop must format the batch.\n"
 "``offset``: wall-clock time less time.perf_counter(); ``now``: the clock's function from a\n"
-"wall-clock time to its bracketed text, called once a second; ``pid``: the worker's pid.");
+"wall-clock time to its bracketed text, called once a second; ``pid``: the worker's pid;\n"
+"``json``: the JSON line's (launcher.access_log.json_formatter) instead.");
 
 static PyObject *
 format_default(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4) {
-        PyErr_Format(PyExc_TypeError, "format_default expected 4 arguments, got %zd", nargs);
+    if (nargs != 4 && nargs != 5) {
+        PyErr_Format(PyExc_TypeError, "format_default expected 4 or 5 arguments, got %zd", nargs);
         return NULL;
     }
+    int json = nargs == 5 ? PyObject_IsTrue(args[4]) : 0;
+    if (json < 0)
+        return NULL;
     PyObject *entries = args[0];
     if (!PyList_CheckExact(entries)) {
         PyErr_SetString(PyExc_TypeError, "format_default: entries must be a list");
@@ -1714,7 +1953,7 @@ format_default(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t count = PyList_GET_SIZE(entries);
     for (Py_ssize_t i = 0; i < count; i++) {
         int r = format_entry(&b, PyList_GET_ITEM(entries, i), offset, now, &second, &clock_text, pid,
-                             pid_size);
+                             pid_size, json ? format_json : format_values);
         if (r < 0)
             goto done;
         if (r == GIVE_UP) {

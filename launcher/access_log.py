@@ -319,11 +319,20 @@ def json_formatter() -> Callable[[Record], str]:
     about a third of the cost. The output is what ``json.dumps(event, separators=(",", ":"))``
     gives, keys with no value left out; a unit test holds the two equal.
     """
-    pid = os.getpid()
-    clock = _Clock("%Y-%m-%dT%H:%M:%S", time.gmtime)  # ISO 8601 in UTC, milliseconds added below
-    quote = encode_basestring_ascii
+    return _JsonFormat()
 
-    def format_line(record: Record) -> str:
+
+class _JsonFormat:
+    """``json_formatter``'s line: a class so that ``layer`` can tell it, and have the C layer
+    write the same line as each request ends (a unit test holds the two equal)."""
+
+    def __init__(self) -> None:
+        self.clock = _Clock("%Y-%m-%dT%H:%M:%S", time.gmtime)  # ISO 8601 in UTC, milliseconds added
+        self.pid = os.getpid()
+        self.pid_text = str(self.pid)
+
+    def __call__(self, record: Record) -> str:
+        clock, pid, quote = self.clock, self.pid, encode_basestring_ascii
         scope = record.scope
         client = scope.get("client")
         referer, agent, request_id = _request_headers(scope.get("headers", ()))
@@ -364,8 +373,6 @@ def json_formatter() -> Callable[[Record], str]:
             parts.append(',"network.protocol.name":"websocket"')
         parts.append("}")
         return "".join(parts)
-
-    return format_line
 
 
 class Writer:
@@ -548,10 +555,11 @@ def layer(app: Any, writer: Writer, metrics: Any = None) -> Any:
         writer.also = None
         more.update(tally=metrics.tally)
     fmt = writer.format_line
-    if isinstance(fmt, _DefaultFormat):  # each line formatted as its request ends, in C
+    if isinstance(fmt, (_DefaultFormat, _JsonFormat)):  # each line formatted as its request ends, in C
         # A full batch is written from C, to ``writer.fd``; the timer and the exit hooks
         # write the rest through ``writer.flush`` (which takes the lines from the layer).
         more.update(now=fmt.clock.now, pid=fmt.pid_text, arm=writer.arm, flush=writer.flush, writer=writer)
+        more.update(json=isinstance(fmt, _JsonFormat))
     started, arm = (metrics.started, metrics.arm) if metrics is not None else (None, None)
     c = _AccessLayer(app, writer.entries, writer.added, started, arm, python._lifespan, BATCH, **more)
     if "now" in more:

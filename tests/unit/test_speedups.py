@@ -38,7 +38,9 @@ def scopes(draw: st.DrawFn) -> dict[str, Any]:
         "headers": headers | st.just([[b"referer", b"list pair"]]),
         "raw_path": latin1 | st.none() | text,
         "query_string": latin1 | st.none(),
-        "client": st.tuples(text, st.integers(0, 65535)) | st.none() | st.just(["10.0.0.1", 80]),
+        "client": st.tuples(text, st.integers(0, 65535) | st.sampled_from(["", "8080", None]))
+        | st.none()
+        | st.just(["10.0.0.1", 80]),
         "method": st.sampled_from(["GET", "POST", "PROPFIND"]) | text,
         "http_version": st.sampled_from(["1.0", "1.1", "2"]),
     }
@@ -102,6 +104,55 @@ def test_the_c_lines_are_the_python_lines(batch: list[Entry], offset: float) -> 
     if encoded is None:  # given up on: only for what the Python loop treats its own way
         return
     assert encoded == expected
+
+
+@settings(max_examples=1500, deadline=None)
+@given(entries, st.floats(1.7e9, 1.8e9))
+def test_the_c_json_lines_are_the_python_json_lines(batch: list[Entry], offset: float) -> None:
+    """``LOG_FORMAT=json``: the C layer's line is json_formatter's, byte for byte, for each
+    request it does not give up on; it gives up on every request the Python one fails on."""
+    from launcher._speedups import format_default
+    from launcher.access_log import Record, json_formatter
+
+    fmt: Any = json_formatter()
+    for entry in batch:
+        scope, started, status, size, duration, headers = entry
+        encoded = format_default([entry], offset, fmt.clock.now, fmt.pid_text, True)
+        try:
+            expected = fmt(Record(scope, started + offset, status, size, duration, headers)) + "\n"
+        except Exception:
+            assert encoded is None, scope
+            continue
+        if encoded is not None:
+            assert encoded == expected.encode("ascii")
+
+
+def test_the_json_line_is_written_in_c_for_real_scopes() -> None:
+    """The JSON line of a server's usual scope is written by the C code (not given up on), with
+    escapes, a code point above the BMP and a WebSocket session among them."""
+    import json
+
+    from launcher._speedups import format_default
+    from launcher.access_log import Record, json_formatter
+
+    fmt: Any = json_formatter()
+    scope = {
+        "type": "websocket",
+        "method": "GET",
+        "path": '/caf\u00e9/"\U0001f600"\n',
+        "raw_path": b"/caf\xc3\xa9",
+        "query_string": b"q=\x7f\t",
+        "http_version": "1.1",
+        "client": ("127.0.0.1", 4321),
+        "headers": [(b"user-agent", b"curl/8 \xff"), (b"X-Request-Id", b"abc"), (b"referer", b"-")],
+    }
+    entry = (scope, 12.5, 101, 3, 0.0015, ())
+    encoded = format_default([entry], 1.75e9, fmt.clock.now, fmt.pid_text, True)
+    assert encoded is not None
+    assert encoded.decode("ascii") == fmt(Record(scope, 12.5 + 1.75e9, 101, 3, 0.0015, ())) + "\n"
+    event = json.loads(encoded)
+    assert event["url.path"] == scope["path"] and event["client.port"] == 4321
+    assert event["network.protocol.name"] == "websocket" and "http.request.referrer" not in event
 
 
 def test_it_gives_up_only_on_unusual_values() -> None:
@@ -399,6 +450,43 @@ def test_the_c_layer_writes_the_default_lines_as_requests_end() -> None:
     c = lines(layer)
     assert c == lines(AccessLog) and len(c) == 4
     assert c[0] == f'- - - T "GET / HTTP/1.1" 201 6 "-" "t" T pid={os.getpid()} rid=-'
+
+
+def test_the_c_layer_writes_the_json_lines_as_requests_end() -> None:
+    """LOG_FORMAT=json through the C layer (what the pipeline serves): the lines AccessLog
+    writes, once the times are masked, each one JSON object."""
+    import asyncio
+    import json
+    import re
+
+    from launcher.access_log import AccessLog, json_formatter, layer
+
+    def lines(make_layer: Any) -> list[str]:
+        written: list[bytes] = []
+        writer = Writer("/dev/null", json_formatter())
+        writer._write = written.append  # type: ignore[method-assign]
+        served = make_layer(scenario_app(), writer)
+        assert type(served).__name__ == ("AccessLog" if make_layer is AccessLog else "AccessLayer")
+
+        async def noop(message: Any) -> None:
+            pass
+
+        async def main() -> None:
+            for path in ("/", "/raise-late", "/catch"):
+                scope = {"type": "http", "method": "GET", "path": path, "headers": [(b"user-agent", b"t")]}
+                with contextlib.suppress(RuntimeError, TimeoutError):
+                    await asyncio.wait_for(served(scope, None, noop), 0.05)
+            await served({"type": "websocket", "path": "/ws", "headers": []}, None, noop)
+
+        asyncio.run(main())
+        writer.flush()
+        text = b"".join(written).decode()
+        assert all(json.loads(line) for line in text.splitlines())
+        return [re.sub(r'"@timestamp":"[^"]+"|"event.duration":\d+', "T", line) for line in text.splitlines()]
+
+    c = lines(layer)
+    assert c == lines(AccessLog) and len(c) == 4
+    assert '"network.protocol.name":"websocket"' in c[3]
 
 
 rows = st.lists(
