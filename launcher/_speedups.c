@@ -1,20 +1,26 @@
-/* The access log's per-request work in C: launcher.access_log's optional accelerator.
+/* The access log's and the metrics' per-request work in C: the core's optional accelerator.
  *
  * Recorder: the send the app is given, recording the response's status, size and headers with
  * no Python frame a message (a closure doing it cost more than everything else the layer does).
  *
- * format_default: the default line, formatted and encoded a batch at a time.
+ * AccessLayer: launcher.access_log.AccessLog's request path. With the default or the JSON
+ * layout it formats each request's line as the request ends, into its own buffer, and writes
+ * a full batch itself (whole lines, at most a pipe's atomic write at a time); nothing of a
+ * request is held after it. With metrics on it counts the request into a Tally.
  *
- * Measured pinned under load, formatting the default line in Python is most of what the access
- * log costs (about 6 % of a hello-world request by itself); this does the same work without
- * running the interpreter a line. It is an exact copy of _DefaultFormat.batch followed by
- * ("\n".join(lines) + "\n").encode("utf-8", "replace"), and gives up (returns None, so the
- * Python loop runs instead) on anything that loop would treat in a way this does not copy: a
- * scope value of an unusual type, a string with a lone surrogate. A unit test holds the two
- * byte-for-byte equal over generated scopes.
+ * Tally: requests counted into histogram buckets by (method label, status), for
+ * launcher.metrics (launcher.tally.PyTally is its Python twin).
+ *
+ * format_default: the line code over a batch, as the tests see it.
+ *
+ * Each line is an exact copy of what the Python formatter writes (_DefaultFormat.batch,
+ * _JsonFormat), and the C code gives up (the entry goes to the Python formatter) on anything
+ * that formatter would treat in a way this does not copy: a scope value of an unusual type, a
+ * string with a lone surrogate in a UTF-8 line. Unit tests hold the two byte-for-byte equal
+ * over generated scopes, and Tally to PyTally.
  *
  * Built by setup.py as an optional extension: where no C compiler is found, the package
- * installs without it and the Python loop formats every line.
+ * installs without it and the Python code does all of this.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -464,6 +470,19 @@ put_json_codepoint(char *out, Py_UCS4 c)
     return n + 6;
 }
 
+/* Whether ``size`` bytes are all printable ASCII other than a quote or a backslash: written
+ * as they are (the usual method, path, version and user agent). */
+static int
+plain_ascii(const unsigned char *data, Py_ssize_t size)
+{
+    for (Py_ssize_t i = 0; i < size; i++) {
+        unsigned char c = data[i];
+        if (c < ' ' || c > '~' || c == '\\' || c == '"')
+            return 0;
+    }
+    return 1;
+}
+
 /* The characters of a str, or of bytes read as latin-1, JSON-escaped (no quotes). */
 static int
 put_json_chars(Buffer *b, PyObject *text)
@@ -471,11 +490,19 @@ put_json_chars(Buffer *b, PyObject *text)
     if (PyBytes_CheckExact(text)) {
         Py_ssize_t size = PyBytes_GET_SIZE(text);
         const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(text);
+        if (plain_ascii(data, size))
+            return put(b, (const char *)data, size);
         if (reserve(b, 6 * size) < 0)
             return -1;
         for (Py_ssize_t i = 0; i < size; i++)
             b->size += put_json_codepoint(b->data + b->size, data[i]);
         return 0;
+    }
+    if (PyUnicode_IS_ASCII(text)) {
+        Py_ssize_t length = PyUnicode_GET_LENGTH(text);
+        const unsigned char *ascii = PyUnicode_1BYTE_DATA(text);
+        if (plain_ascii(ascii, length))
+            return put(b, (const char *)ascii, length);
     }
     Py_ssize_t size = PyUnicode_GET_LENGTH(text);
     int kind = PyUnicode_KIND(text);
@@ -532,9 +559,10 @@ format_json(Buffer *b, PyObject *scope, double started, PyObject *status, long l
 
     TRY(PUT_LITERAL(b, "{\"@timestamp\":\""));
     TRY(put_str(b, *clock_text));
-    char millis[8];
-    snprintf(millis, sizeof(millis), ".%03dZ", (int)(fmod(wall, 1.0) * 1000));
-    TRY(put(b, millis, (Py_ssize_t)strlen(millis)));
+    int thousandths = (int)(fmod(wall, 1.0) * 1000); /* int(wall % 1 * 1000), wall >= 0 */
+    char millis[5] = {'.', (char)('0' + thousandths / 100 % 10), (char)('0' + thousandths / 10 % 10),
+                      (char)('0' + thousandths % 10), 'Z'};
+    TRY(put(b, millis, 5));
     TRY(PUT_LITERAL(b, "\",\"log.level\":\"info\",\"log.logger\":\"asgi_launcher.access\","
                        "\"event.dataset\":\"asgi.access\",\"message\":\""));
     if (f->method != NULL) {
@@ -1991,7 +2019,7 @@ static PyModuleDef_Slot slots[] = {
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "launcher._speedups",
-    .m_doc = "The access log's default line in C (see launcher.access_log).",
+    .m_doc = "The access log's request path and lines, and the metrics' counts, in C.",
     .m_size = 0,
     .m_methods = methods,
     .m_slots = slots,

@@ -12,11 +12,12 @@ with Elastic Common Schema / OpenTelemetry names.
 
 Why not ``logging``: a ``logging`` call with a formatter costs several microseconds a request, a
 real share of a fast server's budget. Where ``launcher._speedups`` was built, ``layer`` picks
-its ``AccessLayer`` over ``AccessLog``: each request's path runs in C, and the default line is
-formatted in C as the request ends, so nothing of the request is held. Other layouts keep each
+its ``AccessLayer`` over ``AccessLog``: each request's path runs in C, and the default and
+JSON lines are formatted in C as the request ends, so nothing of the request is held; a full
+batch of ``BATCH`` lines is written from C too. ``ACCESS_LOG_FORMAT`` layouts keep each
 request's record and format a batch at a time, with the few fields the layout needs. Lines are
-buffered; the buffer is written when it holds about a pipe's atomic write
-(4 KiB, so lines of several workers sharing stdout never interleave), after at most
+buffered and written in whole lines of at most a pipe's atomic write (4 KiB, so lines of
+several workers sharing stdout never interleave): when ``BATCH`` are waiting, after at most
 ``FLUSH_INTERVAL`` seconds, at lifespan shutdown and at exit (a worker stopped by SIGTERM, or one
 whose code raised, loses no line).
 """
