@@ -157,6 +157,10 @@ enum { HEADERS, RAW_PATH, PATH, QUERY_STRING, CLIENT, METHOD, HTTP_VERSION, TYPE
 static const char *key_names[KEYS] = {"headers", "raw_path", "path", "query_string", "client",
                                       "method", "http_version", "type"};
 static PyObject *keys[KEYS];
+/* What the formatters write for an absent method, HTTP version and client. */
+enum { DEFAULT_METHOD, DEFAULT_VERSION, NO_CLIENT, DEFAULTS };
+static const char *default_texts[DEFAULTS] = {"GET", "1.1", "-"};
+static PyObject *defaults[DEFAULTS];
 
 /* A scope item: a new reference, NULL when absent. */
 static PyObject *
@@ -228,7 +232,7 @@ typedef struct {
     PyObject *found[3]; /* referer, user agent, request id (bytes), or NULL */
     PyObject *headers, *raw, *path, *query, *client, *method, *version, *kind;
     PyObject *target; /* borrowed: scope.get("raw_path") or scope["path"] */
-    PyObject *host;   /* borrowed: client[0], a str, or NULL for "-" */
+    PyObject *host;   /* borrowed: client[0], a str, or "-" when there is no client */
 } Fields;
 
 static void
@@ -290,6 +294,14 @@ gather(PyObject *scope, Fields *f, int want_path)
         if (!PyUnicode_CheckExact(f->host))
             return GIVE_UP;
     }
+    else {
+        Py_CLEAR(f->client);
+        f->host = defaults[NO_CLIENT];
+    }
+    if (f->method == NULL)
+        f->method = Py_NewRef(defaults[DEFAULT_METHOD]);
+    if (f->version == NULL)
+        f->version = Py_NewRef(defaults[DEFAULT_VERSION]);
     return 0;
 }
 
@@ -346,21 +358,11 @@ format_values(Buffer *b, PyObject *scope, double started, PyObject *status, long
     if (overflow)
         goto done;
 
-    if (host != NULL) {
-        TRY(put_str(b, host));
-    }
-    else {
-        TRY(PUT_LITERAL(b, "-"));
-    }
+    TRY(put_str(b, host));
     TRY(PUT_LITERAL(b, " - - "));
     TRY(put_str(b, *clock_text));
     TRY(PUT_LITERAL(b, " \""));
-    if (method != NULL) {
-        TRY(put_str(b, method));
-    }
-    else {
-        TRY(PUT_LITERAL(b, "GET"));
-    }
+    TRY(put_str(b, method));
     TRY(PUT_LITERAL(b, " "));
     if (PyUnicode_CheckExact(target)) {
         TRY(put_str(b, target));
@@ -373,12 +375,7 @@ format_values(Buffer *b, PyObject *scope, double started, PyObject *status, long
         TRY(put_latin1(b, PyBytes_AS_STRING(query), PyBytes_GET_SIZE(query)));
     }
     TRY(PUT_LITERAL(b, " HTTP/"));
-    if (version != NULL) {
-        TRY(put_str(b, version));
-    }
-    else {
-        TRY(PUT_LITERAL(b, "1.1"));
-    }
+    TRY(put_str(b, version));
     TRY(PUT_LITERAL(b, "\" "));
     TRY(put_long(b, status_value));
     TRY(PUT_LITERAL(b, " "));
@@ -540,7 +537,7 @@ format_json(Buffer *b, PyObject *scope, double started, PyObject *status, long l
         goto done;
     TRY(clock_for(wall, now, second, clock_text));
     PyObject *port = NULL; /* client[1], when it is neither None nor "" */
-    if (f->host != NULL) {
+    if (f->client != NULL) {
         if (PySequence_Size(f->client) < 2)
             goto done;
         port = PySequence_Fast_GET_ITEM(f->client, 1);
@@ -565,12 +562,7 @@ format_json(Buffer *b, PyObject *scope, double started, PyObject *status, long l
     TRY(put(b, millis, 5));
     TRY(PUT_LITERAL(b, "\",\"log.level\":\"info\",\"log.logger\":\"asgi_launcher.access\","
                        "\"event.dataset\":\"asgi.access\",\"message\":\""));
-    if (f->method != NULL) {
-        TRY(put_json_chars(b, f->method));
-    }
-    else {
-        TRY(PUT_LITERAL(b, "GET"));
-    }
+    TRY(put_json_chars(b, f->method));
     TRY(PUT_LITERAL(b, " "));
     TRY(put_json_chars(b, f->target));
     int has_query = f->query != NULL && f->query != Py_None && PyBytes_GET_SIZE(f->query);
@@ -579,32 +571,17 @@ format_json(Buffer *b, PyObject *scope, double started, PyObject *status, long l
         TRY(put_json_chars(b, f->query));
     }
     TRY(PUT_LITERAL(b, " HTTP/"));
-    if (f->version != NULL) {
-        TRY(put_json_chars(b, f->version));
-    }
-    else {
-        TRY(PUT_LITERAL(b, "1.1"));
-    }
+    TRY(put_json_chars(b, f->version));
     TRY(PUT_LITERAL(b, " "));
     TRY(put_long(b, status_value));
     TRY(PUT_LITERAL(b, "\",\"client.address\":"));
-    if (f->host != NULL) {
-        TRY(put_json(b, f->host));
-    }
-    else {
-        TRY(PUT_LITERAL(b, "\"-\""));
-    }
+    TRY(put_json(b, f->host));
     if (port != NULL) {
         TRY(PUT_LITERAL(b, ",\"client.port\":"));
         TRY(put_long(b, port_value));
     }
     TRY(PUT_LITERAL(b, ",\"http.request.method\":"));
-    if (f->method != NULL) {
-        TRY(put_json(b, f->method));
-    }
-    else {
-        TRY(PUT_LITERAL(b, "\"GET\""));
-    }
+    TRY(put_json(b, f->method));
     TRY(PUT_LITERAL(b, ",\"url.path\":"));
     TRY(put_json(b, f->path));
     if (has_query) {
@@ -612,12 +589,7 @@ format_json(Buffer *b, PyObject *scope, double started, PyObject *status, long l
         TRY(put_json(b, f->query));
     }
     TRY(PUT_LITERAL(b, ",\"network.protocol.version\":"));
-    if (f->version != NULL) {
-        TRY(put_json(b, f->version));
-    }
-    else {
-        TRY(PUT_LITERAL(b, "\"1.1\""));
-    }
+    TRY(put_json(b, f->version));
     TRY(PUT_LITERAL(b, ",\"http.response.status_code\":"));
     TRY(put_long(b, status_value));
     TRY(PUT_LITERAL(b, ",\"http.response.body.bytes\":"));
@@ -1920,7 +1892,12 @@ PyDoc_STRVAR(AccessLayer_doc,
 "to ``entries`` (the Writer's list); ``on_add()`` is called for the first entry of a batch and\n"
 "a full one. As an HTTP request starts its method joins ``begun`` (ServerMetrics' list, or\n"
 "None), ``on_begin()`` called for the first since the list was emptied; lifespan scopes go to\n"
-"``lifespan``.");
+"``lifespan``.\n"
+"\n"
+"Keywords: ``now``, ``pid``, ``arm``, ``flush`` and ``writer`` (the default or, with\n"
+"``json=True``, the JSON line formatted as each request ends, a full batch written to\n"
+"``writer.fd``, ``take()`` giving the rest); ``tally``: the metrics' Tally, each HTTP request\n"
+"counted into it as it ends.");
 
 static PyTypeObject AccessLayerType = {
     PyVarObject_HEAD_INIT(NULL, 0)
@@ -2030,6 +2007,10 @@ PyInit__speedups(void)
 {
     for (int k = 0; k < KEYS; k++) {
         if (keys[k] == NULL && (keys[k] = PyUnicode_InternFromString(key_names[k])) == NULL)
+            return NULL;
+    }
+    for (int d = 0; d < DEFAULTS; d++) {
+        if (defaults[d] == NULL && (defaults[d] = PyUnicode_InternFromString(default_texts[d])) == NULL)
             return NULL;
     }
     for (int k = 0; k < MKEYS; k++) {

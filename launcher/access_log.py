@@ -552,7 +552,8 @@ def layer(app: Any, writer: Writer, metrics: Any = None) -> Any:
         return python
     more: dict[str, Any] = {}
     if metrics is not None:
-        # Counted from rows the C layer keeps (no scope held), not from the Writer's entries.
+        # Counted into the metrics' Tally by the C layer as each request ends, not from the
+        # Writer's entries (no scope held).
         writer.also = None
         more.update(tally=metrics.tally)
     fmt = writer.format_line

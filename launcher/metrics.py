@@ -181,8 +181,8 @@ class ServerMetrics:
     every ``inc``, six of them for a request's two histograms and gauge: about 25 us, a fifth of
     a fast server's whole request. Here a request is counted into a ``launcher.tally.Tally``
     (its buckets and sums); the flush (a timer on the worker's loop, lifespan shutdown and
-    interpreter exit) writes them. A worker killed with SIGKILL loses at most its last ``FLUSH_INTERVAL`` of counts; a
-    scrape may lag by as much. WebSocket sessions and lifespan are not requests here.
+    interpreter exit) writes them. A worker killed with SIGKILL loses at most its last
+    ``FLUSH_INTERVAL`` of counts; a scrape may lag by as much. WebSocket sessions and lifespan are not requests here.
     """
 
     FLUSH_INTERVAL = 0.25

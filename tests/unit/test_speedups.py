@@ -417,35 +417,43 @@ def test_the_c_layer_logs_every_ending_as_the_python_layer_does() -> None:
     assert c == run_scenarios(layer, NotACoroutine(scenario_app()))  # any awaitable
 
 
+def scenario_lines(make_layer: Any, formatter: Any) -> list[str]:
+    """The lines ``make_layer`` writes with ``formatter`` for a response, an app raising after
+    its start, a caught cancellation and a WebSocket session (fewer than a batch: the flush
+    writes them)."""
+    import asyncio
+
+    written: list[bytes] = []
+    writer = Writer("/dev/null", formatter)
+    writer._write = written.append  # type: ignore[method-assign]
+    served = make_layer(scenario_app(), writer)
+
+    async def noop(message: Any) -> None:
+        pass
+
+    async def main() -> None:
+        for path in ("/", "/raise-late", "/catch"):
+            scope = {"type": "http", "method": "GET", "path": path, "headers": [(b"user-agent", b"t")]}
+            with contextlib.suppress(RuntimeError, TimeoutError):
+                await asyncio.wait_for(served(scope, None, noop), 0.05)
+        await served({"type": "websocket", "path": "/ws", "headers": []}, None, noop)
+
+    asyncio.run(main())
+    writer.flush()
+    return b"".join(written).decode().splitlines()
+
+
 def test_the_c_layer_writes_the_default_lines_as_requests_end() -> None:
     """With the default layout the C layer formats each line as its request ends (holding
     nothing of the request): the same lines the Python layer writes at its flush, once the
     times, which differ run to run, are masked."""
-    import asyncio
     import re
 
     from launcher.access_log import AccessLog, layer
 
     def lines(make_layer: Any) -> list[str]:
-        written: list[bytes] = []
-        writer = Writer("/dev/null", text_formatter(DEFAULT_FORMAT))
-        writer._write = written.append  # type: ignore[method-assign]
-        served = make_layer(scenario_app(), writer)
-
-        async def noop(message: Any) -> None:
-            pass
-
-        async def main() -> None:
-            for path in ("/", "/raise-late", "/catch"):
-                scope = {"type": "http", "method": "GET", "path": path, "headers": [(b"user-agent", b"t")]}
-                with contextlib.suppress(RuntimeError, TimeoutError):
-                    await asyncio.wait_for(served(scope, None, noop), 0.05)
-            await served({"type": "websocket", "path": "/ws", "headers": []}, None, noop)
-
-        asyncio.run(main())
-        writer.flush()
-        text = b"".join(written).decode()
-        return [re.sub(r"\[[^]]+\]|\d+\.\d+ms", "T", line) for line in text.splitlines()]
+        written = scenario_lines(make_layer, text_formatter(DEFAULT_FORMAT))
+        return [re.sub(r"\[[^]]+\]|\d+\.\d+ms", "T", line) for line in written]
 
     c = lines(layer)
     assert c == lines(AccessLog) and len(c) == 4
@@ -455,34 +463,17 @@ def test_the_c_layer_writes_the_default_lines_as_requests_end() -> None:
 def test_the_c_layer_writes_the_json_lines_as_requests_end() -> None:
     """LOG_FORMAT=json through the C layer (what the pipeline serves): the lines AccessLog
     writes, once the times are masked, each one JSON object."""
-    import asyncio
     import json
     import re
 
     from launcher.access_log import AccessLog, json_formatter, layer
 
+    assert type(layer(scenario_app(), Writer("/dev/null", json_formatter()))).__name__ == "AccessLayer"
+
     def lines(make_layer: Any) -> list[str]:
-        written: list[bytes] = []
-        writer = Writer("/dev/null", json_formatter())
-        writer._write = written.append  # type: ignore[method-assign]
-        served = make_layer(scenario_app(), writer)
-        assert type(served).__name__ == ("AccessLog" if make_layer is AccessLog else "AccessLayer")
-
-        async def noop(message: Any) -> None:
-            pass
-
-        async def main() -> None:
-            for path in ("/", "/raise-late", "/catch"):
-                scope = {"type": "http", "method": "GET", "path": path, "headers": [(b"user-agent", b"t")]}
-                with contextlib.suppress(RuntimeError, TimeoutError):
-                    await asyncio.wait_for(served(scope, None, noop), 0.05)
-            await served({"type": "websocket", "path": "/ws", "headers": []}, None, noop)
-
-        asyncio.run(main())
-        writer.flush()
-        text = b"".join(written).decode()
-        assert all(json.loads(line) for line in text.splitlines())
-        return [re.sub(r'"@timestamp":"[^"]+"|"event.duration":\d+', "T", line) for line in text.splitlines()]
+        written = scenario_lines(make_layer, json_formatter())
+        assert all(json.loads(line) for line in written)
+        return [re.sub(r'"@timestamp":"[^"]+"|"event.duration":\d+', "T", line) for line in written]
 
     c = lines(layer)
     assert c == lines(AccessLog) and len(c) == 4
