@@ -573,8 +573,9 @@ def measure_pair(binary: str, comparison: Comparison, plan: Plan, log: Any) -> d
                         binary, [running[k] for k in order], load, plan.seconds, plan.pinned
                     )
                     sample.update(zip(order, both, strict=True))
-                for key in [] if plan.at_once else order:
-                    sample[key] = served(binary, running[key], load, plan.seconds, plan.pinned)
+                else:
+                    for key in order:
+                        sample[key] = served(binary, running[key], load, plan.seconds, plan.pinned)
                 sample["ratio"] = sample["a"]["rps"] / sample["b"]["rps"]
                 sample["cpu_ratio"] = sample["a"]["cpu_us_per_request"] / sample["b"]["cpu_us_per_request"]
                 samples.append(sample)

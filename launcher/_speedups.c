@@ -11,7 +11,7 @@
  * Tally: requests counted into histogram buckets by (method label, status), for
  * launcher.metrics (launcher.tally.PyTally is its Python twin).
  *
- * format_default: the line code over a batch, as the tests see it.
+ * format_lines: the line code over a batch, as the tests see it.
  *
  * Each line is an exact copy of what the Python formatter writes (_DefaultFormat.batch,
  * _JsonFormat), and the C code gives up (the entry goes to the Python formatter) on anything
@@ -1270,6 +1270,7 @@ typedef struct {
     Recorder *recorder;
     PyObject *inner;    /* the app's awaitable */
     PyObject *iterator; /* what awaiting it drives */
+    PyObject *method;   /* an HTTP request's method, as begun for the metrics, or NULL */
     double started;
     int finished;
 } Watch;
@@ -1385,7 +1386,7 @@ write_batch(AccessLayer *layer)
 }
 
 static int
-finish(AccessLayer *layer, PyObject *scope, Recorder *recorder, double started, int failed)
+finish(AccessLayer *layer, PyObject *scope, PyObject *method, Recorder *recorder, double started, int failed)
 {
     double ended = perf_counter();
     double duration = ended - started;
@@ -1397,17 +1398,10 @@ finish(AccessLayer *layer, PyObject *scope, Recorder *recorder, double started, 
             status = status_500;
         }
     }
-    if (layer->tally != Py_None && PyDict_CheckExact(scope)) {
-        PyObject *kind = PyDict_GetItemWithError(scope, str_type);
-        PyObject *method = kind != NULL ? PyDict_GetItemWithError(scope, str_method) : NULL;
-        if (method != NULL && PyUnicode_Check(kind) && PyUnicode_Compare(kind, str_http) == 0) {
-            if (tally_add((Tally *)layer->tally, method, status, recorder->size, duration) < 0)
-                return -1;
-        }
-        else if (PyErr_Occurred()) {
-            return -1;
-        }
-    }
+    /* Counted under the method it was begun with, so the active gauge comes back down. */
+    if (method != NULL && layer->tally != Py_None &&
+        tally_add((Tally *)layer->tally, method, status, recorder->size, duration) < 0)
+        return -1;
     int r = 1; /* 1: an entry goes to the list, for the Python formatter */
     if (layer->now != Py_None) {
         Py_ssize_t size = layer->lines.size;
@@ -1455,7 +1449,7 @@ finish_failed(Watch *w)
     w->finished = 1;
     PyObject *type, *value, *traceback;
     PyErr_Fetch(&type, &value, &traceback);
-    if (finish(w->layer, w->scope, w->recorder, w->started, 1) < 0)
+    if (finish(w->layer, w->scope, w->method, w->recorder, w->started, 1) < 0)
         PyErr_WriteUnraisable((PyObject *)w->layer);
     PyErr_Restore(type, value, traceback);
 }
@@ -1466,7 +1460,7 @@ finish_ok(Watch *w)
     if (w->finished)
         return 0;
     w->finished = 1;
-    return finish(w->layer, w->scope, w->recorder, w->started, 0);
+    return finish(w->layer, w->scope, w->method, w->recorder, w->started, 0);
 }
 
 static PySendResult
@@ -1612,6 +1606,7 @@ Watch_traverse(Watch *self, visitproc visit, void *arg)
     Py_VISIT(self->recorder);
     Py_VISIT(self->inner);
     Py_VISIT(self->iterator);
+    Py_VISIT(self->method);
     return 0;
 }
 
@@ -1623,6 +1618,7 @@ Watch_clear(Watch *self)
     Py_CLEAR(self->recorder);
     Py_CLEAR(self->inner);
     Py_CLEAR(self->iterator);
+    Py_CLEAR(self->method);
     return 0;
 }
 
@@ -1703,24 +1699,25 @@ AccessLayer_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
     Py_DECREF(kind);
     if (lifespan)
         return PyObject_Vectorcall(self->lifespan, args, 3, NULL);
+    PyObject *method = NULL; /* with metrics on, an HTTP request's: begun now, counted at the end */
     if (http && self->begun != Py_None) {
-        PyObject *method = PyObject_GetItem(scope, str_method);
+        method = PyObject_GetItem(scope, str_method);
         if (method == NULL)
             return NULL;
-        int appended = PyList_Append(self->begun, method);
-        Py_DECREF(method);
-        if (appended < 0)
+        if (PyList_Append(self->begun, method) < 0) {
+            Py_DECREF(method);
             return NULL;
-        if (PyList_GET_SIZE(self->begun) == 1) {
-            PyObject *result = PyObject_CallNoArgs(self->on_begin);
-            if (result == NULL)
-                return NULL;
-            Py_DECREF(result);
+        }
+        if (PyList_GET_SIZE(self->begun) == 1 && call_hook(self->on_begin) < 0) {
+            Py_DECREF(method);
+            return NULL;
         }
     }
     Recorder *recorder = new_recorder(&RecorderType, args[2]);
-    if (recorder == NULL)
+    if (recorder == NULL) {
+        Py_XDECREF(method);
         return NULL;
+    }
 
     double started = perf_counter();
     PyObject *inner_args[3] = {scope, args[1], (PyObject *)recorder};
@@ -1730,11 +1727,12 @@ AccessLayer_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
         /* The app raised before it had an awaitable to give: logged, then raised. */
         PyObject *type, *value, *traceback;
         PyErr_Fetch(&type, &value, &traceback);
-        if (finish(self, scope, recorder, started, 1) < 0)
+        if (finish(self, scope, method, recorder, started, 1) < 0)
             PyErr_WriteUnraisable(callable);
         PyErr_Restore(type, value, traceback);
         Py_XDECREF(inner);
         Py_DECREF(recorder);
+        Py_XDECREF(method);
         return NULL;
     }
     Watch *watch = PyObject_GC_New(Watch, &WatchType);
@@ -1742,6 +1740,7 @@ AccessLayer_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
         Py_DECREF(inner);
         Py_DECREF(iterator);
         Py_DECREF(recorder);
+        Py_XDECREF(method);
         return NULL;
     }
     watch->layer = (AccessLayer *)Py_NewRef(callable);
@@ -1749,6 +1748,7 @@ AccessLayer_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
     watch->recorder = recorder;
     watch->inner = inner;
     watch->iterator = iterator;
+    watch->method = method;
     watch->started = started;
     watch->finished = 0;
     PyObject_GC_Track(watch);
@@ -1915,8 +1915,8 @@ static PyTypeObject AccessLayerType = {
     .tp_new = AccessLayer_new,
 };
 
-PyDoc_STRVAR(format_default_doc,
-"format_default(entries, offset, now, pid, json=False, /)\n"
+PyDoc_STRVAR(format_lines_doc,
+"format_lines(entries, offset, now, pid, json=False, /)\n"
 "--\n"
 "\n"
 "The C line formatter over a batch, as the tests see it (AccessLayer formats each line as its\n"
@@ -1928,10 +1928,10 @@ PyDoc_STRVAR(format_default_doc,
 "``json``: the JSON line's (launcher.access_log.json_formatter) instead.");
 
 static PyObject *
-format_default(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+format_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 4 && nargs != 5) {
-        PyErr_Format(PyExc_TypeError, "format_default expected 4 or 5 arguments, got %zd", nargs);
+        PyErr_Format(PyExc_TypeError, "format_lines expected 4 or 5 arguments, got %zd", nargs);
         return NULL;
     }
     int json = nargs == 5 ? PyObject_IsTrue(args[4]) : 0;
@@ -1939,7 +1939,7 @@ format_default(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     PyObject *entries = args[0];
     if (!PyList_CheckExact(entries)) {
-        PyErr_SetString(PyExc_TypeError, "format_default: entries must be a list");
+        PyErr_SetString(PyExc_TypeError, "format_lines: entries must be a list");
         return NULL;
     }
     double offset = PyFloat_AsDouble(args[1]);
@@ -1974,7 +1974,7 @@ done:
 }
 
 static PyMethodDef methods[] = {
-    {"format_default", (PyCFunction)(void (*)(void))format_default, METH_FASTCALL, format_default_doc},
+    {"format_lines", (PyCFunction)(void (*)(void))format_lines, METH_FASTCALL, format_lines_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -76,10 +76,10 @@ entries = st.lists(
 
 def c_bytes(batch: list[Entry], offset: float) -> bytes | None:
     """The C formatter's lines (``AccessLayer`` formats each line with it as its request ends)."""
-    from launcher._speedups import format_default
+    from launcher._speedups import format_lines
 
     fmt: Any = text_formatter(DEFAULT_FORMAT)
-    data: bytes | None = format_default(batch, offset, fmt.clock.now, fmt.pid_text)
+    data: bytes | None = format_lines(batch, offset, fmt.clock.now, fmt.pid_text)
     return data
 
 
@@ -111,13 +111,13 @@ def test_the_c_lines_are_the_python_lines(batch: list[Entry], offset: float) -> 
 def test_the_c_json_lines_are_the_python_json_lines(batch: list[Entry], offset: float) -> None:
     """``LOG_FORMAT=json``: the C layer's line is json_formatter's, byte for byte, for each
     request it does not give up on; it gives up on every request the Python one fails on."""
-    from launcher._speedups import format_default
+    from launcher._speedups import format_lines
     from launcher.access_log import Record, json_formatter
 
     fmt: Any = json_formatter()
     for entry in batch:
         scope, started, status, size, duration, headers = entry
-        encoded = format_default([entry], offset, fmt.clock.now, fmt.pid_text, True)
+        encoded = format_lines([entry], offset, fmt.clock.now, fmt.pid_text, True)
         try:
             expected = fmt(Record(scope, started + offset, status, size, duration, headers)) + "\n"
         except Exception:
@@ -132,7 +132,7 @@ def test_the_json_line_is_written_in_c_for_real_scopes() -> None:
     escapes, a code point above the BMP and a WebSocket session among them."""
     import json
 
-    from launcher._speedups import format_default
+    from launcher._speedups import format_lines
     from launcher.access_log import Record, json_formatter
 
     fmt: Any = json_formatter()
@@ -147,7 +147,7 @@ def test_the_json_line_is_written_in_c_for_real_scopes() -> None:
         "headers": [(b"user-agent", b"curl/8 \xff"), (b"X-Request-Id", b"abc"), (b"referer", b"-")],
     }
     entry = (scope, 12.5, 101, 3, 0.0015, ())
-    encoded = format_default([entry], 1.75e9, fmt.clock.now, fmt.pid_text, True)
+    encoded = format_lines([entry], 1.75e9, fmt.clock.now, fmt.pid_text, True)
     assert encoded is not None
     assert encoded.decode("ascii") == fmt(Record(scope, 12.5 + 1.75e9, 101, 3, 0.0015, ())) + "\n"
     event = json.loads(encoded)
