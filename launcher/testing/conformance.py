@@ -928,9 +928,13 @@ class BackendConformance:
             if self.blocked_worker_still_accepts:
                 # Connections the blocked worker took are lost with it; nothing else may fail.
                 assert all(isinstance(a, OSError | http.client.HTTPException) for a in failed), failed
-                assert any(isinstance(a, tuple) for a in answers), (
-                    "the other worker never answered",
-                    answers,
+                # Which worker accepts a connection is the kernel's choice, and a blocked worker
+                # whose accept loop runs apart from its event loop (Granian's) can win every one
+                # of the polls above. Once it is killed, the others must answer at once.
+                server.wait_until(
+                    lambda: answered_until_timed_out() and isinstance(answers[-1], tuple),
+                    5,
+                    "an answer from the other workers after the blocked one was killed",
                 )
             else:
                 assert not failed, (failed, server.output()[-3000:])

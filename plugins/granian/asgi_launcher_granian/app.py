@@ -34,20 +34,39 @@ def retire() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+def stop_signals(loop: asyncio.AbstractEventLoop, stop: Callable[[], None]) -> None:
+    """Run ``stop`` in ``loop`` on SIGINT or SIGTERM, whenever the signal arrives.
+
+    Not ``loop.add_signal_handler``: under uvloop (Granian's default loop) a signal that lands
+    while the loop is not running is recorded and then never handled, since uvloop reads it back
+    only with a later signal's wake-up byte. A Granian worker runs its loop twice (lifespan
+    startup, then serving) and starts its Rust server in between: a SIGTERM there was lost, and
+    the worker served on until the master killed it after GRACEFUL_TIMEOUT. A plain handler runs
+    at the worker's next bytecode, and ``call_soon_threadsafe`` keeps the call for the loop's
+    next run (and wakes it if it runs). ``stop`` may be called more than once.
+    """
+
+    def on_signal(signum: int, frame: Any) -> None:
+        loop.call_soon_threadsafe(stop)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
+
+
 def _drain_before_stopping(worker_app: WorkerApp) -> None:
     """Close open WebSockets with 1012 before Granian stops the worker.
 
     Granian's worker drops its WebSocket connections without a close frame when it stops. Its
     worker installs its SIGINT/SIGTERM handlers through ``granian._signals.set_loop_signals``,
-    after loading the app (here); ours wrap that: the pipeline closes the sessions first (for
-    at most a second), then Granian's own stop runs.
+    after loading the app (here); ours replace that: the pipeline closes the sessions first (for
+    at most a second), then Granian's own stop runs (``WorkerSignal.set``, which stops the Rust
+    server and then the worker's loop).
     """
     import granian._signals as granian_signals
-
-    original = granian_signals.set_loop_signals
+    from granian._granian import WorkerSignal
 
     def set_loop_signals(loop: asyncio.AbstractEventLoop) -> Any:
-        event = original(loop)  # type: ignore[no-untyped-call]
+        event = WorkerSignal()
         stopping = False
 
         async def stop() -> None:
@@ -66,8 +85,7 @@ def _drain_before_stopping(worker_app: WorkerApp) -> None:
             else:
                 event.set()  # nothing to drain: stop accepting now
 
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, handler)
+        stop_signals(loop, handler)
         global _stop_worker
         _stop_worker = handler
         return event

@@ -79,3 +79,50 @@ def test_serves_the_demo_with_access_log_to_a_file(tmp_path: Path) -> None:
     finally:
         os.killpg(proc.pid, 15)
         assert proc.wait(20) == 0
+
+
+@pytest.mark.parametrize("loop_kind", ["uvloop", "asyncio"])
+def test_a_sigterm_between_two_runs_of_the_worker_loop_still_stops_it(loop_kind: str) -> None:
+    # A Granian worker runs its loop for lifespan startup, starts its Rust server, then runs the
+    # loop again until stopped. Under uvloop a SIGTERM in between was lost through
+    # loop.add_signal_handler: the worker served on until the master killed it.
+    import asyncio
+    import signal
+
+    import uvloop
+
+    from asgi_launcher_granian.app import stop_signals
+
+    loop = uvloop.new_event_loop() if loop_kind == "uvloop" else asyncio.new_event_loop()
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    stopped: list[str] = []
+    try:
+        stop_signals(loop, lambda: stopped.append("stop"))
+        loop.run_until_complete(asyncio.sleep(0))  # the first run (lifespan startup)
+        os.kill(os.getpid(), signal.SIGTERM)  # between the runs
+        time.sleep(0.05)
+        assert not stopped  # not yet: it is the loop's next run that calls stop
+
+        async def serve() -> None:
+            for _ in range(200):
+                if stopped:
+                    return
+                await asyncio.sleep(0.01)
+
+        loop.run_until_complete(serve())
+        assert stopped == ["stop"]
+        # And while the loop runs, as before.
+        loop.call_later(0.05, os.kill, os.getpid(), signal.SIGINT)
+        loop.run_until_complete(asyncio.wait_for(serve_until(stopped, 2), 5))
+        assert stopped == ["stop", "stop"]
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+        loop.close()
+
+
+async def serve_until(seen: list[str], count: int) -> None:
+    import asyncio
+
+    while len(seen) < count:
+        await asyncio.sleep(0.01)
