@@ -177,8 +177,9 @@ class BackendConformance:
     #: Access lines are logged by default and ACCESS_LOG="" turns them off.
     supports_access_log: ClassVar[bool] = True
     #: The server accepts connections in threads of its own, so a worker whose event loop is
-    #: blocked still takes some; those are lost when TIMEOUT kills it (Granian). The TIMEOUT
-    #: test then allows failed connections while the other worker keeps answering.
+    #: blocked still takes some, possibly all; those are lost when TIMEOUT kills it (Granian).
+    #: The TIMEOUT test then allows failed connections, and asks the other workers to answer
+    #: once the blocked one is killed.
     blocked_worker_still_accepts: ClassVar[bool] = False
     #: LOG_LEVEL=warning hides the server's info lines.
     supports_log_level: ClassVar[bool] = True
