@@ -15,6 +15,22 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from imagekit import REPO, SANDBOX, TAG, Docker, _unavailable
 
+#: The first image test also waits for ``image-sandbox up`` and the image build (their own
+#: deadlines, 20 and 15 minutes); on a machine with a cold Docker cache the build alone took
+#: longer than the suite's per-test timeout, and every image test then failed at setup.
+SETUP_DEADLINE = 1200 + 900
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give the first test that sets up ``docker`` the setup's deadline on top of its own."""
+    for item in items:
+        if "docker" in getattr(item, "fixturenames", ()):
+            own = item.get_closest_marker("timeout")
+            seconds = own.args[0] if own and own.args else item.config.getini("timeout")
+            item.add_marker(pytest.mark.timeout(SETUP_DEADLINE + float(seconds)))
+            return
+
 
 @pytest.fixture(scope="session")
 def docker() -> Iterator[Docker]:
