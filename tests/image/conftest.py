@@ -13,12 +13,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from imagekit import REPO, SANDBOX, TAG, Docker, _unavailable
+from imagekit import BUILD_TIMEOUT, REPO, SANDBOX, TAG, UP_TIMEOUT, Docker, _unavailable
 
-#: The first image test also waits for ``image-sandbox up`` and the image build (their own
-#: deadlines, 20 and 15 minutes); on a machine with a cold Docker cache the build alone took
-#: longer than the suite's per-test timeout, and every image test then failed at setup.
-SETUP_DEADLINE = 1200 + 900
+#: The first image test also waits for ``image-sandbox up`` and the image build, each under its
+#: own deadline; on a machine with a cold Docker cache the build alone took longer than the
+#: suite's per-test timeout, and every image test then failed at setup.
+SETUP_DEADLINE = UP_TIMEOUT + BUILD_TIMEOUT
 
 
 @pytest.hookimpl(trylast=True)
@@ -39,7 +39,7 @@ def docker() -> Iterator[Docker]:
     if shutil.which("bash") is None:
         _unavailable("bash is needed to run image-sandbox")
     try:
-        up = subprocess.run([str(SANDBOX), "up"], capture_output=True, text=True, timeout=1200)
+        up = subprocess.run([str(SANDBOX), "up"], capture_output=True, text=True, timeout=UP_TIMEOUT)
     except subprocess.TimeoutExpired:
         _unavailable("image-sandbox up did not finish within 20 minutes")
     if up.returncode != 0:

@@ -24,6 +24,9 @@ REPO = Path(__file__).resolve().parents[2]
 # CI clones the repository with shared/ beside it; IMAGE_SANDBOX points elsewhere if needed.
 SANDBOX = Path(os.environ.get("IMAGE_SANDBOX", REPO.parent / "shared" / "tools" / "image-sandbox"))
 TAG = "asgi-launcher:test"
+#: Deadlines of the two setup steps: starting the sandbox's engine, and building an image.
+UP_TIMEOUT = 1200
+BUILD_TIMEOUT = 900
 
 
 def _unavailable(reason: str) -> None:
@@ -49,7 +52,7 @@ class Docker:
         return result
 
     def build(self, context: Path, tag: str, *extra: str) -> None:
-        self("build", "--network", "host", *extra, "-t", tag, str(context), timeout=900)
+        self("build", "--network", "host", *extra, "-t", tag, str(context), timeout=BUILD_TIMEOUT)
 
     def run(
         self, image: str = TAG, *args: str, env: dict[str, str] | None = None, port: int = 80

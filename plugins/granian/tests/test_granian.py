@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -11,7 +13,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import uvloop
 
+from asgi_launcher_granian.app import stop_signals
 from launcher.testing.process import free_port, run_launcher
 
 REPO = Path(__file__).resolve().parents[3]
@@ -86,13 +90,6 @@ def test_a_sigterm_between_two_runs_of_the_worker_loop_still_stops_it(loop_kind:
     # A Granian worker runs its loop for lifespan startup, starts its Rust server, then runs the
     # loop again until stopped. Under uvloop a SIGTERM in between was lost through
     # loop.add_signal_handler: the worker served on until the master killed it.
-    import asyncio
-    import signal
-
-    import uvloop
-
-    from asgi_launcher_granian.app import stop_signals
-
     loop = uvloop.new_event_loop() if loop_kind == "uvloop" else asyncio.new_event_loop()
     saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     stopped: list[str] = []
@@ -103,13 +100,7 @@ def test_a_sigterm_between_two_runs_of_the_worker_loop_still_stops_it(loop_kind:
         time.sleep(0.05)
         assert not stopped  # not yet: it is the loop's next run that calls stop
 
-        async def serve() -> None:
-            for _ in range(200):
-                if stopped:
-                    return
-                await asyncio.sleep(0.01)
-
-        loop.run_until_complete(serve())
+        loop.run_until_complete(asyncio.wait_for(serve_until(stopped, 1), 5))
         assert stopped == ["stop"]
         # And while the loop runs, as before.
         loop.call_later(0.05, os.kill, os.getpid(), signal.SIGINT)
@@ -122,7 +113,6 @@ def test_a_sigterm_between_two_runs_of_the_worker_loop_still_stops_it(loop_kind:
 
 
 async def serve_until(seen: list[str], count: int) -> None:
-    import asyncio
-
+    """A serving run of the loop, until ``seen`` holds ``count`` entries."""
     while len(seen) < count:
         await asyncio.sleep(0.01)
