@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from launcher.pipeline import build as build_worker_app
     from launcher.request_head import HeadLimits, origin_form
     from launcher.settings import parse_bind_address, parse_setting
+    from launcher.signals import accept_stop_signals, forking
     from launcher.supervision import EXIT_WORKERS_FAILING, Supervision, describe_exit, exit_code, master_log
     from launcher.workers import WorkerProcess, WorkerSupervisor
 
@@ -43,6 +44,8 @@ _LAZY = {
     "EXIT_WORKERS_FAILING": ("launcher.supervision", "EXIT_WORKERS_FAILING"),
     "WorkerProcess": ("launcher.workers", "WorkerProcess"),
     "WorkerSupervisor": ("launcher.workers", "WorkerSupervisor"),
+    "accept_stop_signals": ("launcher.signals", "accept_stop_signals"),
+    "forking": ("launcher.signals", "forking"),
     "import_app": ("launcher.importer", "import_app"),
     "configure_logging": ("launcher.logs", "configure"),
     "launcher_line": ("launcher.logs", "launcher_line"),
@@ -69,10 +72,12 @@ __all__ = [
     "WorkerProcess",
     "WorkerSupervisor",
     "__version__",
+    "accept_stop_signals",
     "build_worker_app",
     "configure_logging",
     "describe_exit",
     "exit_code",
+    "forking",
     "import_app",
     "launcher_line",
     "master_log",

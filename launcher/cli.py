@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
 from collections.abc import MutableMapping, Sequence
 from typing import Any
@@ -223,7 +224,25 @@ def forget_empty_settings(environ: MutableMapping[str, str]) -> None:
             del environ[name]
 
 
+def _note(message: str) -> None:
+    """One line on stderr, written with one system call (safe in a signal handler)."""
+    from launcher.logs import launcher_line
+
+    os.write(2, (launcher_line(message) + "\n").encode(errors="replace"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from launcher.signals import Stopped, before_serving
+
+    before_serving(_note)  # every signal of the table has a meaning from here on
+    try:
+        return _main(argv)
+    except Stopped as stop:
+        _note(f"got {signal.Signals(stop.signum).name} before serving: stopped")
+        return 0
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -244,8 +263,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(launcher_line(str(exc), "error"), file=sys.stderr)
         return EXIT_CONFIG
-    except KeyboardInterrupt:
-        return 130
 
 
 def entry() -> None:

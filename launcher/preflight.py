@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from launcher.config import Config
 from launcher.errors import EXIT_CONFIG, ConfigError
 from launcher.importer import import_app
+from launcher.signals import OTHER_SIGNALS, STOP_SIGNALS
 
 
 @dataclass
@@ -63,6 +64,12 @@ def start_app_check(config: Config) -> AppCheck:
         status = 1
         as_json = False
         try:
+            # A throwaway: a stop signal (the launcher's too, to its group) ends it; the
+            # launcher stops it itself when it stops.
+            for signum in STOP_SIGNALS:
+                signal.signal(signum, signal.SIG_DFL)
+            for signum in OTHER_SIGNALS:
+                signal.signal(signum, signal.SIG_IGN)
             os.close(read_fd)
             os.dup2(write_fd, 1)
             os.dup2(write_fd, 2)

@@ -301,8 +301,6 @@ class Supervision:
 
     def _stop_signal(self, inner: Callable[[int, Any], Any]) -> Callable[[int, Any], Any]:
         def handler(signum: int, frame: Any) -> Any:
-            if os.getpid() != self._master:  # a forked worker that has not installed its own yet
-                return inner(signum, frame)
             self.draining = True
             if signum == signal.SIGTERM and self.shutdown_delay > 0 and not self._delay_done:
                 if self._delay is None:
@@ -601,11 +599,12 @@ def worker_started(master_pid: int, config: Config | None = None, loggers: Itera
     helpers the master starts itself (multiprocessing's resource tracker) keep its score.
     """
     from launcher.logs import configure, reopen_files
+    from launcher.signals import worker_signals
 
     if config is not None:
         configure(config, loggers)
     raise_oom_score(master_pid)
-    signal.signal(signal.SIGUSR1, lambda _signum, _frame: reopen_files())
+    worker_signals(lambda _signum, _frame: reopen_files())
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

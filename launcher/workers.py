@@ -44,6 +44,7 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any, ClassVar, Generic, TypeVar
 
+from launcher.signals import forking
 from launcher.supervision import EXIT_WORKERS_FAILING, Supervision, describe_exit
 
 #: What a plugin passes to its workers to listen on (Hypercorn's ``Sockets``, a list of sockets).
@@ -154,7 +155,8 @@ class WorkerSupervisor(Generic[Listeners]):
         return {signum: signal.signal(signum, on_signal) for signum in (*_GRACEFUL, *_IMMEDIATE, *_OTHERS)}
 
     def _spawn(self, listeners: Listeners) -> None:
-        handle = self.spawn_process(listeners)
+        with forking():  # the worker starts with the table blocked (launcher.signals)
+            handle = self.spawn_process(listeners)
         pid = handle.process.pid
         assert pid is not None  # started
         self.supervision.spawned(pid)

@@ -11,7 +11,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from launcher import Config, ServerTraits, WorkerApp, build_worker_app
+from launcher import Config, ServerTraits, WorkerApp, accept_stop_signals, build_worker_app
 
 #: Granian's accept loop runs in its own threads and stops a moment after the worker is told to:
 #: the request that retires a worker waits that long before it is served, so its client cannot
@@ -51,6 +51,7 @@ def stop_signals(loop: asyncio.AbstractEventLoop, stop: Callable[[], None]) -> N
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)
+    accept_stop_signals()  # blocked by the master across the fork (launcher.signals)
 
 
 def _drain_before_stopping(worker_app: WorkerApp) -> None:

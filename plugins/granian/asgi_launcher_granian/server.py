@@ -24,7 +24,15 @@ from granian.server.mp import MPServer, WorkerProcess
 
 from asgi_launcher_granian.app import load_app
 from asgi_launcher_granian.limits import http1_options
-from launcher import EXIT_WORKERS_FAILING, Config, Supervision, configure_logging, master_log, parse_address
+from launcher import (
+    EXIT_WORKERS_FAILING,
+    Config,
+    Supervision,
+    configure_logging,
+    forking,
+    master_log,
+    parse_address,
+)
 
 
 def _log_config(config: Config) -> dict[str, Any]:
@@ -47,7 +55,12 @@ def _log_config(config: Config) -> dict[str, Any]:
 
 class _Worker(WorkerProcess):  # type: ignore[misc]
     """Granian's worker handle, minus its "Unexpected exit" line: the launcher's supervision
-    says what each exit was (retired, timed out, died)."""
+    says what each exit was (retired, timed out, died). It forks with the signal table blocked
+    (``launcher.signals``): the worker unblocks it once its own handlers are in place."""
+
+    def start(self) -> None:
+        with forking():
+            super().start()
 
     def _watcher(self) -> None:
         self.inner.join()
@@ -131,23 +144,26 @@ class LauncherGranian(MPServer):  # type: ignore[misc]
             if worker.inner.pid == pid:
                 worker.inner.terminate()
 
-    def _serve(self, spawn_target: Any, target_loader: Any) -> None:
-        self.startup(spawn_target, target_loader)
-        self._note_spawned()
+    def _spawn_workers(self, spawn_target: Any, target_loader: Any) -> None:
+        # The first spawn, in ``startup``, right after Granian has installed its SIGINT/SIGTERM
+        # and SIGHUP handlers: the rest of the table, then the launcher's wrapping of them
+        # (SHUTDOWN_DELAY, the operations listener), before any worker exists.
         signal.signal(signal.SIGQUIT, self._stop_now)
-        # The rest of the launcher's signal table (Granian's own: SIGHUP respawns the workers).
         signal.signal(signal.SIGUSR1, self._reopen_logs)
         for signum in (signal.SIGUSR2, signal.SIGTTIN, signal.SIGTTOU, signal.SIGWINCH):
             signal.signal(signum, self._ignore)
-        self.supervision.started()  # the operations listener (OPS_PORT), SHUTDOWN_DELAY
+        self.supervision.started()
+        super()._spawn_workers(spawn_target, target_loader)
+
+    def _serve(self, spawn_target: Any, target_loader: Any) -> None:
+        self.startup(spawn_target, target_loader)
+        self._note_spawned()
         self._serve_loop(spawn_target, target_loader)
         self.draining = True
         self.interrupt_children.clear()  # workers stopped from here on are not failures
         self.shutdown(self.exit_status)
 
     def _reopen_logs(self, *args: Any) -> None:
-        if self._in_booting_worker():
-            return
         self.supervision.reopening_logs()
         for worker in list(self.wrks):
             if worker.inner.pid is not None:
@@ -155,8 +171,7 @@ class LauncherGranian(MPServer):  # type: ignore[misc]
                     os.kill(worker.inner.pid, signal.SIGUSR1)
 
     def _ignore(self, signum: int, *args: Any) -> None:
-        if not self._in_booting_worker():
-            self.supervision.ignored(signum)
+        self.supervision.ignored(signum)
 
     def _reload(self, spawn_target: Any, target_loader: Any) -> None:
         self.supervision.log.info("got SIGHUP: starting new workers, then stopping the old ones gracefully")
@@ -165,27 +180,13 @@ class LauncherGranian(MPServer):  # type: ignore[misc]
         self.respawn_interval = 1.0
         super()._reload(spawn_target, target_loader)
 
-    def _in_booting_worker(self) -> bool:
-        """True in a forked worker that still runs the master's handlers.
-
-        A forked worker inherits them and keeps them until it installs its own, after importing
-        the app. A SIGTERM that lands in between would only flip flags in the worker's copy of
-        this object: the worker would then serve on, and the master wait out the whole graceful
-        timeout for it. Such a worker serves nothing yet, so it can simply leave.
-        """
-        return os.getpid() != self.pid
-
     def signal_handler_interrupt(self, *args: Any, **kwargs: Any) -> None:
-        if self._in_booting_worker():
-            os._exit(0)
         if self.draining:
             self._stop_now()
             return
         super().signal_handler_interrupt(*args, **kwargs)
 
     def _stop_now(self, *args: Any) -> None:
-        if self._in_booting_worker():
-            os._exit(0)
         self.draining = True
         for worker in list(self.wrks):
             worker.kill()

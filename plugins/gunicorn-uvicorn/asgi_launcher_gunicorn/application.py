@@ -19,6 +19,7 @@ from launcher import (
     Supervision,
     configure_logging,
     exit_code,
+    forking,
     import_app,
     launcher_line,
     master_log,
@@ -75,7 +76,8 @@ class LauncherArbiter(Arbiter):  # type: ignore[misc]
         super().halt(reason, exit_status)
 
     def spawn_worker(self) -> int:
-        pid: int = super().spawn_worker()  # only the master returns from it
+        with forking():  # the worker starts with the signal table blocked (launcher.signals)
+            pid: int = super().spawn_worker()  # only the master returns from it
         self.supervision.spawned(pid)
         return pid
 
@@ -138,24 +140,34 @@ class LauncherArbiter(Arbiter):  # type: ignore[misc]
         raise StopIteration
 
     def reap_workers(self) -> None:
-        real_waitpid = os.waitpid
-
-        def watching_waitpid(pid: int, options: int) -> tuple[int, int]:
-            wpid, status = real_waitpid(pid, options)
-            if wpid and (wpid in self.WORKERS or self.supervision.stopped_by_master(wpid)):
-                self._note_exit(wpid, status)
-            return wpid, status
-
-        os.waitpid = watching_waitpid  # the master is single-threaded; restored below
-        try:
-            super().reap_workers()
-        except HaltServer:
-            # Already halting (say, for one worker that failed to boot): a second failed worker
-            # reaped inside stop() would raise again and turn exit 3 into a traceback and exit 1.
-            if not self.stopping:
-                raise
-        finally:
-            os.waitpid = real_waitpid
+        """Gunicorn's reap, deciding each exit by the shared policy from its real status (Gunicorn's
+        own would halt on a worker's boot-error status and log a SIGKILL as "perhaps out of
+        memory?"): a worker gone is reaped here, its exit reported to ``Supervision``."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if not pid:
+                return
+            if self.dirty_arbiter_pid and pid == self.dirty_arbiter_pid:
+                self.handle_dirty_arbiter_exit(pid, status)
+                continue
+            worker = self.WORKERS.pop(pid, None)
+            if worker is not None:
+                worker.tmp.close()
+                self.cfg.child_exit(self, worker)
+            elif not self.supervision.stopped_by_master(pid):
+                continue  # not a worker of ours (an orphan reparented to a master run as PID 1)
+            try:
+                if os.waitstatus_to_exitcode(status) == self.WORKER_BOOT_ERROR:
+                    raise HaltServer("Worker failed to boot.", self.WORKER_BOOT_ERROR)
+                self._note_exit(pid, status)
+            except HaltServer:
+                # Already halting: a second failed worker reaped inside stop() would raise again
+                # and turn exit 3 into a traceback and exit 1.
+                if not self.stopping:
+                    raise
 
     def _note_exit(self, pid: int, status: int) -> None:
         if self.supervision.exited(pid, exit_code(status), stopping=self.stopping):

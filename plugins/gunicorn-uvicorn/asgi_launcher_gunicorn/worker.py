@@ -25,7 +25,7 @@ from gunicorn.arbiter import Arbiter
 from uvicorn.server import Server
 
 from asgi_launcher_uvicorn.limits import checked_protocol
-from launcher import ServerTraits, WorkerApp, build_worker_app
+from launcher import ServerTraits, WorkerApp, accept_stop_signals, build_worker_app
 
 #: Uvicorn closes open WebSockets with 1012 when it stops, and its parsers refuse CONNECT; the
 #: protocols of ``asgi_launcher_uvicorn.limits`` check request heads: the pipeline need not.
@@ -85,6 +85,10 @@ class LauncherWorker:
         # LIMIT_REQUEST_* and the request-head deadline (asgi_launcher_uvicorn.limits).
         self.config.http, checked = checked_protocol(self.config.http, self.app.config)
         self.traits = TRAITS if checked else dataclasses.replace(TRAITS, checks_requests=False)
+
+    def init_signals(self) -> None:
+        super().init_signals()  # type: ignore[misc]  # Uvicorn's: SIGTERM and SIGINT back to their defaults
+        accept_stop_signals()  # blocked by the arbiter across the fork (launcher.signals)
 
     def load_wsgi(self) -> None:
         super().load_wsgi()  # type: ignore[misc]  # Gunicorn's import of the app (LauncherApplication.load)

@@ -35,6 +35,7 @@ from launcher import (
     ConfigError,
     ServerTraits,
     WorkerApp,
+    accept_stop_signals,
     build_worker_app,
     launcher_line,
 )
@@ -230,6 +231,7 @@ def run_worker(
     # process group must not cut workers' in-flight requests short.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    accept_stop_signals()  # blocked by the master across the spawn (launcher.signals)
     stop = Stop()
     try:
         app = _load(spec, hc, ready, stop)

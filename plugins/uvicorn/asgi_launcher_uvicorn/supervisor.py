@@ -65,13 +65,7 @@ class Supervisor(WorkerSupervisor[list[socket]]):
             name="asgi-launcher-uvicorn-worker",
             daemon=True,
         )
-        # SIGTERM stays pending in the child until it has its own handler (run_worker unblocks it):
-        # delivered in between, the master's handler it inherits would swallow it.
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-        try:
-            process.start()
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        process.start()
         writer.close()  # the worker holds the only writer: its death is EOF on the reader
         pid = process.pid
         assert pid is not None  # started

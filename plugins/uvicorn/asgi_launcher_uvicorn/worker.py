@@ -26,14 +26,10 @@ from socket import socket
 from types import FrameType
 
 from asgi_launcher_uvicorn.server import LauncherServer, uvicorn_config
-from launcher import EXIT_CONFIG, Config, ConfigError, build_worker_app, launcher_line
+from launcher import EXIT_CONFIG, Config, ConfigError, accept_stop_signals, build_worker_app, launcher_line
 
 #: The one message a worker sends on its pipe.
 BOOTED = b"booted"
-
-#: The master's signals, which a worker leaves alone (sent to the whole group, they would stop it:
-#: SIGHUP's default action is to terminate, SIGTTIN's to suspend).
-_MASTERS = (signal.SIGINT, signal.SIGHUP, signal.SIGUSR2, signal.SIGTTIN, signal.SIGTTOU, signal.SIGWINCH)
 
 
 @dataclass(frozen=True)
@@ -53,10 +49,8 @@ def _leave_now(_signum: int, _frame: FrameType | None) -> None:
 def run_worker(spec: WorkerSpec, sockets: list[socket], ready: Connection) -> None:
     """Process target (fork context): boot, report, serve until stopped; exit 0 when stopped."""
     signal.signal(signal.SIGTERM, _leave_now)
-    for signum in _MASTERS:
-        signal.signal(signum, signal.SIG_IGN)
-    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # blocked by the master across fork
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master's: a Ctrl-C to the group must not cut requests
+    accept_stop_signals()  # blocked by the master across the fork (launcher.signals)
 
     def booted() -> None:
         with contextlib.suppress(OSError):  # the master is gone: the pdeath signal ends us
