@@ -1,7 +1,7 @@
 """The one thing pyproject.toml cannot say: the access log's optional C accelerator.
 
 ``optional=True``: where no C compiler (or no Python headers) is found, the package installs
-without ``launcher._speedups`` and ``launcher.access_log`` formats every line in Python.
+without ``launcher._speedups`` and ``launcher.observability.access_log`` formats every line in Python.
 """
 
 from setuptools import Extension, setup

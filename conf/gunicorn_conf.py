@@ -8,7 +8,7 @@ sets wins over the environment variables.
 import os
 
 from asgi_launcher_gunicorn import GunicornBackend
-from launcher.config import resolve
+from launcher.config.resolve import resolve
 
 _contract = resolve(os.environ, GunicornBackend)
 

@@ -13,48 +13,48 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from launcher.backend import ENTRY_POINT_GROUP, Backend, FileSettings
-from launcher.config import Config
+from launcher.config.resolve import Config
 from launcher.errors import EXIT_CONFIG, ConfigError
 
 if TYPE_CHECKING:
-    from launcher.addresses import parse as parse_address
-    from launcher.importer import import_app
-    from launcher.logs import configure as configure_logging
-    from launcher.logs import launcher_line
-    from launcher.memory import memory_over
-    from launcher.pipeline import ServerTraits, WorkerApp
-    from launcher.pipeline import build as build_worker_app
-    from launcher.request_head import HeadLimits, origin_form
-    from launcher.settings import parse_bind_address, parse_setting
+    from launcher.config.addresses import parse as parse_address
+    from launcher.config.settings import parse_bind_address, parse_setting
+    from launcher.master.policy import EXIT_WORKERS_FAILING, Supervision, describe_exit, exit_code, master_log
+    from launcher.master.supervisor import WorkerProcess, WorkerSupervisor
+    from launcher.observability.logs import configure as configure_logging
+    from launcher.observability.logs import launcher_line
+    from launcher.procfs import memory_over
     from launcher.signals import accept_stop_signals, forking
-    from launcher.supervision import EXIT_WORKERS_FAILING, Supervision, describe_exit, exit_code, master_log
-    from launcher.workers import WorkerProcess, WorkerSupervisor
+    from launcher.worker.importer import import_app
+    from launcher.worker.pipeline import ServerTraits, WorkerApp
+    from launcher.worker.pipeline import build as build_worker_app
+    from launcher.worker.request_head import HeadLimits, origin_form
 
 __version__ = "0.1.0"
 
 #: Name -> (module, attribute) for what is imported on first use.
 _LAZY = {
-    "build_worker_app": ("launcher.pipeline", "build"),
-    "ServerTraits": ("launcher.pipeline", "ServerTraits"),
-    "WorkerApp": ("launcher.pipeline", "WorkerApp"),
-    "Supervision": ("launcher.supervision", "Supervision"),
-    "master_log": ("launcher.supervision", "master_log"),
-    "describe_exit": ("launcher.supervision", "describe_exit"),
-    "exit_code": ("launcher.supervision", "exit_code"),
-    "EXIT_WORKERS_FAILING": ("launcher.supervision", "EXIT_WORKERS_FAILING"),
-    "WorkerProcess": ("launcher.workers", "WorkerProcess"),
-    "WorkerSupervisor": ("launcher.workers", "WorkerSupervisor"),
+    "build_worker_app": ("launcher.worker.pipeline", "build"),
+    "ServerTraits": ("launcher.worker.pipeline", "ServerTraits"),
+    "WorkerApp": ("launcher.worker.pipeline", "WorkerApp"),
+    "Supervision": ("launcher.master.policy", "Supervision"),
+    "master_log": ("launcher.master.policy", "master_log"),
+    "describe_exit": ("launcher.master.policy", "describe_exit"),
+    "exit_code": ("launcher.master.policy", "exit_code"),
+    "EXIT_WORKERS_FAILING": ("launcher.master.policy", "EXIT_WORKERS_FAILING"),
+    "WorkerProcess": ("launcher.master.supervisor", "WorkerProcess"),
+    "WorkerSupervisor": ("launcher.master.supervisor", "WorkerSupervisor"),
     "accept_stop_signals": ("launcher.signals", "accept_stop_signals"),
     "forking": ("launcher.signals", "forking"),
-    "import_app": ("launcher.importer", "import_app"),
-    "configure_logging": ("launcher.logs", "configure"),
-    "launcher_line": ("launcher.logs", "launcher_line"),
-    "memory_over": ("launcher.memory", "memory_over"),
-    "parse_address": ("launcher.addresses", "parse"),
-    "parse_bind_address": ("launcher.settings", "parse_bind_address"),
-    "parse_setting": ("launcher.settings", "parse_setting"),
-    "HeadLimits": ("launcher.request_head", "HeadLimits"),
-    "origin_form": ("launcher.request_head", "origin_form"),
+    "import_app": ("launcher.worker.importer", "import_app"),
+    "configure_logging": ("launcher.observability.logs", "configure"),
+    "launcher_line": ("launcher.observability.logs", "launcher_line"),
+    "memory_over": ("launcher.procfs", "memory_over"),
+    "parse_address": ("launcher.config.addresses", "parse"),
+    "parse_bind_address": ("launcher.config.settings", "parse_bind_address"),
+    "parse_setting": ("launcher.config.settings", "parse_setting"),
+    "HeadLimits": ("launcher.worker.request_head", "HeadLimits"),
+    "origin_form": ("launcher.worker.request_head", "origin_form"),
 }
 
 __all__ = [

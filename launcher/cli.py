@@ -16,7 +16,7 @@ from collections.abc import MutableMapping, Sequence
 from typing import Any
 
 from launcher import __version__
-from launcher.config import Config
+from launcher.config.resolve import Config
 from launcher.errors import EXIT_CONFIG, ConfigError
 
 DESCRIPTION = "Serve an ASGI app with a tuned, multi-process server chosen by SERVER_BACKEND."
@@ -44,7 +44,7 @@ def _format_config(config: Config, missing_app: str | None = None) -> str:
 
 
 def warn(message: str) -> None:
-    from launcher.logs import launcher_line
+    from launcher.observability.logs import launcher_line
 
     print(launcher_line(message, "warning"), file=sys.stderr)
 
@@ -63,8 +63,8 @@ def _print_config(config: Config, as_json: bool, looked_for: Sequence[str] | Non
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from launcher.config import MissingApp
-    from launcher.startup import prepare_with_warnings
+    from launcher.config.resolve import MissingApp
+    from launcher.launch.run import prepare_with_warnings
 
     try:
         prepared = prepare_with_warnings(args.environ)
@@ -80,7 +80,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
-    from launcher import discovery
+    from launcher.launch import discovery
 
     found = discovery.installed()
     if args.json:
@@ -94,15 +94,15 @@ def cmd_backends(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from launcher.importer import import_app
-    from launcher.startup import prepare_with_warnings
+    from launcher.launch.run import prepare_with_warnings
+    from launcher.worker.importer import import_app
 
     prepared = prepare_with_warnings(args.environ)
     config = prepared.config
     for warning in prepared.warnings:
         warn(warning)
     if config.log_config:
-        from launcher.logs import check_log_config
+        from launcher.observability.logs import check_log_config
 
         check_log_config(config.log_config)
     import_app(config.app, config.app_dir, source=config.sources.get("app", ""))
@@ -130,8 +130,8 @@ def _probe_path(raw: str) -> str:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from launcher.probe import probe, served_bind
-    from launcher.startup import prepare
+    from launcher.launch.probe import probe, served_bind
+    from launcher.launch.run import prepare
 
     timeout, path = _probe_timeout(args.timeout), _probe_path(args.path)
     _, config = prepare(args.environ)
@@ -149,7 +149,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from launcher.startup import serve
+    from launcher.launch.run import serve
 
     if getattr(args, "reload", False):
         os.environ["RELOAD"] = "true"  # the same as the variable, and what `config` would show
@@ -216,8 +216,8 @@ def forget_empty_settings(environ: MutableMapping[str, str]) -> None:
     (``config.effective_env``), and this process's environment is what the server and the app
     inherit, where Gunicorn and Uvicorn read ``int(WEB_CONCURRENCY)`` themselves and would fail
     on an empty one. (``ACCESS_LOG``/``ERROR_LOG``, where empty means "off", stay.)"""
-    from launcher.config import effective_env
-    from launcher.settings import BY_ENV
+    from launcher.config.resolve import effective_env
+    from launcher.config.settings import BY_ENV
 
     for name in effective_env(environ)[1]:
         if name in BY_ENV:
@@ -226,7 +226,7 @@ def forget_empty_settings(environ: MutableMapping[str, str]) -> None:
 
 def _note(message: str) -> None:
     """One line on stderr, written with one system call (safe in a signal handler)."""
-    from launcher.logs import launcher_line
+    from launcher.observability.logs import launcher_line
 
     os.write(2, (launcher_line(message) + "\n").encode(errors="replace"))
 
@@ -253,13 +253,13 @@ def _main(argv: Sequence[str] | None) -> int:
     args.environ = dict(os.environ)
     forget_empty_settings(os.environ)
     if os.environ.get("LOG_FORMAT", "").strip().lower() == "json":
-        from launcher.logs import use_json_console
+        from launcher.observability.logs import use_json_console
 
         use_json_console()  # a traceback, a warning: one JSON object each, from the start
     try:
         return int(args.func(args))
     except ConfigError as exc:
-        from launcher.logs import launcher_line
+        from launcher.observability.logs import launcher_line
 
         print(launcher_line(str(exc), "error"), file=sys.stderr)
         return EXIT_CONFIG

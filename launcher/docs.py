@@ -9,9 +9,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from launcher import discovery
 from launcher.backend import Backend
-from launcher.settings import SETTINGS
+from launcher.config.settings import SETTINGS
+from launcher.launch import discovery
 
 START, END = "<!-- env-table:start -->", "<!-- env-table:end -->"
 

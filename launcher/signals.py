@@ -21,6 +21,7 @@ its first instruction, every signal of the table has a meaning (``early_handlers
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 from collections.abc import Callable, Iterator
 from types import FrameType
@@ -50,13 +51,16 @@ def forking() -> Iterator[None]:
     """Block the table's signals around a fork or spawn (see the module docstring).
 
     The master's own signals wait until the block ends, which is a moment; the child's wait until
-    its bootstrap unblocks them.
+    its bootstrap unblocks them, also when the child itself leaves the block (an ``os.fork()``
+    inside it returns twice).
     """
+    master = os.getpid()
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, TABLE)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        if os.getpid() == master:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def worker_signals(reopen: signal.Handlers | signal._HANDLER) -> None:

@@ -1,6 +1,6 @@
 """Requests counted into histogram buckets as they end: what the metrics layer writes at its flush.
 
-``ServerMetrics`` (``launcher.metrics``) writes each worker's counts to ``prometheus_client``'s
+``ServerMetrics`` (``launcher.observability.metrics``) writes each worker's counts to ``prometheus_client``'s
 multiprocess files a few times a second, not once a request: between two flushes a ``Tally``
 holds, per (method label, status), the request count, the duration and size bucket counts
 (a value goes to the first bound it does not exceed, as ``Histogram.observe`` puts it) and

@@ -288,7 +288,7 @@ def test_backends_lists_without_importing(app_dir: Path) -> None:
 
 def test_importing_launcher_imports_no_server() -> None:
     code = (
-        "import sys, launcher, launcher.cli, launcher.config, launcher.testing;"
+        "import sys, launcher, launcher.cli, launcher.config.resolve, launcher.testing;"
         "print([m for m in sys.modules if m.split('.')[0] in ('gunicorn','uvicorn','hypercorn','granian','uvicorn_worker')])"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)

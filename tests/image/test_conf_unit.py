@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher.startup import prepare
+from launcher.launch.run import prepare
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "gunicorn_conf.py"
 DEMO = Path(__file__).resolve().parents[2] / "demo"

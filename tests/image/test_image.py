@@ -190,7 +190,7 @@ def test_the_access_log_accelerator_is_built_without_a_compiler_left_behind(dock
         "python3",
         TAG,
         "-c",
-        "import shutil, launcher.access_log as a, launcher._speedups as s;"
+        "import shutil, launcher.observability.access_log as a, launcher._speedups as s;"
         "print(a._AccessLayer is s.AccessLayer, shutil.which('gcc'))",
     ).stdout.split()
     assert out == ["True", "None"]

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from launcher.access_log import (
+from launcher.errors import ConfigError
+from launcher.observability.access_log import (
     ATOMIC_WRITE,
     BATCH,
     DEFAULT_FORMAT,
@@ -25,7 +26,6 @@ from launcher.access_log import (
     parse_format,
     text_formatter,
 )
-from launcher.errors import ConfigError
 
 
 def scope(**more: Any) -> dict[str, Any]:
@@ -129,7 +129,7 @@ def test_no_line_is_lost_at_exit(tmp_path: Path, ending: str) -> None:
     target = tmp_path / "access.log"
     body = f"""
 import sys, multiprocessing
-from launcher.access_log import Record, Writer, text_formatter
+from launcher.observability.access_log import Record, Writer, text_formatter
 def work():
     w = Writer({str(target)!r}, text_formatter("%(U)s"))
     for n in range(3):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from launcher import Backend, Config, ConfigError
-from launcher.config import resolve
+from launcher.config.resolve import resolve
 
 
 class FakeBackend(Backend):

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from launcher import Backend, Config, ConfigError
-from launcher.config import MissingApp, backend_name, resolve, worker_count
-from launcher.settings import SETTINGS, Setting
+from launcher.config.resolve import MissingApp, backend_name, resolve, worker_count
+from launcher.config.settings import SETTINGS, Setting
 
 
 class FakeBackend(Backend):

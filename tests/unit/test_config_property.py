@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from launcher.cli import main
-from launcher.settings import SETTINGS
+from launcher.config.settings import SETTINGS
 
 DEMO = str(Path(__file__).resolve().parents[2] / "demo")
 NAMES = [s.env for s in SETTINGS] + ["GUNICORN_CONF", "GUNICORN_CMD_ARGS", "HYPERCORN_CONF"]

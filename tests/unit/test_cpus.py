@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher.cpus import cgroup_quota, cpu_budget
+from launcher.config.resources import cgroup_quota, cpu_budget
 
 
 def write(root: Path, rel: str, text: str) -> None:

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from launcher import ConfigError, discovery
-from launcher.startup import prepare, prepare_with_warnings
+from launcher import ConfigError
+from launcher.launch import discovery
+from launcher.launch.run import prepare, prepare_with_warnings
 
 DEMO = str(Path(__file__).resolve().parents[2] / "demo")
 
@@ -86,7 +87,7 @@ def test_no_warning_for_own_empty_or_unknown_variables(env: dict[str, str]) -> N
 
 def test_other_plugins_are_imported_only_when_a_variable_could_be_theirs() -> None:
     code = (
-        "import json, sys; from launcher.startup import prepare_with_warnings as p;"
+        "import json, sys; from launcher.launch.run import prepare_with_warnings as p;"
         f"base = {{'APP_DIR': {DEMO!r}, 'SERVER_BACKEND': 'granian'}};"
         "p(base); before = sorted(m for m in sys.modules if m.startswith('asgi_launcher_'));"
         "w = p({**base, 'GUNICORN_CMD_ARGS': '-w 2'}).warnings;"

@@ -6,9 +6,9 @@ import re
 from pathlib import Path
 
 from launcher import Backend
-from launcher.config import resolve
+from launcher.config.resolve import resolve
+from launcher.config.settings import SETTINGS
 from launcher.docs import END, START, env_table
-from launcher.settings import SETTINGS
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from launcher import Backend, Config, ConfigError
-from launcher.addresses import check_can_listen
 from launcher.cli import _format_config
-from launcher.config import _log_file, resolve
+from launcher.config.addresses import check_can_listen
+from launcher.config.resolve import _log_file, resolve
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from launcher import ConfigError
-from launcher.importer import import_app
+from launcher.worker.importer import import_app
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from launcher import Backend
-from launcher.config import Config, resolve
+from launcher.config.resolve import Config, resolve
 from launcher.errors import ConfigError
-from launcher.logs import (
+from launcher.observability.logs import (
     _MARK,
     adopt,
     check_log_config,

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from launcher import Backend, Config, ConfigError
-from launcher.config import describe_workers, memory_warning, resolve, worker_bound, worker_count
-from launcher.memory import (
+from launcher.config.resolve import describe_workers, memory_warning, resolve, worker_bound, worker_count
+from launcher.master.policy import Supervision
+from launcher.procfs import (
     MASTER_RESERVE_MIB,
     MIB,
     memory_cap,
@@ -21,7 +22,6 @@ from launcher.memory import (
     memory_over,
     worker_memory,
 )
-from launcher.supervision import Supervision
 
 V1_UNLIMITED = "9223372036854771712"  # what cgroup v1 reads back for "no limit" (4 KiB pages)
 
@@ -391,7 +391,7 @@ def test_a_worker_raises_its_oom_score_above_its_masters() -> None:
     """In a child (so this process keeps its score): the child is the "worker", we the master."""
     master = int(Path("/proc/self/oom_score_adj").read_text())
     code = (
-        "import os; from launcher.supervision import raise_oom_score, worker_started\n"
+        "import os; from launcher.master.policy import raise_oom_score, worker_started\n"
         "worker_started(os.getppid())\n"
         "print(open('/proc/self/oom_score_adj').read().strip(), raise_oom_score(os.getppid()))\n"
     )

@@ -18,7 +18,7 @@ pytest.importorskip("prometheus_client")
 
 SCRIPT = r"""
 import asyncio, json, sys
-from launcher.metrics import ServerMetrics
+from launcher.observability.metrics import ServerMetrics
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -37,7 +37,7 @@ async def receive(): return {"type": "http.request"}
 
 async def main():
     if sys.argv[2] != "alone":  # the access log's layer counts, its writer hands over
-        from launcher.access_log import AccessLog, Writer, layer as c_layer, text_formatter
+        from launcher.observability.access_log import AccessLog, Writer, layer as c_layer, text_formatter
         metrics = ServerMetrics()
         writer = Writer(sys.argv[1] + "/../access.log", text_formatter("%(s)s"))
         layer = (AccessLog if sys.argv[2] == "access-log" else c_layer)(app, writer, metrics)
@@ -142,7 +142,7 @@ def test_active_requests_are_back_to_zero(tmp_path: Path, via: str) -> None:
 
 GAUGE_SCRIPT = r"""
 import asyncio, json, sys
-from launcher.metrics import ServerMetrics
+from launcher.observability.metrics import ServerMetrics
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -182,7 +182,7 @@ def test_the_batched_fold_counts_as_one_bisection_a_value_would() -> None:
     import random
     from bisect import bisect_left
 
-    from launcher.metrics import DURATION_BUCKETS, SIZE_BUCKETS
+    from launcher.observability.metrics import DURATION_BUCKETS, SIZE_BUCKETS
     from launcher.tally import fold as _fold
 
     rng = random.Random(7)
@@ -198,7 +198,7 @@ def test_the_batched_fold_counts_as_one_bisection_a_value_would() -> None:
 
 SCRAPE_SCRIPT = r"""
 import os, sys
-from launcher.metrics import ServerMetrics, exposition
+from launcher.observability.metrics import ServerMetrics, exposition
 
 class Supervision:  # what MasterCollector reads
     workers_wanted, restarts = 1, {}

@@ -24,9 +24,11 @@ from typing import Any
 
 import pytest
 
-from launcher import Backend, metrics, ops
-from launcher.config import resolve
-from launcher.supervision import BOOTED_SUFFIX, Supervision, mark_booted
+from launcher import Backend
+from launcher.config.resolve import resolve
+from launcher.master import ops
+from launcher.master.policy import BOOTED_SUFFIX, Supervision, mark_booted
+from launcher.observability import metrics
 from launcher.testing import apps
 from launcher.testing.process import free_port, run_launcher
 
@@ -151,8 +153,8 @@ SIGNAL_SCRIPT = textwrap.dedent(
     """
     import json, logging, os, signal, sys, time
     from launcher import Backend
-    from launcher.config import resolve
-    from launcher.supervision import Supervision
+    from launcher.config.resolve import resolve
+    from launcher.master.policy import Supervision
 
     app_dir, delay, scenario = sys.argv[1], sys.argv[2], sys.argv[3]
     env = {"APP_DIR": app_dir, "WEB_CONCURRENCY": "1", "TIMEOUT": "0", "SHUTDOWN_DELAY": delay}
@@ -230,17 +232,6 @@ def test_without_shutdown_delay_sigterm_is_at_once_and_sigint_is_never_delayed(t
     report = run_signals(tmp_path, 1, "int")
     assert report["draining"] is True
     assert [name for name, _ in report["seen_at_0.3"]] == ["SIGINT"]
-
-
-def test_a_forked_worker_that_still_has_the_wrapper_passes_the_signal_straight_on(
-    supervision: Supervision,
-) -> None:
-    calls: list[int] = []
-    supervision.shutdown_delay = 30
-    handler = supervision._stop_signal(lambda signum, _frame: calls.append(signum))
-    supervision._master = os.getpid() + 1  # as in a forked child: not the master
-    handler(15, None)
-    assert calls == [15] and not supervision.draining
 
 
 # -- metrics.prepare_directory ---------------------------------------------------------------

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from launcher import Backend
-from launcher.config import Config, resolve
-from launcher.pipeline import (
+from launcher.config.resolve import Config, resolve
+from launcher.worker.pipeline import (
     ASGI2,
     SERVICE_RESTART,
     RequestLimit,
@@ -20,7 +20,7 @@ from launcher.pipeline import (
     asgi_version,
     build,
 )
-from launcher.proxy_headers import ProxyHeadersMiddleware
+from launcher.worker.proxy_headers import ProxyHeadersMiddleware
 
 
 def config(tmp_path: Path, **env: str) -> Config:
@@ -233,7 +233,7 @@ def test_operations_layers_take_their_documented_places(tmp_path: Path) -> None:
 
 
 def test_responses_close_their_connection_once_the_shutdown_notice_is_there(tmp_path: Path) -> None:
-    from launcher.supervision import SHUTDOWN_NOTICE
+    from launcher.master.policy import SHUTDOWN_NOTICE
 
     built = build(
         config(tmp_path, SHUTDOWN_DELAY="2"), retire=lambda: None, heartbeat_dir=str(tmp_path), app=echo_scope

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher.prestart import PrestartResult, run_prestart
+from launcher.launch.prestart import PrestartResult, run_prestart
 
 BASE_ENV = {"PATH": os.environ["PATH"], "KEEP": "1", "DROP": "x"}
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from launcher.proxy_headers import ProxyHeadersMiddleware, TrustedHosts
+from launcher.worker.proxy_headers import ProxyHeadersMiddleware, TrustedHosts
 
 
 def seen(

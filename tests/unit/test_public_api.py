@@ -76,7 +76,7 @@ def test_the_plugin_guide_lists_every_name() -> None:
 def test_importing_launcher_imports_no_server_and_not_the_pipeline() -> None:
     code = (
         "import sys, launcher\n"
-        "heavy = {'asyncio', 'launcher.pipeline', 'launcher.supervision', 'gunicorn', 'hypercorn', 'granian'}\n"
+        "heavy = {'asyncio', 'launcher.worker.pipeline', 'launcher.master.policy', 'gunicorn', 'hypercorn', 'granian'}\n"
         "print(sorted(heavy & set(sys.modules)))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True)

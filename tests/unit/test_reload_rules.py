@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from launcher import Backend, Config, ConfigError
-from launcher import reload as rl
-from launcher.config import resolve
+from launcher.config.resolve import resolve
+from launcher.launch import reload as rl
 
 
 def conf(tmp_path: Path, **env: str) -> Config:

@@ -11,8 +11,8 @@ import h11
 import pytest
 
 from launcher import Backend, ConfigError
-from launcher.config import Config, resolve
-from launcher.pipeline import RequestChecks
+from launcher.config.resolve import Config, resolve
+from launcher.worker.pipeline import RequestChecks
 
 
 def config(tmp_path: Path, **env: str) -> Config:

@@ -11,8 +11,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from launcher import access_log
-from launcher.access_log import BATCH, DEFAULT_FORMAT, Entry, Writer, text_formatter
+from launcher.observability import access_log
+from launcher.observability.access_log import BATCH, DEFAULT_FORMAT, Entry, Writer, text_formatter
 
 latin1 = st.binary(max_size=12)
 text = st.text(max_size=8)  # any code point, lone surrogates included
@@ -112,7 +112,7 @@ def test_the_c_json_lines_are_the_python_json_lines(batch: list[Entry], offset: 
     """``LOG_FORMAT=json``: the C layer's line is json_formatter's, byte for byte, for each
     request it does not give up on; it gives up on every request the Python one fails on."""
     from launcher._speedups import format_lines
-    from launcher.access_log import Record, json_formatter
+    from launcher.observability.access_log import Record, json_formatter
 
     fmt: Any = json_formatter()
     for entry in batch:
@@ -133,7 +133,7 @@ def test_the_json_line_is_written_in_c_for_real_scopes() -> None:
     import json
 
     from launcher._speedups import format_lines
-    from launcher.access_log import Record, json_formatter
+    from launcher.observability.access_log import Record, json_formatter
 
     fmt: Any = json_formatter()
     scope = {
@@ -180,7 +180,7 @@ def test_the_writer_writes_the_c_lines(tmp_path: Any) -> None:
     import asyncio
     import re
 
-    from launcher.access_log import AccessLog, layer
+    from launcher.observability.access_log import AccessLog, layer
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200})
@@ -322,7 +322,7 @@ def run_scenarios(
     methods ``begin`` saw, and what the caller saw of each request."""
     import asyncio
 
-    from launcher.metrics import DURATION_BUCKETS, METHODS, SIZE_BUCKETS
+    from launcher.observability.metrics import DURATION_BUCKETS, METHODS, SIZE_BUCKETS
     from launcher.tally import Tally
 
     begun: list[str] = []
@@ -395,7 +395,7 @@ def test_the_c_layer_logs_every_ending_as_the_python_layer_does() -> None:
     """A response, an app raising before and after its start, a cancelled request, one that
     catches its cancellation and answers, WebSocket sessions: the C layer (what the pipeline
     serves) records what AccessLog records, and its caller sees the same outcome."""
-    from launcher.access_log import AccessLog, layer
+    from launcher.observability.access_log import AccessLog, layer
 
     python = run_scenarios(AccessLog, scenario_app())
     c = run_scenarios(layer, scenario_app())
@@ -449,7 +449,7 @@ def test_the_c_layer_writes_the_default_lines_as_requests_end() -> None:
     times, which differ run to run, are masked."""
     import re
 
-    from launcher.access_log import AccessLog, layer
+    from launcher.observability.access_log import AccessLog, layer
 
     def lines(make_layer: Any) -> list[str]:
         written = scenario_lines(make_layer, text_formatter(DEFAULT_FORMAT))
@@ -466,7 +466,7 @@ def test_the_c_layer_writes_the_json_lines_as_requests_end() -> None:
     import json
     import re
 
-    from launcher.access_log import AccessLog, json_formatter, layer
+    from launcher.observability.access_log import AccessLog, json_formatter, layer
 
     assert type(layer(scenario_app(), Writer("/dev/null", json_formatter()))).__name__ == "AccessLayer"
 
@@ -502,7 +502,7 @@ def test_the_c_tally_counts_what_the_python_one_does(requests: list[Any], cut: i
     counts, buckets and sums, with a take() anywhere in between."""
     import math
 
-    from launcher.metrics import DURATION_BUCKETS, METHODS, SIZE_BUCKETS
+    from launcher.observability.metrics import DURATION_BUCKETS, METHODS, SIZE_BUCKETS
     from launcher.tally import PyTally, Tally
 
     assert Tally is not PyTally, "launcher._speedups was not built"
@@ -533,7 +533,7 @@ def test_a_full_batch_is_written_from_c_in_whole_lines_of_at_most_an_atomic_writ
     import socket
 
     from launcher import _speedups
-    from launcher.access_log import ATOMIC_WRITE, layer
+    from launcher.observability.access_log import ATOMIC_WRITE, layer
 
     assert _speedups.ATOMIC_WRITE == ATOMIC_WRITE
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from launcher import Backend
-from launcher.config import resolve
-from launcher.supervision import CrashLoop, Supervision
+from launcher.config.resolve import resolve
+from launcher.master.policy import CrashLoop, Supervision
 
 
 def test_default_limit_scales_with_workers() -> None:
@@ -107,7 +107,7 @@ def test_a_forked_copy_does_not_remove_the_masters_directory(tmp_path: Path) -> 
 
 
 def test_heartbeat_directories_of_dead_masters_are_removed(tmp_path: Path) -> None:
-    from launcher.supervision import remove_stale_heartbeats
+    from launcher.master.policy import remove_stale_heartbeats
 
     child = os.fork()
     if child == 0:  # pragma: no cover - a pid that is certainly gone once reaped

@@ -1,7 +1,7 @@
 """Granian backend: a third-party-style plugin built only on the launcher's public API.
 
 It uses nothing but ``launcher.Backend``/``Config``/``ConfigError``, the shared helpers
-``launcher.importer``, ``launcher.proxy_headers`` and ``launcher.supervision``, and the
+``launcher.worker.importer``, ``launcher.worker.proxy_headers`` and ``launcher.master.policy``, and the
 ``asgi_launcher.backends`` entry point declared in this distribution's own pyproject.toml:
 exactly what an outside author has. It is the worked example of the README's plugin guide.
 """

@@ -12,7 +12,7 @@ from hypercorn_helpers import DEMO
 from asgi_launcher_hypercorn import HypercornBackend, fastest_worker_class
 from asgi_launcher_hypercorn.settings import SETTINGS, build
 from launcher import Config, ConfigError
-from launcher.startup import prepare
+from launcher.launch.run import prepare
 
 
 def resolved(tmp_path: Path, conf: str | None = None, name: str = "hypercorn.toml", **env: str) -> Config:

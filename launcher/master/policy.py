@@ -10,10 +10,10 @@ same behaviour and the same log lines:
   container runtime can report it.
 * **Which exits count.** A worker that exits 0 on its own has retired (``MAX_REQUESTS``); one
   the master stopped itself (``TIMEOUT``) is not the app's fault. Neither counts as a crash.
-* **TIMEOUT.** Each worker's event loop refreshes a heartbeat file (``launcher.pipeline`` does
+* **TIMEOUT.** Each worker's event loop refreshes a heartbeat file (``launcher.worker.pipeline`` does
   it, in every worker); a worker whose loop has not turned for ``TIMEOUT`` seconds (an async
   handler calling ``time.sleep``) is killed and replaced, with one line naming it.
-* **MAX_WORKER_MEMORY.** A worker whose own memory (USS, ``launcher.memory``) has grown past
+* **MAX_WORKER_MEMORY.** A worker whose own memory (USS, ``launcher.procfs``) has grown past
   it is retired gracefully by the master's own stop-one-worker function and replaced, with one
   line giving the figure; like a MAX_REQUESTS retirement it is no crash.
 * **The OOM killer.** Every worker raises its ``oom_score_adj`` (``worker_started``), so when
@@ -21,7 +21,7 @@ same behaviour and the same log lines:
   never the master.
 * **Readiness and SHUTDOWN_DELAY.** Each worker's pipeline marks itself booted in the master's
   state directory once its lifespan startup is done; with ``OPS_PORT`` the master answers
-  ``/livez``, ``/readyz`` and ``/metrics`` from that (``launcher.ops``). The first SIGTERM makes
+  ``/livez``, ``/readyz`` and ``/metrics`` from that (``launcher.master.ops``). The first SIGTERM makes
   ``/readyz`` 503 at once; with ``SHUTDOWN_DELAY`` the master's own handler only sees it that
   many seconds later, so the endpoints controller stops routing before the server stops
   accepting (``started`` wraps the master's handlers; a second SIGTERM skips the delay).
@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from launcher.config import Config
+    from launcher.config.resolve import Config
 
 #: The exit status when workers keep dying or cannot boot (Gunicorn's "worker failed to boot").
 EXIT_WORKERS_FAILING = 3
@@ -267,7 +267,7 @@ class Supervision:
         return self.state_dir
 
     def _prepare_metrics(self, state_dir: str) -> None:
-        from launcher import metrics
+        from launcher.observability import metrics
 
         if not metrics.available():
             self.log.warning(
@@ -294,7 +294,7 @@ class Supervision:
             if callable(inner):
                 signal.signal(signum, self._stop_signal(inner))
         if self.ops_address and self._ops is None:
-            from launcher import ops
+            from launcher.master import ops
 
             host, port = self.ops_address
             self._ops = ops.start(self, host, port)
@@ -375,7 +375,7 @@ class Supervision:
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(self.state_dir, f"{pid}{BOOTED_SUFFIX}"))
         if self.metrics_dir:
-            from launcher import metrics
+            from launcher.observability import metrics
 
             with contextlib.suppress(OSError):
                 metrics.mark_dead(pid, self.metrics_dir)
@@ -429,7 +429,7 @@ class Supervision:
         if now - self._last_memory_check < MEMORY_CHECK_EVERY * 0.9:
             return []
         self._last_memory_check = now
-        from launcher.memory import memory_over
+        from launcher.procfs import memory_over
 
         over = measure or memory_over
         limit = self.max_worker_memory * MIB
@@ -520,7 +520,7 @@ class Supervision:
         """SIGUSR1: reopen this process's log files. A master forwards the signal to its workers
         too; a server with none (single-process mode) says ``workers=False``, and its line
         does not mention them."""
-        from launcher.logs import reopen_files
+        from launcher.observability.logs import reopen_files
 
         reopen_files()
         self.log.info("got SIGUSR1: log files reopened%s", "; telling the workers" if workers else "")
@@ -598,7 +598,7 @@ def worker_started(master_pid: int, config: Config | None = None, loggers: Itera
     container at its memory limit loses a worker, which the master replaces, not the master; the
     helpers the master starts itself (multiprocessing's resource tracker) keep its score.
     """
-    from launcher.logs import configure, reopen_files
+    from launcher.observability.logs import configure, reopen_files
     from launcher.signals import worker_signals
 
     if config is not None:
@@ -615,7 +615,7 @@ def worker_started(master_pid: int, config: Config | None = None, loggers: Itera
 def master_log(config: Config, name: str = "asgi_launcher") -> logging.Logger:
     """The launcher's own lines in a master: ``asgi-launcher: ...`` (with ``LOG_FORMAT=json``, one
     JSON object each) where ERROR_LOG says, at LOG_LEVEL."""
-    from launcher.logs import formatter
+    from launcher.observability.logs import formatter
 
     logger = logging.getLogger(name)
     handler: logging.Handler

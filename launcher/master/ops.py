@@ -9,7 +9,7 @@ what the master's ``Supervision`` knows:
 * ``/readyz``: 200 when at least one worker has booted (app imported, lifespan startup done)
   and no shutdown has begun; else 503. The body is a small JSON object:
   ``{"ready": true, "workers_booted": 2, "workers_wanted": 2, "draining": false}``;
-* ``/metrics``: the Prometheus text format, summed across workers (``launcher.metrics``).
+* ``/metrics``: the Prometheus text format, summed across workers (``launcher.observability.metrics``).
 
 A forked worker inherits the listening socket; it closes its copy at once (``os.register_at_fork``)
 so only the master ever holds it.
@@ -27,7 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from launcher.supervision import Supervision
+    from launcher.master.policy import Supervision
 
 _servers: list[ThreadingHTTPServer] = []
 
@@ -105,7 +105,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _metrics(supervision: Supervision) -> tuple[int, bytes, str]:
-    from launcher import metrics
+    from launcher.observability import metrics
 
     if supervision.metrics_dir is None:
         text = f"metrics are off: prometheus_client is not installed ({metrics.INSTALL_HINT})\n"

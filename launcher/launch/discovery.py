@@ -15,8 +15,8 @@ from stevedore import DriverManager, NamedExtensionManager
 from stevedore.exception import NoMatches
 
 from launcher.backend import ENTRY_POINT_GROUP, Backend
+from launcher.config.settings import BY_ENV
 from launcher.errors import ConfigError
-from launcher.settings import BY_ENV
 
 
 @dataclass(frozen=True)

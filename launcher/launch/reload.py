@@ -4,7 +4,7 @@ the same under every backend.
 ``serve`` resolves, runs prestart once and checks the address exactly as for ``run``; then,
 instead of becoming the server, the launcher process becomes a reloader. It watches
 ``$APP_DIR`` and ``RELOAD_DIRS`` with watchfiles and runs the selected backend, unchanged, with
-one worker in a child process (``python -m launcher.reload``: a fresh interpreter with the
+one worker in a child process (``python -m launcher.launch.reload``: a fresh interpreter with the
 post-prestart environment, which runs no prestart). On a change it starts the next child, stops
 the current one (SIGTERM, ``RESTART_GRACE`` to drain, then SIGKILL for its whole process group;
 SIGKILL at once for one still booting: ``YOUNG``),
@@ -44,7 +44,7 @@ from types import FrameType
 from typing import Any
 
 from launcher.backend import Backend
-from launcher.config import Config
+from launcher.config.resolve import Config
 from launcher.errors import EXIT_CONFIG, ConfigError
 
 #: Files whose changes restart the server when ``RELOAD_INCLUDE`` adds none.
@@ -349,7 +349,7 @@ class Reloader:
         read_fd, write_fd = os.pipe()
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "launcher.reload", str(os.getpid()), str(read_fd)],
+                [sys.executable, "-m", "launcher.launch.reload", str(os.getpid()), str(read_fd)],
                 env=self.environ,
                 process_group=0,
                 pass_fds=(read_fd,),
@@ -484,7 +484,7 @@ def serve_reloading(config: Config, environ: Mapping[str, str], say: Callable[[s
     return Reloader(config, environ, say).run()
 
 
-# -- the child (python -m launcher.reload PARENT_PID) -----------------------------------------
+# -- the child (python -m launcher.launch.reload PARENT_PID) -----------------------------------------
 
 
 def _die_with(parent: int) -> bool:
@@ -509,10 +509,10 @@ def serve_child(environ: Mapping[str, str], go: int) -> int:
     """Check the app, then run the backend with one worker: ``serve`` without prestart (the
     reloader ran it; ``environ`` has what it exported) and without the start-up lines. It binds
     only once released through ``go``: the server it replaces may still be draining."""
-    from launcher.addresses import check_can_listen
-    from launcher.config import resolve
-    from launcher.preflight import start_app_check
-    from launcher.startup import prepare_with_warnings
+    from launcher.config.addresses import check_can_listen
+    from launcher.config.resolve import resolve
+    from launcher.launch.preflight import start_app_check
+    from launcher.launch.run import prepare_with_warnings
 
     check = start_app_check(resolve(environ, Backend))  # overlaps loading the backend
     try:
@@ -539,12 +539,12 @@ def serve_child(environ: Mapping[str, str], go: int) -> int:
 
 
 def child_main(argv: Sequence[str]) -> int:
-    from launcher.logs import launcher_line
+    from launcher.observability.logs import launcher_line
 
     if len(argv) != 2 or not all(a.isdigit() for a in argv) or not _die_with(int(argv[0])):
         return 0  # not started by a reloader, or it is gone: nothing to serve for
     if os.environ.get("LOG_FORMAT", "").strip().lower() == "json":
-        from launcher.logs import use_json_console
+        from launcher.observability.logs import use_json_console
 
         use_json_console()
     try:

@@ -13,9 +13,9 @@ import sys
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 
-from launcher.addresses import check_can_listen
 from launcher.backend import Backend
-from launcher.config import (
+from launcher.config.addresses import check_can_listen
+from launcher.config.resolve import (
     Config,
     MissingApp,
     backend_name,
@@ -25,8 +25,8 @@ from launcher.config import (
     resolve,
 )
 from launcher.errors import ConfigError
-from launcher.preflight import start_app_check
-from launcher.prestart import run_prestart
+from launcher.launch.preflight import start_app_check
+from launcher.launch.prestart import run_prestart
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def prepare_with_warnings(env: Mapping[str, str]) -> Prepared:
     """
     # Imported here, not at the top: package metadata and stevedore cost ~40 ms to import, and
     # `serve` starts the app's import check before that, so the two overlap.
-    from launcher import discovery
+    from launcher.launch import discovery
 
     name, backend = discovery.select(backend_name(env))
     missing: MissingApp | None = None
@@ -81,7 +81,7 @@ def prepare_with_warnings(env: Mapping[str, str]) -> Prepared:
     memory = memory_warning(config, formula)  # workers asked for that the memory limit cannot hold
     if memory is not None:
         warnings.append(memory)
-    from launcher import reload
+    from launcher.launch import reload
 
     reload.check_settings(config, backend)  # what RELOAD cannot honour: refused by config and check too
     warnings.extend(reload.warnings(config))
@@ -103,7 +103,7 @@ def prepare(env: Mapping[str, str]) -> tuple[Backend, Config]:
 def say(message: str) -> None:
     """One line of the launcher's own on stderr: ``asgi-launcher: ...``, or with ``LOG_FORMAT=json``
     one JSON object (a leading ``warning: `` is then its level)."""
-    from launcher.logs import launcher_line
+    from launcher.observability.logs import launcher_line
 
     level, sep, rest = message.partition(": ")
     line = launcher_line(rest, "warning") if sep and level == "warning" else launcher_line(message)
@@ -113,7 +113,7 @@ def say(message: str) -> None:
 def _check_log_config(config: Config) -> None:
     """A LOG_CONFIG that dictConfig cannot apply is exit 2 now, not workers that cannot boot."""
     if config.log_config:
-        from launcher.logs import check_log_config
+        from launcher.observability.logs import check_log_config
 
         check_log_config(config.log_config)
 
@@ -124,7 +124,7 @@ def serve(environ: MutableMapping[str, str]) -> int:
     # run in a child while this process loads the backend: start-up costs the longer of the
     # two, not their sum. (The bare Backend resolves the server-independent part of the contract.)
     early = resolve(environ, Backend)
-    # Under RELOAD each server the reloader starts checks the app itself (launcher.reload).
+    # Under RELOAD each server the reloader starts checks the app itself (launcher.launch.reload).
     check = start_app_check(early) if early.prestart is None and not early.reload else None
     try:
         prepared = prepare_with_warnings(environ)
@@ -135,7 +135,7 @@ def serve(environ: MutableMapping[str, str]) -> int:
     config = prepared.config
     try:
         if config.reload:
-            from launcher.reload import require_watchfiles
+            from launcher.launch.reload import require_watchfiles
 
             require_watchfiles()  # exit 2 before prestart, not after
         _check_log_config(config)
@@ -174,7 +174,7 @@ def serve(environ: MutableMapping[str, str]) -> int:
                 _check_log_config(prepared.config)
     backend, config = prepared.backend, prepared.config
     if config.reload:
-        from launcher.reload import require_watchfiles
+        from launcher.launch.reload import require_watchfiles
 
         require_watchfiles()  # prestart may have exported RELOAD=true
     for warning in prepared.warnings:
@@ -205,7 +205,7 @@ def serve(environ: MutableMapping[str, str]) -> int:
     if config.app_dir not in pythonpath.split(os.pathsep):
         environ["PYTHONPATH"] = os.pathsep.join(p for p in (config.app_dir, pythonpath) if p)
     if config.reload:
-        from launcher.reload import workers_line
+        from launcher.launch.reload import workers_line
 
         workers = workers_line(config)
     else:
@@ -215,11 +215,11 @@ def serve(environ: MutableMapping[str, str]) -> int:
     )
     # `probe` (the health check) does not get what prestart exported: tell it where we serve.
     # (Imported only here: `config`, `check` and `probe` never write it.)
-    from launcher.probe import serving_state
+    from launcher.launch.probe import serving_state
 
     with serving_state(config.bind, bind_before_prestart, say):
         if config.reload:  # one worker in a child, restarted on changes, under every backend
-            from launcher.reload import serve_reloading
+            from launcher.launch.reload import serve_reloading
 
             return serve_reloading(config, environ, say)
         return backend.run(config)

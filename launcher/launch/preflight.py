@@ -19,10 +19,10 @@ import sys
 import traceback
 from dataclasses import dataclass
 
-from launcher.config import Config
+from launcher.config.resolve import Config
 from launcher.errors import EXIT_CONFIG, ConfigError
-from launcher.importer import import_app
 from launcher.signals import OTHER_SIGNALS, STOP_SIGNALS
+from launcher.worker.importer import import_app
 
 
 @dataclass
@@ -75,20 +75,20 @@ def start_app_check(config: Config) -> AppCheck:
             os.dup2(write_fd, 2)
             as_json = config.log_format == "json"
             if as_json:
-                from launcher.logs import use_json_console
+                from launcher.observability.logs import use_json_console
 
                 use_json_console()  # what the app logs while it is imported: JSON too
             import_app(config.app, config.app_dir, source=config.sources.get("app", ""))
             status = 0
         except ConfigError as exc:
-            from launcher.logs import launcher_line
+            from launcher.observability.logs import launcher_line
 
             print(launcher_line(str(exc), "error", as_json=as_json), file=sys.stderr)
             status = EXIT_CONFIG
         except BaseException as exc:
             message = f"the app {config.app!r} raised while being imported"
             if as_json:  # the traceback in the object's error.stack_trace: one line
-                from launcher.logs import event
+                from launcher.observability.logs import event
 
                 print(event(message, level="error", exc=exc), file=sys.stderr)
             else:

@@ -384,7 +384,7 @@ class Writer:
     the formatter run once per request cost several times its in-process figure, its code and
     data cold again each time between the server's and the app's, and run over a batch it
     costs about what it costs in a loop. Reopened on SIGUSR1 like every log file
-    (``launcher.logs``).
+    (``launcher.observability.logs``).
     """
 
     def __init__(self, target: str, format_line: Callable[[Record], str]) -> None:
@@ -399,7 +399,7 @@ class Writer:
         #: at each flush before the entries.
         self.take: Callable[[], bytes] | None = None
         self._timer: asyncio.TimerHandle | None = None
-        from launcher.logs import on_reopen
+        from launcher.observability.logs import on_reopen
 
         on_reopen(self.reopen)
         atexit.register(self.flush)

@@ -161,7 +161,9 @@ class _JsonLines:
     """
 
     def __init__(self, fd: int, target: int, pid: int) -> None:
-        from launcher.logs import event  # here, in the main thread: the forwarding thread imports nothing
+        from launcher.observability.logs import (
+            event,  # here, in the main thread: the forwarding thread imports nothing
+        )
 
         self.event = event
         self.fd = fd

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from launcher.backend import Backend, FileSettings
-from launcher.cpus import cpu_budget
+from launcher.config.resources import cpu_budget
+from launcher.config.settings import BY_ENV, SETTINGS
 from launcher.errors import ConfigError
-from launcher.memory import MASTER_RESERVE_MIB, MIB, memory_cap, memory_limit
-from launcher.settings import BY_ENV, SETTINGS
+from launcher.procfs import MASTER_RESERVE_MIB, MIB, memory_cap, memory_limit
 
 DEFAULT_BACKEND = BY_ENV["SERVER_BACKEND"].default
 
@@ -516,7 +516,7 @@ def resolve(
     # LOG_CONFIG: read and checked now (`launcher.logs.check_log_config` tries it before serving).
     log_config: str | None = None
     if "LOG_CONFIG" in env:
-        from launcher.logs import load_log_config
+        from launcher.observability.logs import load_log_config
 
         log_config = str(
             Path(_existing_file("LOG_CONFIG", values["LOG_CONFIG"], "a logging config file")).absolute()

@@ -7,7 +7,7 @@ outermost first:
 0. **boot mark** (``OPS_PORT``): once the app's lifespan startup is done (or the app has no
    lifespan), the worker marks itself booted for the master's ``/readyz``;
 1. **watchdog** (``TIMEOUT`` > 0): the worker's event loop refreshes its heartbeat file, so
-   the master (``launcher.supervision``) can kill a worker whose loop is stuck;
+   the master (``launcher.master.policy``) can kill a worker whose loop is stuck;
 2. **int ports** and **CONNECT refused**: the ASGI scope's ports as ints where a server gives
    strings; CONNECT answered 400, for servers that would pass it on: an app is not a proxy, and
    a 2xx answer turns the connection into a tunnel (Hypercorn then fails with a traceback);
@@ -20,10 +20,10 @@ outermost first:
    **shutdown notice** (``SHUTDOWN_DELAY`` > 0): once the master's delay has begun, every
    response carries ``connection: close``, so keep-alive clients leave before the drain;
 5. **proxy headers** (``FORWARDED_ALLOW_IPS``), unless the server applies them itself;
-6. **metrics** (``OPS_PORT``, with ``prometheus_client``; ``launcher.metrics``): each request's
+6. **metrics** (``OPS_PORT``, with ``prometheus_client``; ``launcher.observability.metrics``): each request's
    duration, status and size in this worker's multiprocess files, summed by the master (with
    the access log on, counted by the access log's layer, which sees the same);
-   **access log** (``ACCESS_LOG`` not empty; ``launcher.access_log``): one line a request, the
+   **access log** (``ACCESS_LOG`` not empty; ``launcher.observability.access_log``): one line a request, the
    same under every backend (each server's own access logger is off), after the proxy headers
    set the client address and before the root path changes the path;
 7. **root path** (``ROOT_PATH``): the ASGI ``root_path``, included in ``path`` as Uvicorn does;
@@ -47,13 +47,13 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from launcher.importer import import_app
-from launcher.proxy_headers import ProxyHeadersMiddleware
-from launcher.request_head import REASONS, HeadLimits
-from launcher.supervision import SHUTDOWN_NOTICE, heartbeat_interval, mark_booted, worker_started
+from launcher.master.policy import SHUTDOWN_NOTICE, heartbeat_interval, mark_booted, worker_started
+from launcher.worker.importer import import_app
+from launcher.worker.proxy_headers import ProxyHeadersMiddleware
+from launcher.worker.request_head import REASONS, HeadLimits
 
 if TYPE_CHECKING:
-    from launcher.config import Config
+    from launcher.config.resolve import Config
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -301,7 +301,7 @@ class RequestChecks:
         return self.app(scope, receive, send)
 
     def refusal(self, scope: Scope) -> int:
-        """The status a request's head earns (0: none): ``launcher.request_head``'s rules."""
+        """The status a request's head earns (0: none): ``launcher.worker.request_head``'s rules."""
         query = scope.get("query_string") or b""
         target = len(scope.get("raw_path") or scope["path"].encode()) + len(query) + (query != b"")
         method, version = scope["method"], scope.get("http_version", "1.1")
@@ -545,12 +545,12 @@ def build(
         app = add("root-path", RootPath(app, config.root_path))
     counted = None
     if config.ops_port:
-        from launcher import metrics
+        from launcher.observability import metrics
 
         if metrics.enabled_in_worker():
             counted = metrics.ServerMetrics()
     if config.access_log is not None:
-        from launcher import access_log
+        from launcher.observability import access_log
 
         lines = access_log.formatter(config.log_format, config.access_log_format)
         app = add("access-log", access_log.layer(app, access_log.Writer(config.access_log, lines), counted))

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from launcher.errors import ConfigError
 
 if TYPE_CHECKING:
-    from launcher.config import Config
+    from launcher.config.resolve import Config
 
 #: What else reopens its files on SIGUSR1 (the access log's writer).
 _REOPEN_HOOKS: list[Callable[[], None]] = []
@@ -149,14 +149,14 @@ def json_formatter() -> logging.Formatter:
     """The shared ``launcher.json_format.JsonFormatter`` (python-json-logger, imported now)."""
     global _JSON_FORMATTER
     if _JSON_FORMATTER is None:
-        from launcher.json_format import JsonFormatter
+        from launcher.observability.json_format import JsonFormatter
 
         _JSON_FORMATTER = JsonFormatter()
     return _JSON_FORMATTER
 
 
 def is_json_formatter(formatter: logging.Formatter | None) -> bool:
-    return formatter is not None and type(formatter).__module__ == "launcher.json_format"
+    return formatter is not None and type(formatter).__module__ == "launcher.observability.json_format"
 
 
 def formatter(

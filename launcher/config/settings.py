@@ -170,7 +170,7 @@ def _root_path(raw: str) -> str:
 
 
 def _access_log_format(raw: str) -> str:
-    from launcher.access_log import parse_format  # its own one-line message names the atoms
+    from launcher.observability.access_log import parse_format  # its own one-line message names the atoms
 
     return parse_format(raw)
 

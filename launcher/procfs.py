@@ -1,6 +1,6 @@
 """How much memory this process may use (the cgroup limit), and how much a worker uses.
 
-The limit is read like the CPU budget (``launcher.cpus``, whose cgroup helpers this reuses):
+The limit is read like the CPU budget (``launcher.config.resources``, whose cgroup helpers this reuses):
 from this process's own cgroup (``/proc/self/cgroup``) and its ancestors, cgroup v2
 ``memory.max`` (``max``: none) and cgroup v1 ``memory.limit_in_bytes`` (a huge value: none),
 the smallest that applies. Everything is read relative to ``root`` so tests can build fake
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from launcher.cpus import CGROUP_MOUNT, _candidate_dirs, _own_cgroups, _read
+from launcher.config.resources import CGROUP_MOUNT, _candidate_dirs, _own_cgroups, _read
 
 MIB = 1024 * 1024
 

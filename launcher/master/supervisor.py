@@ -44,8 +44,8 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any, ClassVar, Generic, TypeVar
 
+from launcher.master.policy import EXIT_WORKERS_FAILING, Supervision, describe_exit
 from launcher.signals import forking
-from launcher.supervision import EXIT_WORKERS_FAILING, Supervision, describe_exit
 
 #: What a plugin passes to its workers to listen on (Hypercorn's ``Sockets``, a list of sockets).
 Listeners = TypeVar("Listeners")

@@ -39,7 +39,7 @@ from launcher.recorder import Recorder
 from launcher.tally import Tally
 
 if TYPE_CHECKING:
-    from launcher.supervision import Supervision
+    from launcher.master.policy import Supervision
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from launcher.addresses import Address, parse
+from launcher.config.addresses import Address, parse
 
 STATE_FILE = "serving.json"
 
