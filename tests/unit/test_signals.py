@@ -13,7 +13,7 @@ from types import FrameType
 
 import pytest
 
-from launcher.signals import TABLE, accept_stop_signals, forking, worker_signals
+from launcher.signals import TABLE, accept_stop_signals, forking
 
 
 def _fork_worker(guarded: bool, boot: float) -> str:
@@ -98,7 +98,9 @@ def test_before_serving_the_masters_signals_change_nothing(signum: int) -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert (done.returncode, done.stdout) == (0, "still here\n")
-    assert done.stderr == f"asgi-launcher: got {signal.Signals(signum).name} before serving: nothing to do yet\n"
+    assert (
+        done.stderr == f"asgi-launcher: got {signal.Signals(signum).name} before serving: nothing to do yet\n"
+    )
 
 
 def test_before_serving_a_stop_signal_raises_stopped() -> None:
