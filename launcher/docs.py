@@ -1,19 +1,33 @@
-"""Generate the README's environment table from the settings table and the installed backends.
+"""Generate the documentation's tables from what they describe, so they cannot go stale.
 
-``python -m launcher.docs`` prints it; ``--write README.md`` replaces the block between the
-markers. A test fails when the README and this output disagree, so the table cannot go stale.
+* ``env-table``: every variable, from the settings table and the installed backends;
+* ``plugin-surface``: what a plugin may import, from the ``__all__`` of ``launcher``,
+  ``launcher.master``, ``launcher.worker`` and ``launcher.worker.h11_head`` (each name with the
+  first line of its docstring).
+
+``python -m launcher.docs BLOCK`` prints one; ``--write FILE`` replaces every block of FILE
+found between its ``<!-- BLOCK:start -->`` and ``<!-- BLOCK:end -->`` markers. A test fails when
+a file and this output disagree.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from launcher.backend import Backend
 from launcher.config.settings import SETTINGS
 from launcher.launch import discovery
 
-START, END = "<!-- env-table:start -->", "<!-- env-table:end -->"
+#: The plugin surface, by who uses it: module -> who imports from it.
+SURFACES = {
+    "launcher": "the contract: the launcher and every plugin",
+    "launcher.master": "a plugin's master",
+    "launcher.worker": "a plugin's worker",
+    "launcher.worker.h11_head": "a plugin's worker whose server parses HTTP/1.1 with h11",
+}
 
 
 def _backends() -> list[tuple[str, Backend]]:
@@ -43,22 +57,61 @@ def env_table(backends: Sequence[tuple[str, Backend]] | None = None) -> str:
     return "\n".join(rows)
 
 
-def replace_block(text: str, table: str) -> str:
-    head, _, rest = text.partition(START)
-    _, _, tail = rest.partition(END)
-    return f"{head}{START}\n{table}\n{END}{tail}"
+def _what(value: object) -> str:
+    if inspect.isclass(value) or inspect.isroutine(value):
+        doc = inspect.getdoc(value) or ""
+        return " ".join(doc.split("\n\n", 1)[0].split())
+    return f"`{value!r}`"
+
+
+def surface_table() -> str:
+    rows = ["| Import | For | What it is |", "| --- | --- | --- |"]
+    for module_name, who in SURFACES.items():
+        module = importlib.import_module(module_name)
+        for name in sorted(module.__all__, key=str.lower):
+            if name == "__version__":
+                continue
+            rows.append(f"| `from {module_name} import {name}` | {who} | {_what(getattr(module, name))} |")
+    return "\n".join(rows)
+
+
+BLOCKS: dict[str, Callable[[], str]] = {"env-table": env_table, "plugin-surface": surface_table}
+
+
+def markers(block: str) -> tuple[str, str]:
+    return f"<!-- {block}:start -->", f"<!-- {block}:end -->"
+
+
+def block_in(text: str, block: str) -> str | None:
+    """The text between ``block``'s markers (None: the file has no such block)."""
+    start, end = markers(block)
+    if start not in text:
+        return None
+    return text.split(start, 1)[1].split(end, 1)[0].strip()
+
+
+def replace_block(text: str, block: str, table: str) -> str:
+    start, end = markers(block)
+    head, _, rest = text.partition(start)
+    _, _, tail = rest.partition(end)
+    return f"{head}{start}\n{table}\n{end}{tail}"
 
 
 def main(argv: Sequence[str]) -> int:
-    table = env_table()
     if len(argv) == 2 and argv[0] == "--write":
         with open(argv[1], encoding="utf-8") as f:
             text = f.read()
+        for block, make in BLOCKS.items():
+            if block_in(text, block) is not None:
+                text = replace_block(text, block, make())
         with open(argv[1], "w", encoding="utf-8") as f:
-            f.write(replace_block(text, table))
-    else:
-        print(table)
-    return 0
+            f.write(text)
+        return 0
+    if len(argv) == 1 and argv[0] in BLOCKS:
+        print(BLOCKS[argv[0]]())
+        return 0
+    print(f"usage: python -m launcher.docs {{{','.join(BLOCKS)}}} | --write FILE", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

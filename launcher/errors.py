@@ -8,6 +8,8 @@ Anything else is a bug (ours or the app's) and keeps its traceback.
 from __future__ import annotations
 
 EXIT_CONFIG = 2
+#: The exit status when workers cannot boot or keep dying (Gunicorn's "worker failed to boot").
+EXIT_WORKERS_FAILING = 3
 
 
 class ConfigError(Exception):

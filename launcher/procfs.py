@@ -1,10 +1,4 @@
-"""How much memory this process may use (the cgroup limit), and how much a worker uses.
-
-The limit is read like the CPU budget (``launcher.config.resources``, whose cgroup helpers this reuses):
-from this process's own cgroup (``/proc/self/cgroup``) and its ancestors, cgroup v2
-``memory.max`` (``max``: none) and cgroup v1 ``memory.limit_in_bytes`` (a huge value: none),
-the smallest that applies. Everything is read relative to ``root`` so tests can build fake
-``/proc`` and ``/sys`` trees.
+"""``/proc``, read in one place: processes (alive, their group, their children) and a worker's memory.
 
 A worker's memory is its USS: the memory only that process holds (``Private_Clean +
 Private_Dirty`` of ``/proc/PID/smaps_rollup``, plus its share of swapped-out pages,
@@ -19,59 +13,60 @@ read first, and the USS only for a worker whose RSS is over the limit.
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
-from launcher.config.resources import CGROUP_MOUNT, _candidate_dirs, _own_cgroups, _read
 
-MIB = 1024 * 1024
-
-#: MiB the worker formula leaves to the master and its helper processes before it counts
-#: workers: ``(memory_limit - MASTER_RESERVE_MIB) // WORKER_MEMORY``. Measured masters take
-#: 30 to 34 MiB resident (Gunicorn's arbiter, the Hypercorn supervisor, Granian's master), and
-#: multiprocessing's resource tracker (Hypercorn) 12 MiB more; the rest is headroom for dumb-init
-#: and the page cache of the files the processes read, which cgroups charge too.
-MASTER_RESERVE_MIB = 64
-
-#: cgroup v1 writes "no limit" as the largest page-aligned counter value (9223372036854771712
-#: with 4 KiB pages, less with larger pages); anything from 2**62 bytes (4 EiB) up is no limit.
-UNLIMITED_FROM = 2**62
-
-
-def _limit(raw: str | None) -> int | None:
-    """A limit file's value in bytes, or None for no limit (``max``, the v1 sentinel, garbage)."""
-    if raw is None or raw == "max":
-        return None
+def read_text(path: Path) -> str | None:
+    """A small file's text, stripped (None: gone or unreadable)."""
     try:
-        value = int(raw)
-    except ValueError:
+        return path.read_text().strip()
+    except (OSError, UnicodeDecodeError):
         return None
-    if value <= 0 or value >= UNLIMITED_FROM:
-        return None
-    return value
 
 
-def memory_limit(root: Path = Path("/")) -> int | None:
-    """The tightest memory limit (bytes) cgroup v2 or v1 imposes on this process, or None."""
-    cgroups = _own_cgroups(root)
-    limits: list[int] = []
-    if "" in cgroups or not cgroups:  # v2 unified hierarchy
-        for d in _candidate_dirs(root / CGROUP_MOUNT, cgroups.get("", "/")):
-            if (limit := _limit(_read(d / "memory.max"))) is not None:
-                limits.append(limit)
-    mount = root / CGROUP_MOUNT / "memory"  # v1 memory controller
-    if mount.is_dir():
-        for d in _candidate_dirs(mount, cgroups.get("memory", "/")):
-            if (limit := _limit(_read(d / "memory.limit_in_bytes"))) is not None:
-                limits.append(limit)
-    return min(limits) if limits else None
+def processes() -> Iterator[tuple[int, list[str]]]:
+    """Every process as (pid, the fields of ``/proc/PID/stat`` after its name: state, ppid,
+    pgid, ...); those gone while being read are left out."""
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    yield int(entry), f.read().rpartition(b")")[2].decode().split()
+            except OSError:
+                continue
 
 
-def memory_cap(limit: int | None, worker_memory: int) -> int | None:
-    """The most workers ``limit`` bytes hold at ``worker_memory`` MiB each, after the master's
-    reserve, at least 1; None without a limit or with ``worker_memory`` 0 (the cap off)."""
-    if limit is None or worker_memory <= 0:
-        return None
-    return max(1, (limit - MASTER_RESERVE_MIB * MIB) // (worker_memory * MIB))
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (not gone, not a zombie waiting to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[0] not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return False
+
+
+def live_group_members(pgid: int) -> list[int]:
+    """The processes of group ``pgid`` that still run (zombies have closed their sockets)."""
+    return [pid for pid, fields in processes() if int(fields[2]) == pgid and fields[0] not in ("Z", "X")]
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, grandchildren, ...)."""
+    children: dict[int, list[int]] = {}
+    for child, fields in processes():
+        children.setdefault(int(fields[1]), []).append(child)
+    found: list[int] = []
+    stack = [pid]
+    while stack:
+        for child in children.get(stack.pop(), ()):
+            found.append(child)
+            stack.append(child)
+    return found
 
 
 def _kib_fields(text: str | None, names: tuple[str, ...]) -> dict[str, int] | None:
@@ -90,7 +85,7 @@ def _kib_fields(text: str | None, names: tuple[str, ...]) -> dict[str, int] | No
 
 
 def _rss(pid: int, proc: Path) -> int | None:
-    fields = _kib_fields(_read(proc / str(pid) / "status"), ("VmRSS", "VmSwap"))
+    fields = _kib_fields(read_text(proc / str(pid) / "status"), ("VmRSS", "VmSwap"))
     if not fields or "VmRSS" not in fields:
         return None
     return fields["VmRSS"] + fields.get("VmSwap", 0)
@@ -98,7 +93,7 @@ def _rss(pid: int, proc: Path) -> int | None:
 
 def _uss(pid: int, proc: Path) -> int | None:
     names = ("Private_Clean", "Private_Dirty", "SwapPss")
-    fields = _kib_fields(_read(proc / str(pid) / "smaps_rollup"), names)
+    fields = _kib_fields(read_text(proc / str(pid) / "smaps_rollup"), names)
     if not fields or "Private_Dirty" not in fields:
         return None
     return sum(fields.values())

@@ -9,7 +9,9 @@ socket file, even one another server is listening on; Granian refuses a stale on
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
+import re
 import socket
 import stat
 from collections.abc import Callable
@@ -38,19 +40,31 @@ class Address:
         return self
 
 
+_BIND = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.%\w]+)\]|(?P<host>[^:\[\]\s/]+)):(?P<port>\d{1,5})$")
+
+
 def parse(bind: str) -> Address:
-    """Parse one already-validated ``HOST:PORT``, ``[V6]:PORT`` or ``unix:/path``."""
+    """One listen address, ``HOST:PORT``, ``[IPv6]:PORT`` or ``unix:/absolute/path``; the one
+    parser of bind strings (``ValueError`` if it is none of them)."""
+    bind = bind.strip()
     if bind.startswith("unix:"):
+        if not bind[5:].startswith("/") or len(bind) == 6:
+            raise ValueError(bind)
         return Address(socket.AF_UNIX, bind[5:], 0)
-    host, _, port = bind.rpartition(":")
-    if host.startswith("["):
-        return Address(socket.AF_INET6, host[1:-1], int(port))
+    match = _BIND.match(bind)
+    if not match or not 1 <= int(match["port"]) <= 65535:
+        raise ValueError(bind)
+    port = int(match["port"])
+    if match["v6"] is not None:
+        ipaddress.IPv6Address(match["v6"].split("%")[0])
+        return Address(socket.AF_INET6, match["v6"], port)
+    host = match["host"]
     try:
         socket.inet_pton(socket.AF_INET6, host)
         family = socket.AF_INET6
     except OSError:
         family = socket.AF_INET
-    return Address(family, host, int(port))
+    return Address(family, host, port)
 
 
 _HINTS = {

@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from launcher.backend import Backend, FileSettings
-from launcher.config.resources import cpu_budget
+from launcher.config.resources import MASTER_RESERVE_MIB, MIB, cpu_budget, memory_cap, memory_limit
 from launcher.config.settings import BY_ENV, SETTINGS
 from launcher.errors import ConfigError
-from launcher.procfs import MASTER_RESERVE_MIB, MIB, memory_cap, memory_limit
 
 DEFAULT_BACKEND = BY_ENV["SERVER_BACKEND"].default
 

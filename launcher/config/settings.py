@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from launcher.config.addresses import parse as parse_address
 from launcher.errors import ConfigError
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -85,30 +86,13 @@ def _host(raw: str) -> str:
     return value
 
 
-_PORT = r"(?P<port>\d{1,5})"
-_BIND_RE = re.compile(rf"^(?:\[(?P<v6>[0-9A-Fa-f:.%\w]+)\]|(?P<host>[^:\[\]\s/]+)):{_PORT}$")
-
-
-def parse_bind_address(raw: str) -> str:
-    """One listen address: ``HOST:PORT``, ``[IPv6]:PORT`` or ``unix:/absolute/path``."""
-    raw = raw.strip()
-    if raw.startswith("unix:"):
-        if not raw[5:].startswith("/") or len(raw) == 6:
-            raise ValueError(raw)
-        return raw
-    match = _BIND_RE.match(raw)
-    if not match or not 1 <= int(match["port"]) <= 65535:
-        raise ValueError(raw)
-    if match["v6"] is not None:
-        ipaddress.IPv6Address(match["v6"].split("%")[0])
-    return raw
-
-
 def _binds(raw: str) -> tuple[str, ...]:
     parts = [p for p in re.split(r"[,\s]+", raw.strip()) if p]
     if not parts:
         raise ValueError(raw)
-    return tuple(parse_bind_address(p) for p in parts)
+    for part in parts:
+        parse_address(part)  # ValueError: not an address
+    return tuple(parts)
 
 
 def _app_module(raw: str) -> str:

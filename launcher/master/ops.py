@@ -2,8 +2,8 @@
 
 The master, not a worker, answers, so a stuck or busy worker cannot make the answers lie and a
 scrape never waits behind the app's requests. It is a small threaded HTTP server in the
-master's process (the same under every backend: ``Supervision.started`` starts it), reading
-what the master's ``Supervision`` knows:
+master's process (the same under every backend: ``Master.started`` starts it), reading
+what the master's ``Master`` knows:
 
 * ``/livez``: 200 while the master supervises, 503 once it has decided to give up;
 * ``/readyz``: 200 when at least one worker has booted (app imported, lifespan startup done)
@@ -27,7 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from launcher.master.policy import Supervision
+    from launcher.master.facade import Master
 
 _servers: list[ThreadingHTTPServer] = []
 
@@ -45,7 +45,7 @@ os.register_at_fork(after_in_child=_close_in_child)
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-    supervision: Supervision
+    supervision: Master
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that closes without reading the whole answer (``probe --ready`` reads only the
@@ -104,7 +104,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Probes every few seconds are not news: the listener writes no access lines."""
 
 
-def _metrics(supervision: Supervision) -> tuple[int, bytes, str]:
+def _metrics(supervision: Master) -> tuple[int, bytes, str]:
     from launcher.observability import metrics
 
     if supervision.metrics_dir is None:
@@ -114,7 +114,7 @@ def _metrics(supervision: Supervision) -> tuple[int, bytes, str]:
     return 200, body, content_type
 
 
-def start(supervision: Supervision, host: str, port: int) -> ThreadingHTTPServer:
+def start(supervision: Master, host: str, port: int) -> ThreadingHTTPServer:
     """Listen on ``host:port`` and answer from a daemon thread until the process ends."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
 

@@ -171,6 +171,18 @@ def formatter(
 # -- set-up --------------------------------------------------------------------------------
 
 
+def launcher_logger(config: Config, name: str = LAUNCHER_LOGGER) -> logging.Logger:
+    """The launcher's own lines in a master: ``asgi-launcher: ...`` (with ``LOG_FORMAT=json``,
+    one JSON object each) where ERROR_LOG says, at LOG_LEVEL."""
+    logger = logging.getLogger(name)
+    handler = _target_handler(config.error_log)
+    handler.setFormatter(formatter(config, "asgi-launcher: %(message)s", None))
+    logger.handlers = [handler]
+    logger.propagate = False
+    logger.setLevel(LEVELS.get(config.log_level, logging.INFO))
+    return logger
+
+
 def _uncaught(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
     sys.stderr.write(event(f"uncaught {kind.__name__}", level="critical", exc=exc) + "\n")
     sys.stderr.flush()

@@ -15,7 +15,7 @@ Two sources:
   ``http_request_method`` and ``http_response_status_code``), ``http_server_active_requests``
   and ``http_server_response_body_size_bytes``. No raw path: labels stay bounded (a method
   outside the standard ones is ``_OTHER``, as OpenTelemetry says);
-* **the master** (``MasterCollector``, computed at each scrape from its ``Supervision``):
+* **the master** (``MasterCollector``, computed at each scrape from its ``Master``):
   ``asgi_launcher_workers`` (wanted), ``asgi_launcher_workers_booted`` and
   ``asgi_launcher_worker_restarts_total`` by reason.
 
@@ -39,7 +39,7 @@ from launcher.recorder import Recorder
 from launcher.tally import Tally
 
 if TYPE_CHECKING:
-    from launcher.master.policy import Supervision
+    from launcher.master.facade import Master
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -88,7 +88,7 @@ def mark_dead(pid: int, directory: str) -> None:
     multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
 
 
-def exposition(supervision: Supervision, directory: str) -> tuple[bytes, str]:
+def exposition(supervision: Master, directory: str) -> tuple[bytes, str]:
     """``/metrics``: every worker's values summed, plus the master's own; body and content type."""
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -127,9 +127,9 @@ def _sized(path: str) -> bool:
 
 
 class MasterCollector:
-    """What only the master knows, read from its ``Supervision`` at each scrape."""
+    """What only the master knows, read from its ``Master`` at each scrape."""
 
-    def __init__(self, supervision: Supervision) -> None:
+    def __init__(self, supervision: Master) -> None:
         self.supervision = supervision
 
     def collect(self) -> Iterator[Any]:

@@ -47,7 +47,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
 
-from launcher.master.policy import EXIT_WORKERS_FAILING, CrashLoop
+from launcher.errors import EXIT_WORKERS_FAILING
+from launcher.master.policy import CrashLoop
 from launcher.observability import metrics
 from launcher.testing import apps
 from launcher.testing.process import Launcher, Load, free_port, request, run_launcher, start_launcher

@@ -1,13 +1,14 @@
 """The worker pipeline: the one ASGI 3 callable every worker of every backend serves.
 
-``build(config, ...)`` imports the user's app and wraps it in the launcher's layers, so that a
+``build(context, ...)`` imports the user's app and wraps it in the launcher's layers, so that a
 setting means the same whichever server runs the worker. The order is written once, here,
 outermost first:
 
-0. **boot mark** (``OPS_PORT``): once the app's lifespan startup is done (or the app has no
-   lifespan), the worker marks itself booted for the master's ``/readyz``;
+0. **boot** (always): once the app's lifespan startup is done (or the app has no lifespan), the
+   worker marks itself booted in the master's state directory; a failed startup ends it as a
+   failed boot, told the same way under every backend (``bootstrap.cannot_boot``);
 1. **watchdog** (``TIMEOUT`` > 0): the worker's event loop refreshes its heartbeat file, so
-   the master (``launcher.master.policy``) can kill a worker whose loop is stuck;
+   the master (``launcher.master.Master.check``) can kill a worker whose loop is stuck;
 2. **int ports** and **CONNECT refused**: the ASGI scope's ports as ints where a server gives
    strings; CONNECT answered 400, for servers that would pass it on: an app is not a proxy, and
    a 2xx answer turns the connection into a tunnel (Hypercorn then fails with a traceback);
@@ -43,11 +44,15 @@ import asyncio
 import inspect
 import os
 import random
+import traceback
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from launcher.master.policy import SHUTDOWN_NOTICE, heartbeat_interval, mark_booted, worker_started
+from launcher import statedir
+from launcher.errors import ConfigError
+from launcher.worker import bootstrap
+from launcher.worker.bootstrap import WorkerContext
 from launcher.worker.importer import import_app
 from launcher.worker.proxy_headers import ProxyHeadersMiddleware
 from launcher.worker.request_head import REASONS, HeadLimits
@@ -219,7 +224,7 @@ class ShutdownNotice:
 
     def __init__(self, app: ASGIApp, directory: str) -> None:
         self.app = app
-        self.path = os.path.join(directory, SHUTDOWN_NOTICE)
+        self.path = os.path.join(directory, statedir.SHUTDOWN_NOTICE)
         self.closing = False
         self.watching = False
 
@@ -340,8 +345,8 @@ class Watchdog:
 
     def __init__(self, app: ASGIApp, directory: str, timeout: float) -> None:
         self.app = app
-        self.path = os.path.join(directory, str(os.getpid()))
-        self.interval = heartbeat_interval(timeout)
+        self.path = statedir.heartbeat(directory, os.getpid())
+        self.interval = statedir.heartbeat_interval(timeout)
         self.started = False
         self._fd = -1
 
@@ -363,17 +368,20 @@ class Watchdog:
         loop.call_later(self.interval, self._beat, loop)
 
 
-class BootMark:
-    """Mark this worker booted (``launcher.supervision.mark_booted``) when its app has started.
+class Boot:
+    """The worker's boot, told the same way under every backend.
 
-    That is when the app sends ``lifespan.startup.complete``, or when its lifespan raises before
+    Booted is when the app sends ``lifespan.startup.complete``, or when its lifespan raises before
     (an app without lifespan support: the servers serve it anyway), or at the first request of a
-    server that runs no lifespan. ``lifespan.startup.failed`` marks nothing: the worker exits.
+    server that runs no lifespan: the worker then marks itself booted in the master's state
+    directory (``/readyz``, and what tells a failed boot from a death). ``lifespan.startup.failed``
+    ends the worker at once through ``bootstrap.cannot_boot``: the app's message (Starlette's and
+    FastAPI's is the traceback) once, and exit 3, before the server reports it its own way.
     """
 
-    def __init__(self, app: ASGIApp, directory: str) -> None:
+    def __init__(self, app: ASGIApp, context: WorkerContext) -> None:
         self.app = app
-        self.directory = directory
+        self.context = context
         self.marked = False
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
@@ -387,18 +395,19 @@ class BootMark:
     def _mark(self) -> None:
         if not self.marked:
             self.marked = True
-            mark_booted(self.directory)
+            if self.context.state_dir is not None:
+                statedir.write(statedir.booted(self.context.state_dir, os.getpid()))
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = {"started": False}
 
         async def marking_send(message: Message) -> None:
+            if message["type"] == "lifespan.startup.failed":
+                bootstrap.cannot_boot(self.context, str(message.get("message") or "lifespan.startup.failed"))
             await send(message)
             if message["type"] == "lifespan.startup.complete":
                 state["started"] = True
                 self._mark()
-            elif message["type"] == "lifespan.startup.failed":
-                state["started"] = True  # not booted, and not to be marked below either
 
         try:
             await self.app(scope, receive, marking_send)
@@ -509,26 +518,28 @@ class WorkerApp:
 
 
 def build(
-    config: Config,
+    context: WorkerContext,
     *,
     retire: Callable[[], None],
-    heartbeat_dir: str | None = None,
     traits: ServerTraits = ServerTraits(),
     app: Any = None,
-    master_pid: int | None = None,
 ) -> WorkerApp:
-    """Import the app (unless given) and wrap it in the layers ``config`` turns on.
+    """Make this process a worker (``bootstrap.started``), import the app (unless given) and wrap
+    it in the layers the configuration turns on.
 
-    ``retire`` stops this worker gracefully (the server's own way: finish in-flight requests,
-    exit 0); ``heartbeat_dir`` is ``Supervision.heartbeat_dir`` from the master. Called once in
-    each worker, at its start, so with ``master_pid`` it is also where the worker takes on the
-    launcher's rules for workers (``launcher.supervision.worker_started``: die with the master,
-    reopen log files on SIGUSR1, set up ``logging`` from LOG_FORMAT, LOG_LEVEL and LOG_CONFIG).
+    Called once in each worker, at its start. ``retire`` stops this worker gracefully (the
+    server's own way: finish in-flight requests, exit 0). An app that cannot be imported ends
+    the worker as a failed boot (``bootstrap.cannot_boot``).
     """
-    if master_pid is not None:
-        worker_started(master_pid, config, traits.loggers)
+    config = context.config
+    bootstrap.started(context, traits.loggers)
     if app is None:
-        app = import_app(config.app, config.app_dir, source=config.sources.get("app", ""))
+        try:
+            app = import_app(config.app, config.app_dir, source=config.sources.get("app", ""))
+        except ConfigError as exc:  # the module or its attribute is not there: one line says so
+            bootstrap.cannot_boot(context, str(exc))
+        except Exception:
+            bootstrap.cannot_boot(context, traceback.format_exc())
     layers: list[str] = []
 
     def add(name: str, layer: Any) -> Any:
@@ -566,16 +577,16 @@ def build(
         app = add(
             "request-limit", RequestLimit(app, limit, retire, traits.retire_settle, traits.retire_delay)
         )
-    if heartbeat_dir is not None and config.shutdown_delay > 0:
-        app = add("shutdown-notice", ShutdownNotice(app, heartbeat_dir))
+    state_dir = context.state_dir
+    if state_dir is not None and config.shutdown_delay > 0:
+        app = add("shutdown-notice", ShutdownNotice(app, state_dir))
     if not traits.checks_requests:
         app = add("request-checks", RequestChecks(app, config))
     if not traits.refuses_connect:
         app = add("refuse-connect", RefuseConnect(app))
     if not traits.int_ports:
         app = add("int-ports", IntPorts(app))
-    if heartbeat_dir is not None and config.timeout > 0:
-        app = add("watchdog", Watchdog(app, heartbeat_dir, config.timeout))
-    if heartbeat_dir is not None and config.ops_port:
-        app = add("boot-mark", BootMark(app, heartbeat_dir))
+    if state_dir is not None and config.timeout > 0:
+        app = add("watchdog", Watchdog(app, state_dir, config.timeout))
+    app = add("boot", Boot(app, context))
     return WorkerApp(app, tuple(reversed(layers)), drain)

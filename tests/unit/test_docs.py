@@ -8,15 +8,17 @@ from pathlib import Path
 from launcher import Backend
 from launcher.config.resolve import resolve
 from launcher.config.settings import SETTINGS
-from launcher.docs import END, START, env_table
+from launcher.docs import BLOCKS, block_in
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
-def test_readme_table_is_current() -> None:
+def test_generated_tables_are_current() -> None:
     text = README.read_text()
-    block = text.split(START, 1)[1].split(END, 1)[0].strip()
-    assert block == env_table(), "README is stale: run python -m launcher.docs --write README.md"
+    for block, make in BLOCKS.items():
+        assert block_in(text, block) == make(), (
+            f"{block} is stale: run python -m launcher.docs --write README.md"
+        )
 
 
 def test_every_variable_is_documented_in_the_readme() -> None:

@@ -18,8 +18,8 @@ import yaml
 from kubernetes_validate.utils import all_versions
 
 from launcher.config.resolve import worker_bound
+from launcher.config.resources import memory_cap
 from launcher.config.settings import BY_ENV
-from launcher.procfs import memory_cap
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "deploy" / "kubernetes"

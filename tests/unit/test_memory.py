@@ -7,21 +7,16 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from launcher import Backend, Config, ConfigError
 from launcher.config.resolve import describe_workers, memory_warning, resolve, worker_bound, worker_count
-from launcher.master.policy import Supervision
-from launcher.procfs import (
-    MASTER_RESERVE_MIB,
-    MIB,
-    memory_cap,
-    memory_limit,
-    memory_over,
-    worker_memory,
-)
+from launcher.config.resources import MASTER_RESERVE_MIB, MIB, memory_cap, memory_limit
+from launcher.master import Master
+from launcher.procfs import memory_over, worker_memory
 
 V1_UNLIMITED = "9223372036854771712"  # what cgroup v1 reads back for "no limit" (4 KiB pages)
 
@@ -314,26 +309,35 @@ def test_this_process() -> None:
     assert used is not None and used[1] in ("USS", "RSS") and 1 * MIB < used[0] < 4096 * MIB
 
 
-# -- MAX_WORKER_MEMORY in the master (Supervision.stop_oversized) ----------------------------
+# -- MAX_WORKER_MEMORY in the master (Master.stop_oversized) --------------------------------
 
 
-def supervision(tmp_path: Path, **env: str) -> tuple[Supervision, list[str]]:
-    write(tmp_path, "main.py", "app = None\n")
-    config = resolve({"APP_DIR": str(tmp_path), "WEB_CONCURRENCY": "2", **env}, Backend)
-    lines: list[str] = []
+@pytest.fixture
+def supervision(tmp_path: Path) -> Iterator[Callable[..., tuple[Master, list[str]]]]:
+    made: list[Master] = []
 
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(record.getMessage())
+    def make(**env: str) -> tuple[Master, list[str]]:
+        write(tmp_path, "main.py", "app = None\n")
+        master = Master(resolve({"APP_DIR": str(tmp_path), "WEB_CONCURRENCY": "2", **env}, Backend))
+        lines: list[str] = []
 
-    log = logging.getLogger(f"test-memory-{id(lines)}")
-    log.handlers = [Collect()]
-    log.setLevel(logging.DEBUG)
-    return Supervision(config, log), lines
+        class Collect(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                lines.append(record.getMessage())
+
+        master.log.handlers = [Collect()]
+        made.append(master)
+        return master, lines
+
+    yield make
+    for master in made:
+        master.close()
 
 
-def test_an_oversized_worker_is_stopped_gracefully_once_and_is_no_crash(tmp_path: Path) -> None:
-    policy, lines = supervision(tmp_path, MAX_WORKER_MEMORY="200", TIMEOUT="0")
+def test_an_oversized_worker_is_stopped_gracefully_once_and_is_no_crash(
+    supervision: Callable[..., tuple[Master, list[str]]],
+) -> None:
+    policy, lines = supervision(MAX_WORKER_MEMORY="200", TIMEOUT="0")
     assert policy.check_every == 1.0  # the master's loop must turn for it, even without TIMEOUT
     sizes = {101: (250 * MIB, "USS"), 102: None}
     stopped: list[int] = []
@@ -348,16 +352,16 @@ def test_an_oversized_worker_is_stopped_gracefully_once_and_is_no_crash(tmp_path
         "worker 101 uses 250.0 MiB (USS), over MAX_WORKER_MEMORY=200 MiB; retiring it gracefully, "
         "starting a new one"
     ]
-    assert policy.stopped_by_master(101) and policy.replaces(101)
+    assert policy.stopped_by_master(101)
     policy._last_memory_check = 0.0  # the next look, a second later: 101 is already stopping
     assert policy.stop_oversized([101, 102], stopped.append, measure) == []
-    assert not policy.exited(101, -15)  # Uvicorn re-raises the SIGTERM; exit 0 elsewhere
+    assert policy.exited(101, -15, booted=True).replace  # Uvicorn re-raises the SIGTERM; exit 0 elsewhere
     assert len(lines) == 1  # the one line, no "died", no crash counted
     assert policy.crash_loop.describe().startswith("0 ")
 
 
-def test_looks_at_most_once_a_second(tmp_path: Path) -> None:
-    policy, _ = supervision(tmp_path, MAX_WORKER_MEMORY="200")
+def test_looks_at_most_once_a_second(supervision: Callable[..., tuple[Master, list[str]]]) -> None:
+    policy, _ = supervision(MAX_WORKER_MEMORY="200")
     calls: list[int] = []
 
     def measure(pid: int, limit: int) -> None:
@@ -368,14 +372,16 @@ def test_looks_at_most_once_a_second(tmp_path: Path) -> None:
     assert calls == [1]
 
 
-def test_off_by_default(tmp_path: Path) -> None:
-    policy, _ = supervision(tmp_path, TIMEOUT="0")
+def test_off_by_default(supervision: Callable[..., tuple[Master, list[str]]]) -> None:
+    policy, _ = supervision(TIMEOUT="0")
     assert policy.check_every is None
     assert policy.stop_oversized([os.getpid()], lambda pid: pytest.fail("stopped")) == []
 
 
-def test_a_worker_that_is_gone_meanwhile_is_fine(tmp_path: Path) -> None:
-    policy, lines = supervision(tmp_path, MAX_WORKER_MEMORY="1")
+def test_a_worker_that_is_gone_meanwhile_is_fine(
+    supervision: Callable[..., tuple[Master, list[str]]],
+) -> None:
+    policy, lines = supervision(MAX_WORKER_MEMORY="1")
 
     def gone(pid: int) -> None:
         raise ProcessLookupError(pid)
@@ -391,8 +397,8 @@ def test_a_worker_raises_its_oom_score_above_its_masters() -> None:
     """In a child (so this process keeps its score): the child is the "worker", we the master."""
     master = int(Path("/proc/self/oom_score_adj").read_text())
     code = (
-        "import os; from launcher.master.policy import raise_oom_score, worker_started\n"
-        "worker_started(os.getppid())\n"
+        "import os; from launcher.worker.bootstrap import raise_oom_score\n"
+        "raise_oom_score(os.getppid())\n"
         "print(open('/proc/self/oom_score_adj').read().strip(), raise_oom_score(os.getppid()))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30)

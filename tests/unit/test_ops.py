@@ -1,7 +1,7 @@
 """The operations points (issue 16): readiness, SHUTDOWN_DELAY, the ops listener, metrics setup.
 
 The conformance kit checks them against every real backend; these pin the core's own rules:
-``Supervision``'s readiness / draining / gave-up logic, the SIGTERM wrapper (in a subprocess,
+``Master``'s readiness / draining / gave-up logic, the SIGTERM wrapper (in a subprocess,
 with real signals, so the pytest process never gets one), ``metrics.prepare_directory``, the
 listener on a real socket, and the CLI's checks of ``OPS_PORT``.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import logging
 import os
 import socket
 import stat
@@ -24,10 +23,9 @@ from typing import Any
 
 import pytest
 
-from launcher import Backend
+from launcher import Backend, statedir
 from launcher.config.resolve import resolve
-from launcher.master import ops
-from launcher.master.policy import BOOTED_SUFFIX, Supervision, mark_booted
+from launcher.master import Master, ops
 from launcher.observability import metrics
 from launcher.testing import apps
 from launcher.testing.process import free_port, run_launcher
@@ -38,22 +36,27 @@ except ImportError:  # pragma: no cover - the test extra installs it
     prometheus_client = None  # type: ignore[assignment]
 
 
-# -- Supervision: readiness, draining, giving up ---------------------------------------------
+# -- Master: readiness, draining, giving up ---------------------------------------------
 
 
 @pytest.fixture
-def supervision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Supervision]:
-    """A master's Supervision with OPS_PORT set (so a state directory and metrics), 2 workers.
+def supervision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Master]:
+    """A Master with OPS_PORT set (so metrics too), 2 workers.
 
-    PROMETHEUS_MULTIPROC_DIR is restored afterwards: Supervision sets it for its workers.
+    PROMETHEUS_MULTIPROC_DIR is restored afterwards: the Master sets it for its workers.
     """
     monkeypatch.delenv(metrics.MULTIPROC_ENV, raising=False)
     (tmp_path / "main.py").write_text("app = None\n")
     env = {"APP_DIR": str(tmp_path), "WEB_CONCURRENCY": "2", "OPS_PORT": str(free_port())}
     config = resolve({**env, "OPS_HOST": "127.0.0.1"}, Backend)
-    policy = Supervision(config, logging.getLogger("test-ops"))
-    yield policy
-    policy.close()
+    master = Master(config)
+    yield master
+    master.close()
+
+
+def mark_booted(master: Master) -> None:
+    """What a worker's pipeline does once its app has started (for this process's pid)."""
+    statedir.write(statedir.booted(master.state.path, os.getpid()))
 
 
 def dead_pid() -> int:
@@ -63,8 +66,7 @@ def dead_pid() -> int:
     return child.pid
 
 
-def test_not_ready_until_a_live_spawned_worker_has_booted(supervision: Supervision) -> None:
-    assert supervision.state_dir is not None
+def test_not_ready_until_a_live_spawned_worker_has_booted(supervision: Master) -> None:
     assert supervision.readiness() == {
         "ready": False,
         "workers_booted": 0,
@@ -74,8 +76,8 @@ def test_not_ready_until_a_live_spawned_worker_has_booted(supervision: Supervisi
     me = os.getpid()  # a live process, standing in for a worker
     supervision.spawned(me)
     assert supervision.readiness()["workers_booted"] == 0  # spawned, not booted
-    mark_booted(supervision.state_dir)  # what the worker's pipeline does (for its own pid)
-    assert Path(supervision.state_dir, f"{me}{BOOTED_SUFFIX}").exists()
+    mark_booted(supervision)  # what the worker's pipeline does (for its own pid)
+    assert Path(statedir.booted(supervision.state.path, me)).exists()
     assert supervision.readiness() == {
         "ready": True,
         "workers_booted": 1,
@@ -84,31 +86,28 @@ def test_not_ready_until_a_live_spawned_worker_has_booted(supervision: Supervisi
     }
 
 
-def test_boot_marks_of_dead_or_unknown_workers_do_not_count(supervision: Supervision) -> None:
-    assert supervision.state_dir is not None
+def test_boot_marks_of_dead_or_unknown_workers_do_not_count(supervision: Master) -> None:
     gone = dead_pid()
     supervision.spawned(gone)
-    Path(supervision.state_dir, f"{gone}{BOOTED_SUFFIX}").touch()  # it booted, then died
-    mark_booted(supervision.state_dir)  # this process booted, but the master never spawned it
+    Path(statedir.booted(supervision.state.path, gone)).touch()  # it booted, then died
+    mark_booted(supervision)  # this process booted, but the master never spawned it
     assert supervision.booted_count() == 0
     assert supervision.readiness()["ready"] is False
 
 
-def test_forget_removes_the_boot_mark(supervision: Supervision) -> None:
-    assert supervision.state_dir is not None
+def test_an_exit_removes_the_boot_mark(supervision: Master) -> None:
     me = os.getpid()
     supervision.spawned(me)
-    mark_booted(supervision.state_dir)
+    mark_booted(supervision)
     assert supervision.booted_count() == 1
-    supervision.forget(me)
+    supervision.exited(me, 0)
     assert supervision.booted_count() == 0
-    assert not Path(supervision.state_dir, f"{me}{BOOTED_SUFFIX}").exists()
+    assert not Path(statedir.booted(supervision.state.path, me)).exists()
 
 
-def test_draining_and_giving_up_make_it_not_ready(supervision: Supervision) -> None:
-    assert supervision.state_dir is not None
+def test_draining_and_giving_up_make_it_not_ready(supervision: Master) -> None:
     supervision.spawned(os.getpid())
-    mark_booted(supervision.state_dir)
+    mark_booted(supervision)
     assert supervision.readiness()["ready"] is True
     supervision.draining = True
     assert supervision.readiness() == {
@@ -129,32 +128,32 @@ def test_draining_and_giving_up_make_it_not_ready(supervision: Supervision) -> N
     }
 
 
-def test_a_crash_loop_gives_up(supervision: Supervision) -> None:
-    verdicts = [supervision.exited(1_000_000 + n, 1) for n in range(5)]  # max(5, 2 * 2) deaths
-    assert verdicts == [False, False, False, False, True]
+def test_a_crash_loop_gives_up(supervision: Master) -> None:
+    verdicts = [supervision.exited(1_000_000 + n, 1, booted=True).give_up for n in range(5)]
+    assert verdicts == [False, False, False, False, True]  # max(5, 2 * 2) deaths
     assert supervision.gave_up
     assert supervision.restarts["crash"] == 5
 
 
-def test_restarts_are_counted_by_reason(supervision: Supervision) -> None:
+def test_restarts_are_counted_by_reason(supervision: Master) -> None:
     supervision.stopping(10, "memory")
-    supervision.exited(10, 0)
-    supervision.exited(11, -15)  # obeyed a SIGTERM: stopped, not a crash
-    supervision.exited(12, -9)
+    supervision.exited(10, 0, booted=True)
+    supervision.exited(11, -15, booted=True)  # obeyed a SIGTERM: stopped, not a crash
+    supervision.exited(12, -9, booted=True)
     assert dict(supervision.restarts) == {"memory": 1, "stopped": 1, "crash": 1}
     assert not supervision.gave_up
 
 
 # -- the SIGTERM wrapper and SHUTDOWN_DELAY, with real signals in a child process -------------
 
-#: Builds a Supervision behind a recording "master handler", sends itself signals as the
+#: Builds a Master behind a recording "master handler", sends itself signals as the
 #: scenario says, and prints what the master's handler saw and when.
 SIGNAL_SCRIPT = textwrap.dedent(
     """
     import json, logging, os, signal, sys, time
     from launcher import Backend
     from launcher.config.resolve import resolve
-    from launcher.master.policy import Supervision
+    from launcher.master import Master
 
     app_dir, delay, scenario = sys.argv[1], sys.argv[2], sys.argv[3]
     env = {"APP_DIR": app_dir, "WEB_CONCURRENCY": "1", "TIMEOUT": "0", "SHUTDOWN_DELAY": delay}
@@ -164,8 +163,8 @@ SIGNAL_SCRIPT = textwrap.dedent(
         seen.append([signal.Signals(signum).name, round(time.monotonic() - start, 2)])
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         signal.signal(signum, master)
-    supervision = Supervision(resolve(env, Backend), logging.getLogger("x"))
-    supervision.started()
+    supervision = Master(resolve(env, Backend))
+    supervision.serving()
     report = {}
     first = {"int": signal.SIGINT}.get(scenario, signal.SIGTERM)
     os.kill(os.getpid(), first)
@@ -268,21 +267,21 @@ def test_the_users_metrics_directory_is_used_as_it_is(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(prometheus_client is None, reason="needs prometheus_client")
-def test_supervision_keeps_the_users_directory_at_exit_and_removes_its_own(
+def test_the_master_keeps_the_users_directory_at_exit_and_removes_its_own(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "main.py").write_text("app = None\n")
     env = {"APP_DIR": str(tmp_path), "OPS_PORT": str(free_port())}
     own = tmp_path / "shared"
     monkeypatch.setenv(metrics.MULTIPROC_ENV, str(own))
-    users = Supervision(resolve(env, Backend), logging.getLogger("test-ops"))
+    users = Master(resolve(env, Backend))
     assert users.metrics_dir == str(own)
     (own / "counter_1.db").write_bytes(b"kept")
     users.close()
     assert (own / "counter_1.db").exists()
     monkeypatch.delenv(metrics.MULTIPROC_ENV)
-    fresh = Supervision(resolve(env, Backend), logging.getLogger("test-ops"))
-    assert fresh.state_dir and fresh.metrics_dir == os.path.join(fresh.state_dir, "metrics")
+    fresh = Master(resolve(env, Backend))
+    assert fresh.metrics_dir == os.path.join(fresh.state.path, "metrics")
     assert os.environ[metrics.MULTIPROC_ENV] == fresh.metrics_dir
     fresh.close()
     assert not os.path.exists(fresh.metrics_dir)
@@ -292,7 +291,7 @@ def test_supervision_keeps_the_users_directory_at_exit_and_removes_its_own(
 
 
 @pytest.fixture
-def listener(supervision: Supervision) -> Iterator[tuple[Supervision, int]]:
+def listener(supervision: Master) -> Iterator[tuple[Master, int]]:
     port = free_port()
     server = ops.start(supervision, "127.0.0.1", port)
     yield supervision, port
@@ -310,9 +309,8 @@ def ask(port: int, path: str, method: str = "GET") -> tuple[int, dict[str, str],
         conn.close()
 
 
-def test_livez_and_readyz_answer_from_supervision(listener: tuple[Supervision, int]) -> None:
+def test_livez_and_readyz_answer_from_supervision(listener: tuple[Master, int]) -> None:
     supervision, port = listener
-    assert supervision.state_dir is not None
     assert ask(port, "/livez")[::2] == (200, b'{"alive": true}')
     status, headers, body = ask(port, "/readyz")
     assert (status, headers["content-type"], headers["cache-control"]) == (
@@ -322,7 +320,7 @@ def test_livez_and_readyz_answer_from_supervision(listener: tuple[Supervision, i
     )
     assert json.loads(body) == {"ready": False, "workers_booted": 0, "workers_wanted": 2, "draining": False}
     supervision.spawned(os.getpid())
-    mark_booted(supervision.state_dir)
+    mark_booted(supervision)
     status, _, body = ask(port, "/readyz?verbose=1")  # the query is ignored
     assert (status, json.loads(body)["ready"]) == (200, True)
     supervision.draining = True
@@ -332,7 +330,7 @@ def test_livez_and_readyz_answer_from_supervision(listener: tuple[Supervision, i
     assert ask(port, "/livez")[::2] == (503, b'{"alive": false}')
 
 
-def test_unknown_paths_are_404(listener: tuple[Supervision, int]) -> None:
+def test_unknown_paths_are_404(listener: tuple[Master, int]) -> None:
     _, port = listener
     for path in ("/", "/ready", "/livez/extra", "/metricsx"):
         status, headers, body = ask(port, path)
@@ -340,7 +338,7 @@ def test_unknown_paths_are_404(listener: tuple[Supervision, int]) -> None:
         assert "/readyz" in json.loads(body)["error"]
 
 
-def test_head_has_the_headers_and_no_body(listener: tuple[Supervision, int]) -> None:
+def test_head_has_the_headers_and_no_body(listener: tuple[Master, int]) -> None:
     _, port = listener
     get_status, get_headers, get_body = ask(port, "/readyz")
     status, headers, body = ask(port, "/readyz", "HEAD")
@@ -359,7 +357,7 @@ def test_head_has_the_headers_and_no_body(listener: tuple[Supervision, int]) -> 
 
 
 def test_a_client_that_goes_away_is_no_traceback(
-    supervision: Supervision, capsys: pytest.CaptureFixture[str]
+    supervision: Master, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # probe --ready reads the status line only: its close resets the connection.
     server = ops.start(supervision, "127.0.0.1", free_port())
@@ -381,19 +379,19 @@ def test_a_client_that_goes_away_is_no_traceback(
         ops.stop(server)
 
 
-def test_metrics_without_prometheus_client_is_501_text(listener: tuple[Supervision, int]) -> None:
+def test_metrics_without_prometheus_client_is_501_text(listener: tuple[Master, int]) -> None:
     supervision, port = listener
-    supervision.metrics_dir = None  # what Supervision leaves when prometheus_client is missing
+    supervision.metrics_dir = None  # what the Master leaves when prometheus_client is missing
     status, headers, body = ask(port, "/metrics")
     assert (status, headers["content-type"]) == (501, "text/plain; charset=utf-8")
     assert "prometheus_client is not installed" in body.decode() and metrics.INSTALL_HINT in body.decode()
 
 
 @pytest.mark.skipif(prometheus_client is None, reason="needs prometheus_client")
-def test_metrics_has_the_masters_own(listener: tuple[Supervision, int]) -> None:
+def test_metrics_has_the_masters_own(listener: tuple[Master, int]) -> None:
     supervision, port = listener
     assert supervision.metrics_dir is not None
-    supervision.exited(1_000_001, -9)
+    supervision.exited(1_000_001, -9, booted=True)
     status, headers, body = ask(port, "/metrics")
     text = body.decode()
     assert status == 200 and headers["content-type"].startswith("text/plain"), text
@@ -403,7 +401,7 @@ def test_metrics_has_the_masters_own(listener: tuple[Supervision, int]) -> None:
     assert 'asgi_launcher_worker_restarts_total{reason="timeout"} 0.0' in text.splitlines(), text
 
 
-def test_a_forked_child_does_not_keep_the_listening_socket(supervision: Supervision) -> None:
+def test_a_forked_child_does_not_keep_the_listening_socket(supervision: Master) -> None:
     server = ops.start(supervision, "127.0.0.1", free_port())
     try:
         listening = os.readlink(f"/proc/self/fd/{server.socket.fileno()}")  # socket:[inode]
@@ -486,13 +484,12 @@ def test_probe_ready_with_nothing_listening_is_exit_1(app_dir: Path) -> None:
     assert "no HTTP answer" in result.stderr
 
 
-def test_probe_ready_follows_readyz(app_dir: Path, listener: tuple[Supervision, int]) -> None:
+def test_probe_ready_follows_readyz(app_dir: Path, listener: tuple[Master, int]) -> None:
     supervision, port = listener
-    assert supervision.state_dir is not None
     env = {"APP_DIR": str(app_dir), "OPS_PORT": str(port), "OPS_HOST": "127.0.0.1"}
     result = run_launcher(env, ("probe", "--ready", "--timeout", "2"))
     assert result.returncode == 1 and "HTTP 503" in result.stderr, result.stdout + result.stderr
     supervision.spawned(os.getpid())
-    mark_booted(supervision.state_dir)
+    mark_booted(supervision)
     result = run_launcher(env, ("probe", "--ready", "--timeout", "2"))
     assert result.returncode == 0 and "HTTP 200" in result.stdout, result.stdout + result.stderr

@@ -124,15 +124,13 @@ def h11_events(connection: h11.Connection, data: bytes) -> list[Any]:
             return events
 
 
-def connections(tmp_path: Path, **env: str) -> list[Any]:
-    from asgi_launcher_hypercorn.limits import CheckedConnection as HypercornConnection
-    from asgi_launcher_uvicorn.limits import CheckedConnection as UvicornConnection
-    from asgi_launcher_uvicorn.limits import Limits
+def connections(tmp_path: Path, preface_allowed: bool = False) -> list[Any]:
+    """The one h11 connection the Hypercorn and Uvicorn plugins serve, held to small limits."""
+    from launcher.worker import HeadLimits
+    from launcher.worker.h11_head import CheckedConnection
 
-    c = config(
-        tmp_path, LIMIT_REQUEST_LINE="100", LIMIT_REQUEST_FIELDS="10", LIMIT_REQUEST_FIELD_SIZE="60", **env
-    )
-    return [UvicornConnection(Limits.of(c)), HypercornConnection(c, c.head_budget or 0)]
+    c = config(tmp_path, LIMIT_REQUEST_LINE="100", LIMIT_REQUEST_FIELDS="10", LIMIT_REQUEST_FIELD_SIZE="60")
+    return [CheckedConnection(HeadLimits.of(c), c.head_budget or 0, preface_allowed=preface_allowed)]
 
 
 @pytest.mark.parametrize(
@@ -165,9 +163,9 @@ def test_h11_connections_serve_absolute_form_as_origin_form(tmp_path: Path) -> N
         assert list(request.headers) == [(b"host", b"x")]
 
 
-def test_hypercorn_takes_the_preface_only_with_http2_cleartext(tmp_path: Path) -> None:
-    _, hypercorn = connections(tmp_path, HTTP2_CLEARTEXT="true")
-    assert h11_events(hypercorn, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")[-1].method == b"PRI"
+def test_the_preface_is_taken_only_where_allowed(tmp_path: Path) -> None:
+    (allowed,) = connections(tmp_path, preface_allowed=True)  # Hypercorn with HTTP2_CLEARTEXT
+    assert h11_events(allowed, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")[-1].method == b"PRI"
 
 
 def test_hypercorn_settings(tmp_path: Path) -> None:

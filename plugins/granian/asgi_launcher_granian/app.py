@@ -11,7 +11,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from launcher import Config, ServerTraits, WorkerApp, accept_stop_signals, build_worker_app
+from launcher.worker import ServerTraits, WorkerApp, WorkerContext, accept_stop_signals, build_worker_app
 
 #: Granian's accept loop runs in its own threads and stops a moment after the worker is told to:
 #: the request that retires a worker waits that long before it is served, so its client cannot
@@ -94,11 +94,9 @@ def _drain_before_stopping(worker_app: WorkerApp) -> None:
     granian_signals.set_loop_signals = set_loop_signals
 
 
-def load_app(target: str, config: Config, heartbeat_dir: str | None, master_pid: int) -> Any:
+def load_app(target: str, context: WorkerContext) -> Any:
     # Granian applies none of FORWARDED_ALLOW_IPS, ROOT_PATH, MAX_REQUESTS or TIMEOUT: the
     # pipeline's layers do, as under every backend.
-    worker_app = build_worker_app(
-        config, retire=retire, heartbeat_dir=heartbeat_dir, traits=TRAITS, master_pid=master_pid
-    )
+    worker_app = build_worker_app(context, retire=retire, traits=TRAITS)
     _drain_before_stopping(worker_app)
     return worker_app.app

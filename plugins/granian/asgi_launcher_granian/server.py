@@ -9,11 +9,11 @@ that dies is replaced; ``launcher.supervision.CrashLoop`` decides when deaths me
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import signal
 import socket
 import sys
+import time
 from functools import partial
 from typing import Any
 
@@ -24,15 +24,8 @@ from granian.server.mp import MPServer, WorkerProcess
 
 from asgi_launcher_granian.app import load_app
 from asgi_launcher_granian.limits import http1_options
-from launcher import (
-    EXIT_WORKERS_FAILING,
-    Config,
-    Supervision,
-    configure_logging,
-    forking,
-    master_log,
-    parse_address,
-)
+from launcher import EXIT_WORKERS_FAILING, Config
+from launcher.master import Master, forking, parse_address
 
 
 def _log_config(config: Config) -> dict[str, Any]:
@@ -72,7 +65,8 @@ class _Worker(WorkerProcess):  # type: ignore[misc]
 class LauncherGranian(MPServer):  # type: ignore[misc]
     exit_status = 0
     draining = False
-    supervision: Supervision
+    master: Master
+    _noted: set[int]  # workers the master has been told about
 
     def _init_shared_socket(self) -> None:
         """One listening socket, made by the master and inherited by every worker.
@@ -104,30 +98,40 @@ class LauncherGranian(MPServer):  # type: ignore[misc]
 
     def _note_spawned(self) -> None:
         for worker in self.wrks:
-            if worker.inner.pid is not None:
-                self.supervision.spawned(worker.inner.pid)
+            if worker.inner.pid is not None and worker.inner.pid not in self._noted:
+                self._noted.add(worker.inner.pid)
+                self.master.spawned(worker.inner.pid)
 
     def _serve_loop(self, spawn_target: Any, target_loader: Any) -> None:
-        supervision = self.supervision
+        master = self.master
+        due: list[tuple[float, int]] = []  # (when, worker index): replacements after a pause
         while True:
-            self.main_loop_interrupt.wait(supervision.check_every)
+            waits = [w - time.monotonic() for w, _ in due] + (
+                [master.check_every] if master.check_every else []
+            )
+            self.main_loop_interrupt.wait(max(0.0, min(waits)) if waits else None)
             # Clear before reading the state: a worker that dies from here on sets the event
             # again. (Clearing after handling, as Granian's own loop does, can swallow a death
             # that happens meanwhile, and the master then waits for ever.)
             self.main_loop_interrupt.clear()
             if self.interrupt_signal:
                 break
-            pids = [w.inner.pid for w in self.wrks if w.inner.pid is not None]
-            supervision.stop_overdue(pids)
-            supervision.stop_oversized(pids, self._stop_gracefully)
+            master.check([w.inner.pid for w in self.wrks if w.inner.pid is not None], self._stop_gracefully)
             dead = self.interrupt_children[:]
             del self.interrupt_children[: len(dead)]  # a watcher thread may append meanwhile
-            if dead:
-                exits = [(self.wrks[idx].inner.pid, self.wrks[idx].inner.exitcode) for idx in dead]
-                if any([supervision.exited(pid, code) for pid, code in exits]):
+            for idx in dead:
+                worker = self.wrks[idx]
+                decision = master.exited(worker.inner.pid, worker.inner.exitcode)
+                if decision.give_up:
                     self.exit_status = EXIT_WORKERS_FAILING
-                    break
-                self._respawn_workers(dead, spawn_target, target_loader)
+                    return
+                if decision.replace:
+                    due.append((time.monotonic() + decision.after, idx))
+            now = time.monotonic()
+            ready = sorted(idx for when, idx in due if when <= now)
+            if ready:
+                due = [(when, idx) for when, idx in due if when > now]
+                self._respawn_workers(ready, spawn_target, target_loader)
                 self._note_spawned()
             if self.reload_signal:
                 self._reload(spawn_target, target_loader)
@@ -152,7 +156,7 @@ class LauncherGranian(MPServer):  # type: ignore[misc]
         signal.signal(signal.SIGUSR1, self._reopen_logs)
         for signum in (signal.SIGUSR2, signal.SIGTTIN, signal.SIGTTOU, signal.SIGWINCH):
             signal.signal(signum, self._ignore)
-        self.supervision.started()
+        self.master.serving()
         super()._spawn_workers(spawn_target, target_loader)
 
     def _serve(self, spawn_target: Any, target_loader: Any) -> None:
@@ -164,17 +168,17 @@ class LauncherGranian(MPServer):  # type: ignore[misc]
         self.shutdown(self.exit_status)
 
     def _reopen_logs(self, *args: Any) -> None:
-        self.supervision.reopening_logs()
+        self.master.reopening_logs()
         for worker in list(self.wrks):
             if worker.inner.pid is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(worker.inner.pid, signal.SIGUSR1)
 
     def _ignore(self, signum: int, *args: Any) -> None:
-        self.supervision.ignored(signum)
+        self.master.ignored(signum)
 
     def _reload(self, spawn_target: Any, target_loader: Any) -> None:
-        self.supervision.log.info("got SIGHUP: starting new workers, then stopping the old ones gracefully")
+        self.master.log.info("got SIGHUP: starting new workers, then stopping the old ones gracefully")
         # Granian waits respawn_interval (3.5 s) between a new worker and stopping the old one;
         # ours boot in well under a second.
         self.respawn_interval = 1.0
@@ -218,24 +222,16 @@ def serve(config: Config) -> int:
         working_dir=None,
         **kwargs,
     )
-    server.supervision = Supervision(config, master_log(config))
+    server._noted = set()
     # Granian has set up its loggers (_log_config): LOG_FORMAT, LOG_LEVEL and LOG_CONFIG as under
     # every backend. Each worker sets them up again, then the pipeline does this there.
-    configure_logging(config, loggers=("_granian",))
-    # The pipeline needs no server settings; keeping them out keeps the loader picklable.
-    loader = partial(
-        load_app,
-        config=dataclasses.replace(config, server_settings={}),
-        heartbeat_dir=server.supervision.heartbeat_dir,
-        master_pid=os.getpid(),
-    )
-    try:
-        server.serve(target_loader=loader)
-    except SystemExit as exc:
-        code = exc.code
-        return code if isinstance(code, int) else (0 if code is None else 1)
-    finally:
-        server.supervision.close()
+    with Master(config, loggers=("_granian",)) as master:
+        server.master = master
+        try:
+            server.serve(target_loader=partial(load_app, context=master.worker_context()))
+        except SystemExit as exc:
+            code = exc.code
+            return code if isinstance(code, int) else (0 if code is None else 1)
     return 0
 
 

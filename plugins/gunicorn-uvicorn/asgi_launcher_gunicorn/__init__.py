@@ -70,12 +70,14 @@ class GunicornBackend(Backend):
 
     def run(self, config: Config) -> int:
         from asgi_launcher_gunicorn.application import LauncherApplication
+        from launcher.master import Master
 
-        try:
-            LauncherApplication(config).run()
-        except SystemExit as exc:  # the arbiter halts with sys.exit(status)
-            code = exc.code
-            return code if isinstance(code, int) else (0 if code is None else 1)
+        with Master(config) as master:
+            try:
+                LauncherApplication(config, master).run()
+            except SystemExit as exc:  # the arbiter halts with sys.exit(status)
+                code = exc.code
+                return code if isinstance(code, int) else (0 if code is None else 1)
         return 0
 
 

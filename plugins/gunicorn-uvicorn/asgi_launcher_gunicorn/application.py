@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
+import time
 from types import FrameType
 from typing import Any
 
@@ -13,20 +13,11 @@ from gunicorn.arbiter import Arbiter
 from gunicorn.errors import HaltServer
 
 from asgi_launcher_gunicorn.worker import launcher_worker_class
-from launcher import (
-    EXIT_WORKERS_FAILING,
-    Config,
-    Supervision,
-    configure_logging,
-    exit_code,
-    forking,
-    import_app,
-    launcher_line,
-    master_log,
-)
+from launcher import EXIT_WORKERS_FAILING, Config
+from launcher.master import Master, forking
 
 
-def following_the_launcher(base: type, config: Config) -> type:
+def following_the_launcher(base: type, master: Master) -> type:
     """Gunicorn's logger class (its statsd one when ``statsd_host`` is set), whose every setup,
     the first and each reload's, ends with the launcher's: LOG_FORMAT, LOG_LEVEL and LOG_CONFIG
     as under every backend, from Gunicorn's first line on (its handlers are also Uvicorn's in
@@ -34,7 +25,7 @@ def following_the_launcher(base: type, config: Config) -> type:
 
     def setup(self: Any, cfg: Any) -> None:
         base.setup(self, cfg)  # type: ignore[attr-defined]
-        configure_logging(config, loggers=("gunicorn.error",))
+        master.configure_logging(loggers=("gunicorn.error",))
 
     return type(f"Launcher{base.__name__}", (base,), {"setup": setup})
 
@@ -47,50 +38,50 @@ class LauncherArbiter(Arbiter):  # type: ignore[misc]
     that drain, stops at once. (Gunicorn's own SIGINT/SIGQUIT "quick shutdown" asks Uvicorn
     workers to finish too, then waits out the whole graceful timeout.)
 
-    What happens to workers is decided by the launcher's shared ``Supervision``, as under
-    every backend: each reaped worker's real exit status says whether it retired
-    (MAX_REQUESTS), was stopped by the master, or died, and deaths count toward the shared
-    crash-loop rule, which halts the server with exit 3. TIMEOUT uses the pipeline's heartbeat
-    rather than Gunicorn's own, so the rule and its log line are the same everywhere.
+    What happens to workers is decided by the launcher's ``Master``, as under every backend:
+    each reaped worker's real exit status and boot say whether it retired (MAX_REQUESTS), was
+    stopped by the master, died or failed to boot, and the shared rules halt the server with
+    exit 3. TIMEOUT uses the pipeline's heartbeat rather than Gunicorn's own, so the rule and its
+    log line are the same everywhere.
     """
 
     def __init__(self, app: Any) -> None:
-        super().__init__(app)
-        self.supervision: Supervision = app.supervision
+        self.master: Master = app.master
         self.stopping = False
+        self._spawn_after = 0.0  # a failed boot's pause
+        super().__init__(app)
 
     def setup(self, app: Any) -> None:
         if getattr(self, "log", None) is None:  # the first setup: Gunicorn's logger, following ours
-            self.log = following_the_launcher(app.cfg.logger_class, app.config)(app.cfg)
+            self.log = following_the_launcher(app.cfg.logger_class, self.master)(app.cfg)
         super().setup(app)
         self.worker_class: type = launcher_worker_class(self.cfg.worker_class)
 
     def init_signals(self) -> None:
         super().init_signals()
-        # The operations listener (OPS_PORT) and SHUTDOWN_DELAY, as under every backend.
-        self.supervision.started()
+        self.master.serving()  # SHUTDOWN_DELAY and the operations listener, before any worker
 
     def halt(self, reason: str | None = None, exit_status: int = 0) -> None:
         if exit_status:
-            self.supervision.giving_up()  # /livez 503 while the remaining workers stop
+            self.master.giving_up()  # /livez 503 while the remaining workers stop
         super().halt(reason, exit_status)
 
     def spawn_worker(self) -> int:
         with forking():  # the worker starts with the signal table blocked (launcher.signals)
             pid: int = super().spawn_worker()  # only the master returns from it
-        self.supervision.spawned(pid)
+        self.master.spawned(pid)
         return pid
 
+    def manage_workers(self) -> None:
+        if len(self.WORKERS) < self.num_workers and time.monotonic() < self._spawn_after:
+            return  # the pause after a failed boot
+        super().manage_workers()
+
     def murder_workers(self) -> None:
-        for pid in self.supervision.stop_overdue(list(self.WORKERS)):
-            # Ours to reap: Gunicorn would log the SIGKILL as "perhaps out of memory?".
-            worker = self.WORKERS.pop(pid, None)
-            if worker is not None:
-                worker.tmp.close()
-        # MAX_WORKER_MEMORY: SIGTERM is Uvicorn's graceful stop (in-flight requests finish), sent
-        # through kill_worker, which marks the worker stopped by the master; manage_workers starts
-        # its replacement once it has been reaped.
-        self.supervision.stop_oversized(list(self.WORKERS), lambda pid: self.kill_worker(pid, signal.SIGTERM))
+        # TIMEOUT's SIGKILL, and MAX_WORKER_MEMORY's SIGTERM (Uvicorn's graceful stop) through
+        # kill_worker, which marks the worker stopped by the master; manage_workers starts the
+        # replacement once it has been reaped.
+        self.master.check(list(self.WORKERS), lambda pid: self.kill_worker(pid, signal.SIGTERM))
 
     def stop(self, graceful: bool = True) -> None:
         self.stopping = True
@@ -108,30 +99,30 @@ class LauncherArbiter(Arbiter):  # type: ignore[misc]
     # The rest of the launcher's signal table (the same under every backend).
 
     def handle_hup(self) -> None:
-        self.supervision.log.info("got SIGHUP: starting new workers, then stopping the old ones gracefully")
+        self.master.log.info("got SIGHUP: starting new workers, then stopping the old ones gracefully")
         super().handle_hup()  # Gunicorn's reload: new workers first, the oldest stopped after
 
     def handle_usr1(self) -> None:
-        self.supervision.reopening_logs()
+        self.master.reopening_logs()
         super().handle_usr1()  # Gunicorn's own log files, and SIGUSR1 to every worker
 
     def handle_usr2(self) -> None:
-        self.supervision.ignored(signal.SIGUSR2)  # Gunicorn would re-exec: prestart again, port in use
+        self.master.ignored(signal.SIGUSR2)  # Gunicorn would re-exec: prestart again, port in use
 
     def handle_winch(self) -> None:
-        self.supervision.ignored(signal.SIGWINCH)
+        self.master.ignored(signal.SIGWINCH)
 
     def handle_ttin(self) -> None:
-        self.supervision.ignored(signal.SIGTTIN)
+        self.master.ignored(signal.SIGTTIN)
 
     def handle_ttou(self) -> None:
-        self.supervision.ignored(signal.SIGTTOU)
+        self.master.ignored(signal.SIGTTOU)
 
     def kill_worker(self, pid: int, sig: int) -> None:
         # A worker the arbiter itself stops (reload, a second signal) is not a crash, however it
         # ends (Uvicorn re-raises the SIGTERM it was stopped with).
         if sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGINT, signal.SIGKILL) and not self.stopping:
-            self.supervision.stopping(pid, "stopped by the master")
+            self.master.stopping(pid, "stopped by the master")
         super().kill_worker(pid, sig)
 
     def handle_quit(self) -> None:
@@ -140,9 +131,9 @@ class LauncherArbiter(Arbiter):  # type: ignore[misc]
         raise StopIteration
 
     def reap_workers(self) -> None:
-        """Gunicorn's reap, deciding each exit by the shared policy from its real status (Gunicorn's
+        """Gunicorn's reap, each exit decided by the ``Master`` from its real status (Gunicorn's
         own would halt on a worker's boot-error status and log a SIGKILL as "perhaps out of
-        memory?"): a worker gone is reaped here, its exit reported to ``Supervision``."""
+        memory?")."""
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -154,30 +145,21 @@ class LauncherArbiter(Arbiter):  # type: ignore[misc]
                 self.handle_dirty_arbiter_exit(pid, status)
                 continue
             worker = self.WORKERS.pop(pid, None)
+            if worker is None and not self.master.stopped_by_master(pid):
+                continue  # not a worker of ours (an orphan reparented to a master run as PID 1)
             if worker is not None:
                 worker.tmp.close()
                 self.cfg.child_exit(self, worker)
-            elif not self.supervision.stopped_by_master(pid):
-                continue  # not a worker of ours (an orphan reparented to a master run as PID 1)
-            try:
-                if os.waitstatus_to_exitcode(status) == self.WORKER_BOOT_ERROR:
-                    raise HaltServer("Worker failed to boot.", self.WORKER_BOOT_ERROR)
-                self._note_exit(pid, status)
-            except HaltServer:
-                # Already halting: a second failed worker reaped inside stop() would raise again
-                # and turn exit 3 into a traceback and exit 1.
-                if not self.stopping:
-                    raise
-
-    def _note_exit(self, pid: int, status: int) -> None:
-        if self.supervision.exited(pid, exit_code(status), stopping=self.stopping):
-            raise HaltServer("workers keep dying: the app is failing; giving up", EXIT_WORKERS_FAILING)
+            decision = self.master.exited(pid, os.waitstatus_to_exitcode(status))
+            if decision.give_up and not self.stopping:
+                raise HaltServer("workers cannot be kept running: giving up", EXIT_WORKERS_FAILING)
+            self._spawn_after = time.monotonic() + decision.after
 
 
 class LauncherApplication(BaseApplication):  # type: ignore[misc]
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, master: Master) -> None:
         self.config = config
-        self.supervision = Supervision(config, master_log(config))
+        self.master = master
         super().__init__()
 
     def load_config(self) -> None:
@@ -187,15 +169,13 @@ class LauncherApplication(BaseApplication):  # type: ignore[misc]
             self.cfg.set(name, value)
 
     def load(self) -> Any:
-        return import_app(self.config.app, self.config.app_dir, source=self.config.sources.get("app", ""))
+        """Not used: each worker imports the app through the pipeline (``LauncherWorker.load_wsgi``)."""
+        return None
 
     def run(self) -> None:
         # BaseApplication.run, with our arbiter.
         try:
             LauncherArbiter(self).run()
         except RuntimeError as exc:
-            print(launcher_line(str(exc), "error"), file=sys.stderr)
-            sys.stderr.flush()
-            sys.exit(1)
-        finally:
-            self.supervision.close()
+            self.master.log.error("%s", exc)
+            raise SystemExit(1) from None

@@ -25,7 +25,7 @@ from gunicorn.arbiter import Arbiter
 from uvicorn.server import Server
 
 from asgi_launcher_uvicorn.limits import checked_protocol
-from launcher import ServerTraits, WorkerApp, accept_stop_signals, build_worker_app
+from launcher.worker import ServerTraits, WorkerApp, accept_stop_signals, build_worker_app
 
 #: Uvicorn closes open WebSockets with 1012 when it stops, and its parsers refuse CONNECT; the
 #: protocols of ``asgi_launcher_uvicorn.limits`` check request heads: the pipeline need not.
@@ -91,15 +91,9 @@ class LauncherWorker:
         accept_stop_signals()  # blocked by the arbiter across the fork (launcher.signals)
 
     def load_wsgi(self) -> None:
-        super().load_wsgi()  # type: ignore[misc]  # Gunicorn's import of the app (LauncherApplication.load)
-        launcher = self.app.config
+        # The pipeline imports the app (a failure is a failed boot, told as under every backend).
         self.worker_app = build_worker_app(
-            launcher,
-            retire=self.retire,
-            heartbeat_dir=self.app.supervision.heartbeat_dir,
-            traits=self.traits,
-            app=self.wsgi,
-            master_pid=self.ppid,
+            self.app.master.worker_context(), retire=self.retire, traits=self.traits
         )
         self.wsgi = self.worker_app.app
 

@@ -75,36 +75,21 @@ class HypercornBackend(Backend):
         import asgi_launcher_hypercorn.supervisor  # noqa: F401
 
     def run(self, config: Config) -> int:
-        import dataclasses
-
         from asgi_launcher_hypercorn.settings import build, create_sockets
         from asgi_launcher_hypercorn.supervisor import Supervisor, close_sockets
-        from asgi_launcher_hypercorn.worker import WorkerSpec
-        from launcher import Supervision, configure_logging, master_log
+        from launcher.master import Master
 
         hc = build(config)
-        log = master_log(config)
-        configure_logging(config)  # the master's own logging (its workers set up theirs)
-        try:
-            sockets = create_sockets(hc)
-        except OSError as exc:
-            log.error("cannot listen on %s: %s", ", ".join(config.bind), exc.strerror or exc)
-            return 1
-        if hc.pid_path:
-            with open(hc.pid_path, "w") as file:
-                file.write(str(os.getpid()))
-        supervision = Supervision(config, log)
-        spec = WorkerSpec(
-            # What the worker pipeline needs (the server's own settings travel in hc).
-            config=dataclasses.replace(config, server_settings={}),
-            heartbeat_dir=supervision.heartbeat_dir,
-            supervisor_pid=os.getpid(),
-        )
-        supervisor = Supervisor(
-            config.workers, float(config.graceful_timeout), log, supervision, hc=hc, spec=spec
-        )
-        try:
-            return supervisor.run(sockets)
-        finally:
-            supervision.close()
-            close_sockets(sockets, list(config.bind))
+        with Master(config) as master:
+            try:
+                sockets = create_sockets(hc)
+            except OSError as exc:
+                master.log.error("cannot listen on %s: %s", ", ".join(config.bind), exc.strerror or exc)
+                return 1
+            if hc.pid_path:
+                with open(hc.pid_path, "w") as file:
+                    file.write(str(os.getpid()))
+            try:
+                return Supervisor(master, hc=hc).run(sockets)
+            finally:
+                close_sockets(sockets, list(config.bind))

@@ -38,10 +38,9 @@ import hypercorn.protocol
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.protocol.h11 import H11Protocol
 
-from launcher import Config, HeadLimits, origin_form
-
-#: The refusals answered here with their own body (the core's reason phrases).
-REASONS = {status: HeadLimits.reasons[status] for status in (414, 431)}
+from launcher import Config
+from launcher.worker import HeadLimits
+from launcher.worker.h11_head import CheckedConnection
 
 
 def apply(hc: HypercornConfig, config: Config) -> None:
@@ -55,64 +54,6 @@ def apply(hc: HypercornConfig, config: Config) -> None:
             hc.keep_alive_max_requests = 1
 
 
-class CheckedConnection(h11.Connection):
-    """h11's server side, holding each request head to the limits.
-
-    A head that breaks one raises ``h11.RemoteProtocolError`` from ``next_event``, with the
-    status to answer as its hint, exactly as h11's own errors do: Hypercorn answers it.
-    """
-
-    def __init__(self, config: Config, max_incomplete_event_size: int) -> None:
-        super().__init__(h11.SERVER, max_incomplete_event_size=max_incomplete_event_size)
-        self.line = config.limit_request_line
-        self.fields = config.limit_request_fields
-        self.head = HeadLimits.of(config)  # the rules every backend holds a head to
-        self.preface_allowed = config.http2_cleartext
-        self._unchecked = 0  # bytes received since the request line was last looked at
-        self._line_ok = False
-
-    def receive_data(self, data: bytes) -> None:
-        super().receive_data(data)
-        self._unchecked += len(data)
-
-    def next_event(self) -> Any:
-        line = self.line  # checked first: a long line also makes h11 find the head too large
-        if line and not self._line_ok and self._unchecked > line + 1 and self.their_state is h11.IDLE:
-            self._check_first_line(line)
-        event = super().next_event()
-        if type(event) is h11.Request:
-            self._line_ok = False
-            self._unchecked = 0
-            event = self._checked(event)
-        return event
-
-    def _check_first_line(self, line: int) -> None:
-        """Refuse a head whose request line is already too long, complete or not."""
-        buffered = self.trailing_data[0]  # their_state is IDLE: it starts with the new head
-        if len(buffered) <= line + 1:
-            self._unchecked = len(buffered)
-            return
-        if buffered.find(b"\n", 0, line + 2) < 0:
-            raise h11.RemoteProtocolError(REASONS[414], error_status_hint=414)
-        self._line_ok = True
-
-    def _checked(self, event: h11.Request) -> h11.Request:
-        target = event.target
-        status = self.head.refusal(len(event.method), len(target), len(event.http_version), event.headers)
-        if status:
-            raise h11.RemoteProtocolError(HeadLimits.reasons[status], error_status_hint=status)
-        if event.method == b"PRI" and target == b"*" and not self.preface_allowed:
-            raise h11.RemoteProtocolError("HTTP2_CLEARTEXT is off", error_status_hint=400)
-        if target[:1] != b"/" and b"://" in target:
-            return h11.Request(
-                method=event.method,
-                target=origin_form(target),
-                headers=event.headers.raw_items(),
-                http_version=event.http_version,
-            )
-        return event
-
-
 class CheckedH11Protocol(H11Protocol):
     """Hypercorn's HTTP/1.1 protocol with the launcher's request checks (see the module docstring)."""
 
@@ -120,7 +61,11 @@ class CheckedH11Protocol(H11Protocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.connection = CheckedConnection(self.launcher, self.config.h11_max_incomplete_size)
+        self.connection = CheckedConnection(
+            HeadLimits.of(self.launcher),
+            self.config.h11_max_incomplete_size,
+            preface_allowed=self.launcher.http2_cleartext,
+        )
 
     async def _check_protocol(self, event: h11.Request) -> None:
         # Where Hypercorn switches to HTTP/2 (h2c upgrade, prior-knowledge preface).

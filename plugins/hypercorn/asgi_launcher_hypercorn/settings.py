@@ -22,7 +22,7 @@ from typing import Any
 
 from hypercorn.config import Config as HypercornConfig
 
-from launcher import Config, ConfigError, parse_bind_address, parse_setting
+from launcher import Config, ConfigError, parse_setting
 
 #: Hypercorn setting -> launcher Config field, for what the env contract also covers.
 CONTRACT = {
@@ -85,9 +85,12 @@ def _contract_value(origin: str, key: str, value: Any) -> Any:
         if not isinstance(binds, list | tuple) or not binds or not all(isinstance(b, str) for b in binds):
             raise _bad(origin, key, value, expected)
         try:
-            return tuple(parse_bind_address(b) for b in binds)
-        except ValueError:
+            parsed = [parse_setting("BIND", b) for b in binds]  # one address each
+        except ConfigError:
             raise _bad(origin, key, value, expected) from None
+        if any(len(one) != 1 for one in parsed):
+            raise _bad(origin, key, value, expected)
+        return tuple(one[0] for one in parsed)
     if key == "workers":
         if not _is_int(value) or value < 1:
             raise _bad(origin, key, value, "a whole number, 1 or more")

@@ -28,11 +28,8 @@ from typing import Any, ClassVar
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
 
-from asgi_launcher_hypercorn.worker import BOOTED, WorkerSpec, run_worker
-from launcher import EXIT_WORKERS_FAILING, WorkerProcess, WorkerSupervisor
-
-#: Exit status when workers cannot boot or keep dying (the same as Gunicorn's WORKER_BOOT_ERROR).
-EXIT_BOOT_FAILURE = EXIT_WORKERS_FAILING
+from asgi_launcher_hypercorn.worker import BOOTED, run_worker
+from launcher.master import WorkerProcess, WorkerSupervisor
 
 
 @dataclass(eq=False)
@@ -43,7 +40,6 @@ class Supervisor(WorkerSupervisor[Sockets]):
     booted_message: ClassVar[bytes] = BOOTED
 
     hc: HypercornConfig = field(kw_only=True)
-    spec: WorkerSpec = field(kw_only=True)
     _ctx: Any = field(init=False, default_factory=lambda: multiprocessing.get_context("spawn"))
 
     def spawn_process(self, listeners: Sockets) -> WorkerProcess:
@@ -55,7 +51,7 @@ class Supervisor(WorkerSupervisor[Sockets]):
         process = self._ctx.Process(
             target=run_worker,
             kwargs={
-                "spec": self.spec,
+                "context": self.master.worker_context(),
                 "hc": self.hc,
                 "sockets": listeners,
                 "shutdown": stop_reader,

@@ -17,7 +17,6 @@ import contextlib
 import os
 import signal
 import ssl
-import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -26,19 +25,10 @@ from typing import Any
 
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
-from hypercorn.utils import LifespanFailureError, wrap_app
+from hypercorn.utils import wrap_app
 
 from asgi_launcher_hypercorn.limits import install as install_limits
-from launcher import (
-    EXIT_CONFIG,
-    Config,
-    ConfigError,
-    ServerTraits,
-    WorkerApp,
-    accept_stop_signals,
-    build_worker_app,
-    launcher_line,
-)
+from launcher.worker import ServerTraits, WorkerApp, WorkerContext, accept_stop_signals, build_worker_app
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -51,15 +41,6 @@ SETTLE = 0.1
 
 #: The one message a worker sends on its pipe.
 BOOTED = b"booted"
-
-
-@dataclass(frozen=True)
-class WorkerSpec:
-    """What a spawned worker needs besides Hypercorn's config (all of it picklable)."""
-
-    config: Config
-    heartbeat_dir: str | None
-    supervisor_pid: int
 
 
 @dataclass
@@ -131,12 +112,12 @@ class BootSignal:
 
 
 async def _until_stopped(
-    shutdown: Connection, spec: WorkerSpec, stop: Stop, sleep: Callable[[float], Awaitable[Any]]
+    shutdown: Connection, master_pid: int | None, stop: Stop, sleep: Callable[[float], Awaitable[Any]]
 ) -> None:
     """Return when the supervisor asks for shutdown (it closes the pipe: EOF) or is gone (its pid
     is no longer our parent), or when the pipeline retires this worker; tell the pipeline that
     shutdown begins."""
-    while not (shutdown.poll() or stop.retiring) and os.getppid() == spec.supervisor_pid:
+    while not (shutdown.poll() or stop.retiring) and os.getppid() == master_pid:
         await sleep(0.1)
     if stop.listeners:
         # Stop accepting first and give the connections accepted a moment ago SETTLE seconds
@@ -149,7 +130,7 @@ async def _until_stopped(
         stop.worker_app.shutting_down()
 
 
-def _load(spec: WorkerSpec, hc: HypercornConfig, ready: Connection, stop: Stop) -> Any:
+def _load(context: WorkerContext, hc: HypercornConfig, ready: Connection, stop: Stop) -> Any:
     sent = False
 
     def notify() -> None:
@@ -166,16 +147,10 @@ def _load(spec: WorkerSpec, hc: HypercornConfig, ready: Connection, stop: Stop) 
     # install_limits: request checks in Hypercorn's HTTP/1.1 protocol (asgi_launcher_hypercorn.limits)
     traits = ServerTraits(
         asyncio=hc.worker_class != "trio",
-        checks_requests=install_limits(spec.config),
+        checks_requests=install_limits(context.config),
         loggers=("hypercorn.error",),
     )
-    stop.worker_app = build_worker_app(
-        spec.config,
-        retire=stop.retire,
-        heartbeat_dir=spec.heartbeat_dir,
-        traits=traits,
-        master_pid=spec.supervisor_pid,
-    )
+    stop.worker_app = build_worker_app(context, retire=stop.retire, traits=traits)
     booting: Any = BootSignal(stop.worker_app.app, notify)  # Hypercorn's ASGIFramework type is a union
     return wrap_app(booting, hc.wsgi_max_body_size, "asgi")
 
@@ -212,38 +187,30 @@ def _serve_asyncio(
 
 
 def _serve_trio(
-    app: Any, hc: HypercornConfig, sockets: Sockets, spec: WorkerSpec, shutdown: Connection, stop: Stop
+    app: Any, hc: HypercornConfig, sockets: Sockets, master_pid: int | None, shutdown: Connection, stop: Stop
 ) -> None:
     import trio
     from hypercorn.trio.run import worker_serve
 
     for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
         sock.listen(hc.backlog)  # as hypercorn.trio.run.trio_worker does
-    trigger = partial(_until_stopped, shutdown, spec, stop, trio.sleep)
+    trigger = partial(_until_stopped, shutdown, master_pid, stop, trio.sleep)
     trio.run(partial(worker_serve, app, hc, sockets=sockets, shutdown_trigger=trigger))
 
 
 def run_worker(
-    spec: WorkerSpec, hc: HypercornConfig, sockets: Sockets, shutdown: Connection, ready: Connection
+    context: WorkerContext, hc: HypercornConfig, sockets: Sockets, shutdown: Connection, ready: Connection
 ) -> None:
-    """Process target (spawn context): serve until the supervisor's event is set."""
+    """Process target (spawn context): serve until the supervisor closes the stop pipe."""
     # The supervisor alone decides when to stop: a Ctrl-C or a SIGTERM sent to the whole
     # process group must not cut workers' in-flight requests short.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     accept_stop_signals()  # blocked by the master across the spawn (launcher.signals)
     stop = Stop()
-    try:
-        app = _load(spec, hc, ready, stop)
-    except ConfigError as exc:
-        print(launcher_line(str(exc), "error"), file=sys.stderr, flush=True)
-        sys.exit(EXIT_CONFIG)
-    try:
-        if hc.worker_class == "trio":
-            _serve_trio(app, hc, sockets, spec, shutdown, stop)
-        else:
-            _serve_asyncio(app, hc, sockets, partial(_until_stopped, shutdown, spec, stop, stop.nap), stop)
-    except LifespanFailureError as exc:
-        # The app reported why (lifespan.startup.failed): one line says it, a traceback would not.
-        print(launcher_line(f"worker {os.getpid()}: {exc}"), file=sys.stderr, flush=True)
-        sys.exit(1)
+    app = _load(context, hc, ready, stop)
+    if hc.worker_class == "trio":
+        _serve_trio(app, hc, sockets, context.master_pid, shutdown, stop)
+    else:
+        trigger = partial(_until_stopped, shutdown, context.master_pid, stop, stop.nap)
+        _serve_asyncio(app, hc, sockets, trigger, stop)

@@ -78,40 +78,22 @@ class UvicornBackend(Backend):
         import asgi_launcher_uvicorn.supervisor  # noqa: F401
 
     def run(self, config: Config) -> int:
-        import dataclasses
-        import os
-
         from asgi_launcher_uvicorn.server import close_sockets, create_sockets
-        from launcher import master_log
+        from launcher.master import Master
 
-        log = master_log(config)
-        try:
-            sockets = create_sockets(config.bind)
-        except OSError as exc:
-            log.error("cannot listen on %s: %s", ", ".join(config.bind), exc.strerror or exc)
-            return 1
-        try:
-            if single_process(config):
-                from asgi_launcher_uvicorn.single import serve
-
-                return serve(config, log, sockets)
-            from asgi_launcher_uvicorn.supervisor import Supervisor
-            from asgi_launcher_uvicorn.worker import WorkerSpec
-            from launcher import Supervision, configure_logging
-
-            configure_logging(config)  # the master's own logging (each worker sets up its own)
-            supervision = Supervision(config, log)
-            spec = WorkerSpec(
-                config=dataclasses.replace(config, server_settings={}),
-                heartbeat_dir=supervision.heartbeat_dir,
-                master_pid=os.getpid(),
-            )
-            supervisor = Supervisor(
-                config.workers, float(config.graceful_timeout), log, supervision, spec=spec
-            )
+        with Master(config) as master:
             try:
-                return supervisor.run(sockets)
+                sockets = create_sockets(config.bind)
+            except OSError as exc:
+                master.log.error("cannot listen on %s: %s", ", ".join(config.bind), exc.strerror or exc)
+                return 1
+            try:
+                if single_process(config):
+                    from asgi_launcher_uvicorn.single import serve
+
+                    return serve(master, sockets)
+                from asgi_launcher_uvicorn.supervisor import Supervisor
+
+                return Supervisor(master).run(sockets)
             finally:
-                supervision.close()
-        finally:
-            close_sockets(sockets, config.bind)
+                close_sockets(sockets, config.bind)

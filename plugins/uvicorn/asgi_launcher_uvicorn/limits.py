@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -38,7 +37,9 @@ from uvicorn.importer import import_from_string
 from uvicorn.protocols.http.h11_impl import STATUS_PHRASES, H11Protocol
 from uvicorn.server import ServerState
 
-from launcher import Config, HeadLimits, origin_form
+from launcher import Config
+from launcher.worker import HeadLimits, origin_form
+from launcher.worker.h11_head import CheckedConnection
 
 #: The refusals answered here with their own body (the core's reason phrases).
 REASONS = {status: HeadLimits.reasons[status] for status in (414, 431)}
@@ -94,74 +95,6 @@ class HeadDeadline:
             transport.close()
 
 
-class CheckedConnection(h11.Connection):
-    """h11's server side, holding each request head to the limits.
-
-    A head that breaks one raises ``h11.RemoteProtocolError`` from ``next_event``, as h11's own
-    errors do, with the status to answer in ``status`` (and in the error's status hint).
-    """
-
-    def __init__(self, limits: Limits, head_started: Callable[[], None] | None = None) -> None:
-        super().__init__(h11.SERVER, max_incomplete_event_size=limits.budget or sys.maxsize)
-        self.head = limits.head
-        self.limits = limits
-        self.head_started = head_started  # called when a request head is complete
-        self.status = 400
-        self._unchecked = 0  # bytes received since the request line was last looked at
-        self._line_ok = False
-
-    def receive_data(self, data: bytes) -> None:
-        super().receive_data(data)
-        self._unchecked += len(data)
-
-    def next_event(self) -> Any:
-        line = self.limits.line  # checked first: a long line also makes h11 find the head too large
-        if line and not self._line_ok and self._unchecked > line + 1 and self.their_state is h11.IDLE:
-            self._check_first_line(line)
-        try:
-            event = super().next_event()
-        except h11.RemoteProtocolError as exc:
-            self.status = exc.error_status_hint
-            raise
-        if type(event) is h11.Request:
-            self._line_ok = False
-            self._unchecked = 0
-            event = self._checked(event)
-            if self.head_started is not None:
-                self.head_started()
-        return event
-
-    def _refuse(self, status: int, reason: str) -> h11.RemoteProtocolError:
-        self.status = status
-        return h11.RemoteProtocolError(reason, error_status_hint=status)
-
-    def _check_first_line(self, line: int) -> None:
-        """Refuse a head whose request line is already too long, complete or not."""
-        buffered = self.trailing_data[0]  # their_state is IDLE: it starts with the new head
-        if len(buffered) <= line + 1:
-            self._unchecked = len(buffered)
-            return
-        if buffered.find(b"\n", 0, line + 2) < 0:
-            raise self._refuse(414, REASONS[414])
-        self._line_ok = True
-
-    def _checked(self, event: h11.Request) -> h11.Request:
-        target = event.target
-        status = self.head.refusal(len(event.method), len(target), len(event.http_version), event.headers)
-        if status:
-            raise self._refuse(status, HeadLimits.reasons[status])
-        if event.method == b"PRI" and target == b"*":
-            raise self._refuse(400, "HTTP/2 is not served here")
-        if target[:1] != b"/" and b"://" in target:
-            return h11.Request(
-                method=event.method,
-                target=origin_form(target),
-                headers=event.headers.raw_items(),
-                http_version=event.http_version,
-            )
-        return event
-
-
 class CheckedH11Protocol(H11Protocol):
     """Uvicorn's h11 protocol with the launcher's request limits (see the module docstring)."""
 
@@ -176,7 +109,9 @@ class CheckedH11Protocol(H11Protocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.deadline = HeadDeadline(self.loop, self.limits.head_timeout)
-        self.conn = CheckedConnection(self.limits, self.deadline.cancel)
+        self.conn = CheckedConnection(
+            self.limits.head, self.limits.budget or sys.maxsize, head_started=self.deadline.cancel
+        )
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)

@@ -33,7 +33,9 @@ from uvicorn.config import Config as UvicornConfig
 from uvicorn.server import Server
 
 from asgi_launcher_uvicorn.limits import checked_protocol
-from launcher import Config, ServerTraits, parse_address
+from launcher import Config
+from launcher.master import parse_address
+from launcher.worker import ServerTraits
 
 #: WORKER_CLASS under this backend: the event loop and the HTTP/1.1 parser, as Uvicorn's
 #: ``--loop`` and ``--http`` take them. ``uvloop`` is what ``uvicorn_worker.UvicornWorker``

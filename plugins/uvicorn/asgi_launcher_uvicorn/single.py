@@ -19,7 +19,7 @@ The signal table is the launcher's, as far as it applies without workers: SIGTER
 drain in-flight requests (for up to GRACEFUL_TIMEOUT) and exit 0, a second one or SIGQUIT stops
 at once (exit 0); SIGUSR1 reopens the log files; SIGHUP, SIGTTIN, SIGTTOU, SIGUSR2 and SIGWINCH
 are ignored with one line each (there is no worker to restart: restart the container, or roll
-the deployment, for new code). ``Supervision`` is used as a master uses it (``started`` for the
+the deployment, for new code). ``Master`` is used as a master uses it (``serving`` for the
 operations listener and SHUTDOWN_DELAY, ``spawned`` for this process as its one worker, the
 state directory for the pipeline's heartbeat and boot mark), so ``/readyz`` and ``/metrics``
 mean what they mean under a master.
@@ -40,14 +40,9 @@ from collections.abc import Callable
 from types import FrameType
 
 from asgi_launcher_uvicorn.server import LauncherServer, uvicorn_config
-from launcher import (
-    EXIT_WORKERS_FAILING,
-    Config,
-    Supervision,
-    build_worker_app,
-    configure_logging,
-    memory_over,
-)
+from launcher import EXIT_WORKERS_FAILING
+from launcher.master import Master, memory_over
+from launcher.worker import build_worker_app
 
 #: Exit status when the event loop is stuck (TIMEOUT): the process "died", as a timed-out worker.
 EXIT_TIMED_OUT = EXIT_WORKERS_FAILING
@@ -65,27 +60,20 @@ class Monitor(threading.Thread):
 
     A thread, not a timer on the loop, because the loop is what TIMEOUT watches: the pipeline's
     heartbeat layer touches this process's heartbeat file from the loop, and this thread (which a
-    blocked loop does not stop) asks the shared ``Supervision`` whether it is overdue, as a
+    blocked loop does not stop) asks the shared ``Master``'s state directory whether it is overdue, as a
     master asks about its workers.
     """
 
-    def __init__(
-        self,
-        config: Config,
-        log: logging.Logger,
-        supervision: Supervision,
-        loop: asyncio.AbstractEventLoop,
-        server: LauncherServer,
-    ) -> None:
+    def __init__(self, master: Master, loop: asyncio.AbstractEventLoop, server: LauncherServer) -> None:
         super().__init__(name="asgi-launcher-monitor", daemon=True)
-        self.watchdog = supervision.watchdog  # None when TIMEOUT is 0
-        self.timeout = config.timeout if self.watchdog else 0
-        self.limit = config.max_worker_memory
-        self.log = log
+        self.master = master
+        self.timeout = master.config.timeout
+        self.limit = master.config.max_worker_memory
+        self.log = master.log
         self.loop = loop
         self.server = server
         # As often as the pipeline beats (TIMEOUT/4, at most 1 s), and at least once a second.
-        self.every = supervision.check_every or MEMORY_CHECK_EVERY
+        self.every = master.check_every or MEMORY_CHECK_EVERY
         self.done = threading.Event()
         self.cleanup: list[Callable[[], None]] = []
 
@@ -118,12 +106,12 @@ class Monitor(threading.Thread):
                     return
 
     def _stalled(self) -> bool:
-        # No beat yet counts from ``Supervision.spawned``, as a master counts boot time.
-        return bool(self.watchdog and self.watchdog.overdue([os.getpid()]))
+        # No beat yet counts from ``Master.spawned``, as a master counts boot time.
+        return bool(self.master.state.overdue([os.getpid()], self.timeout))
 
     def _oversized(self) -> bool:
         assert self.limit is not None
-        used = memory_over(os.getpid(), self.limit * MIB)  # as the masters measure a worker
+        used = memory_over(os.getpid(), self.limit * MIB)  # as a master measures a worker
         if used is None:
             return False
         self.log.warning(
@@ -138,11 +126,11 @@ class Monitor(threading.Thread):
         return True
 
 
-def serve(config: Config, log: logging.Logger, sockets: list[socket.socket]) -> int:
+def serve(master: Master, sockets: list[socket.socket]) -> int:
     """Serve the app in this process until stopped; return the exit status."""
-    supervision = Supervision(config, log)
+    config, log = master.config, master.log
     uc, traits = uvicorn_config(config)
-    configure_logging(config, loggers=traits.loggers)  # no master: the pipeline will not do it
+    master.configure_logging(traits.loggers)  # no master above: the pipeline does not do it
     server = LauncherServer(uc)
     retired: list[str] = []
 
@@ -157,36 +145,25 @@ def serve(config: Config, log: logging.Logger, sockets: list[socket.socket]) -> 
         server.retire()
 
     pid = os.getpid()
-    heartbeat_dir = supervision.heartbeat_dir
-    try:
-        worker_app = build_worker_app(config, retire=retire, heartbeat_dir=heartbeat_dir, traits=traits)
-        uc.app = worker_app.app
-        _install_signals(server, supervision)
-        log.info(
-            "single-process mode (WEB_CONCURRENCY=1): serving in this process, %d, with no supervisor; "
-            "the orchestrator restarts it when it exits",
-            pid,
-        )
-        supervision.started()  # the operations listener (OPS_PORT), SHUTDOWN_DELAY
-        supervision.spawned(pid)  # this process is its own one worker
-        return _run(config, log, server, sockets, supervision)
-    finally:
-        supervision.close()
+    uc.app = build_worker_app(master.worker_context(in_master=True), retire=retire, traits=traits).app
+    _install_signals(server, master)
+    log.info(
+        "single-process mode (WEB_CONCURRENCY=1): serving in this process, %d, with no supervisor; "
+        "the orchestrator restarts it when it exits",
+        pid,
+    )
+    master.serving()  # the operations listener (OPS_PORT), SHUTDOWN_DELAY
+    master.spawned(pid)  # this process is its own one worker
+    return _run(master, server, sockets)
 
 
-def _run(
-    config: Config,
-    log: logging.Logger,
-    server: LauncherServer,
-    sockets: list[socket.socket],
-    supervision: Supervision,
-) -> int:
+def _run(master: Master, server: LauncherServer, sockets: list[socket.socket]) -> int:
     monitor: Monitor | None = None
 
     async def main() -> None:
         nonlocal monitor
-        monitor = Monitor(config, log, supervision, asyncio.get_running_loop(), server)
-        monitor.cleanup.append(supervision.close)
+        monitor = Monitor(master, asyncio.get_running_loop(), server)
+        monitor.cleanup.append(master.close)
         if monitor.wanted():
             monitor.start()
         await server.serve(sockets=sockets)
@@ -204,10 +181,10 @@ def _run(
     return 0
 
 
-def _install_signals(server: LauncherServer, supervision: Supervision) -> list[int]:
+def _install_signals(server: LauncherServer, master: Master) -> list[int]:
     """The launcher's signal table for a process without workers; returns the stop signals seen."""
     stops: list[int] = []
-    log = supervision.log
+    log = master.log
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
@@ -224,12 +201,12 @@ def _install_signals(server: LauncherServer, supervision: Supervision) -> list[i
         stops.append(signum)
 
     def reopen(_signum: int, _frame: FrameType | None) -> None:
-        supervision.reopening_logs(workers=False)
+        master.reopening_logs(workers=False)
 
     def ignore(signum: int, _frame: FrameType | None) -> None:
         why = _IGNORED_WHY.get(signum)
         if why is None:
-            supervision.ignored(signum)
+            master.ignored(signum)
         else:
             log.info("got %s: ignored (%s)", signal.Signals(signum).name, why)
 

@@ -40,8 +40,8 @@ from multiprocessing.process import BaseProcess
 from socket import socket
 from typing import Any, ClassVar
 
-from asgi_launcher_uvicorn.worker import BOOTED, WorkerSpec, run_worker
-from launcher import WorkerProcess, WorkerSupervisor
+from asgi_launcher_uvicorn.worker import BOOTED, run_worker
+from launcher.master import WorkerProcess, WorkerSupervisor
 
 
 @dataclass(eq=False)
@@ -50,10 +50,7 @@ class Supervisor(WorkerSupervisor[list[socket]]):
     told to stop (the loop and its rules: ``launcher.WorkerSupervisor``)."""
 
     booted_message: ClassVar[bytes] = BOOTED
-    #: A worker SIGTERM'd while it imports the app exits 0 at once, without booting.
-    stop_cuts_boot_short: ClassVar[bool] = True
 
-    spec: WorkerSpec = field(kw_only=True)
     _ctx: Any = field(init=False, default_factory=lambda: multiprocessing.get_context("fork"))
 
     def spawn_process(self, listeners: list[socket]) -> WorkerProcess:
@@ -61,7 +58,7 @@ class Supervisor(WorkerSupervisor[list[socket]]):
         reader, writer = self._ctx.Pipe(duplex=False)
         process: BaseProcess = self._ctx.Process(
             target=run_worker,
-            kwargs={"spec": self.spec, "sockets": listeners, "ready": writer},
+            kwargs={"context": self.master.worker_context(), "sockets": listeners, "ready": writer},
             name="asgi-launcher-uvicorn-worker",
             daemon=True,
         )

@@ -19,24 +19,15 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sys
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from socket import socket
 from types import FrameType
 
 from asgi_launcher_uvicorn.server import LauncherServer, uvicorn_config
-from launcher import EXIT_CONFIG, Config, ConfigError, accept_stop_signals, build_worker_app, launcher_line
+from launcher.worker import WorkerContext, accept_stop_signals, build_worker_app
 
 #: The one message a worker sends on its pipe.
 BOOTED = b"booted"
-
-
-@dataclass(frozen=True)
-class WorkerSpec:
-    config: Config
-    heartbeat_dir: str | None
-    master_pid: int
 
 
 def _leave_now(_signum: int, _frame: FrameType | None) -> None:
@@ -46,7 +37,7 @@ def _leave_now(_signum: int, _frame: FrameType | None) -> None:
     os._exit(0)
 
 
-def run_worker(spec: WorkerSpec, sockets: list[socket], ready: Connection) -> None:
+def run_worker(context: WorkerContext, sockets: list[socket], ready: Connection) -> None:
     """Process target (fork context): boot, report, serve until stopped; exit 0 when stopped."""
     signal.signal(signal.SIGTERM, _leave_now)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master's: a Ctrl-C to the group must not cut requests
@@ -56,20 +47,9 @@ def run_worker(spec: WorkerSpec, sockets: list[socket], ready: Connection) -> No
         with contextlib.suppress(OSError):  # the master is gone: the pdeath signal ends us
             ready.send_bytes(BOOTED)
 
-    try:
-        uc, traits = uvicorn_config(spec.config)  # sets up Uvicorn's loggers, before the pipeline adopts them
-        server = LauncherServer(uc, on_started=booted)
-        worker_app = build_worker_app(
-            spec.config,
-            retire=server.retire,
-            heartbeat_dir=spec.heartbeat_dir,
-            traits=traits,
-            master_pid=spec.master_pid,
-        )
-    except ConfigError as exc:
-        print(launcher_line(str(exc), "error"), file=sys.stderr, flush=True)
-        sys.exit(EXIT_CONFIG)
-    uc.app = worker_app.app
+    uc, traits = uvicorn_config(context.config)  # sets up Uvicorn's loggers, before the pipeline adopts them
+    server = LauncherServer(uc, on_started=booted)
+    uc.app = build_worker_app(context, retire=server.retire, traits=traits).app
 
     def on_term(_signum: int, _frame: FrameType | None) -> None:
         server.stop()
