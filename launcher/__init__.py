@@ -11,7 +11,7 @@ The plugin surface is split by who uses it, each part declared once, in its pack
 """
 
 from launcher.backend import ENTRY_POINT_GROUP, Backend, FileSettings
-from launcher.config.resolve import Config
+from launcher.config.model import Config
 from launcher.config.settings import parse_setting
 from launcher.errors import EXIT_CONFIG, EXIT_WORKERS_FAILING, ConfigError
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from launcher.config.resolve import Config
+    from launcher.config.model import Config
 
 ENTRY_POINT_GROUP = "asgi_launcher.backends"
 

@@ -10,14 +10,13 @@ import argparse
 import json
 import math
 import os
-import signal
 import sys
 from collections.abc import MutableMapping, Sequence
 from typing import Any
 
 from launcher import __version__
-from launcher.config.resolve import Config
-from launcher.errors import EXIT_CONFIG, ConfigError
+from launcher.config.model import Config
+from launcher.errors import ConfigError
 
 DESCRIPTION = "Serve an ASGI app with a tuned, multi-process server chosen by SERVER_BACKEND."
 
@@ -63,11 +62,11 @@ def _print_config(config: Config, as_json: bool, looked_for: Sequence[str] | Non
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from launcher.config.resolve import MissingApp
-    from launcher.launch.run import prepare_with_warnings
+    from launcher.config.model import MissingApp
+    from launcher.launch.prepare import prepare
 
     try:
-        prepared = prepare_with_warnings(args.environ)
+        prepared = prepare(args.environ)
     except MissingApp as exc:
         if exc.config is None:
             raise
@@ -94,10 +93,10 @@ def cmd_backends(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from launcher.launch.run import prepare_with_warnings
+    from launcher.launch.prepare import prepare
     from launcher.worker.importer import import_app
 
-    prepared = prepare_with_warnings(args.environ)
+    prepared = prepare(args.environ)
     config = prepared.config
     for warning in prepared.warnings:
         warn(warning)
@@ -130,11 +129,11 @@ def _probe_path(raw: str) -> str:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
+    from launcher.launch.prepare import prepare
     from launcher.launch.probe import probe, served_bind
-    from launcher.launch.run import prepare
 
     timeout, path = _probe_timeout(args.timeout), _probe_path(args.path)
-    _, config = prepare(args.environ)
+    config = prepare(args.environ).config
     if args.ready:
         if not config.ops_port:
             raise ConfigError("probe --ready asks the operations listener's /readyz: set OPS_PORT")
@@ -149,11 +148,11 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from launcher.launch.run import serve
+    from launcher.launch.run import run
 
     if getattr(args, "reload", False):
         os.environ["RELOAD"] = "true"  # the same as the variable, and what `config` would show
-    return serve(os.environ)
+    return run(os.environ)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -224,27 +223,10 @@ def forget_empty_settings(environ: MutableMapping[str, str]) -> None:
             del environ[name]
 
 
-def _note(message: str) -> None:
-    """One line on stderr, written with one system call (safe in a signal handler)."""
-    from launcher.observability.logs import launcher_line
-
-    os.write(2, (launcher_line(message) + "\n").encode(errors="replace"))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    from launcher.signals import Stopped, before_serving
+    from launcher.launch import command
 
-    before_serving(_note)  # every signal of the table has a meaning from here on
-    try:
-        return _main(argv)
-    except Stopped as stop:
-        _note(f"got {signal.Signals(stop.signum).name} before serving: stopped")
-        return 0
-
-
-def _main(argv: Sequence[str] | None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.command is None:
         args.func = cmd_run
     # The commands that only look resolve the environment as the user wrote it (so `config`
@@ -252,17 +234,7 @@ def _main(argv: Sequence[str] | None) -> int:
     # goes on without the empty settings.
     args.environ = dict(os.environ)
     forget_empty_settings(os.environ)
-    if os.environ.get("LOG_FORMAT", "").strip().lower() == "json":
-        from launcher.observability.logs import use_json_console
-
-        use_json_console()  # a traceback, a warning: one JSON object each, from the start
-    try:
-        return int(args.func(args))
-    except ConfigError as exc:
-        from launcher.observability.logs import launcher_line
-
-        print(launcher_line(str(exc), "error"), file=sys.stderr)
-        return EXIT_CONFIG
+    return command(lambda: int(args.func(args)))
 
 
 def entry() -> None:

@@ -15,170 +15,16 @@ import errno
 import os
 import stat
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from launcher.backend import Backend, FileSettings
-from launcher.config.resources import MASTER_RESERVE_MIB, MIB, cpu_budget, memory_cap, memory_limit
+from launcher.backend import Backend
+from launcher.config.model import Config, MissingApp
+from launcher.config.resources import cpu_budget, memory_cap, memory_limit
 from launcher.config.settings import BY_ENV, SETTINGS
 from launcher.errors import ConfigError
 
 DEFAULT_BACKEND = BY_ENV["SERVER_BACKEND"].default
-
-
-@dataclass(frozen=True)
-class Config:
-    """Everything a backend needs to serve, with where each value came from.
-
-    ``sources`` maps each field name to ``default``, ``env:NAME``, ``computed``, ``file:PATH``
-    or ``cmdline``; ``default (empty env:NAME)`` when NAME was set to an empty value, which
-    counts as not set. A computed ``workers`` names the bound that decided it
-    (``WORKER_BOUNDS``: ``computed (CPU formula)``, ``computed (memory limit)``, ...).
-    """
-
-    backend: str
-    app: str
-    app_dir: str
-    bind: tuple[str, ...]
-    workers: int
-    cpus: int
-    memory_limit: int | None  # bytes: the cgroup memory limit, None when there is none
-    worker_memory: int  # MiB a worker is expected to need (WORKER_MEMORY; 0: no memory cap)
-    worker_class: str
-    log_level: str
-    timeout: int
-    graceful_timeout: int
-    keep_alive: int
-    limit_request_line: int
-    limit_request_fields: int
-    limit_request_field_size: int
-    http2_cleartext: bool
-    access_log: str | None
-    error_log: str | None
-    access_log_format: str | None
-    log_format: str
-    log_config: str | None
-    forwarded_allow_ips: str
-    root_path: str
-    max_requests: int
-    max_requests_jitter: int
-    max_worker_memory: int | None  # MiB (MAX_WORKER_MEMORY; None: off)
-    config_file: str | None
-    prestart: str | None
-    ops_port: int | None = None  # OPS_PORT: the master's operations listener (None: off)
-    ops_host: str = "0.0.0.0"
-    shutdown_delay: int = 0  # seconds of SHUTDOWN_DELAY
-    reload: bool = False
-    reload_dirs: tuple[str, ...] = ()  # absolute
-    reload_include: tuple[str, ...] = ()
-    sources: Mapping[str, str] = field(default_factory=dict)
-    server_settings: Mapping[str, Any] = field(default_factory=dict)
-    unsupported: tuple[str, ...] = ()
-
-    @property
-    def ops_bind(self) -> str:
-        """The operations listener's address as a bind string (``OPS_HOST:OPS_PORT``)."""
-        host = f"[{self.ops_host}]" if ":" in self.ops_host else self.ops_host
-        return f"{host}:{self.ops_port}"
-
-    @property
-    def head_timeout(self) -> int:
-        """Seconds a client has to send a complete request head, counted from connecting or from
-        the end of the previous response: ``KEEP_ALIVE``, or its default when it is 0 (keep-alive
-        off). Past it the connection is closed without an answer, under every backend."""
-        return self.keep_alive or int(BY_ENV["KEEP_ALIVE"].default)
-
-    @property
-    def head_budget(self) -> int | None:
-        """The most bytes a request head within the ``LIMIT_REQUEST_*`` limits can take: the
-        request line, each field and the blank line with their CRLFs (None if a limit is 0).
-
-        Servers that must buffer a whole head before checking it buffer at most this much; a
-        head still incomplete past it is answered 431."""
-        line, fields, size = self.limit_request_line, self.limit_request_fields, self.limit_request_field_size
-        if not (line and fields and size):
-            return None
-        return line + 2 + fields * (size + 2) + 2
-
-    def with_file_settings(self, settings: FileSettings) -> Config:
-        """Apply what the server's config file (or command-line variable) sets: it wins."""
-        known = {f.name for f in dataclasses.fields(self)} - {"sources", "server_settings", "unsupported"}
-        changes: dict[str, Any] = {}
-        sources = dict(self.sources)
-        extra = dict(self.server_settings)
-        for key, (value, source) in settings.items():
-            if key in known:
-                changes[key] = tuple(value) if key == "bind" else value
-            else:
-                extra[key] = value
-            sources[key] = source
-        return dataclasses.replace(self, **changes, sources=sources, server_settings=extra)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe view; the keys are a stable, documented interface (`config --json`)."""
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        data["bind"] = list(self.bind)
-        data["unsupported"] = list(self.unsupported)
-        data["sources"] = dict(self.sources)
-        shown = {k: self.masked(k, v) for k, v in self.server_settings.items()}
-        data["server_settings"] = {
-            k: v if isinstance(v, str | int | float | bool | type(None)) else repr(v)
-            for k, v in shown.items()
-        }
-        return data
-
-    @staticmethod
-    def masked(name: str, value: Any) -> Any:
-        """``value`` as it may be shown (by ``config``, in a message): secrets replaced by ``***``.
-
-        What the launcher prints ends up in CI logs and bug reports. A setting whose name says
-        it holds a secret (``keyfile_password``, ``*secret*``, ``*token*``, ...) shows ``***``;
-        ``raw_env`` (Gunicorn's ``--env NAME=VALUE``) keeps the names only. Paths such as
-        ``keyfile`` and ``certfile`` are not secrets and are shown.
-        """
-        return _masked(name, value)
-
-
-#: Words that mark a setting's value as a secret (``h11_pass_raw_headers`` is not one).
-SECRET_WORDS = ("password", "passwd", "passphrase", "secret", "token", "credential")
-MASK = "***"
-
-
-def _masked(name: str, value: Any) -> Any:
-    """See ``Config.masked``."""
-    if value is None:
-        return None  # "not set" gives nothing away
-    if name == "raw_env":
-        items = [value] if isinstance(value, str) else value
-        if isinstance(items, list | tuple):
-            return [_masked_assignment(item) for item in items]
-        return MASK
-    if any(word in name.lower() for word in SECRET_WORDS):
-        return MASK
-    return value
-
-
-def _masked_assignment(item: object) -> str:
-    """``NAME=VALUE`` as ``NAME=***``: the name says what is set, the value stays private."""
-    name, sep, _ = str(item).partition("=")
-    return f"{name}={MASK}" if sep else MASK
-
-
-class MissingApp(ConfigError):
-    """No app module was named and none was found where the defaults look.
-
-    ``config`` is everything else resolved (with ``app == ""``), so ``asgi-launcher config``
-    can still show it; ``looked_for`` lists the files that were looked for.
-    """
-
-    def __init__(self, message: str, looked_for: tuple[str, ...], config: Config | None = None) -> None:
-        super().__init__(message)
-        self.looked_for = looked_for
-        self.config = config
-
-    def with_config(self, config: Config) -> MissingApp:
-        return MissingApp(str(self), self.looked_for, config)
 
 
 def effective_env(env: Mapping[str, str]) -> tuple[dict[str, str], tuple[str, ...]]:
@@ -320,74 +166,6 @@ def worker_bound(
     return workers, bound
 
 
-def worker_count(
-    cpus: int,
-    workers_per_core: float,
-    max_workers: int | None,
-    web_concurrency: int | None,
-    memory_limit: int | None = None,
-    worker_memory: int = 0,
-) -> int:
-    """The worker count of ``worker_bound`` (the reference's formula, plus the memory cap)."""
-    return worker_bound(cpus, workers_per_core, max_workers, web_concurrency, memory_limit, worker_memory)[0]
-
-
-def _mib(size: int) -> str:
-    return f"{round(size / MIB, 1):g} MiB"
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
-def _workers_source(config: Config, formula: Config | None) -> str:
-    """What decided ``config.workers``: its source, or, when a config file set the very count the
-    environment gives (the image's /gunicorn_conf.py spells the env contract), ``formula``'s."""
-    source = config.sources.get("workers", "")
-    if formula is not None and formula.workers == config.workers:
-        return formula.sources.get("workers", source)
-    return source
-
-
-def describe_workers(config: Config, formula: Config | None = None) -> str:
-    """The worker count in words, with what decided it, for the start-up line:
-    ``4 workers: 8 CPUs, capped by a 600 MiB memory limit at 128 MiB a worker``.
-
-    ``formula`` is the configuration the environment alone gives (before the backend's config
-    file), so that a file that sets the same count does not hide why it is that count."""
-    count, cpus = _plural(config.workers, "worker"), _plural(config.cpus, "CPU")
-    source = _workers_source(config, formula)
-    cap = memory_cap(config.memory_limit, config.worker_memory)
-    at = f"at {config.worker_memory} MiB a worker"
-    limit = f"a {_mib(config.memory_limit)} memory limit" if config.memory_limit else ""
-    if source == WORKER_BOUNDS["memory"]:
-        return f"{count}: {cpus}, capped by {limit} {at}"
-    if source == WORKER_BOUNDS["max_workers"]:
-        return f"{count}: {cpus}, capped by MAX_WORKERS={config.workers}"
-    if source == WORKER_BOUNDS["web_concurrency"]:
-        return f"{count}: WEB_CONCURRENCY ({cpus})"
-    if source.startswith(("computed", "default")):
-        return f"{count}: {cpus}" + (f" ({limit} allows {cap} {at})" if cap is not None else "")
-    return f"{count}: {source}"
-
-
-def memory_warning(config: Config, formula: Config | None = None) -> str | None:
-    """One line when a worker count the user set (WEB_CONCURRENCY, a config file) needs more
-    memory than the limit holds at WORKER_MEMORY a worker, after the master's reserve
-    (``formula`` as for ``describe_workers``)."""
-    cap = memory_cap(config.memory_limit, config.worker_memory)
-    source = _workers_source(config, formula)
-    if cap is None or config.memory_limit is None or config.workers <= cap or source.startswith("computed"):
-        return None
-    origin = f"WEB_CONCURRENCY={config.workers}" if source == "env:WEB_CONCURRENCY" else f"{source}"
-    return (
-        f"{_plural(config.workers, 'worker')} ({origin}) at WORKER_MEMORY={config.worker_memory} MiB "
-        f"need {config.workers * config.worker_memory} MiB, more than the {_mib(config.memory_limit)} "
-        f"memory limit holds after {MASTER_RESERVE_MIB} MiB for the master ({_plural(cap, 'worker')}): "
-        "when they grow to that, the kernel's OOM killer stops workers"
-    )
-
-
 def _lookup_config_file(app_dir: Path, name: str, root: Path) -> str | None:
     for candidate in (app_dir / name, app_dir / "app" / name, root / name):
         if _is_file(candidate):
@@ -408,6 +186,58 @@ def _empty_sources(blank: Iterable[str], env: Mapping[str, str], feeds: Mapping[
         if variable in empty and not any(feeds[v] == key for v in env if v in feeds):
             found[key] = f"default (empty env:{variable})"
     return found
+
+
+def _locate_app(
+    env: Mapping[str, str], values: Mapping[str, Any], sources: dict[str, str], root: Path, cwd: Path | None
+) -> tuple[str, Path, MissingApp | None]:
+    """APP_DIR (the reference's /app, or the current directory) and the app in it (APP_MODULE
+    wins over MODULE_NAME + VARIABLE_NAME); ``sources`` gets theirs."""
+    if "APP_DIR" in env:
+        app_dir = Path(values["APP_DIR"])
+        if not _is_dir(app_dir):
+            raise ConfigError.bad_value("APP_DIR", env["APP_DIR"], "an existing directory")
+        if not os.access(app_dir, os.R_OK | os.X_OK):
+            raise ConfigError.bad_value("APP_DIR", env["APP_DIR"], "a directory this user can read")
+        sources["app_dir"] = "env:APP_DIR"
+    else:
+        app_dir = root / "app" if _is_dir(root / "app") else (cwd or Path.cwd())
+        sources["app_dir"] = "computed"
+    app_dir = app_dir.absolute()
+    missing: MissingApp | None = None
+    if "APP_MODULE" in env:
+        sources["app"] = "env:APP_MODULE"
+        return values["APP_MODULE"], app_dir, None
+    module = values["MODULE_NAME"]
+    looked_for = (app_dir / "app" / "main.py", app_dir / "main.py")
+    if module is None:
+        if _is_file(looked_for[0]):
+            module = "app.main"
+        elif _is_file(looked_for[1]):
+            module = "main"
+        else:
+            missing = MissingApp(
+                f"no app found: looked for {looked_for[0]} and {looked_for[1]} "
+                f"(APP_DIR={str(app_dir)!r}); set APP_DIR to the directory holding your app, "
+                "or MODULE_NAME or APP_MODULE=module:variable",
+                tuple(map(str, looked_for)),
+            )
+    sources["app"] = "computed"
+    return (f"{module}:{values['VARIABLE_NAME']}" if module else ""), app_dir, missing
+
+
+def locate_app(env: Mapping[str, str], *, root: Path = Path("/")) -> tuple[str, str, str]:
+    """The app (``module:variable``), its directory and the app's source, as ``resolve`` finds
+    them, from only the variables that name them: what can be imported while the rest is
+    resolved. Raises ``ConfigError`` as ``resolve`` would."""
+    env = effective_env(env)[0]
+    names = ("APP_DIR", "APP_MODULE", "MODULE_NAME", "VARIABLE_NAME")
+    values = {n: BY_ENV[n].parse(env[n]) if n in env else BY_ENV[n].default for n in names}
+    sources: dict[str, str] = {}
+    app, app_dir, missing = _locate_app(env, values, sources, root, None)
+    if missing is not None:
+        raise missing
+    return app, str(app_dir), sources["app"]
 
 
 def resolve(
@@ -447,41 +277,7 @@ def resolve(
     if selected:
         backend_ = selected  # the installed entry-point name SERVER_BACKEND matched
 
-    # APP_DIR: the reference's /app, or the current directory when there is none.
-    if "APP_DIR" in env:
-        app_dir = Path(values["APP_DIR"])
-        if not _is_dir(app_dir):
-            raise ConfigError.bad_value("APP_DIR", env["APP_DIR"], "an existing directory")
-        if not os.access(app_dir, os.R_OK | os.X_OK):
-            raise ConfigError.bad_value("APP_DIR", env["APP_DIR"], "a directory this user can read")
-        sources["app_dir"] = "env:APP_DIR"
-    else:
-        app_dir = root / "app" if _is_dir(root / "app") else (cwd or Path.cwd())
-        sources["app_dir"] = "computed"
-    app_dir = app_dir.absolute()
-
-    # APP_MODULE wins over MODULE_NAME + VARIABLE_NAME.
-    missing: MissingApp | None = None
-    if "APP_MODULE" in env:
-        app = values["APP_MODULE"]
-        sources["app"] = "env:APP_MODULE"
-    else:
-        module = values["MODULE_NAME"]
-        looked_for = (app_dir / "app" / "main.py", app_dir / "main.py")
-        if module is None:
-            if _is_file(looked_for[0]):
-                module = "app.main"
-            elif _is_file(looked_for[1]):
-                module = "main"
-            else:
-                missing = MissingApp(
-                    f"no app found: looked for {looked_for[0]} and {looked_for[1]} "
-                    f"(APP_DIR={str(app_dir)!r}); set APP_DIR to the directory holding your app, "
-                    "or MODULE_NAME or APP_MODULE=module:variable",
-                    tuple(map(str, looked_for)),
-                )
-        app = f"{module}:{values['VARIABLE_NAME']}" if module else ""
-        sources["app"] = "computed"
+    app, app_dir, missing = _locate_app(env, values, sources, root, cwd)
 
     # Workers from the CPU budget and the memory limit this process really has.
     cpus = cpu_budget(root, affinity)

@@ -19,7 +19,6 @@ import sys
 import traceback
 from dataclasses import dataclass
 
-from launcher.config.resolve import Config
 from launcher.errors import EXIT_CONFIG, ConfigError
 from launcher.signals import OTHER_SIGNALS, STOP_SIGNALS
 from launcher.worker.importer import import_app
@@ -54,15 +53,15 @@ class AppCheck:
         os.close(self.output)
 
 
-def start_app_check(config: Config) -> AppCheck:
-    """Fork a child that imports ``config.app`` and reports through its exit status."""
+def start_app_check(app: str, app_dir: str, source: str, *, as_json: bool = False) -> AppCheck:
+    """Fork a child that imports ``app`` from ``app_dir`` and reports through its exit status
+    (``source``: where the app's name came from, for the error message)."""
     sys.stdout.flush()
     sys.stderr.flush()
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child, reported through the exit status
         status = 1
-        as_json = False
         try:
             # A throwaway: a stop signal (the launcher's too, to its group) ends it; the
             # launcher stops it itself when it stops.
@@ -73,12 +72,11 @@ def start_app_check(config: Config) -> AppCheck:
             os.close(read_fd)
             os.dup2(write_fd, 1)
             os.dup2(write_fd, 2)
-            as_json = config.log_format == "json"
             if as_json:
                 from launcher.observability.logs import use_json_console
 
                 use_json_console()  # what the app logs while it is imported: JSON too
-            import_app(config.app, config.app_dir, source=config.sources.get("app", ""))
+            import_app(app, app_dir, source=source)
             status = 0
         except ConfigError as exc:
             from launcher.observability.logs import launcher_line
@@ -86,7 +84,7 @@ def start_app_check(config: Config) -> AppCheck:
             print(launcher_line(str(exc), "error", as_json=as_json), file=sys.stderr)
             status = EXIT_CONFIG
         except BaseException as exc:
-            message = f"the app {config.app!r} raised while being imported"
+            message = f"the app {app!r} raised while being imported"
             if as_json:  # the traceback in the object's error.stack_trace: one line
                 from launcher.observability.logs import event
 
@@ -99,4 +97,4 @@ def start_app_check(config: Config) -> AppCheck:
             sys.stderr.flush()
             os._exit(status)
     os.close(write_fd)
-    return AppCheck(pid, read_fd, config.app, config.app_dir)
+    return AppCheck(pid, read_fd, app, app_dir)

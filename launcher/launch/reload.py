@@ -38,14 +38,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from pathlib import Path, PurePath
 from types import FrameType
 from typing import Any
 
 from launcher.backend import Backend
-from launcher.config.resolve import Config
-from launcher.errors import EXIT_CONFIG, ConfigError
+from launcher.config.model import Config
+from launcher.errors import ConfigError
 
 #: Files whose changes restart the server when ``RELOAD_INCLUDE`` adds none.
 PATTERNS = ("*.py",)
@@ -505,55 +505,24 @@ def _released(go: int) -> bool:
         os.close(go)
 
 
-def serve_child(environ: Mapping[str, str], go: int) -> int:
-    """Check the app, then run the backend with one worker: ``serve`` without prestart (the
-    reloader ran it; ``environ`` has what it exported) and without the start-up lines. It binds
-    only once released through ``go``: the server it replaces may still be draining."""
-    from launcher.config.addresses import check_can_listen
-    from launcher.config.resolve import resolve
-    from launcher.launch.preflight import start_app_check
-    from launcher.launch.run import prepare_with_warnings
+def serve_child(environ: MutableMapping[str, str], go: int) -> int:
+    """One server of the reload mode: ``launch`` with one worker, without prestart (the reloader
+    ran it; ``environ`` has what it exported) and without the start-up lines. It binds only once
+    released through ``go``: the server it replaces may still be draining."""
+    from launcher.launch.prepare import prepare
+    from launcher.launch.run import launch
 
-    check = start_app_check(resolve(environ, Backend))  # overlaps loading the backend
-    try:
-        prepared = prepare_with_warnings(environ)
-        config = served(prepared.config)
-        if (check.app, check.app_dir) != (config.app, config.app_dir):
-            check.cancel()  # a config file moved the app: check what will be served
-            check = start_app_check(config)
-        prepared.backend.preload(config)
-        released = _released(go)
-    except BaseException:
-        check.cancel()
-        raise
-    if not released:
-        check.cancel()
-        return 0
-    status = check.result()
-    if status != 0:
-        return status
-    check_can_listen(config.bind)
-    if config.app_dir not in sys.path:
-        sys.path.insert(0, config.app_dir)
-    return prepared.backend.run(config)
+    prepared = prepare(environ)
+    one = dataclasses.replace(prepared, config=served(prepared.config))
+    return launch(one, environ, released=lambda: _released(go))
 
 
 def child_main(argv: Sequence[str]) -> int:
-    from launcher.observability.logs import launcher_line
+    from launcher.launch import command
 
     if len(argv) != 2 or not all(a.isdigit() for a in argv) or not _die_with(int(argv[0])):
         return 0  # not started by a reloader, or it is gone: nothing to serve for
-    if os.environ.get("LOG_FORMAT", "").strip().lower() == "json":
-        from launcher.observability.logs import use_json_console
-
-        use_json_console()
-    try:
-        return serve_child(os.environ, int(argv[1]))
-    except ConfigError as exc:
-        print(launcher_line(str(exc), "error"), file=sys.stderr, flush=True)
-        return EXIT_CONFIG
-    except KeyboardInterrupt:
-        return 130
+    return command(lambda: serve_child(os.environ, int(argv[1])))
 
 
 if __name__ == "__main__":

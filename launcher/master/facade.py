@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
-from launcher.config.resolve import Config
+from launcher.config.model import Config
 from launcher.errors import EXIT_WORKERS_FAILING
 from launcher.master.policy import (
     IGNORED_SIGNALS,

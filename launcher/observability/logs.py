@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from launcher.errors import ConfigError
 
 if TYPE_CHECKING:
-    from launcher.config.resolve import Config
+    from launcher.config.model import Config
 
 #: What else reopens its files on SIGUSR1 (the access log's writer).
 _REOPEN_HOOKS: list[Callable[[], None]] = []

@@ -19,10 +19,10 @@ backend starts besides its workers (multiprocessing's resource tracker, say) are
 
 The operations listener (``OPS_PORT``: ``/livez``, ``/readyz``, ``/metrics``), ``SHUTDOWN_DELAY``
 and ``probe --ready`` are checked under every backend too (the ``test_ops_*`` tests): they come
-from ``launcher.supervision.Supervision``, so a plugin gets them by calling ``started()``,
-``spawned()``, ``exited()``/``forget()`` and ``giving_up()`` where its master does those things,
-and by building its workers' app with ``launcher.pipeline.build`` and the master's state
-directory. They need no capability switch.
+from ``launcher.master.Master``, so a plugin gets them by calling ``serving()``,
+``spawned()`` and ``exited()`` where its master does those things, and by building its workers'
+app with ``launcher.worker.build_worker_app`` and the master's ``worker_context()``. They need
+no capability switch.
 
 This module imports pytest; the rest of ``launcher`` never imports it. The WebSocket checks
 also need the ``websockets`` package (``websockets>=12``), imported only inside them; the
@@ -211,7 +211,7 @@ class BackendConformance:
     #: MAX_WORKER_MEMORY=N retires a worker whose own memory grew past N MiB and replaces it,
     #: failing no request, with one line naming the worker and its figure.
     supports_max_worker_memory: ClassVar[bool] = True
-    #: Workers raise their oom_score_adj above the master's (``launcher.supervision.worker_started``),
+    #: Workers raise their oom_score_adj above the master's (``launcher.worker.bootstrap.started``),
     #: so the kernel's OOM killer picks a worker; helper processes keep the master's.
     supports_worker_oom_score: ClassVar[bool] = True
     #: ROOT_PATH sets the scope's root_path, and the path the app sees starts with it.

@@ -25,7 +25,7 @@ from launcher import statedir
 from launcher.errors import EXIT_WORKERS_FAILING
 
 if TYPE_CHECKING:
-    from launcher.config.resolve import Config
+    from launcher.config.model import Config
 
 _PR_SET_PDEATHSIG = 1
 

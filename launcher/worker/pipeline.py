@@ -58,7 +58,7 @@ from launcher.worker.proxy_headers import ProxyHeadersMiddleware
 from launcher.worker.request_head import REASONS, HeadLimits
 
 if TYPE_CHECKING:
-    from launcher.config.resolve import Config
+    from launcher.config.model import Config
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
-    from launcher.config.resolve import Config
+    from launcher.config.model import Config
 
 #: The reason phrase of each refusal.
 REASONS: dict[int, str] = {

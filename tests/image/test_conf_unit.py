@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher.launch.run import prepare
+from launcher.launch.prepare import prepare
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "gunicorn_conf.py"
 DEMO = Path(__file__).resolve().parents[2] / "demo"
@@ -31,9 +31,9 @@ def test_default_conf_changes_no_value(env: dict[str, str], monkeypatch: pytest.
     # A Gunicorn config file reads the process environment, as it does in the container.
     for key, value in {"APP_DIR": str(DEMO), **env}.items():
         monkeypatch.setenv(key, value)
-    _, without = prepare(os.environ)
+    without = prepare(os.environ).config
     monkeypatch.setenv("GUNICORN_CONF", str(CONF))
-    _, with_conf = prepare(os.environ)
+    with_conf = prepare(os.environ).config
     a, b = without.to_dict(), with_conf.to_dict()
     for key in ("sources", "config_file", "server_settings"):
         a.pop(key)

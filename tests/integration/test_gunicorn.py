@@ -82,9 +82,9 @@ def test_gunicorn_reload_in_the_conf_file_is_the_launchers_reload(tmp_path: Path
     assert (shown["reload"], shown["sources"]["reload"]) == (True, f"file:{conf}")
     assert "reload" not in shown["server_settings"]
     from asgi_launcher_gunicorn import gunicorn_settings
-    from launcher.launch.run import prepare_with_warnings
+    from launcher.launch.prepare import prepare
 
-    prepared = prepare_with_warnings({"APP_DIR": str(d), "SERVER_BACKEND": "gunicorn"})
+    prepared = prepare({"APP_DIR": str(d), "SERVER_BACKEND": "gunicorn"})
     assert prepared.config.reload and "reload" not in gunicorn_settings(prepared.config)
 
 

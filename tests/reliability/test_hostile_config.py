@@ -11,7 +11,7 @@ import pytest
 from harness import DEMO, backend_skip_reason, base_env, copy_demo, free_port
 
 from launcher import ConfigError
-from launcher.launch.run import prepare
+from launcher.launch.prepare import prepare
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from test_bad_input import BAD_VALUES

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from launcher import Backend, Config, ConfigError
-from launcher.config.resolve import MissingApp, backend_name, resolve, worker_count
+from launcher.config.model import MissingApp
+from launcher.config.resolve import backend_name, resolve, worker_bound
 from launcher.config.settings import SETTINGS, Setting
 
 
@@ -111,7 +112,7 @@ def test_app_module_wins_over_module_and_variable(root: Path) -> None:
 def test_worker_formula(
     cpus: int, per_core: float, max_workers: int | None, web_concurrency: int | None, expected: int
 ) -> None:
-    assert worker_count(cpus, per_core, max_workers, web_concurrency) == expected
+    assert worker_bound(cpus, per_core, max_workers, web_concurrency)[0] == expected
 
 
 def test_workers_through_the_environment(root: Path) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from launcher import ConfigError
 from launcher.launch import discovery
-from launcher.launch.run import prepare, prepare_with_warnings
+from launcher.launch.prepare import prepare
 
 DEMO = str(Path(__file__).resolve().parents[2] / "demo")
 
@@ -26,12 +26,12 @@ def test_server_backend_matches_in_any_case(given: str, name: str) -> None:
     selected, backend = discovery.select(given)
     assert selected == name
     assert type(backend).__name__.lower().startswith(name)
-    _, config = prepare({"APP_DIR": DEMO, "SERVER_BACKEND": given})
+    config = prepare({"APP_DIR": DEMO, "SERVER_BACKEND": given}).config
     assert config.backend == name
 
 
 def test_an_empty_server_backend_is_the_default() -> None:
-    _, config = prepare({"APP_DIR": DEMO, "SERVER_BACKEND": " "})
+    config = prepare({"APP_DIR": DEMO, "SERVER_BACKEND": " "}).config
     assert (config.backend, config.sources["backend"]) == ("gunicorn", "default (empty env:SERVER_BACKEND)")
 
 
@@ -66,7 +66,7 @@ def test_an_unknown_name_far_from_any_gets_no_suggestion() -> None:
     ],
 )
 def test_another_backends_variable_warns_once(backend: str, variable: str, reader: str) -> None:
-    prepared = prepare_with_warnings({"APP_DIR": DEMO, "SERVER_BACKEND": backend, variable: "/x --y"})
+    prepared = prepare({"APP_DIR": DEMO, "SERVER_BACKEND": backend, variable: "/x --y"})
     assert prepared.warnings == (
         f"{variable} is set but only the {reader} backend reads it; the selected backend, {backend}, ignores it",
     )
@@ -82,12 +82,12 @@ def test_another_backends_variable_warns_once(backend: str, variable: str, reade
     ],
 )
 def test_no_warning_for_own_empty_or_unknown_variables(env: dict[str, str]) -> None:
-    assert prepare_with_warnings({"APP_DIR": DEMO, **env}).warnings == ()
+    assert prepare({"APP_DIR": DEMO, **env}).warnings == ()
 
 
 def test_other_plugins_are_imported_only_when_a_variable_could_be_theirs() -> None:
     code = (
-        "import json, sys; from launcher.launch.run import prepare_with_warnings as p;"
+        "import json, sys; from launcher.launch.prepare import prepare as p;"
         f"base = {{'APP_DIR': {DEMO!r}, 'SERVER_BACKEND': 'granian'}};"
         "p(base); before = sorted(m for m in sys.modules if m.startswith('asgi_launcher_'));"
         "w = p({**base, 'GUNICORN_CMD_ARGS': '-w 2'}).warnings;"

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from launcher import Backend
-from launcher.config.resolve import Config, resolve
+from launcher.config.model import Config
+from launcher.config.resolve import resolve
 from launcher.errors import ConfigError
 from launcher.observability.logs import (
     _MARK,

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from launcher import Backend, Config, ConfigError
-from launcher.config.resolve import describe_workers, memory_warning, resolve, worker_bound, worker_count
+from launcher.config.resolve import resolve, worker_bound
 from launcher.config.resources import MASTER_RESERVE_MIB, MIB, memory_cap, memory_limit
+from launcher.launch.prepare import describe_workers, memory_warning
 from launcher.master import Master
 from launcher.procfs import memory_over, worker_memory
 
@@ -152,7 +153,6 @@ def test_formula_table(
 ) -> None:
     limit = None if limit_mib is None else limit_mib * MIB
     assert worker_bound(cpus, per_core, max_workers, web_concurrency, limit, worker_mib) == expected
-    assert worker_count(cpus, per_core, max_workers, web_concurrency, limit, worker_mib) == expected[0]
 
 
 def test_memory_cap() -> None:
@@ -223,15 +223,16 @@ def test_web_concurrency_over_the_limit_warns_in_one_line(root: Path) -> None:
 def test_a_config_file_setting_the_same_count_does_not_hide_the_bound(root: Path) -> None:
     formula = res({}, root, 8)
     same = formula.with_file_settings({"workers": (4, "file:/gunicorn_conf.py")})
-    assert same.sources["workers"] == "file:/gunicorn_conf.py"
-    assert describe_workers(same, formula) == describe_workers(formula)
+    assert same.sources["workers"] == formula.sources["workers"] == "computed (memory limit)"
+    assert describe_workers(same) == describe_workers(formula)
     other = formula.with_file_settings({"workers": (6, "file:/app/gunicorn_conf.py")})
-    assert describe_workers(other, formula) == "6 workers: file:/app/gunicorn_conf.py"
-    warning = memory_warning(other, formula)
+    assert describe_workers(other) == "6 workers: file:/app/gunicorn_conf.py"
+    warning = memory_warning(other)
     assert warning is not None and "file:/app/gunicorn_conf.py" in warning
     asked = res({"WEB_CONCURRENCY": "6"}, root, 8)
     spelled = asked.with_file_settings({"workers": (6, "file:/gunicorn_conf.py")})
-    warning = memory_warning(spelled, asked)
+    assert spelled.sources["workers"] == "env:WEB_CONCURRENCY"
+    warning = memory_warning(spelled)
     assert warning is not None and "WEB_CONCURRENCY=6" in warning
 
 

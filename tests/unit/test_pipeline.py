@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from launcher import Backend, statedir
-from launcher.config.resolve import Config, resolve
+from launcher.config.model import Config
+from launcher.config.resolve import resolve
 from launcher.worker.bootstrap import WorkerContext
 from launcher.worker.pipeline import (
     ASGI2,

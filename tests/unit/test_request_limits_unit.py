@@ -11,7 +11,8 @@ import h11
 import pytest
 
 from launcher import Backend, ConfigError
-from launcher.config.resolve import Config, resolve
+from launcher.config.model import Config
+from launcher.config.resolve import resolve
 from launcher.worker.pipeline import RequestChecks
 
 

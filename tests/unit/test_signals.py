@@ -90,7 +90,7 @@ def test_before_serving_the_masters_signals_change_nothing(signum: int) -> None:
     """``asgi-launcher`` given SIGUSR1 (logrotate) or SIGHUP while it resolves: one line, no death."""
     code = (
         "import os, signal, sys\n"
-        "from launcher.cli import _note\n"
+        "from launcher.launch import note as _note\n"
         "from launcher.signals import before_serving\n"
         "before_serving(_note)\n"
         f"os.kill(os.getpid(), {int(signum)})\n"

@@ -12,7 +12,7 @@ from hypercorn_helpers import DEMO
 from asgi_launcher_hypercorn import HypercornBackend, fastest_worker_class
 from asgi_launcher_hypercorn.settings import SETTINGS, build
 from launcher import Config, ConfigError
-from launcher.launch.run import prepare
+from launcher.launch.prepare import prepare
 
 
 def resolved(tmp_path: Path, conf: str | None = None, name: str = "hypercorn.toml", **env: str) -> Config:
@@ -22,7 +22,7 @@ def resolved(tmp_path: Path, conf: str | None = None, name: str = "hypercorn.tom
         path.write_text(conf)
         base["HYPERCORN_CONF"] = str(path)
     base.update(env)
-    return prepare(base)[1]
+    return prepare(base).config
 
 
 def test_env_maps_onto_hypercorn_config(tmp_path: Path) -> None:
@@ -71,7 +71,7 @@ def test_default_lookup_in_app_dir(tmp_path: Path) -> None:
     (app / "app").mkdir(parents=True)
     (app / "app" / "main.py").write_text((DEMO / "main.py").read_text())
     (app / "app" / "hypercorn.toml").write_text("workers = 5\n")
-    config = prepare({"SERVER_BACKEND": "hypercorn", "APP_DIR": str(app)})[1]
+    config = prepare({"SERVER_BACKEND": "hypercorn", "APP_DIR": str(app)}).config
     assert config.workers == 5
     assert config.config_file == str(app / "app" / "hypercorn.toml")
 
@@ -106,13 +106,13 @@ def test_python_file_and_module_forms(tmp_path: Path) -> None:
             "APP_DIR": str(DEMO),
             "HYPERCORN_CONF": f"file:{tmp_path / 'hc_settings.py'}",
         }
-    )[1]
+    ).config
     assert (config.workers, config.server_settings) == (4, {"backlog": 64})
     sys.path.insert(0, str(tmp_path))
     try:
         config = prepare(
             {"SERVER_BACKEND": "hypercorn", "APP_DIR": str(DEMO), "HYPERCORN_CONF": "python:hc_settings"}
-        )[1]
+        ).config
     finally:
         sys.path.remove(str(tmp_path))
     assert config.workers == 4
