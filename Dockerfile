@@ -5,23 +5,6 @@
 # Debian-like base with python3 and pip works too: docker build --build-arg BASE_IMAGE=python:3.11-slim .
 ARG BASE_IMAGE=condaforge/miniforge3:24.11.3-2
 
-# Build stage: the launcher's wheel with its C accelerator for the access log
-# (launcher._speedups). A C compiler and Python's headers are needed only here; apt fetches them
-# when the base has none. Without them the wheel is pure Python (it still works, formatting each
-# access line in Python), so the build never fails for want of a compiler.
-FROM ${BASE_IMAGE} AS build
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore CC=gcc LDSHARED="gcc -shared"
-COPY pyproject.toml setup.py README.md /tmp/src/
-COPY launcher /tmp/src/launcher
-RUN if ! command -v gcc >/dev/null \
-        || ! python3 -c "import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))"; then \
-        (apt-get update -q && apt-get install -y -q --no-install-recommends gcc libc6-dev \
-            $(python3 -c "import sys; print('python3-dev' if sys.prefix == '/usr' else '')") \
-         && rm -rf /var/lib/apt/lists/*) \
-        || echo "no C compiler: the access log formats in Python"; \
-    fi \
-    && python3 -m pip wheel --no-deps --wheel-dir /wheels /tmp/src
-
 FROM ${BASE_IMAGE}
 
 ENV PYTHONUNBUFFERED=1 \
@@ -32,14 +15,15 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_ROOT_USER_ACTION=ignore \
     XDG_CACHE_HOME=/tmp/.cache
 
-# The launcher (its wheel from the build stage, with prometheus-client for /metrics, watchfiles
-# for /start-reload.sh), the backends with their fast extras (uvloop, httptools), Starlette for
-# the demo and users' apps, and dumb-init as PID 1 (a static binary from PyPI: no apt needed).
-COPY --from=build /wheels /tmp/wheels
+# The launcher (with prometheus-client for /metrics, watchfiles for /start-reload.sh), the
+# backends with their fast extras (uvloop, httptools), Starlette for the demo and users' apps,
+# and dumb-init as PID 1 (a static binary from PyPI: no apt needed). Pure Python: no compiler.
+COPY pyproject.toml README.md /tmp/src/
+COPY launcher /tmp/src/launcher
 COPY plugins /tmp/src/plugins
-RUN python3 -m pip install "$(ls /tmp/wheels/asgi_launcher-*.whl)[metrics,reload]" /tmp/src/plugins/gunicorn-uvicorn \
+RUN python3 -m pip install "/tmp/src[metrics,reload]" /tmp/src/plugins/gunicorn-uvicorn \
         /tmp/src/plugins/hypercorn /tmp/src/plugins/granian /tmp/src/plugins/uvicorn "starlette>=0.40" "dumb-init>=1.2" \
-    && rm -rf /tmp/src /tmp/wheels
+    && rm -rf /tmp/src
 
 COPY conf/gunicorn_conf.py /gunicorn_conf.py
 COPY conf/hypercorn.toml /hypercorn.toml

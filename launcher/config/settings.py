@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from launcher.config.access_format import parse_format
 from launcher.config.addresses import parse as parse_address
 from launcher.errors import ConfigError
 
@@ -153,12 +154,6 @@ def _root_path(raw: str) -> str:
     return value
 
 
-def _access_log_format(raw: str) -> str:
-    from launcher.observability.access_log import parse_format  # its own one-line message names the atoms
-
-    return parse_format(raw)
-
-
 def _path(raw: str) -> str:
     value = raw.strip()
     if not value:
@@ -224,7 +219,7 @@ KINDS: dict[str, Kind] = {
     "log_level": Kind("one of " + ", ".join(LOG_LEVELS), _choice(LOG_LEVELS)),
     "seconds": INT_SECONDS,
     "log_target": Kind("- (the console), a file path, or empty to turn it off", _log_target, True),
-    "access_log_format": Kind("Gunicorn's access-log atoms", _access_log_format),
+    "access_log_format": Kind("Gunicorn's access-log atoms", parse_format),
     "log_format": Kind("text or json", _choice(("text", "json"))),
     "proxies": Kind(
         "IP addresses or CIDR networks such as 127.0.0.1, ::1 or 10.0.0.0/8, separated by commas, "

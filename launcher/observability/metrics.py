@@ -25,18 +25,16 @@ says so and the rest of the operations listener works.
 
 from __future__ import annotations
 
-import asyncio
 import glob
 import importlib.util
 import os
 import shutil
-import time
+from bisect import bisect_left
 from collections import Counter
-from collections.abc import Awaitable, Iterable, Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from launcher.recorder import Recorder
-from launcher.tally import Tally
+from launcher.observability.access_log import DURATION, KIND, METHOD, SIZE, STATUS, Entry
 
 if TYPE_CHECKING:
     from launcher.master.facade import Master
@@ -152,47 +150,21 @@ class MasterCollector:
         yield restarts
 
 
-class _Pending:
-    """One (method, status)'s observations since the last flush."""
-
-    __slots__ = ("duration_buckets", "duration_sum", "size_buckets", "size_sum")
-
-    def __init__(self) -> None:
-        self.duration_buckets = [0] * (len(DURATION_BUCKETS) + 1)
-        self.duration_sum = 0.0
-        self.size_buckets = [0] * (len(SIZE_BUCKETS) + 1)
-        self.size_sum = 0.0
-
-    def add(self, durations: list[int], duration_sum: float, sizes: list[int], size_sum: float) -> None:
-        self.duration_buckets = [a + b for a, b in zip(self.duration_buckets, durations, strict=True)]
-        self.duration_sum += duration_sum
-        self.size_buckets = [a + b for a, b in zip(self.size_buckets, sizes, strict=True)]
-        self.size_sum += size_sum
-
-
 class ServerMetrics:
-    """The pipeline layer: each HTTP request counted in this worker, written to its multiprocess
-    files at most ``FLUSH_INTERVAL`` seconds later. With the access log on, the access log's
-    layer counts instead (``app`` None), one wrapper of ``send`` a request, not two: the C
-    layer appends to ``started`` and counts into ``tally`` itself; the Python one calls
-    ``begin`` and its writer ``counted``.
+    """Each HTTP request counted in this worker's multiprocess files: a sink of the pipeline's
+    ``RequestLog`` (``launcher.observability.access_log``), the same entries the access log writes.
 
-    Why batched: ``prometheus_client``'s multiprocess values take a lock and write an mmap on
-    every ``inc``, six of them for a request's two histograms and gauge: about 25 us, a fifth of
-    a fast server's whole request. Here a request is counted into a ``launcher.tally.Tally``
-    (its buckets and sums); the flush (a timer on the worker's loop, lifespan shutdown and
-    interpreter exit) writes them. A worker killed with SIGKILL loses at most its last
-    ``FLUSH_INTERVAL`` of counts; a scrape may lag by as much. WebSocket sessions and lifespan are not requests here.
+    Why in batches: ``prometheus_client``'s multiprocess values take a lock and write an mmap on
+    every ``inc``, six of them for a request's two histograms and gauge: about 25 us, a fifth of a
+    fast server's whole request. Here a batch of entries (every 64 requests, or 0.2 s) is folded
+    into each (method, status)'s bucket counts and sums, and those written: a few writes a batch.
+    A worker killed with SIGKILL loses at most its last batch of counts; a scrape may lag by as
+    much. WebSocket sessions and lifespan are not requests here.
     """
 
-    FLUSH_INTERVAL = 0.25
-
-    def __init__(self, app: Any = None) -> None:
-        import atexit
-
+    def __init__(self) -> None:
         from prometheus_client import Gauge, Histogram
 
-        self.app = app
         labels = ["http_request_method", "http_response_status_code"]
         self.duration = Histogram(
             "http_server_request_duration_seconds",
@@ -215,127 +187,45 @@ class ServerMetrics:
             multiprocess_mode="livesum",
             registry=None,
         )
-        #: The methods of the requests begun since the last count (``begin`` appends; the C
-        #: access layer appends itself, calling ``arm`` for the first).
-        self.started: list[str] = []
-        #: Requests done, not yet written (``end`` adds; the C access layer adds itself).
-        self.tally = Tally(DURATION_BUCKETS, SIZE_BUCKETS, METHODS, "_OTHER")
-        self._pending: dict[tuple[str, int], _Pending] = {}
+        #: The method of each HTTP request begun since the last batch (``RequestLog`` appends).
+        self.begun: list[str] = []
         self._active: dict[str, int] = {}
         self._active_written: dict[str, int] = {}
-        self._scheduled = False
-        atexit.register(self.flush)
 
-    def __call__(self, scope: Scope, receive: Any, send: Any) -> Awaitable[None]:
-        kind = scope["type"]
-        if kind == "http":
-            return self._observed(scope, receive, send)
-        if kind == "lifespan":
-            return self._lifespan(scope, receive, send)
-        inner: Awaitable[None] = self.app(scope, receive, send)
-        return inner
-
-    async def _lifespan(self, scope: Scope, receive: Any, send: Any) -> None:
-        async def flushing_receive() -> Message:
-            message: Message = await receive()
-            if message["type"] == "lifespan.shutdown":
-                self.flush()
-            return message
-
-        await self.app(scope, flushing_receive, send)
-
-    def begin(self, method: str) -> None:
-        """A request with ``method`` starts (one more active).
-
-        ``begin`` and ``end`` only append: the labels, buckets and sums are worked out at the
-        flush, over the batch. Under load that costs a fraction of doing it per request, the
-        same code run once per request between the server's and the app's (measured pinned:
-        see ``bench/run.py --metrics``).
-        """
-        self.started.append(method)
-        self.arm()
-
-    def arm(self) -> None:
-        """Make sure the flush timer runs (on the running loop): the active-requests gauge
-        must follow a request begun even if none ends."""
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_later(self.FLUSH_INTERVAL, self._timer)
-
-    def end(self, method: str, status: int, size: int, elapsed: float) -> None:
-        """A request ``begin`` started is done (the same ``method``): count it, written at the
-        next flush."""
-        self.tally.add(method, status, size, elapsed)
-
-    def counted(self, entries: list[Any]) -> None:
-        """The Python access layer's ``Writer`` hands over each batch of its entries (``Entry``:
-        scope, start, status, size, duration, headers) as it flushes: with the access log on,
-        these are the requests ``begin`` started, done, and ``end`` is not called."""
-        add = self.tally.add
-        for scope, _, status, size, duration, _ in entries:
-            if scope["type"] == "http":
-                add(scope["method"], status, size, duration)
-
-    def _count(self) -> None:
-        """Add the requests begun and done since the last count to the pending sums."""
-        begun = self.started.copy()  # the list itself stays: the C access layer appends to it
-        self.started.clear()
+    def counted(self, entries: list[Entry]) -> None:
+        """Count a batch of requests done (and those begun since the last): a ``RequestLog`` sink."""
+        begun, self.begun[:] = Counter(self.begun), []
         active = self._active
-        for method, count in Counter(begun).items():
+        for method, count in begun.items():
             label = method if method in METHODS else "_OTHER"
             active[label] = active.get(label, 0) + count
-        for label, status, count, durations, duration_sum, sizes, size_sum in self.tally.take():
-            active[label] = active.get(label, 0) - count
-            pending = self._pending.get((label, status))
-            if pending is None:
-                pending = self._pending[(label, status)] = _Pending()
-            pending.add(durations, duration_sum, sizes, size_sum)
-
-    async def _observed(self, scope: Scope, receive: Any, send: Any) -> None:
-        recorder = Recorder(send)  # status and size, with no Python frame a message
-        method = scope["method"]
-        self.begin(method)
-        started = time.perf_counter()
-        try:
-            await self.app(scope, receive, recorder)
-        except BaseException:
-            status = recorder.status or 500  # what the server answers for an app that raised
-            raise
-        else:
-            status = recorder.status
-        finally:
-            self.end(method, status, recorder.size, time.perf_counter() - started)
-
-    def _timer(self) -> None:
-        self._scheduled = False
-        self.flush()
-        if any(self._active_written.values()):
-            # Requests still in flight: look again, so the gauge follows them down.
-            self._scheduled = True
-            asyncio.get_running_loop().call_later(self.FLUSH_INTERVAL, self._timer)
-
-    def flush(self) -> None:
-        """Write what was counted since the last flush into this worker's multiprocess files."""
-        self._count()
-        pending, self._pending = self._pending, {}
-        for (method, status), p in pending.items():
+        groups: dict[tuple[str, int], list[Entry]] = {}
+        for entry in entries:
+            if entry[KIND] == "http":
+                label = entry[METHOD] if entry[METHOD] in METHODS else "_OTHER"
+                groups.setdefault((label, entry[STATUS]), []).append(entry)
+        for (label, status), done in groups.items():
+            active[label] = active.get(label, 0) - len(done)
             code = str(status)
-            # The children's own values: ``observe`` would write once per request.
-            _add(self.duration.labels(method, code), p.duration_buckets, p.duration_sum)
-            _add(self.size.labels(method, code), p.size_buckets, p.size_sum)
-        for method, count in list(self._active.items()):
-            if self._active_written.get(method) != count:
-                self.active.labels(method).set(count)
-                self._active_written[method] = count
+            _observe(self.duration.labels(label, code), DURATION_BUCKETS, [e[DURATION] for e in done])
+            _observe(self.size.labels(label, code), SIZE_BUCKETS, [e[SIZE] for e in done])
+        for label, count in active.items():
+            if self._active_written.get(label) != count:
+                self.active.labels(label).set(count)
+                self._active_written[label] = count
 
 
-def _add(histogram: Any, buckets: list[int], total: float) -> None:
-    """Add counted observations to a histogram child (its ``_buckets`` and ``_sum`` values, which
-    ``Histogram.observe`` itself increments; the bucket list ends with +Inf as ours does)."""
-    histogram._sum.inc(total)
-    for value, count in zip(histogram._buckets, buckets, strict=True):
+def _observe(histogram: Any, bounds: tuple[float, ...], values: list[float]) -> None:
+    """``histogram.observe`` for each of ``values``, as one write a bucket: each value counted in
+    the first bucket whose bound it does not exceed (the histogram's child keeps its buckets
+    per bound, then +Inf, not cumulated: ``observe`` increments one)."""
+    counts = [0] * (len(bounds) + 1)
+    for value in values:
+        counts[bisect_left(bounds, value)] += 1
+    histogram._sum.inc(sum(values))
+    for bucket, count in zip(histogram._buckets, counts, strict=True):
         if count:
-            value.inc(count)
+            bucket.inc(count)
 
 
 def enabled_in_worker() -> bool:

@@ -21,12 +21,11 @@ outermost first:
    **shutdown notice** (``SHUTDOWN_DELAY`` > 0): once the master's delay has begun, every
    response carries ``connection: close``, so keep-alive clients leave before the drain;
 5. **proxy headers** (``FORWARDED_ALLOW_IPS``), unless the server applies them itself;
-6. **metrics** (``OPS_PORT``, with ``prometheus_client``; ``launcher.observability.metrics``): each request's
-   duration, status and size in this worker's multiprocess files, summed by the master (with
-   the access log on, counted by the access log's layer, which sees the same);
-   **access log** (``ACCESS_LOG`` not empty; ``launcher.observability.access_log``): one line a request, the
-   same under every backend (each server's own access logger is off), after the proxy headers
-   set the client address and before the root path changes the path;
+6. **request log** (``ACCESS_LOG`` not empty, or ``OPS_PORT`` with ``prometheus_client``;
+   ``launcher.observability.access_log``): one record a request, from which the access log
+   writes its line (the same under every backend: each server's own access logger is off) and
+   the metrics count its duration, status and size (``launcher.observability.metrics``), after
+   the proxy headers set the client address and before the root path changes the path;
 7. **root path** (``ROOT_PATH``): the ASGI ``root_path``, included in ``path`` as Uvicorn does;
 8. **WebSocket drain**, for servers that leave WebSockets open when they stop: on shutdown each
    open WebSocket is closed with 1012 (service restart) and the app's ``receive`` says so;
@@ -34,8 +33,7 @@ outermost first:
 
 A layer whose setting is off is not in the chain at all, so it costs nothing per request; the
 layers that are on return the inner app's awaitable rather than adding a coroutine frame, except
-the access log (it must see the response end; its frame is a C object where
-``launcher._speedups`` was built) and WebSocket sessions under the drain.
+the request log (it must see the response end) and WebSocket sessions under the drain.
 """
 
 from __future__ import annotations
@@ -560,16 +558,18 @@ def build(
 
         if metrics.enabled_in_worker():
             counted = metrics.ServerMetrics()
-    if config.access_log is not None:
+    if config.access_log is not None or counted is not None:
         from launcher.observability import access_log
 
-        lines = access_log.formatter(config.log_format, config.access_log_format)
-        app = add("access-log", access_log.layer(app, access_log.Writer(config.access_log, lines), counted))
-        if counted is not None:
-            layers.append("metrics")  # counted by the access log's layer: one wrapper, not two
-    elif counted is not None:
-        counted.app = app
-        app = add("metrics", counted)
+        layout = None
+        if config.access_log is not None:
+            layout = access_log.layout_for(config.log_format, config.access_log_format)
+        # One layer records each request for both: the access log's lines and the metrics.
+        app = add(
+            "access-log" if layout else "metrics", access_log.layer(app, config.access_log, layout, counted)
+        )
+        if layout and counted is not None:
+            layers.append("metrics")
     if not traits.proxy_headers:
         app = add("proxy-headers", ProxyHeadersMiddleware(app, config.forwarded_allow_ips))
     if config.max_requests > 0:

@@ -178,19 +178,3 @@ def test_start_scripts_use_the_same_contract(docker: Docker) -> None:
     dev.wait_ready()
     assert dev.get("/")[0] == 200
     assert "reload: watching /app for changes to *.py" in dev.logs()  # the launcher's reload mode
-
-
-def test_the_access_log_accelerator_is_built_without_a_compiler_left_behind(docker: Docker) -> None:
-    """The build stage compiles launcher._speedups (fetching a compiler the base lacks); the
-    image the user starts FROM carries the extension and not the compiler."""
-    out = docker(
-        "run",
-        "--rm",
-        "--entrypoint",
-        "python3",
-        TAG,
-        "-c",
-        "import shutil, launcher.observability.access_log as a, launcher._speedups as s;"
-        "print(a._AccessLayer is s.AccessLayer, shutil.which('gcc'))",
-    ).stdout.split()
-    assert out == ["True", "None"]

@@ -1,4 +1,5 @@
-"""The metrics layer's batching: what it writes equals what ``Histogram.observe`` would have.
+"""The metrics: what a batch writes equals what ``Histogram.observe`` would have, counted from the
+same record of each request as the access log (with it on or off).
 
 Each test runs in a fresh interpreter: ``prometheus_client`` picks its multiprocess value class
 from ``PROMETHEUS_MULTIPROC_DIR`` when it is first imported.
@@ -36,18 +37,13 @@ async def noop(message): pass
 async def receive(): return {"type": "http.request"}
 
 async def main():
-    if sys.argv[2] != "alone":  # the access log's layer counts, its writer hands over
-        from launcher.observability.access_log import AccessLog, Writer, layer as c_layer, text_formatter
-        metrics = ServerMetrics()
-        writer = Writer(sys.argv[1] + "/../access.log", text_formatter("%(s)s"))
-        layer = (AccessLog if sys.argv[2] == "access-log" else c_layer)(app, writer, metrics)
-        assert type(layer).__name__ == ("AccessLog" if sys.argv[2] == "access-log" else "AccessLayer")
-        def flush():
-            writer.flush()
-            metrics.flush()
+    from launcher.observability.access_log import TextLayout, layer as make
+    metrics = ServerMetrics()
+    if sys.argv[2] == "access-log":  # one record a request for both
+        layer = make(app, sys.argv[1] + "/../access.log", TextLayout("%(s)s"), metrics)
     else:
-        layer = metrics = ServerMetrics(app)
-        flush = metrics.flush
+        layer = make(app, None, None, metrics)
+    flush = layer.flush
     for size in sizes:
         await layer({"type": "http", "method": "GET", "path": "/200", "size": size}, receive, noop)
     await layer({"type": "http", "method": "BREW", "path": "/418", "size": 1}, receive, noop)
@@ -77,10 +73,9 @@ print(json.dumps({"before": before, "after": after}))
 """
 
 
-@pytest.fixture(params=["alone", "access-log", "c-access-log"])
+@pytest.fixture(params=["alone", "access-log"])
 def via(request: pytest.FixtureRequest) -> str:
-    """The layer alone (ACCESS_LOG off), or counted through the access log's layer (Python's,
-    or the C one the pipeline serves)."""
+    """Metrics alone (ACCESS_LOG off), or with the access log on."""
     return str(request.param)
 
 
@@ -160,7 +155,8 @@ def active():
     return sum(s.value for f in registry.collect() for s in f.samples if s.name == "http_server_active_requests")
 
 async def main():
-    layer = ServerMetrics(slow)
+    from launcher.observability.access_log import layer as make
+    layer = make(slow, None, None, ServerMetrics())
     task = asyncio.create_task(layer({"type": "http", "method": "GET", "path": "/"}, receive, noop))
     await asyncio.sleep(0.4)  # one flush has run with the request in flight
     during = active()
@@ -176,26 +172,6 @@ def test_the_active_gauge_comes_down_after_the_last_request_without_another(tmp_
     assert json.loads(script(tmp_path, GAUGE_SCRIPT)) == [1, 0]
 
 
-def test_the_batched_fold_counts_as_one_bisection_a_value_would() -> None:
-    """``fold`` (sorted values, one bisection a bound: ``PyTally``'s) puts every value where
-    ``observe`` would: the first bucket whose bound it does not exceed, bounds included."""
-    import random
-    from bisect import bisect_left
-
-    from launcher.observability.metrics import DURATION_BUCKETS, SIZE_BUCKETS
-    from launcher.tally import fold as _fold
-
-    rng = random.Random(7)
-    for bounds in (DURATION_BUCKETS, SIZE_BUCKETS):
-        values = [rng.choice((rng.uniform(0, bounds[-1] * 2), rng.choice(bounds))) for _ in range(2000)]
-        expected = [0] * (len(bounds) + 1)
-        for value in values:
-            expected[bisect_left(bounds, value)] += 1
-        counts = [1] * (len(bounds) + 1)  # added to what is pending already
-        _fold(counts, bounds, values)
-        assert counts == [n + 1 for n in expected]
-
-
 SCRAPE_SCRIPT = r"""
 import os, sys
 from launcher.observability.metrics import ServerMetrics, exposition
@@ -205,9 +181,8 @@ class Supervision:  # what MasterCollector reads
     def booted_count(self): return 1
 
 metrics = ServerMetrics()
-metrics.started.append("GET")  # begin() without its timer: no loop here
-metrics.counted([({"type": "http", "method": "GET"}, 0.0, 200, 5, 0.01, ())])
-metrics.flush()
+metrics.begun.append("GET")
+metrics.counted([(0.0, 0.01, 200, 5, "http", "GET", None, None, "/", None, b"", "1.1", (), ())])
 # A replacement worker caught between creating its file and sizing it:
 open(os.path.join(sys.argv[1], "histogram_99999.db"), "wb").close()
 body, _ = exposition(Supervision(), sys.argv[1])

@@ -1,0 +1,326 @@
+"""The access line: Gunicorn's atoms, the JSON keys, escaping, and a writer that neither blocks
+the event loop nor loses a line at exit. Real ASGI calls on a real event loop, no server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from launcher.config.access_format import parse_format
+from launcher.errors import ConfigError
+from launcher.observability.access_log import (
+    ATOMIC_WRITE,
+    BATCH,
+    Entry,
+    JsonLayout,
+    Layout,
+    RequestLog,
+    TextLayout,
+    Writer,
+    layer,
+)
+
+
+def scope(**more: Any) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "method": "GET",
+        "path": "/items",
+        "raw_path": b"/items",
+        "query_string": b"page=2",
+        "http_version": "1.1",
+        "client": ("10.0.0.7", 5555),
+        "headers": [(b"user-agent", b"curl/8"), (b"referer", b"http://r/"), (b"x-request-id", b"rid-1")],
+        **more,
+    }
+
+
+async def ok(scope: Any, receive: Any, send: Any) -> None:
+    if scope["path"] == "/boom":
+        raise RuntimeError("boom")
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
+    )
+    await send({"type": "http.response.body", "body": b"x" * 20, "more_body": True})
+    await send({"type": "http.response.body", "body": b"y" * 7})
+
+
+def entries_of(*scopes: dict[str, Any], layout: Layout | None = None, app: Any = ok) -> list[Entry]:
+    """Serve ``scopes`` through a ``RequestLog`` and return the entries it recorded."""
+    got: list[Entry] = []
+    layout = layout or TextLayout()
+    log = RequestLog(app, [got.extend], layout.request_headers, layout.response_headers)
+
+    async def send(message: Any) -> None:
+        pass
+
+    async def serve() -> None:
+        for s in scopes:
+            with contextlib.suppress(RuntimeError):  # an app that raised: still logged
+                await log(s, None, send)
+        log.flush()
+
+    asyncio.run(serve())
+    return got
+
+
+def lines_of(*scopes: dict[str, Any], layout: Layout | None = None, app: Any = ok) -> list[str]:
+    layout = layout or TextLayout()
+    lines, failed = layout.lines(entries_of(*scopes, layout=layout, app=app))
+    assert failed == 0
+    return lines
+
+
+def test_the_default_line_is_combined_plus_duration_pid_and_request_id() -> None:
+    (line,) = lines_of(scope())
+    head, _, tail = line.partition(" [")
+    assert head == "10.0.0.7 - -"
+    status, rest = tail.split("] ", 1)[1].split(' "curl/8" ')
+    assert status == '"GET /items?page=2 HTTP/1.1" 200 27 "http://r/"'
+    duration, pid, rid = rest.split(" ")
+    assert duration.endswith("ms") and float(duration[:-2]) >= 0
+    assert (pid, rid) == (f"pid={os.getpid()}", "rid=rid-1")
+
+
+def test_gunicorn_atoms() -> None:
+    layout = TextLayout(
+        "%(m)s|%(U)s|%(q)s|%(H)s|%(s)s|%(B)s|%(b)s|%({content-type}o)s|%({x-missing}i)s|%(a)s|%(f)s"
+    )
+    (line,) = lines_of(scope(), layout=layout)
+    assert line == "GET|/items|page=2|HTTP/1.1|200|27|27|application/json|-|curl/8|http://r/"
+    timing = TextLayout("%(D)s %(T)s %(L)s %(M)s")
+    micros, seconds, decimal, millis = lines_of(scope(), layout=timing)[0].split()
+    assert int(seconds) == 0 and abs(int(micros) / 1e6 - float(decimal)) < 1e-5 and float(millis) >= 0
+
+
+def test_an_app_that_raised_is_logged_as_the_500_the_server_answers() -> None:
+    layout = TextLayout("%(s)s %(B)s %(U)s")
+    assert lines_of(scope(), scope(path="/boom", raw_path=b"/boom"), layout=layout) == [
+        "200 27 /items",
+        "500 0 /boom",
+    ]
+
+
+@pytest.mark.parametrize("layout", ["%(h)s %(zz)s", "%(h)s %(Q)s", "no atoms at all"])
+def test_unknown_atoms_are_a_config_error_naming_the_variable(layout: str) -> None:
+    with pytest.raises(ConfigError, match="ACCESS_LOG_FORMAT="):
+        parse_format(layout)
+    assert parse_format(" %(h)s %({x-request-id}i)s ") == "%(h)s %({x-request-id}i)s"
+
+
+def test_json_lines_use_ecs_names() -> None:
+    (line,) = lines_of(scope(), layout=JsonLayout())
+    event = json.loads(line)
+    assert event["http.request.method"] == "GET" and event["url.path"] == "/items"
+    assert event["url.query"] == "page=2" and event["http.response.status_code"] == 200
+    assert event["client.address"] == "10.0.0.7" and event["client.port"] == 5555
+    assert event["http.response.body.bytes"] == 27 and event["event.duration"] >= 0
+    assert event["user_agent.original"] == "curl/8" and event["http.request.id"] == "rid-1"
+    assert event["@timestamp"].endswith("Z") and event["process.pid"] == os.getpid()
+
+
+HOSTILE = [
+    # A path whose decoded CR LF would start a forged line, quotes and backslashes that would
+    # close a field, and terminal escapes in headers.
+    scope(
+        path='/x\r\n6.6.6.6 - - [01/Jan/2027] "GET /admin" 200',
+        raw_path=b'/x%0d%0a6.6.6.6%20\r\n"GET /admin" 200',
+        query_string=b'a="b"&c=\\',
+        headers=[
+            (b"user-agent", b'evil" "ua\x1b[31m\x07'),
+            (b"referer", b"\xff\xfe"),
+            (b"x-request-id", b"r\nid"),
+        ],
+    ),
+    scope(client=("1.2.3.4\n5.6.7.8", 1), http_version="1.1\r\nX"),
+]
+
+
+def test_no_field_can_end_a_line_or_a_quoted_field() -> None:
+    lines = lines_of(*HOSTILE)
+    assert len(lines) == 2 and all("\n" not in line and "\r" not in line for line in lines)
+    for line in lines:
+        assert all(0x20 <= ord(c) < 0x7F for c in line), line  # printable ASCII only
+    first = lines[0]
+    # The quoted fields are exactly three, each closed where the layout closes it.
+    assert first.count('"') == 6, first
+    assert "\\x0D\\x0A" in first and "\\x22GET /admin\\x22" in first and "\\x1B[31m\\x07" in first
+    assert '"\\xFF\\xFE"' in first and "rid=r\\x0Aid" in first
+    custom = lines_of(*HOSTILE, layout=TextLayout('%(U)s %(q)s "%(a)s" %({x-request-id}i)s %(h)s %(H)s'))
+    assert all("\n" not in line and '" "' not in line.split('"', 1)[1][:-40] for line in custom)
+
+
+def test_json_lines_stay_valid_json_whatever_a_client_sent() -> None:
+    lines = lines_of(*HOSTILE, layout=JsonLayout())
+    events = [json.loads(line) for line in lines]
+    assert all("\n" not in line for line in lines)
+    assert events[0]["url.path"].startswith("/x\r\n") and events[1]["client.address"] == "1.2.3.4\n5.6.7.8"
+
+
+def test_a_bad_scope_loses_only_its_own_line() -> None:
+    """Middleware that left a str where the spec says bytes: its request's line is lost, with a
+    count; the others of the batch are written."""
+    layout = TextLayout("%(U)s %(q)s %(s)s")
+    entries = entries_of(scope(), scope(query_string="not bytes", raw_path=7), scope(), layout=layout)
+    lines, failed = layout.lines(entries)
+    assert len(lines) + failed == 3 and lines[0] == lines[-1] == "/items page=2 200"
+
+
+def test_an_entry_holds_nothing_of_the_request() -> None:
+    """Only atoms (str, bytes, numbers, None): the garbage collector stops tracking the tuple, so
+    a batch of them costs its collections nothing."""
+    (entry,) = entries_of(scope())
+    gc.collect()
+    gc.collect()  # the inner tuples first, then the entry that holds them
+    assert not gc.is_tracked(entry)
+
+
+@pytest.mark.parametrize("char", ["x", "\u00e9"])  # one byte, and two: the writes count bytes
+def test_writes_are_whole_lines_of_at_most_a_pipes_atomic_size(tmp_path: Path, char: str) -> None:
+    target = tmp_path / "access.log"
+    writer = Writer(str(target), TextLayout("%(U)s"))
+    writes: list[bytes] = []
+    writer._write = writes.append  # type: ignore[method-assign]  # observe the write(2) calls
+    entries = entries_of(
+        *(scope(path=f"line {n:04d} " + char * 80, raw_path=None, query_string=b"") for n in range(500)),
+        layout=TextLayout("%(U)s"),
+    )
+    writer(entries)
+    writer.close()
+    assert all(len(w) <= ATOMIC_WRITE and w.endswith(b"\n") for w in writes)
+    expected = [f"line {n:04d} " + ("x" * 80 if char == "x" else "\\xC3\\xA9" * 80) for n in range(500)]
+    assert b"".join(writes).decode().splitlines() == expected
+
+
+def test_requests_are_formatted_and_written_a_batch_at_a_time() -> None:
+    formatted: list[int] = []
+
+    class Counting(TextLayout):
+        def lines(self, entries: list[Entry]) -> tuple[list[str], int]:
+            formatted.append(len(entries))
+            return super().lines(entries)
+
+    batches: list[int] = []
+    log = RequestLog(ok, [lambda es: batches.append(len(es))])
+
+    async def send(message: Any) -> None:
+        pass
+
+    async def serve(count: int) -> None:
+        for _ in range(count):
+            await log(scope(), None, send)
+
+    asyncio.run(serve(BATCH - 1))
+    assert batches == []  # nothing handed over a request at a time
+    asyncio.run(serve(1))
+    assert batches == [BATCH]
+
+
+@pytest.mark.parametrize("ending", ["sys.exit(0)", "raise RuntimeError('boom')", "multiprocessing"])
+def test_no_line_is_lost_at_exit(tmp_path: Path, ending: str) -> None:
+    """Requests whose lines are still waiting reach the file, however the process ends."""
+    target = tmp_path / "access.log"
+    body = f"""
+import asyncio, sys, multiprocessing
+from launcher.observability.access_log import TextLayout, layer
+async def app(scope, receive, send):
+    await send({{"type": "http.response.start", "status": 200, "headers": []}})
+    await send({{"type": "http.response.body", "body": b""}})
+async def send(message):
+    pass
+def work():
+    log = layer(app, {str(target)!r}, TextLayout("%(U)s"))
+    async def serve():
+        for n in range(6):
+            await log({{"type": "http", "path": f"/line{{n}}", "headers": []}}, None, send)
+    asyncio.run(serve())
+    {ending if ending != "multiprocessing" else "pass"}
+if {ending == "multiprocessing"!r}:
+    p = multiprocessing.get_context("fork").Process(target=work); p.start(); p.join()
+else:
+    work()
+"""
+    subprocess.run([sys.executable, "-c", body], capture_output=True, timeout=30)
+    assert target.read_text().splitlines() == [f"/line{n}" for n in range(6)]
+
+
+def test_a_reader_that_does_not_keep_up_never_stalls_the_event_loop() -> None:
+    """A full pipe (a slow log collector): lines are dropped and counted, with one warning, and
+    handing over a batch stays immediate."""
+    code = """
+import os, sys, time
+from launcher.observability.access_log import TextLayout, Writer
+read, write = os.pipe()  # nobody reads: it fills at 64 KiB
+w = Writer("-", TextLayout("%(U)s"))
+w.fd = write
+entry = (0.0, 0.0, 200, 0, "http", "GET", None, None, "/" + "x" * 500, None, b"", "1.1", (), ())
+slowest = 0.0
+for _ in range(2000):
+    start = time.perf_counter()
+    w([entry] * 10)
+    slowest = max(slowest, time.perf_counter() - start)
+print(w.dropped > 0, slowest < 0.5, flush=True)
+os._exit(0)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["True", "True"], done.stderr
+    assert done.stderr.count("dropped") == 1, done.stderr
+
+
+def test_a_lines_time_is_when_its_request_started() -> None:
+    layout = TextLayout("%(t)s")
+    entry = (
+        time.perf_counter() - 3600,
+        0.0,
+        200,
+        0,
+        "http",
+        "GET",
+        None,
+        None,
+        "/",
+        None,
+        b"",
+        "1.1",
+        (),
+        (),
+    )
+    (line,), _ = layout.lines([entry])
+    shown = time.mktime(time.strptime(line, "[%d/%b/%Y:%H:%M:%S %z]"))
+    assert abs(shown - (time.time() - 3600)) < 2
+
+
+def test_layer_sinks_both_the_log_and_the_metrics_from_one_record(tmp_path: Path) -> None:
+    seen: list[int] = []
+
+    class Metrics:
+        begun: list[str] = []
+
+        def counted(self, entries: list[Entry]) -> None:
+            seen.append(len(entries))
+
+    log = layer(ok, str(tmp_path / "a.log"), TextLayout("%(U)s"), Metrics())
+
+    async def send(message: Any) -> None:
+        pass
+
+    async def serve() -> None:
+        await log(scope(), None, send)
+        log.flush()
+
+    asyncio.run(serve())
+    assert seen == [1]
+    assert isinstance(log.sinks[0], Writer)
+    log.sinks[0].close()  # type: ignore[attr-defined]
+    assert (tmp_path / "a.log").read_text() == "/items\n"
+
