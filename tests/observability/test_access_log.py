@@ -323,4 +323,3 @@ def test_layer_sinks_both_the_log_and_the_metrics_from_one_record(tmp_path: Path
     assert isinstance(log.sinks[0], Writer)
     log.sinks[0].close()  # type: ignore[attr-defined]
     assert (tmp_path / "a.log").read_text() == "/items\n"
-
