@@ -43,6 +43,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from launcher.procfs import descendants
+
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "demo"
 BIN = Path(sys.executable).parent
@@ -397,18 +401,7 @@ def free_port() -> int:
 
 
 def tree(pid: int) -> list[int]:
-    pids, stack = [pid], [pid]
-    while stack:
-        current = stack.pop()
-        with contextlib.suppress(OSError):
-            for task in os.listdir(f"/proc/{current}/task"):
-                with contextlib.suppress(OSError):
-                    children = [
-                        int(c) for c in Path(f"/proc/{current}/task/{task}/children").read_text().split()
-                    ]
-                    pids += children
-                    stack += children
-    return pids
+    return [pid, *descendants(pid)]
 
 
 _TICKS = os.sysconf("SC_CLK_TCK")

@@ -10,8 +10,8 @@ The plugin surface is split by who uses it, each part declared once, in its pack
 * ``launcher.worker``: what a plugin's worker uses (``build_worker_app``, ``ServerTraits`` ...).
 """
 
-from launcher.backend import ENTRY_POINT_GROUP, Backend, FileSettings
-from launcher.config.model import Config
+from launcher.backend import ENTRY_POINT_GROUP, Backend
+from launcher.config.model import Config, FileSettings
 from launcher.config.settings import parse_setting
 from launcher.errors import EXIT_CONFIG, EXIT_WORKERS_FAILING, ConfigError
 

@@ -10,17 +10,11 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import ClassVar
 
-if TYPE_CHECKING:
-    from launcher.config.model import Config
+from launcher.config.model import Config, FileSettings
 
 ENTRY_POINT_GROUP = "asgi_launcher.backends"
-
-#: What ``Backend.load_config_file`` returns: config key -> (value, source), where source is
-#: ``file:PATH`` or ``cmdline``. Keys of ``Config`` override it; any other key is kept in
-#: ``Config.server_settings`` so ``asgi-launcher config`` shows everything the file sets.
-FileSettings = Mapping[str, tuple[Any, str]]
 
 
 class Backend(abc.ABC):

@@ -21,6 +21,7 @@ its first instruction, every signal of the table has a meaning (``early_handlers
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 from collections.abc import Callable, Iterator
@@ -105,3 +106,16 @@ def before_serving(note: Callable[[str], None]) -> None:
         signal.signal(signum, stop)
     for signum in OTHER_SIGNALS:
         signal.signal(signum, other)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with(parent: int) -> bool:
+    """Have the kernel SIGKILL this process when ``parent`` dies (``PR_SET_PDEATHSIG``), so a
+    parent killed with SIGKILL (or by the OOM killer) leaves nothing running unsupervised; False
+    if ``parent`` is already gone (nothing to run for)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    return os.getppid() == parent

@@ -7,9 +7,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from launcher.backend import FileSettings
 from launcher.config.settings import BY_ENV
 from launcher.errors import ConfigError
+
+#: What a backend's own config file sets (``Backend.load_config_file``): config key -> (value,
+#: source), where source is ``file:PATH`` or ``cmdline``. Keys of ``Config`` override it; any
+#: other key is kept in ``Config.server_settings`` so ``asgi-launcher config`` shows everything
+#: the file sets.
+FileSettings = Mapping[str, tuple[Any, str]]
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path, PurePath
 from types import FrameType
 from typing import Any
@@ -46,6 +46,7 @@ from typing import Any
 from launcher.backend import Backend
 from launcher.config.model import Config
 from launcher.errors import ConfigError
+from launcher.procfs import live_group_members, processes
 
 #: Files whose changes restart the server when ``RELOAD_INCLUDE`` adds none.
 PATTERNS = ("*.py",)
@@ -78,8 +79,6 @@ DEBOUNCE_MS = 400
 STEP_MS = 50
 #: How often (ms) the watcher returns without a change: its first return says it is watching.
 RUST_TIMEOUT_MS = 50
-
-_PR_SET_PDEATHSIG = 1
 
 
 # -- what the configuration allows -----------------------------------------------------------
@@ -201,25 +200,6 @@ def _exited(pid: int) -> bool:
         return True
 
 
-def _processes() -> Iterator[tuple[int, list[str]]]:
-    """Every process as (pid, the fields of ``/proc/PID/stat`` after its name: state, ppid,
-    pgid, ...); those gone while being read are left out."""
-    with contextlib.suppress(OSError):
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    yield int(entry), f.read().rpartition(")")[2].split()
-            except OSError:
-                continue
-
-
-def _live_members(pgid: int) -> list[int]:
-    """The processes of group ``pgid`` that still run (zombies have closed their sockets)."""
-    return [pid for pid, fields in _processes() if int(fields[2]) == pgid and fields[0] not in ("Z", "X")]
-
-
 @dataclasses.dataclass
 class _Child:
     """One server the reloader started: its process, and the pipe that tells it to serve."""
@@ -254,7 +234,7 @@ def _reap_orphans(keep: Iterable[int]) -> None:
     else would reap them."""
     own = os.getpid()
     kept = set(keep)
-    for pid, fields in _processes():
+    for pid, fields in processes():
         if pid not in kept and fields[0] == "Z" and int(fields[1]) == own:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
@@ -349,7 +329,7 @@ class Reloader:
         read_fd, write_fd = os.pipe()
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "launcher.launch.reload", str(os.getpid()), str(read_fd)],
+                [sys.executable, "-m", "launcher.launch.reload_child", str(os.getpid()), str(read_fd)],
                 env=self.environ,
                 process_group=0,
                 pass_fds=(read_fd,),
@@ -384,7 +364,7 @@ class Reloader:
             os.killpg(child.pid, signal.SIGKILL)  # leftovers (workers, its import check), or it
         child.proc.wait()
         deadline = time.monotonic() + GONE_DEADLINE
-        while _live_members(child.pid) and time.monotonic() < deadline:
+        while live_group_members(child.pid) and time.monotonic() < deadline:
             time.sleep(0.01)
         self.live.remove(child)
         _reap_orphans(c.pid for c in self.live)
@@ -482,48 +462,3 @@ class Reloader:
 def serve_reloading(config: Config, environ: Mapping[str, str], say: Callable[[str], None]) -> int:
     """``serve``'s last step under ``RELOAD``: the app checked, the address free, prestart done."""
     return Reloader(config, environ, say).run()
-
-
-# -- the child (python -m launcher.launch.reload PARENT_PID) -----------------------------------------
-
-
-def _die_with(parent: int) -> bool:
-    """SIGKILL from the kernel when the reloader dies; False if it is already gone."""
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    return os.getppid() == parent
-
-
-def _released(go: int) -> bool:
-    """Wait for the reloader's go (True), or for it to give up on this child (False)."""
-    try:
-        return os.read(go, 1) == b"g"
-    finally:
-        os.close(go)
-
-
-def serve_child(environ: MutableMapping[str, str], go: int) -> int:
-    """One server of the reload mode: ``launch`` with one worker, without prestart (the reloader
-    ran it; ``environ`` has what it exported) and without the start-up lines. It binds only once
-    released through ``go``: the server it replaces may still be draining."""
-    from launcher.launch.prepare import prepare
-    from launcher.launch.run import launch
-
-    prepared = prepare(environ)
-    one = dataclasses.replace(prepared, config=served(prepared.config))
-    return launch(one, environ, released=lambda: _released(go))
-
-
-def child_main(argv: Sequence[str]) -> int:
-    from launcher.launch import command
-
-    if len(argv) != 2 or not all(a.isdigit() for a in argv) or not _die_with(int(argv[0])):
-        return 0  # not started by a reloader, or it is gone: nothing to serve for
-    return command(lambda: serve_child(os.environ, int(argv[1])))
-
-
-if __name__ == "__main__":
-    sys.exit(child_main(sys.argv[1:]))

@@ -2,8 +2,8 @@
 
 The master, not a worker, answers, so a stuck or busy worker cannot make the answers lie and a
 scrape never waits behind the app's requests. It is a small threaded HTTP server in the
-master's process (the same under every backend: ``Master.started`` starts it), reading
-what the master's ``Master`` knows:
+master's process (the same under every backend: ``Master.serving`` starts it), reading
+what the master knows:
 
 * ``/livez``: 200 while the master supervises, 503 once it has decided to give up;
 * ``/readyz``: 200 when at least one worker has booted (app imported, lifespan startup done)
@@ -24,10 +24,19 @@ import socket
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from launcher.master.facade import Master
+from launcher.observability.metrics import MasterView
+
+
+class MasterState(MasterView, Protocol):
+    """What the listener reads from the master (``launcher.master.Master``)."""
+
+    gave_up: bool
+    metrics_dir: str | None
+
+    def readiness(self) -> dict[str, Any]: ...
+
 
 _servers: list[ThreadingHTTPServer] = []
 
@@ -45,7 +54,7 @@ os.register_at_fork(after_in_child=_close_in_child)
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-    supervision: Master
+    master: MasterState
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that closes without reading the whole answer (``probe --ready`` reads only the
@@ -70,20 +79,20 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(body=False)
 
     def _answer(self, body: bool) -> None:
-        supervision = self.server.supervision
+        master = self.server.master
         path = self.path.split("?", 1)[0]
         content_type = "application/json"
         if path == "/livez":
-            alive = not supervision.gave_up
+            alive = not master.gave_up
             status = 200 if alive else 503
             payload = json.dumps({"alive": alive}).encode()
         elif path == "/readyz":
-            state = supervision.readiness()
+            state = master.readiness()
             status = 200 if state["ready"] else 503
             payload = json.dumps(state).encode()
         elif path == "/metrics":
             try:
-                status, payload, content_type = _metrics(supervision)
+                status, payload, content_type = _metrics(master)
             except Exception as exc:  # an answer, not a dropped connection, whatever the files hold
                 status, content_type = 500, "text/plain; charset=utf-8"
                 payload = f"metrics: could not read the workers' values: {exc!r}\n".encode()
@@ -104,23 +113,23 @@ class _Handler(BaseHTTPRequestHandler):
         """Probes every few seconds are not news: the listener writes no access lines."""
 
 
-def _metrics(supervision: Master) -> tuple[int, bytes, str]:
+def _metrics(master: MasterState) -> tuple[int, bytes, str]:
     from launcher.observability import metrics
 
-    if supervision.metrics_dir is None:
+    if master.metrics_dir is None:
         text = f"metrics are off: prometheus_client is not installed ({metrics.INSTALL_HINT})\n"
         return 501, text.encode(), "text/plain; charset=utf-8"
-    body, content_type = metrics.exposition(supervision, supervision.metrics_dir)
+    body, content_type = metrics.exposition(master, master.metrics_dir)
     return 200, body, content_type
 
 
-def start(supervision: Master, host: str, port: int) -> ThreadingHTTPServer:
+def start(master: MasterState, host: str, port: int) -> ThreadingHTTPServer:
     """Listen on ``host:port`` and answer from a daemon thread until the process ends."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
 
     server_class = type("OpsServer", (_Server,), {"address_family": family})
     server: _Server = server_class((host, port), _Handler)
-    server.supervision = supervision
+    server.master = master
     _servers.append(server)
     thread = threading.Thread(target=server.serve_forever, name="asgi-launcher-ops", daemon=True)
     thread.start()

@@ -16,7 +16,7 @@ from typing import Any
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter as _PythonJsonFormatter
 
-from launcher.observability.logs import error_fields, iso_time
+from launcher.observability.ecs import error_fields, iso_time
 
 #: Record attributes that are not the caller's ``extra`` fields: the standard ones, Python 3.12's
 #: ``taskName``, and Uvicorn's ``color_message`` (the same message with ANSI colours).

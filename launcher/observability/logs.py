@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from launcher.errors import ConfigError
+from launcher.observability.ecs import error_fields, iso_time
 
 if TYPE_CHECKING:
     from launcher.config.model import Config
@@ -92,18 +93,6 @@ LEVELS: dict[str, int] = {
 #: The root logger's line with ``LOG_FORMAT=text`` (Gunicorn's layout, plus the logger's name).
 TEXT_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
 TEXT_DATE_FORMAT = "%Y-%m-%d %H:%M:%S %z"
-
-
-def iso_time(wall: float) -> str:
-    """``2026-12-01T20:16:45.123Z``, as the access lines write ``@timestamp``."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(wall)) + f".{int(wall % 1 * 1000):03d}Z"
-
-
-def error_fields(exc: BaseException, stack_trace: str) -> dict[str, str]:
-    """The ECS fields of an exception: its type, its message and the whole traceback."""
-    kind = type(exc)
-    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
-    return {"error.type": name, "error.message": str(exc), "error.stack_trace": stack_trace.rstrip("\n")}
 
 
 def event(

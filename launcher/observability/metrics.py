@@ -15,7 +15,7 @@ Two sources:
   ``http_request_method`` and ``http_response_status_code``), ``http_server_active_requests``
   and ``http_server_response_body_size_bytes``. No raw path: labels stay bounded (a method
   outside the standard ones is ``_OTHER``, as OpenTelemetry says);
-* **the master** (``MasterCollector``, computed at each scrape from its ``Master``):
+* **the master** (``MasterCollector``, computed at each scrape from what the master knows):
   ``asgi_launcher_workers`` (wanted), ``asgi_launcher_workers_booted`` and
   ``asgi_launcher_worker_restarts_total`` by reason.
 
@@ -31,13 +31,22 @@ import os
 import shutil
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterable, Iterator, MutableMapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from typing import Any, Protocol
 
 from launcher.observability.access_log import DURATION, KIND, METHOD, SIZE, STATUS, Entry
 
-if TYPE_CHECKING:
-    from launcher.master.facade import Master
+
+class MasterView(Protocol):
+    """What only the master knows, as ``/metrics`` reads it (``launcher.master.Master``)."""
+
+    workers_wanted: int
+
+    @property
+    def restarts(self) -> Mapping[str, int]: ...
+
+    def booted_count(self) -> int: ...
+
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -86,13 +95,13 @@ def mark_dead(pid: int, directory: str) -> None:
     multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
 
 
-def exposition(supervision: Master, directory: str) -> tuple[bytes, str]:
+def exposition(master: MasterView, directory: str) -> tuple[bytes, str]:
     """``/metrics``: every worker's values summed, plus the master's own; body and content type."""
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(WorkerFiles(directory))
-    registry.register(MasterCollector(supervision))
+    registry.register(MasterCollector(master))
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
@@ -125,15 +134,15 @@ def _sized(path: str) -> bool:
 
 
 class MasterCollector:
-    """What only the master knows, read from its ``Master`` at each scrape."""
+    """What only the master knows, read at each scrape."""
 
-    def __init__(self, supervision: Master) -> None:
-        self.supervision = supervision
+    def __init__(self, master: MasterView) -> None:
+        self.master = master
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        s = self.supervision
+        s = self.master
         yield GaugeMetricFamily("asgi_launcher_workers", "Worker processes wanted.", value=s.workers_wanted)
         yield GaugeMetricFamily(
             "asgi_launcher_workers_booted",

@@ -1,6 +1,6 @@
 """Start the real launcher as a subprocess, talk real HTTP to it, and clean up whatever happens.
 
-Part of the conformance kit, so it uses the standard library only: a plugin author's test
+Part of the conformance kit, so it uses the standard library only (and the launcher's own /proc reader): a plugin author's test
 suite needs nothing but pytest. Every wait has a deadline; every launcher runs in its own
 session, and its whole process group is killed on the way out, so a test that fails halfway
 never leaves a server (or an orphaned worker) holding a port.
@@ -24,6 +24,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+
+from launcher.procfs import descendants, live_group_members
 
 #: What a launched process inherits from the test's environment; everything else is explicit,
 #: so a developer's own ``WEB_CONCURRENCY`` or ``PORT`` cannot change a test's outcome.
@@ -71,27 +73,6 @@ def request(port: int, path: str, timeout: float = 10.0, close: bool = True) -> 
         conn.close()
 
 
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (children, grandchildren, ...), read from ``/proc``."""
-    found: list[int] = []
-    stack = [pid]
-    while stack:
-        current = stack.pop()
-        try:
-            tasks = os.listdir(f"/proc/{current}/task")
-        except OSError:
-            continue
-        for task in tasks:
-            try:
-                children = Path(f"/proc/{current}/task/{task}/children").read_text().split()
-            except OSError:
-                continue
-            for child in map(int, children):
-                found.append(child)
-                stack.append(child)
-    return found
-
-
 def listening_inodes(port: int) -> set[str]:
     """The socket inodes listening on TCP ``port`` (IPv4 and IPv6), from ``/proc/net``.
 
@@ -123,23 +104,6 @@ def holds_socket(pid: int, inodes: set[str]) -> bool:
             if os.readlink(f"/proc/{pid}/fd/{fd}") in wanted:
                 return True
     return False
-
-
-def live_group_members(pgid: int) -> list[int]:
-    """The processes of process group ``pgid`` that are not zombies, found by scanning ``/proc``."""
-    members: list[int] = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        # Fields after the parenthesised command name: state, ppid, pgrp, ...
-        state, _ppid, pgrp = stat.rpartition(")")[2].split()[:3]
-        if int(pgrp) == pgid and state not in ("Z", "X"):
-            members.append(int(entry))
-    return members
 
 
 def is_worker(pid: int) -> bool:

@@ -27,8 +27,9 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from launcher.procfs import live_group_members
 from launcher.testing import apps
-from launcher.testing.process import Launcher, live_group_members, request, start_launcher
+from launcher.testing.process import Launcher, request, start_launcher
 
 #: GRACEFUL_TIMEOUT of every trial: a stop that takes this long needed the graceful timeout's
 #: kill, although nothing was in flight: the signal was lost somewhere (a hang).

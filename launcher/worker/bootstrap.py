@@ -12,10 +12,8 @@ server reports the failure its own way.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
-import signal
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -26,8 +24,6 @@ from launcher.errors import EXIT_WORKERS_FAILING
 
 if TYPE_CHECKING:
     from launcher.config.model import Config
-
-_PR_SET_PDEATHSIG = 1
 
 #: How far above the master's ``oom_score_adj`` a worker puts its own (capped at the kernel's
 #: maximum, 1000). The OOM killer picks the process with the highest ``memory + adj / 1000 *
@@ -85,17 +81,14 @@ def started(context: WorkerContext, loggers: Iterable[str] = ()) -> None:
     ``loggers`` are the server's own, as it has set them up in this process.
     """
     from launcher.observability.logs import configure, reopen_files
-    from launcher.signals import worker_signals
+    from launcher.signals import die_with, worker_signals
 
     configure(context.config, loggers)
     if context.master_pid is None:
         return
     raise_oom_score(context.master_pid)
     worker_signals(lambda _signum, _frame: reopen_files())
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != context.master_pid:  # the master died before the line above
+    if not die_with(context.master_pid):  # the master died before this worker could follow it
         os._exit(0)
 
 

@@ -11,6 +11,7 @@ import pytest
 from launcher import Backend, Config, ConfigError
 from launcher.config.resolve import resolve
 from launcher.launch import reload as rl
+from launcher.launch import reload_child
 
 
 def conf(tmp_path: Path, **env: str) -> Config:
@@ -105,5 +106,5 @@ def test_changed_sources_lose_their_bytecode(tmp_path: Path) -> None:
 
 
 def test_the_child_serves_nothing_unless_started_by_a_live_reloader() -> None:
-    assert rl.child_main([]) == 0
-    assert rl.child_main(["not-a-pid", "3"]) == 0
+    assert reload_child.child_main([]) == 0
+    assert reload_child.child_main(["not-a-pid", "3"]) == 0
