@@ -16,15 +16,28 @@ import os
 import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from launcher.backend import Backend
+from launcher.config.log_config import load_log_config
 from launcher.config.model import Config, MissingApp
 from launcher.config.resources import cpu_budget, memory_cap, memory_limit
 from launcher.config.settings import BY_ENV, SETTINGS
 from launcher.errors import ConfigError
 
 DEFAULT_BACKEND = BY_ENV["SERVER_BACKEND"].default
+
+
+class ServerDefaults(Protocol):
+    """What resolving needs to know of the selected server (``launcher.Backend`` declares it)."""
+
+    @property
+    def config_file_env(self) -> str | None: ...
+    @property
+    def config_file_name(self) -> str | None: ...
+    @property
+    def default_worker_class(self) -> str: ...
+    @property
+    def unsupported(self) -> frozenset[str]: ...
 
 
 def effective_env(env: Mapping[str, str]) -> tuple[dict[str, str], tuple[str, ...]]:
@@ -242,7 +255,7 @@ def locate_app(env: Mapping[str, str], *, root: Path = Path("/")) -> tuple[str, 
 
 def resolve(
     env: Mapping[str, str],
-    backend: Backend | type[Backend],
+    backend: ServerDefaults,
     *,
     root: Path = Path("/"),
     cwd: Path | None = None,
@@ -311,8 +324,6 @@ def resolve(
     # LOG_CONFIG: read and checked now (`launcher.logs.check_log_config` tries it before serving).
     log_config: str | None = None
     if "LOG_CONFIG" in env:
-        from launcher.observability.logs import load_log_config
-
         log_config = str(
             Path(_existing_file("LOG_CONFIG", values["LOG_CONFIG"], "a logging config file")).absolute()
         )

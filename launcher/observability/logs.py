@@ -33,9 +33,9 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from launcher.config.log_config import bad_log_config, load_log_config
 from launcher.errors import ConfigError
 from launcher.observability.ecs import error_fields, iso_time
 
@@ -266,7 +266,7 @@ def configure(config: Config, loggers: Iterable[str] = ()) -> None:
             # Checked before anything started: the file has changed since (read afresh by every
             # process that starts, a SIGHUP's new workers too). One line, and this process
             # keeps the set-up above rather than failing to serve.
-            problem = exc if isinstance(exc, ConfigError) else _bad_log_config(config.log_config, _why(exc))
+            problem = exc if isinstance(exc, ConfigError) else bad_log_config(config.log_config, _why(exc))
             sys.stderr.write(
                 launcher_line(f"{problem}; not applied in process {os.getpid()}", "error") + "\n"
             )
@@ -275,58 +275,6 @@ def configure(config: Config, loggers: Iterable[str] = ()) -> None:
 
 
 # -- LOG_CONFIG ----------------------------------------------------------------------------
-
-#: What a dictConfig document may hold at its top level (dictConfig ignores anything else,
-#: so a typo such as "handler" would silently configure nothing).
-_TOP_LEVEL = (
-    "version",
-    "formatters",
-    "filters",
-    "handlers",
-    "loggers",
-    "root",
-    "incremental",
-    "disable_existing_loggers",
-)
-_EXPECTED = "a logging.config.dictConfig file (.json or .toml)"
-
-
-def _bad_log_config(path: str, problem: str) -> ConfigError:
-    return ConfigError.bad_value("LOG_CONFIG", path, f"{_EXPECTED}: {' '.join(problem.split())}")
-
-
-def load_log_config(path: str) -> dict[str, Any]:
-    """The dictConfig document in ``path`` (JSON, or TOML by its ``.toml`` suffix), checked for
-    what dictConfig would ignore or refuse before configuring anything; raises ``ConfigError``."""
-    suffix = Path(path).suffix.lower()
-    if suffix not in (".json", ".toml"):
-        raise _bad_log_config(path, f"its name must end in .json or .toml, not {suffix or 'nothing'!r}")
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise _bad_log_config(path, f"it cannot be read ({exc.strerror})") from None
-    try:
-        if suffix == ".toml":
-            import tomllib
-
-            data: Any = tomllib.loads(raw.decode("utf-8"))
-        else:
-            data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError and TOMLDecodeError are ValueErrors
-        raise _bad_log_config(path, str(exc)) from None
-    if not isinstance(data, dict):
-        raise _bad_log_config(path, f"it holds a {type(data).__name__}, not a mapping")
-    unknown = sorted(set(data) - set(_TOP_LEVEL))
-    if unknown:
-        raise _bad_log_config(
-            path, f"unknown key {', '.join(map(repr, unknown))} (keys: {', '.join(_TOP_LEVEL)})"
-        )
-    if data.get("version") != 1:
-        raise _bad_log_config(path, f"version must be 1, not {data.get('version')!r}")
-    for section in ("formatters", "filters", "handlers", "loggers", "root"):
-        if section in data and not isinstance(data[section], dict):
-            raise _bad_log_config(path, f"{section} must be a mapping")
-    return data
 
 
 def apply_log_config(path: str) -> None:
@@ -377,4 +325,4 @@ def check_log_config(path: str) -> None:
     _, wait_status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(wait_status) != 0:
         problem = b"".join(chunks).decode("utf-8", "replace") or "dictConfig failed"
-        raise _bad_log_config(path, problem)
+        raise bad_log_config(path, problem)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from launcher import Backend
+from launcher.config.log_config import load_log_config
 from launcher.config.model import Config
 from launcher.config.resolve import resolve
 from launcher.errors import ConfigError
@@ -23,7 +24,6 @@ from launcher.observability.logs import (
     event,
     json_formatter,
     launcher_line,
-    load_log_config,
 )
 
 KEYS = ["@timestamp", "log.level", "log.logger", "message", "process.pid"]
