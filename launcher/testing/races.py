@@ -16,7 +16,6 @@ so what CI checks is what the figure in the docs counts.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -186,12 +185,31 @@ MOMENTS: dict[str, tuple[dict[str, str], Callable[[Launcher, Path], float]]] = {
 }
 
 
-def app_dir(root: Path, moment: str) -> Path:
-    """A fresh APP_DIR with the kit's hello app as ``main:app`` (and a prestart script where the
-    moment needs one)."""
+#: Seconds the app takes to import: every worker spends them between its fork and its server's
+#: own signal handlers, the window a lost signal needs.
+IMPORT_DELAY = 0.3
+
+
+#: Files that widen a backend's own window between fork and handlers: a user's Gunicorn
+#: ``post_fork`` hook runs before Gunicorn's worker installs its handlers.
+SLOW_HOOKS = {
+    "gunicorn": (
+        "gunicorn_conf.py",
+        f"import time\n\ndef post_fork(server, worker):\n    time.sleep({IMPORT_DELAY})\n",
+    ),
+}
+
+
+def app_dir(root: Path, moment: str, mode: str = "") -> Path:
+    """A fresh APP_DIR with the kit's hello app as ``main:app``, slow to import (``IMPORT_DELAY``),
+    the backend's slow hooks (``SLOW_HOOKS``), and a prestart script where the moment needs one."""
     target = root / "app"
     target.mkdir(parents=True)
-    shutil.copy(Path(apps.__file__).parent / "hello.py", target / "main.py")
+    hello = (Path(apps.__file__).parent / "hello.py").read_text()
+    (target / "main.py").write_text(f"import time as _time\n_time.sleep({IMPORT_DELAY})\n{hello}")
+    if mode in SLOW_HOOKS:
+        name, text = SLOW_HOOKS[mode]
+        (target / name).write_text(text)
     if moment == "prestart":
         script = target / "prestart.sh"
         script.write_text(PRESTART)
@@ -203,7 +221,7 @@ def trial(mode: str, moment: str, signum: int, offset: float, root: Path) -> Out
     later, and report how it ended. ``root`` is an empty directory for this trial alone."""
     backend, mode_env = MODES[mode]
     extra, reach = MOMENTS[moment]
-    directory = app_dir(root, moment)
+    directory = app_dir(root, moment, mode)
     env = {
         "SERVER_BACKEND": backend,
         "APP_DIR": str(directory),
