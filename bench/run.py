@@ -985,7 +985,18 @@ def main() -> int:
     parser.add_argument(
         "--same", action="store_true", help="each launcher against itself (A/A): the method's own noise"
     )
+    parser.add_argument(
+        "--app",
+        choices=("demo", "fastapi"),
+        default="demo",
+        help="what the launchers serve: the demo (Starlette), or a FastAPI endpoint returning a "
+        "small JSON model (bench/fastapi_app.py)",
+    )
     args = parser.parse_args()
+    if args.app == "fastapi":
+        for setup in SETUPS.values():
+            if "SERVER_BACKEND" in setup.env:
+                setup.env.update(APP_DIR=str(ROOT / "bench"), APP_MODULE="fastapi_app:app")
     # Stopped from outside, still stop the servers it started (the `finally` blocks do).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.self_check:

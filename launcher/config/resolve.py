@@ -26,6 +26,14 @@ from launcher.errors import ConfigError
 
 DEFAULT_BACKEND = BY_ENV["SERVER_BACKEND"].default
 
+#: The fields that need more than their one variable's value (a lookup, a computation, several
+#: variables); every other field is fed by exactly one setting, as it was given.
+COMPUTED_FIELDS = frozenset(
+    {"backend", "app", "app_dir", "bind", "workers", "worker_memory", "worker_class", "log_config"}
+    | {"config_file", "prestart", "ops_host", "reload_dirs"}
+)
+PLAIN_FIELDS = frozenset(s.feeds for s in SETTINGS) - COMPUTED_FIELDS
+
 
 class ServerDefaults(Protocol):
     """What resolving needs to know of the selected server (``launcher.Backend`` declares it)."""
@@ -380,7 +388,10 @@ def resolve(
     worker_class = values["WORKER_CLASS"] or backend.default_worker_class
     sources["worker_class"] = sources["WORKER_CLASS"]
 
+    # Every field that one variable alone decides, as it was given (or its default).
+    plain = {s.feeds: direct(s.feeds, s.env) for s in SETTINGS if s.feeds in PLAIN_FIELDS}
     config = Config(
+        **plain,
         backend=backend_,
         app=app,
         app_dir=str(app_dir),
@@ -390,32 +401,11 @@ def resolve(
         memory_limit=limit,
         worker_memory=worker_memory,
         worker_class=worker_class,
-        log_level=direct("log_level", "LOG_LEVEL"),
-        timeout=direct("timeout", "TIMEOUT"),
-        graceful_timeout=direct("graceful_timeout", "GRACEFUL_TIMEOUT"),
-        keep_alive=direct("keep_alive", "KEEP_ALIVE"),
-        limit_request_line=direct("limit_request_line", "LIMIT_REQUEST_LINE"),
-        limit_request_fields=direct("limit_request_fields", "LIMIT_REQUEST_FIELDS"),
-        limit_request_field_size=direct("limit_request_field_size", "LIMIT_REQUEST_FIELD_SIZE"),
-        http2_cleartext=direct("http2_cleartext", "HTTP2_CLEARTEXT"),
-        access_log=direct("access_log", "ACCESS_LOG"),
-        error_log=direct("error_log", "ERROR_LOG"),
-        access_log_format=direct("access_log_format", "ACCESS_LOG_FORMAT"),
-        log_format=direct("log_format", "LOG_FORMAT"),
         log_config=log_config,
-        forwarded_allow_ips=direct("forwarded_allow_ips", "FORWARDED_ALLOW_IPS"),
-        root_path=direct("root_path", "ROOT_PATH"),
-        max_requests=direct("max_requests", "MAX_REQUESTS"),
-        max_requests_jitter=direct("max_requests_jitter", "MAX_REQUESTS_JITTER"),
-        max_worker_memory=direct("max_worker_memory", "MAX_WORKER_MEMORY"),
         config_file=config_file,
         prestart=prestart,
-        ops_port=direct("ops_port", "OPS_PORT"),
         ops_host=ops_host,
-        shutdown_delay=direct("shutdown_delay", "SHUTDOWN_DELAY"),
-        reload=direct("reload", "RELOAD"),
         reload_dirs=reload_dirs,
-        reload_include=direct("reload_include", "RELOAD_INCLUDE"),
         unsupported=tuple(sorted(backend.unsupported)),
     )
     feeds = {s.env: s.feeds for s in SETTINGS}
