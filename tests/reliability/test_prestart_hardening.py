@@ -218,3 +218,19 @@ def _answers(port: int) -> bool:
         return True
     except OSError:
         return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH], ids=lambda s: s.name)
+def test_the_masters_other_signals_during_prestart_change_nothing(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    """logrotate's SIGUSR1 (or SIGUSR2) while the script runs: one line, the script finishes, the
+    launcher serves (by the default action both used to kill the launcher and leave the script)."""
+    pid_file, done = tmp_path / "pid", tmp_path / "done"
+    d = demo(tmp_path, f"echo $$ > {pid_file}\nsleep 1\ntouch {done}\nexport DEMO_SEEN=1\n")
+    with start_launcher({"APP_DIR": str(d)}) as server:
+        wait_for(pid_file)
+        server.signal(sig)
+        server.wait_ready("/", 60)
+        assert done.exists() and server.proc.poll() is None
+        assert f"got {sig.name} before serving: nothing to do yet" in server.output()

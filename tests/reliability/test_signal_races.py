@@ -11,12 +11,14 @@ thousand for the figure in the docs.
 from __future__ import annotations
 
 import itertools
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from launcher.testing.races import MODES, STOP_SIGNALS, Hogs, moments, trial
+from launcher.testing.process import start_launcher
+from launcher.testing.races import MODES, MOMENTS, STOP_SIGNALS, Hogs, app_dir, moments, trial
 
 pytestmark = pytest.mark.slow
 
@@ -40,3 +42,22 @@ def test_a_stop_signal_at_this_moment_ends_the_launcher(mode: str, moment: str, 
     outcome = trial(mode, moment, signum, offset, tmp_path)
     assert not outcome.hung, outcome.describe() + "\n" + outcome.output[-3000:]
     assert outcome.ok, outcome.describe() + "\n" + outcome.output[-3000:]
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("mode", list(MODES))
+def test_the_masters_other_signals_while_workers_boot_change_nothing(mode: str, tmp_path: Path) -> None:
+    """SIGUSR1 (logrotate), SIGUSR2 and SIGWINCH while the first workers boot: every worker boots
+    (none is killed by a default action), the launcher serves, and SIGTERM still ends it."""
+    backend, mode_env = MODES[mode]
+    directory = app_dir(tmp_path, "boot", mode)
+    env = {"SERVER_BACKEND": backend, "APP_DIR": str(directory), "APP_MODULE": "main:app", **mode_env}
+    with start_launcher(env) as server:
+        MOMENTS["boot"][1](server, directory)
+        for sig in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH):
+            server.signal(sig)
+        server.wait_ready("/", 60)
+        output = server.output()
+        assert "failed to boot" not in output and "died" not in output, output[-3000:]
+        server.signal(signal.SIGTERM)
+        assert server.wait(30) == 0, server.output()[-3000:]
