@@ -15,9 +15,9 @@ the workers that are due, then sleep until something happens.
   successor reports booted. SIGUSR1: reopen the log files, and forward it to the workers. The
   others: ignored, with a line. Handlers only note the signal and wake the loop through a
   self-pipe.
-* **Boots.** A worker sends ``booted_message`` on its boot pipe once its server (lifespan startup
-  included) is ready; the pipe's EOF with no message ended a boot that failed. The master closes
-  its copy of the write end once the worker has started, so the worker's death is EOF.
+* **Boots.** A worker has booted when its pipeline has marked it so in the master's state
+  directory (its app's lifespan startup is done: ``launcher.worker.pipeline.Boot``), the same
+  mark every backend's master reads; while one boots, the loop looks for it every ``BOOT_POLL``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
@@ -43,16 +43,17 @@ if TYPE_CHECKING:
 #: What a plugin passes to its workers to listen on (Hypercorn's ``Sockets``, a list of sockets).
 Listeners = TypeVar("Listeners")
 
+#: Seconds between two looks for a booting worker's mark.
+BOOT_POLL = 0.05
+
 
 @dataclass(frozen=True, eq=False)
 class WorkerProcess:
     """One worker process a plugin has just started, as ``WorkerSupervisor.spawn_process``
-    returns it: all the loop needs to watch it, hear that it booted, and stop it."""
+    returns it: all the loop needs to watch it and stop it."""
 
     #: Started already: the loop uses ``.pid``, ``.sentinel``, ``.join()``, ``.kill()``, ``.exitcode``.
     process: BaseProcess
-    #: The read end of its boot pipe (the master closed its copy of the write end).
-    ready: Connection
     #: Begin its graceful stop: finish what is in flight (up to GRACEFUL_TIMEOUT), exit 0.
     #: Called at most once per worker.
     stop: Callable[[], None]
@@ -80,8 +81,6 @@ class WorkerSupervisor(Generic[Listeners]):
     exit status. Set the class attributes where your server differs.
     """
 
-    #: The one message a worker sends on its boot pipe once it serves.
-    booted_message: ClassVar[bytes] = b"booted"
     #: How long after GRACEFUL_TIMEOUT a worker may take for its lifespan shutdown before SIGKILL.
     kill_margin: ClassVar[float] = 1.0
 
@@ -96,10 +95,8 @@ class WorkerSupervisor(Generic[Listeners]):
     def spawn_process(self, listeners: Listeners) -> WorkerProcess:
         """Start one worker process serving on ``listeners`` and return it (the server's part).
 
-        Give the worker the write end of a one-way pipe (``multiprocessing.Pipe(duplex=False)``)
-        to send ``booted_message`` on, close the master's copy after the start, and return the
-        read end as ``WorkerProcess.ready``. The worker starts with the signal table blocked
-        (``launcher.signals``).
+        The worker starts with the signal table blocked (``launcher.signals``) and serves
+        ``launcher.worker.build_worker_app(self.master.worker_context(), ...)``.
         """
         raise NotImplementedError
 
@@ -142,7 +139,7 @@ class WorkerSupervisor(Generic[Listeners]):
         if self._deadline is None:
             self.master.check([w.pid for w in self._running.values() if w.pid], self._stop_pid)
         ready = self._sleep(wake_r, now)
-        self._read_boots()
+        self._look_for_boots()
         if self._reap(ready, listeners):
             self._give_up()
             return EXIT_WORKERS_FAILING
@@ -216,45 +213,31 @@ class WorkerSupervisor(Generic[Listeners]):
     def _sleep(self, wake_r: int, now: float) -> list[Any]:
         """Wait until a signal, a boot report, a worker's end, or the next timed step."""
         check = now + self.master.check_every if self.master.check_every else None
-        waits = [
-            t for t in (self._deadline, self._spawn_at[0] if self._spawn_at else None, check) if t is not None
-        ]
+        booting = now + BOOT_POLL if any(not w.booted for w in self._running.values()) else None
+        due = self._spawn_at[0] if self._spawn_at else None
+        waits = [t for t in (self._deadline, due, check, booting) if t is not None]
         timeout = max(0.0, min(waits) - now) if waits else None
-        watched: list[Any] = [wake_r, *self._running.keys()]
-        watched += [w.handle.ready for w in self._running.values() if not (w.booted or w.handle.ready.closed)]
-        ready = wait(watched, timeout)
+        ready = wait([wake_r, *self._running.keys()], timeout)
         if wake_r in ready:
             os.read(wake_r, 512)
         return ready
 
-    def _read_boots(self) -> None:
+    def _look_for_boots(self) -> None:
+        """A worker that has just booted lets one SIGHUP'd worker go."""
         for worker in self._running.values():
-            self._read_boot(worker)
-
-    def _read_boot(self, worker: _Worker) -> None:
-        """Read the worker's pipe; a worker that has just booted lets one SIGHUP'd worker go."""
-        if worker.booted or worker.handle.ready.closed:
-            return
-        try:
-            while worker.handle.ready.poll():
-                if worker.handle.ready.recv_bytes() == self.booted_message:
-                    worker.booted = True
-                    if self._outgoing:
-                        self._stop(self._outgoing.pop(0))
-                    return
-        except (EOFError, OSError):
-            worker.handle.ready.close()
+            if not worker.booted and self.master.booted(worker.pid):
+                worker.booted = True
+                if self._outgoing:
+                    self._stop(self._outgoing.pop(0))
 
     def _reap(self, ready: list[Any], listeners: Listeners) -> bool:
         """Reap the workers that ended and act on each decision; True: give up."""
         for sentinel in [s for s in ready if isinstance(s, int) and s in self._running]:
             worker = self._running.pop(sentinel)
-            self._read_boot(worker)
             worker.handle.process.join()
-            worker.handle.ready.close()
             if worker in self._outgoing:
                 self._outgoing.remove(worker)
-            decision = self.master.exited(worker.pid, worker.handle.process.exitcode, booted=worker.booted)
+            decision = self.master.exited(worker.pid, worker.handle.process.exitcode)
             if decision.give_up:
                 return True
             if decision.replace and self._deadline is None:
@@ -281,8 +264,7 @@ class WorkerSupervisor(Generic[Listeners]):
                 worker.handle.process.kill()
         for worker in self._running.values():
             worker.handle.process.join()
-            worker.handle.ready.close()
-            self.master.exited(worker.pid, worker.handle.process.exitcode, booted=worker.booted)
+            self.master.exited(worker.pid, worker.handle.process.exitcode)
         self._running.clear()
 
     def _give_up(self) -> None:

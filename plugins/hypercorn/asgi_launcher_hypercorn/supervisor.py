@@ -23,12 +23,12 @@ import multiprocessing
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
 
-from asgi_launcher_hypercorn.worker import BOOTED, run_worker
+from asgi_launcher_hypercorn.worker import run_worker
 from launcher.master import WorkerProcess, WorkerSupervisor
 
 
@@ -37,14 +37,11 @@ class Supervisor(WorkerSupervisor[Sockets]):
     """Start ``workers`` Hypercorn processes on shared sockets and keep that many running until
     told to stop (the loop and its rules: ``launcher.WorkerSupervisor``)."""
 
-    booted_message: ClassVar[bytes] = BOOTED
-
     hc: HypercornConfig = field(kw_only=True)
     _ctx: Any = field(init=False, default_factory=lambda: multiprocessing.get_context("spawn"))
 
     def spawn_process(self, listeners: Sockets) -> WorkerProcess:
         """A spawned worker, stopped gracefully by closing the master's end of its stop pipe."""
-        reader, writer = self._ctx.Pipe(duplex=False)
         # A pipe, not a multiprocessing Event: an Event needs a POSIX semaphore on /dev/shm, which
         # a container run with --ipc none has not.
         stop_reader, stop = self._ctx.Pipe(duplex=False)
@@ -55,15 +52,13 @@ class Supervisor(WorkerSupervisor[Sockets]):
                 "hc": self.hc,
                 "sockets": listeners,
                 "shutdown": stop_reader,
-                "ready": writer,
             },
             name="asgi-launcher-hypercorn-worker",
             daemon=True,
         )
         process.start()
-        writer.close()  # the worker holds the only writer: its death is EOF on the reader
         stop_reader.close()  # and the only reader of its stop pipe: closing ours is EOF on it
-        return WorkerProcess(process, reader, stop.close)
+        return WorkerProcess(process, stop.close)
 
 
 def close_sockets(sockets: Sockets, binds: list[str], unlink: Callable[[str], None] = os.unlink) -> None:

@@ -1,12 +1,11 @@
-"""One Hypercorn worker process: import the app, tell the supervisor it booted, serve until told.
+"""One Hypercorn worker process: serve the pipeline until the supervisor says stop.
 
 This is Hypercorn's own worker (``hypercorn.asyncio.run.asyncio_worker`` and friends) with
-these differences: it serves the launcher's worker pipeline (``launcher.pipeline.build``: the
-app found by the launcher's importer, with the layers every backend shares); the worker reports
-"booted" over a pipe once the app's lifespan startup is done, so the supervisor can tell a
-crash-looping boot from a worker that died after serving; and it stops when the supervisor
-sets the shared event, when the pipeline retires it (MAX_REQUESTS), or when the supervisor
-itself disappears (no orphaned workers). When it begins to stop it tells the pipeline, which
+these differences: it serves the launcher's worker pipeline (``launcher.worker.build_worker_app``:
+the app found by the launcher's importer, with the layers every backend shares, its boot marked
+for the master as under every backend); and it stops when the supervisor closes its stop pipe,
+when the pipeline retires it (MAX_REQUESTS), or when the supervisor itself disappears (no
+orphaned workers). When it begins to stop it tells the pipeline, which
 closes open WebSockets with 1012 (Hypercorn itself would wait for them for GRACEFUL_TIMEOUT).
 """
 
@@ -17,7 +16,7 @@ import contextlib
 import os
 import signal
 import ssl
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from multiprocessing.connection import Connection
@@ -30,17 +29,8 @@ from hypercorn.utils import wrap_app
 from asgi_launcher_hypercorn.limits import install as install_limits
 from launcher.worker import ServerTraits, WorkerApp, WorkerContext, accept_stop_signals, build_worker_app
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-ASGIApp = Callable[
-    [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
-]
-
 #: How long a stopping worker lets connections it has just accepted deliver their request.
 SETTLE = 0.1
-
-#: The one message a worker sends on its pipe.
-BOOTED = b"booted"
 
 
 @dataclass
@@ -65,52 +55,6 @@ class Stop:
             await asyncio.wait_for(self._wake.wait(), seconds)
 
 
-class BootSignal:
-    """Wrap the app so the lifespan startup's outcome tells the supervisor the worker booted.
-
-    Booted means: the app imported and its startup completed, or it does not speak lifespan
-    (Hypercorn then serves without it). A ``lifespan.startup.failed`` is not booted: Hypercorn
-    ends the worker, and the supervisor counts it as a failed boot.
-    """
-
-    def __init__(self, app: ASGIApp, notify: Callable[[], None]) -> None:
-        self.app = app
-        self.notify = notify
-
-    def __call__(
-        self,
-        scope: Scope,
-        receive: Callable[[], Awaitable[Message]],
-        send: Callable[[Message], Awaitable[None]],
-    ) -> Awaitable[None]:
-        # Requests get the app's own awaitable: no extra coroutine frame on every request.
-        if scope["type"] != "lifespan":
-            return self.app(scope, receive, send)
-        return self._lifespan(scope, receive, send)
-
-    async def _lifespan(
-        self,
-        scope: Scope,
-        receive: Callable[[], Awaitable[Message]],
-        send: Callable[[Message], Awaitable[None]],
-    ) -> None:
-        failed = False
-
-        async def watch(message: Message) -> None:
-            nonlocal failed
-            if message["type"] == "lifespan.startup.complete":
-                self.notify()
-            elif message["type"] == "lifespan.startup.failed":
-                failed = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, watch)
-        finally:
-            if not failed:
-                self.notify()
-
-
 async def _until_stopped(
     shutdown: Connection, master_pid: int | None, stop: Stop, sleep: Callable[[float], Awaitable[Any]]
 ) -> None:
@@ -130,17 +74,7 @@ async def _until_stopped(
         stop.worker_app.shutting_down()
 
 
-def _load(context: WorkerContext, hc: HypercornConfig, ready: Connection, stop: Stop) -> Any:
-    sent = False
-
-    def notify() -> None:
-        nonlocal sent
-        if not sent:
-            sent = True
-            # If the supervisor is gone, the shutdown trigger notices; nothing to report to.
-            with contextlib.suppress(OSError):
-                ready.send_bytes(BOOTED)
-
+def _load(context: WorkerContext, hc: HypercornConfig, stop: Stop) -> Any:
     # Hypercorn sets up its error logger when it is first asked for it (on serving): now, so
     # that the pipeline makes it follow LOG_FORMAT and LOG_CONFIG applies after it.
     hc.log  # noqa: B018
@@ -151,8 +85,8 @@ def _load(context: WorkerContext, hc: HypercornConfig, ready: Connection, stop: 
         loggers=("hypercorn.error",),
     )
     stop.worker_app = build_worker_app(context, retire=stop.retire, traits=traits)
-    booting: Any = BootSignal(stop.worker_app.app, notify)  # Hypercorn's ASGIFramework type is a union
-    return wrap_app(booting, hc.wsgi_max_body_size, "asgi")
+    app: Any = stop.worker_app.app  # Hypercorn's ASGIFramework type is a union of its own
+    return wrap_app(app, hc.wsgi_max_body_size, "asgi")
 
 
 def _quiet_tls_failures(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -198,9 +132,7 @@ def _serve_trio(
     trio.run(partial(worker_serve, app, hc, sockets=sockets, shutdown_trigger=trigger))
 
 
-def run_worker(
-    context: WorkerContext, hc: HypercornConfig, sockets: Sockets, shutdown: Connection, ready: Connection
-) -> None:
+def run_worker(context: WorkerContext, hc: HypercornConfig, sockets: Sockets, shutdown: Connection) -> None:
     """Process target (spawn context): serve until the supervisor closes the stop pipe."""
     # The supervisor alone decides when to stop: a Ctrl-C or a SIGTERM sent to the whole
     # process group must not cut workers' in-flight requests short.
@@ -208,7 +140,7 @@ def run_worker(
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     accept_stop_signals()  # blocked by the master across the spawn (launcher.signals)
     stop = Stop()
-    app = _load(context, hc, ready, stop)
+    app = _load(context, hc, stop)
     if hc.worker_class == "trio":
         _serve_trio(app, hc, sockets, context.master_pid, shutdown, stop)
     else:

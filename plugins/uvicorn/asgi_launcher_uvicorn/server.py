@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from uvicorn.config import Config as UvicornConfig
@@ -139,9 +139,8 @@ class LauncherServer(Server):
     then runs Uvicorn's shutdown, which finishes every request in progress.
     """
 
-    def __init__(self, config: UvicornConfig, on_started: Callable[[], None] | None = None) -> None:
+    def __init__(self, config: UvicornConfig) -> None:
         super().__init__(config)
-        self.on_started = on_started
         self.servers: list[asyncio.base_events.Server] = []
 
     @contextlib.contextmanager
@@ -149,11 +148,6 @@ class LauncherServer(Server):
         # The caller installs the launcher's signal table; Uvicorn's would replace it, and re-raise
         # the signal after shutdown (the process would die by SIGTERM instead of exiting 0).
         yield
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)  # a failed lifespan startup exits 3 from here
-        if self.started and self.on_started is not None:
-            self.on_started()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.stop_accepting()

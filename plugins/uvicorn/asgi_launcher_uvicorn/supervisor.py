@@ -38,9 +38,9 @@ import signal
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from socket import socket
-from typing import Any, ClassVar
+from typing import Any
 
-from asgi_launcher_uvicorn.worker import BOOTED, run_worker
+from asgi_launcher_uvicorn.worker import run_worker
 from launcher.master import WorkerProcess, WorkerSupervisor
 
 
@@ -49,24 +49,20 @@ class Supervisor(WorkerSupervisor[list[socket]]):
     """Start ``workers`` Uvicorn processes on shared sockets and keep that many running until
     told to stop (the loop and its rules: ``launcher.WorkerSupervisor``)."""
 
-    booted_message: ClassVar[bytes] = BOOTED
-
     _ctx: Any = field(init=False, default_factory=lambda: multiprocessing.get_context("fork"))
 
     def spawn_process(self, listeners: list[socket]) -> WorkerProcess:
         """A forked worker, stopped gracefully by SIGTERM."""
-        reader, writer = self._ctx.Pipe(duplex=False)
         process: BaseProcess = self._ctx.Process(
             target=run_worker,
-            kwargs={"context": self.master.worker_context(), "sockets": listeners, "ready": writer},
+            kwargs={"context": self.master.worker_context(), "sockets": listeners},
             name="asgi-launcher-uvicorn-worker",
             daemon=True,
         )
         process.start()
-        writer.close()  # the worker holds the only writer: its death is EOF on the reader
         pid = process.pid
         assert pid is not None  # started
-        return WorkerProcess(process, reader, lambda: _terminate(pid))
+        return WorkerProcess(process, lambda: _terminate(pid))
 
 
 def _terminate(pid: int) -> None:
