@@ -283,7 +283,7 @@ class Master:
         every ``check_every`` seconds): an overdue worker is killed (SIGKILL), an oversized one
         retired with ``stop_gracefully(pid)``, the master's own graceful stop of one worker.
         Either is then replaced, as after MAX_REQUESTS, and never counts as a crash."""
-        pids = [pid for pid in pids if pid not in self._stopped]
+        pids = list(pids)
         self.stop_overdue(pids)
         self.stop_oversized(pids, stop_gracefully)
 
