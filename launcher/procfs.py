@@ -50,6 +50,16 @@ def running(pid: int) -> bool:
         return False
 
 
+def exited(pid: int) -> bool:
+    """Whether child ``pid`` has exited, without reaping it: until it is reaped its pid, which is
+    also the id of the process group it leads, cannot be given to another process, so
+    signalling that group can never reach someone else's processes."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
 def live_group_members(pgid: int) -> list[int]:
     """The processes of group ``pgid`` that still run (zombies have closed their sockets)."""
     return [pid for pid, fields in processes() if int(fields[2]) == pgid and fields[0] not in ("Z", "X")]

@@ -23,6 +23,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from types import FrameType
 
+from launcher.procfs import exited, live_group_members
+
 # Variables bash maintains itself; a change to them is not something the script exported.
 _SHELL_NOISE = frozenset({"_", "SHLVL", "PWD", "OLDPWD", "BASH_EXECUTION_STRING"})
 
@@ -243,11 +245,11 @@ def _collect(
     os.set_blocking(read_fd, False)
     try:
         while True:
-            exited = proc.poll() is not None
+            gone = exited(proc.pid)
             eof = eof or _drain(read_fd, chunks)
             for output in outputs:
                 output.pump()
-            if exited:
+            if gone:
                 break
             forwarder.escalate()
             waiting = [o.fd for o in outputs if not o.eof] + ([] if eof else [read_fd])
@@ -262,7 +264,8 @@ def _collect(
 
 
 def _stop_leftovers(pgid: int) -> None:
-    """After a stop signal, end what the script left running in its group.
+    """After a stop signal, end what the script left running in its group (bash, its leader,
+    exited and not yet reaped: the group's id stays its own).
 
     The launcher is about to exit, and a non-interactive bash starts background jobs with
     SIGINT and SIGQUIT ignored, so the forwarded signal alone may not have stopped them.
@@ -270,9 +273,7 @@ def _stop_leftovers(pgid: int) -> None:
     _signal_group(pgid, signal.SIGTERM)
     deadline = time.monotonic() + _LEFTOVER_GRACE
     while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except (ProcessLookupError, PermissionError):
+        if not live_group_members(pgid):
             return
         time.sleep(0.05)
     _signal_group(pgid, signal.SIGKILL)
@@ -338,9 +339,9 @@ def run_prestart(path: str, env: Mapping[str, str], *, json_lines: bool = False)
             _JsonLines(reader, target, proc.pid) for (reader, _), target in zip(streams, (1, 2), strict=False)
         ]
         dumped = _collect(proc, read_fd, forwarder, outputs)
-        code = proc.wait()
         if forwarder.received:
             _stop_leftovers(proc.pid)
+        code = proc.wait()
     status = code if code >= 0 else 128 - code
     stopped_by = forwarder.received[0] if forwarder.received else None
     after = _parse_dump(dumped)

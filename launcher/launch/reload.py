@@ -46,7 +46,7 @@ from typing import Any
 from launcher.backend import Backend
 from launcher.config.model import Config
 from launcher.errors import ConfigError
-from launcher.procfs import live_group_members, processes
+from launcher.procfs import exited, live_group_members, processes
 
 #: Files whose changes restart the server when ``RELOAD_INCLUDE`` adds none.
 PATTERNS = ("*.py",)
@@ -191,15 +191,6 @@ def forget_bytecode(paths: Iterable[str]) -> None:
                 os.unlink(importlib.util.cache_from_source(path, optimization=optimization))
 
 
-def _exited(pid: int) -> bool:
-    """Whether child ``pid`` has exited, without reaping it: until it is reaped its pid, which is
-    also its process group's id, cannot be reused, so signalling the group stays safe."""
-    try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:
-        return True
-
-
 @dataclasses.dataclass
 class _Child:
     """One server the reloader started: its process, and the pipe that tells it to serve."""
@@ -275,7 +266,7 @@ class Reloader:
 
     def _on_forward(self, signum: int, frame: FrameType | None) -> None:
         child = self.serving
-        if child is not None and not _exited(child.pid):
+        if child is not None and not exited(child.pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child.pid, signum)
 
@@ -358,7 +349,7 @@ class Reloader:
         wait for it to be gone, so the next child can bind the same address."""
         child.close()
         deadline = time.monotonic() + grace
-        while not _exited(child.pid) and time.monotonic() < deadline and not self.kill_now:
+        while not exited(child.pid) and time.monotonic() < deadline and not self.kill_now:
             time.sleep(0.02)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(child.pid, signal.SIGKILL)  # leftovers (workers, its import check), or it
@@ -372,7 +363,7 @@ class Reloader:
             self.serving = None
 
     def _stop(self, child: _Child, grace: float) -> None:
-        if grace and not _exited(child.pid):
+        if grace and not exited(child.pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child.pid, signal.SIGTERM)  # the child's backend drains its worker
         self._wait_gone(child, grace)
@@ -443,7 +434,7 @@ class Reloader:
                     if self.stop_signal is not None:
                         break
                     self._serve(successor)
-                elif self.serving is not None and _exited(self.serving.pid):
+                elif self.serving is not None and exited(self.serving.pid):
                     self._report_exit(self.serving)
             name = signal.Signals(self.stop_signal).name
             if self.serving is not None:

@@ -32,7 +32,7 @@ from launcher.testing.process import Launcher, request, start_launcher
 
 #: GRACEFUL_TIMEOUT of every trial: a stop that takes this long needed the graceful timeout's
 #: kill, although nothing was in flight: the signal was lost somewhere (a hang).
-GRACEFUL = 6
+GRACEFUL = 12
 #: The signals whose meaning is "stop" (SIGTERM and SIGINT drain, SIGQUIT stops at once).
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
@@ -156,7 +156,7 @@ def _at_memory(server: Launcher, app_dir: Path) -> float:
 
 def _at_timeout(server: Launcher, app_dir: Path) -> float:
     _ready(server)
-    threading.Thread(target=_quietly, args=(server.port, "/block?seconds=4"), daemon=True).start()
+    threading.Thread(target=_quietly, args=(server.port, "/block?seconds=10"), daemon=True).start()
     return _lines(server, "timed out", 30)
 
 
@@ -180,7 +180,7 @@ MOMENTS: dict[str, tuple[dict[str, str], Callable[[Launcher, Path], float]]] = {
     "hup": ({}, _at_hup),
     "max_requests": ({"MAX_REQUESTS": "2"}, _at_max_requests),
     "memory": ({"MAX_WORKER_MEMORY": "120"}, _at_memory),
-    "timeout": ({"TIMEOUT": "1"}, _at_timeout),
+    "timeout": ({"TIMEOUT": "4"}, _at_timeout),
     "reload": ({"RELOAD": "true"}, _at_reload),
 }
 
