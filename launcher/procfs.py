@@ -65,6 +65,12 @@ def live_group_members(pgid: int) -> list[int]:
     return [pid for pid, fields in processes() if int(fields[2]) == pgid and fields[0] not in ("Z", "X")]
 
 
+def group_exists(pgid: int) -> bool:
+    """Whether any process, a zombie included, is in group ``pgid``: only then is the id still
+    that group's and not free to be given to someone else's new process."""
+    return any(int(fields[2]) == pgid for _, fields in processes())
+
+
 def descendants(pid: int) -> list[int]:
     """Every process below ``pid`` (children, grandchildren, ...)."""
     children: dict[int, list[int]] = {}

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from launcher.procfs import descendants, live_group_members
+from launcher.procfs import descendants, group_exists, live_group_members
 
 #: What a launched process inherits from the test's environment; everything else is explicit,
 #: so a developer's own ``WEB_CONCURRENCY`` or ``PORT`` cannot change a test's outcome.
@@ -261,8 +261,11 @@ class Launcher:
 
     def close(self, deadline: float = 10.0) -> None:
         """Kill the whole process group, reap the launcher, keep the output, remove the log file."""
-        with suppress(OSError):
-            os.killpg(self.proc.pid, signal.SIGKILL)  # the launcher and any worker it left behind
+        # The launcher and any worker it left behind; once the launcher is reaped, only while
+        # someone is still in its group (else the id may be another process's by now).
+        if self.proc.returncode is None or group_exists(self.proc.pid):
+            with suppress(OSError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
         with suppress(subprocess.TimeoutExpired):
             self.proc.wait(deadline)
         # Orphaned workers die too, but init reaps them when it gets round to it (seconds, on

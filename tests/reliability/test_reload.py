@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from harness import BACKENDS, backend_skip_reason
 
+from launcher.procfs import group_exists
 from launcher.testing.process import (
     Launcher,
     base_env,
@@ -145,8 +146,9 @@ def reloading(env: Mapping[str, str], args: tuple[str, ...] = ("run",)) -> Itera
         groups = watch.groups()
         server.close()
         for pgid in groups:
-            with contextlib.suppress(OSError):
-                os.killpg(pgid, signal.SIGKILL)
+            if group_exists(pgid):  # else the id may be someone else's by now
+                with contextlib.suppress(OSError):
+                    os.killpg(pgid, signal.SIGKILL)
 
 
 def children_of(pid: int) -> list[int]:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from launcher.procfs import group_exists
+
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helpers importable
 
 from hypercorn_helpers import DEMO, Launcher, free_port
@@ -56,6 +58,7 @@ def launch(tmp_path: Path) -> Iterator[Callable[..., Launcher]]:
 
     yield start
     for launcher in started:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(launcher.proc.pid, signal.SIGKILL)
+        if launcher.proc.returncode is None or group_exists(launcher.proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(launcher.proc.pid, signal.SIGKILL)
         launcher.proc.wait(10)
