@@ -11,8 +11,9 @@ the pipeline.
   ``OTEL_RESOURCE_ATTRIBUTES``), with a batch processor and its export thread started in this
   process, set as the global provider, so the app's own spans and instrumentation (a manual
   span, ``opentelemetry-instrumentation-httpx``) join it. Its spans are flushed when the
-  worker exits, whichever way a planned stop ends it (``atexit``, and multiprocessing's exit
-  hooks, which run where ``atexit`` does not), for at most the exporter's timeout.
+  worker stops, whichever way a planned stop ends it: once the app's lifespan has shut down,
+  else at exit (``atexit``, and multiprocessing's exit hooks, which run where ``atexit`` does
+  not); the worker waits for that at most the exporter's timeout.
 * ``ServerSpans``, the pipeline's layer: one ``SERVER`` span a request and a WebSocket session,
   named and described by the HTTP semantic conventions, its parent read from the request's
   headers with the configured propagators (W3C ``traceparent`` by default) and passed on to the
@@ -30,6 +31,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import threading
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -88,11 +90,11 @@ def _exporter(name: str, tracing: Tracing) -> Any:
 
 class _Flush:
     """Shut the provider down once, whichever exit hook comes first: each batch processor exports
-    what it holds, for at most the exporter's timeout."""
+    what it holds. The worker waits for that at most the exporter's timeout (the shut-down runs
+    in a thread of its own; an export still hanging then is given up with the process)."""
 
-    def __init__(self, provider: Any, processors: list[Any]) -> None:
+    def __init__(self, provider: Any) -> None:
         self.provider = provider
-        self.processors = processors
         self.pid = os.getpid()
         self.done = False
 
@@ -100,10 +102,15 @@ class _Flush:
         if self.done or self.pid != os.getpid():
             return
         self.done = True
-        timeout_ms = export_timeout() * 1000
-        for processor in self.processors:
-            processor.shutdown(timeout_millis=timeout_ms)
-        self.provider.shutdown()
+        flushing = threading.Thread(
+            target=self.provider.shutdown, name="asgi-launcher-trace-flush", daemon=True
+        )
+        flushing.start()
+        flushing.join(export_timeout())
+
+
+#: This worker's flush (``start``), which the layer also runs once the app's lifespan has shut down.
+_flush: _Flush | None = None
 
 
 def start(tracing: Tracing) -> None:
@@ -114,11 +121,11 @@ def start(tracing: Tracing) -> None:
 
     resource = Resource.create({"service.instance.id": str(uuid.uuid4()), "process.pid": os.getpid()})
     provider = TracerProvider(resource=resource, sampler=_sampler(tracing), shutdown_on_exit=False)
-    processors = [BatchSpanProcessor(_exporter(name, tracing)) for name in tracing.exporters]
-    for processor in processors:
-        provider.add_span_processor(processor)
+    for name in tracing.exporters:
+        provider.add_span_processor(BatchSpanProcessor(_exporter(name, tracing)))
     trace.set_tracer_provider(provider)
-    flush = _Flush(provider, processors)
+    global _flush
+    flush = _flush = _Flush(provider)
     # After the access log's exit hooks (atexit runs the last registered first; multiprocessing's
     # the highest priority first), so its lines are written however long an export takes.
     atexit.register(flush)
@@ -266,8 +273,20 @@ class ServerSpans:
 
     def __call__(self, scope: Scope, receive: Any, send: Any) -> Awaitable[None]:
         if scope["type"] == "lifespan":
-            return self.app(scope, receive, send)  # type: ignore[no-any-return]
+            return self._lifespan(scope, receive, send)
         return self._traced(scope, receive, send)
+
+    async def _lifespan(self, scope: Scope, receive: Any, send: Send) -> None:
+        """The lifespan, flushing the spans once the app has shut down: the server has finished
+        every request by then, and a server may end the worker without its exit hooks (Uvicorn
+        re-raises the SIGTERM it was stopped with, under Gunicorn)."""
+
+        async def flushing_send(message: Message) -> None:
+            await send(message)
+            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed") and _flush:
+                _flush()
+
+        await self.app(scope, receive, flushing_send)
 
     async def _traced(self, scope: Scope, receive: Any, send: Any) -> None:
         headers = scope.get("headers") or []
