@@ -265,11 +265,12 @@ class ServerSpans:
     of the request's task, so the server's own error line about it carries its ids.
     """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, tracer: trace.Tracer | None = None) -> None:
         from launcher import __version__
 
         self.app = app
-        self.tracer = trace.get_tracer("asgi_launcher", __version__)
+        #: The global provider's (``start``), unless given (tests, the bench).
+        self.tracer = tracer or trace.get_tracer("asgi_launcher", __version__)
 
     def __call__(self, scope: Scope, receive: Any, send: Any) -> Awaitable[None]:
         if scope["type"] == "lifespan":
