@@ -31,6 +31,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import random
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -40,7 +41,7 @@ from urllib.parse import urlsplit
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags
 
 from launcher.config.tracing import Tracing
 
@@ -52,6 +53,14 @@ Send = Callable[[Message], Awaitable[None]]
 DEFAULT_EXPORT_TIMEOUT = 10.0
 #: The request methods the semantic conventions name; any other is ``_OTHER``.
 METHODS = frozenset(("CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE"))
+
+
+def _random_id(bits: int) -> int:
+    """A random trace or span id (never 0), as the SDK's id generator makes them."""
+    while True:
+        value = random.getrandbits(bits)
+        if value:
+            return value
 
 
 def export_timeout() -> float:
@@ -258,19 +267,27 @@ class ServerSpans:
     """The pipeline's tracing layer: a ``SERVER`` span a request (see the module docstring).
 
     The span's parent is read from the request's headers alone (never from whatever context
-    the server ran the app in), and the app gets the request's headers with this span's context
-    in place of the caller's, so a framework that starts spans of its own from the headers (as
-    FastAPI does once a tracer provider is set) starts them under this one. The span is current
-    while the app runs; an exception is recorded on it, and the span stays current for the rest
-    of the request's task, so the server's own error line about it carries its ids.
+    the server ran the app in), and the app gets the request's headers with a recorded span's
+    context in place of the caller's, so a framework that starts spans of its own from the
+    headers (as FastAPI does once a tracer provider is set) starts them under this one. The span
+    is current while the app runs; an exception is recorded on it, and the span stays current
+    for the rest of the request's task, so the server's own error line about it carries its ids.
+
+    What a request the sampler drops costs is kept to the least (``bench/run.py --tracing``): no
+    attribute is computed, nothing is passed on in the headers, the response is not watched, and
+    with ``always_off`` the SDK's tracer is not even asked.
     """
 
-    def __init__(self, app: Any, tracer: trace.Tracer | None = None) -> None:
+    def __init__(self, app: Any, tracer: trace.Tracer | None = None, drop_all: bool = False) -> None:
         from launcher import __version__
 
         self.app = app
         #: The global provider's (``start``), unless given (tests, the bench).
         self.tracer = tracer or trace.get_tracer("asgi_launcher", __version__)
+        #: The sampler drops every span (``always_off``): the SDK's tracer is not asked.
+        self.drop_all = drop_all
+        #: The header names the propagators read, as the scope spells them.
+        self.fields = frozenset(name.encode("latin-1") for name in propagate.get_global_textmap().fields)
 
     def __call__(self, scope: Scope, receive: Any, send: Any) -> Awaitable[None]:
         if scope["type"] == "lifespan":
@@ -291,15 +308,71 @@ class ServerSpans:
 
     async def _traced(self, scope: Scope, receive: Any, send: Any) -> None:
         headers = scope.get("headers") or []
-        parent = propagate.extract(headers, otel_context.Context(), getter=HEADERS)
+        parent = self._parent(headers)
         method = "GET" if scope["type"] == "websocket" else scope.get("method", "GET")
         method = method if method in METHODS else "_OTHER"
-        span = self.tracer.start_span("HTTP" if method == "_OTHER" else method, parent, SpanKind.SERVER)
-        recording = span.is_recording()
-        if recording:
-            span.set_attributes(_attributes(scope, method))
+        if self.drop_all:
+            span: Any = self._unrecorded(parent)
+        else:
+            span = self.tracer.start_span("HTTP" if method == "_OTHER" else method, parent, SpanKind.SERVER)
         context = trace.set_span_in_context(span, parent)
         token = otel_context.attach(context)
+        if not span.is_recording():
+            # Nothing to record: the context is current for the app (its logs' ids, what its
+            # instrumentation passes on); an exception leaves it current, as below.
+            await self.app(scope, receive, send)
+            otel_context.detach(token)
+            return
+        span.set_attributes(_attributes(scope, method))
+        self._pass_on(scope, headers, context)
+        response = _Status(send)
+        try:
+            await self.app(scope, receive, response)
+        except Exception as exc:
+            self._ended(span, scope, method, response.status or 500)
+            span.record_exception(exc)
+            span.set_attribute("error.type", type(exc).__qualname__)
+            span.set_status(StatusCode.ERROR, f"{type(exc).__qualname__}: {exc}")
+            span.end()
+            raise  # the span stays current: the server's error line carries its ids
+        except BaseException:
+            span.end()
+            otel_context.detach(token)
+            raise
+        self._ended(span, scope, method, response.status)
+        if response.status >= 500:
+            span.set_attribute("error.type", str(response.status))
+            span.set_status(StatusCode.ERROR)
+        span.end()
+        otel_context.detach(token)
+
+    def _parent(self, headers: Any) -> otel_context.Context:
+        """The caller's context from the request's headers alone (empty when it sent none of the
+        propagators' headers, which is most requests: they are not asked then)."""
+        for name, _ in headers:
+            if name in self.fields:
+                return propagate.extract(headers, otel_context.Context(), getter=HEADERS)
+        return otel_context.Context()
+
+    @staticmethod
+    def _unrecorded(parent: otel_context.Context) -> Any:
+        """The span ``always_off`` gives every request, without the SDK's tracer: what its
+        sampler would decide (drop), the caller's trace continued or a new one, fresh ids."""
+        caller = trace.get_current_span(parent).get_span_context()
+        if caller.is_valid:
+            trace_id, flags, state = (
+                caller.trace_id,
+                caller.trace_flags & TraceFlags.RANDOM_TRACE_ID,
+                caller.trace_state,
+            )
+        else:
+            trace_id, flags, state = _random_id(128), TraceFlags.RANDOM_TRACE_ID, None
+        ids = SpanContext(trace_id, _random_id(64), False, TraceFlags(flags), state)
+        return NonRecordingSpan(ids)
+
+    @staticmethod
+    def _pass_on(scope: Scope, headers: Any, context: otel_context.Context) -> None:
+        """The app gets the request's headers with this span's context in the caller's place."""
         carrier: dict[str, str] = {}
         propagate.inject(carrier, context)
         if carrier:
@@ -307,28 +380,6 @@ class ServerSpans:
             scope["headers"] = [h for h in headers if h[0] not in names] + [
                 (name.encode("latin-1"), value.encode("latin-1")) for name, value in carrier.items()
             ]
-        response = _Status(send)
-        try:
-            await self.app(scope, receive, response)
-        except Exception as exc:
-            if recording:
-                self._ended(span, scope, method, response.status or 500)
-                span.record_exception(exc)
-                span.set_attribute("error.type", type(exc).__qualname__)
-                span.set_status(StatusCode.ERROR, f"{type(exc).__qualname__}: {exc}")
-            span.end()
-            raise  # the span stays current: the server's error line carries its ids
-        except BaseException:
-            span.end()
-            otel_context.detach(token)
-            raise
-        if recording:
-            self._ended(span, scope, method, response.status)
-            if response.status >= 500:
-                span.set_attribute("error.type", str(response.status))
-                span.set_status(StatusCode.ERROR)
-        span.end()
-        otel_context.detach(token)
 
     @staticmethod
     def _ended(span: Any, scope: Scope, method: str, status: int) -> None:

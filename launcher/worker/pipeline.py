@@ -582,7 +582,7 @@ def build(
     if config.tracing.enabled:
         from launcher.observability.tracing import ServerSpans
 
-        app = add("tracing", ServerSpans(app))
+        app = add("tracing", ServerSpans(app, drop_all=config.tracing.sampler == "always_off"))
     if not traits.proxy_headers:
         app = add("proxy-headers", ProxyHeadersMiddleware(app, config.forwarded_allow_ips))
     if config.max_requests > 0:
