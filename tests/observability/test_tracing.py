@@ -47,7 +47,9 @@ def scope(**more: Any) -> dict[str, Any]:
     }
 
 
-def call(app: Any, request: dict[str, Any], messages: tuple[dict[str, Any], ...] = ()) -> list[dict[str, Any]]:
+def call(
+    app: Any, request: dict[str, Any], messages: tuple[dict[str, Any], ...] = ()
+) -> list[dict[str, Any]]:
     sent: list[dict[str, Any]] = []
     incoming = list(messages) or [{"type": "http.request", "body": b""}]
 
