@@ -279,11 +279,9 @@ class ServerSpans:
     """
 
     def __init__(self, app: Any, tracer: trace.Tracer | None = None, drop_all: bool = False) -> None:
-        from launcher import __version__
-
         self.app = app
         #: The global provider's (``start``), unless given (tests, the bench).
-        self.tracer = tracer or trace.get_tracer("asgi_launcher", __version__)
+        self.tracer = tracer or trace.get_tracer("asgi_launcher")
         #: The sampler drops every span (``always_off``): the SDK's tracer is not asked.
         self.drop_all = drop_all
         #: The header names the propagators read, as the scope spells them.
