@@ -15,13 +15,14 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_ROOT_USER_ACTION=ignore \
     XDG_CACHE_HOME=/tmp/.cache
 
-# The launcher (with prometheus-client for /metrics, watchfiles for /start-reload.sh), the
+# The launcher (with prometheus-client for /metrics, watchfiles for /start-reload.sh, the
+# OpenTelemetry SDK and OTLP exporter for OTEL_* tracing), the
 # backends with their fast extras (uvloop, httptools), Starlette for the demo and users' apps,
 # and dumb-init as PID 1 (a static binary from PyPI: no apt needed). Pure Python: no compiler.
 COPY pyproject.toml README.md /tmp/src/
 COPY launcher /tmp/src/launcher
 COPY plugins /tmp/src/plugins
-RUN python3 -m pip install "/tmp/src[metrics,reload]" /tmp/src/plugins/gunicorn-uvicorn \
+RUN python3 -m pip install "/tmp/src[metrics,reload,otel]" /tmp/src/plugins/gunicorn-uvicorn \
         /tmp/src/plugins/hypercorn /tmp/src/plugins/granian /tmp/src/plugins/uvicorn "starlette>=0.40" "dumb-init>=1.2" \
     && rm -rf /tmp/src
 

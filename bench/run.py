@@ -63,6 +63,7 @@ TARGETS = {
     "access_log_vs_server": 1.0,  # the launcher's text access log / the server's own, at least
     "access_log_on_vs_off": 0.95,  # access log on / off, at least
     "metrics_on_vs_off": 0.95,  # OPS_PORT metrics on / off, at least
+    "tracing_on_vs_off": 0.97,  # tracing off or always_off / without the otel extra, at least
 }
 #: A spread (max / min) above this across samples of one setup is flagged as noisy or bimodal.
 NOISY = 1.2
@@ -85,6 +86,7 @@ class Setup:
         values = {"bind": f"127.0.0.1:{port}", "port": str(port), "workers": "1" if pinned else WORKERS}
         if any("{ops_port}" in v for v in self.env.values()):
             values["ops_port"] = str(free_port())
+        values["otlp"] = OTLP_SINK.endpoint if OTLP_SINK else "http://127.0.0.1:9"
         env = dict(self.env)
         argv = list(self.argv)
         if pinned:
@@ -149,6 +151,32 @@ SETUPS = {
         *(
             _launcher(b, " metrics", OPS_PORT="{ops_port}")
             for b in ("gunicorn", "hypercorn", "granian", "uvicorn")
+        ),
+        # --tracing: bench/fastapi_app.py, tracing off, always_off and always_on (spans sent to
+        # the bench's own OTLP sink, {otlp}), against the launcher without the otel extra.
+        *(
+            _launcher(
+                b,
+                variant,
+                APP_MODULE="fastapi_app:app",
+                PYTHONPATH=extra_path + str(ROOT / "bench"),
+                **otel,
+            )
+            for b in ("gunicorn", "hypercorn", "granian", "uvicorn")
+            for variant, extra_path, otel in (
+                (" fastapi without the otel extra", str(ROOT / "bench" / "without_otel") + ":", {}),
+                (" fastapi tracing off", "", {}),
+                (
+                    " fastapi tracing always_off",
+                    "",
+                    {"OTEL_EXPORTER_OTLP_ENDPOINT": "{otlp}", "OTEL_TRACES_SAMPLER": "always_off"},
+                ),
+                (
+                    " fastapi tracing always_on",
+                    "",
+                    {"OTEL_EXPORTER_OTLP_ENDPOINT": "{otlp}", "OTEL_TRACES_SAMPLER": "always_on"},
+                ),
+            )
         ),
         # bench/floor.py: the demo behind a bare send wrapper (--floor), the access log off.
         *(
@@ -224,6 +252,21 @@ METRICS_COMPARISONS = [
     Comparison(f"{b}: metrics on vs off", f"launcher {b} metrics", f"launcher {b}", "metrics_on_vs_off")
     for b in BACKENDS
 ]
+#: `--tracing`: OpenTelemetry tracing on the FastAPI endpoint, off and on (always_off, always_on),
+#: against the launcher without the otel extra.
+TRACING_COMPARISONS = [
+    Comparison(
+        f"{b}: tracing {variant} vs without the extra",
+        f"launcher {b} fastapi tracing {variant}",
+        f"launcher {b} fastapi without the otel extra",
+        "tracing_on_vs_off" if variant != "always_on" else None,
+    )
+    for b in BACKENDS
+    for variant in ("off", "always_off", "always_on")
+]
+#: The OTLP/HTTP collector the always_off/always_on setups export to (``--tracing`` starts it):
+#: it answers every export and keeps nothing.
+OTLP_SINK: Any = None
 #: `--floor`: what a layer that only looks at each response (bench/floor.py) costs, against no
 #: layer, and the access log and the metrics against that floor: how much of each layer's cost
 #: any layer observing the response would pay, and how much is the recording itself.
@@ -248,6 +291,7 @@ LOADS = {  # name -> (path, connections)
     "plaintext c64": ("/plaintext", 64),
     "json c64": ("/json", 64),
     "plaintext c256": ("/plaintext", 256),
+    "fastapi model c64": ("/items/7", 64),
 }
 
 
@@ -280,11 +324,15 @@ class Plan:
         floor: bool = False,
         at_once: bool = False,
         same: bool = False,
+        tracing: bool = False,
     ) -> Plan:
         pinned = (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
         at_once = at_once and pinned
         # --at-once samples last 2 s: each server has half the CPU, so as many requests.
         seconds = 2 if at_once else 1
+        if tracing:
+            chosen = [c for c in TRACING_COMPARISONS if only in c.name]
+            return cls(True, chosen, ["fastapi model c64"], rounds, seconds, 1, pinned, reps, at_once)
         for chosen_mode, pool in (
             (floor, FLOOR_COMPARISONS),
             (logging, LOGGING_COMPARISONS),
@@ -943,6 +991,49 @@ def self_check() -> int:
     return 0
 
 
+def otlp_sink() -> Any:
+    """An OTLP/HTTP collector in this process that answers every export and keeps nothing."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Sink(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server.endpoint = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
+    return server
+
+
+def per_span(result: dict[str, Any]) -> str:
+    """What one recorded span costs a request: the CPU per request always_on adds over the launcher
+    without the extra, less what always_off adds (medians of the paired samples; the bench app
+    turns FastAPI's own telemetry off, so a request records exactly one span, the launcher's)."""
+    lines = []
+    for b in BACKENDS:
+        added = {}
+        for variant in ("always_off", "always_on"):
+            samples = result["raw"].get(f"{b}: tracing {variant} vs without the extra", {}).get("samples", [])
+            if samples:
+                added[variant] = statistics.median(
+                    s["a"]["cpu_us_per_request"] - s["b"]["cpu_us_per_request"] for s in samples
+                )
+        if len(added) == 2:
+            lines.append(
+                f"{b}: CPU a request over the launcher without the extra: always_off {added['always_off']:+.1f} us, "
+                f"always_on {added['always_on']:+.1f} us; one recorded span: {added['always_on'] - added['always_off']:.1f} us"
+            )
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -986,11 +1077,17 @@ def main() -> int:
         "--same", action="store_true", help="each launcher against itself (A/A): the method's own noise"
     )
     parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="only OpenTelemetry tracing (off, always_off, always_on) against the launcher without the "
+        "otel extra, on a FastAPI endpoint (pinned)",
+    )
+    parser.add_argument(
         "--app",
         choices=("demo", "fastapi"),
         default="demo",
-        help="what the launchers serve: the demo (Starlette), or a FastAPI endpoint returning a "
-        "small JSON model (bench/fastapi_app.py)",
+        help="--logging/--metrics: what the launchers serve: the demo (Starlette), or a FastAPI "
+        "endpoint returning a small JSON model (bench/fastapi_app.py)",
     )
     args = parser.parse_args()
     if args.app == "fastapi":
@@ -1011,9 +1108,15 @@ def main() -> int:
         args.floor,
         args.at_once,
         args.same,
+        args.tracing,
     )
+    if args.tracing:
+        global OTLP_SINK
+        OTLP_SINK = otlp_sink()
     result = run(plan, None if plan.quick else args.out)
-    if args.logging or args.metrics or args.floor or args.same:
+    if args.tracing:
+        print(per_span(result))
+    if args.logging or args.metrics or args.floor or args.same or args.tracing:
         for name, c in result["comparisons"].items():
             comparison = next(x for x in plan.comparisons if x.name == name)
             if "failed" in c:

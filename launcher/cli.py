@@ -28,11 +28,16 @@ def _format_config(config: Config, missing_app: str | None = None) -> str:
     sources = data.pop("sources")
     extra = data.pop("server_settings")
     unsupported = set(data.pop("unsupported"))
+    # A group of settings (tracing) is shown one line each, as group.name.
+    for group in [k for k, v in data.items() if isinstance(v, dict)]:
+        data.update({f"{group}.{name}": value for name, value in data.pop(group).items()})
     width = max(len(k) for k in data)
     lines = []
     for key, value in data.items():
-        if value in (None, "", (), []):
+        if value in (None, "", (), [], {}):
             shown = "(none)"
+        elif isinstance(value, dict):
+            shown = ", ".join(f"{k}={v}" for k, v in value.items())
         else:
             shown = ", ".join(value) if isinstance(value, list | tuple) else value  # tuples: RELOAD_DIRS
         note = f"  [not used by {config.backend}]" if key in unsupported else ""

@@ -22,3 +22,8 @@ class ConfigError(Exception):
     @classmethod
     def bad_value(cls, variable: str, value: object, expected: str) -> ConfigError:
         return cls(f"{variable}={str(value)!r} is invalid: expected {expected}")
+
+
+class BadPart(ValueError):
+    """Raised by a setting's converter to say which part of its value is wrong (the message
+    finishes the ``ConfigError`` line)."""

@@ -1,4 +1,5 @@
-"""``ACCESS_LOG_FORMAT``: Gunicorn's access-log atoms, and the rule a layout is held to.
+"""``ACCESS_LOG_FORMAT``: Gunicorn's access-log atoms (and the launcher's two for tracing), and
+the rule a layout is held to.
 
 The settings table checks a layout with ``parse_format``; the access log
 (``launcher.observability.access_log``) lays its lines out with the same atoms.
@@ -31,12 +32,14 @@ ATOMS: dict[str, str] = {
     "D": "duration, microseconds",
     "L": "duration, decimal seconds",
     "p": "worker pid",
+    "trace_id": "the request's trace id, with tracing on ('-' otherwise)",
+    "span_id": "the request's span id, with tracing on ('-' otherwise)",
     "{header}i": "a request header",
     "{header}o": "a response header",
     "{variable}e": "an environment variable",
 }
 
-ATOM = re.compile(r"%\((?P<atom>\{[^}]+\}[ioe]|[A-Za-z]+)\)s")
+ATOM = re.compile(r"%\((?P<atom>\{[^}]+\}[ioe]|[A-Za-z_]+)\)s")
 
 #: The combined log format that Gunicorn and nginx write, plus the duration, the worker's pid
 #: and the ``X-Request-ID``.

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from launcher.config.settings import BY_ENV
+from launcher.config.tracing import Tracing
 from launcher.errors import ConfigError
 
 #: What a backend's own config file sets (``Backend.load_config_file``): config key -> (value,
@@ -62,6 +63,7 @@ class Config:
     reload: bool = False
     reload_dirs: tuple[str, ...] = ()  # absolute
     reload_include: tuple[str, ...] = ()
+    tracing: Tracing = field(default_factory=Tracing)  # the OTEL_* variables
     sources: Mapping[str, str] = field(default_factory=dict)
     server_settings: Mapping[str, Any] = field(default_factory=dict)
     unsupported: tuple[str, ...] = ()
@@ -97,7 +99,12 @@ class Config:
         A contract value the file sets to what the environment already gave keeps its own source
         (a file that spells the env contract, as the image's ``/gunicorn_conf.py`` does, is not
         what decided it): the file is named only where it changed a value."""
-        known = {f.name for f in dataclasses.fields(self)} - {"sources", "server_settings", "unsupported"}
+        known = {f.name for f in dataclasses.fields(self)} - {
+            "sources",
+            "server_settings",
+            "unsupported",
+            "tracing",
+        }
         changes: dict[str, Any] = {}
         sources = dict(self.sources)
         extra = dict(self.server_settings)
@@ -117,6 +124,7 @@ class Config:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["bind"] = list(self.bind)
         data["unsupported"] = list(self.unsupported)
+        data["tracing"] = self.tracing.shown()
         data["sources"] = dict(self.sources)
         shown = {k: self.masked(k, v) for k, v in self.server_settings.items()}
         data["server_settings"] = {

@@ -22,6 +22,7 @@ from launcher.config.log_config import load_log_config
 from launcher.config.model import Config, MissingApp
 from launcher.config.resources import cpu_budget, memory_cap, memory_limit
 from launcher.config.settings import BY_ENV, SETTINGS
+from launcher.config.tracing import resolve_tracing
 from launcher.errors import ConfigError
 
 DEFAULT_BACKEND = BY_ENV["SERVER_BACKEND"].default
@@ -30,7 +31,7 @@ DEFAULT_BACKEND = BY_ENV["SERVER_BACKEND"].default
 #: variables); every other field is fed by exactly one setting, as it was given.
 COMPUTED_FIELDS = frozenset(
     {"backend", "app", "app_dir", "bind", "workers", "worker_memory", "worker_class", "log_config"}
-    | {"config_file", "prestart", "ops_host", "reload_dirs"}
+    | {"config_file", "prestart", "ops_host", "reload_dirs", "tracing"}
 )
 PLAIN_FIELDS = frozenset(s.feeds for s in SETTINGS) - COMPUTED_FIELDS
 
@@ -46,6 +47,20 @@ class ServerDefaults(Protocol):
     def default_worker_class(self) -> str: ...
     @property
     def unsupported(self) -> frozenset[str]: ...
+
+
+#: Where each shown tracing setting comes from (``Tracing.shown``).
+TRACING_SOURCES = {
+    "exporters": "OTEL_TRACES_EXPORTER",
+    "protocol": "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "headers": "OTEL_EXPORTER_OTLP_HEADERS",
+    "sampler": "OTEL_TRACES_SAMPLER",
+    "sampler_arg": "OTEL_TRACES_SAMPLER_ARG",
+    "propagators": "OTEL_PROPAGATORS",
+    "service_name": "OTEL_SERVICE_NAME",
+    "resource_attributes": "OTEL_RESOURCE_ATTRIBUTES",
+}
 
 
 def effective_env(env: Mapping[str, str]) -> tuple[dict[str, str], tuple[str, ...]]:
@@ -390,6 +405,16 @@ def resolve(
 
     # Every field that one variable alone decides, as it was given (or its default).
     plain = {s.feeds: direct(s.feeds, s.env) for s in SETTINGS if s.feeds in PLAIN_FIELDS}
+    tracing = resolve_tracing(values, env)
+    for key, variable in TRACING_SOURCES.items():
+        sources[f"tracing.{key}"] = sources[variable]
+    turned = [
+        v for v in ("OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT") if v in env
+    ]
+    sources["tracing.enabled"] = sources["tracing.why"] = ", ".join(f"env:{v}" for v in turned) or "default"
+    if "OTEL_SERVICE_NAME" not in env and "service.name" in dict(values["OTEL_RESOURCE_ATTRIBUTES"]):
+        sources["tracing.service_name"] = "env:OTEL_RESOURCE_ATTRIBUTES"
+
     config = Config(
         **plain,
         backend=backend_,
@@ -406,6 +431,7 @@ def resolve(
         prestart=prestart,
         ops_host=ops_host,
         reload_dirs=reload_dirs,
+        tracing=tracing,
         unsupported=tuple(sorted(backend.unsupported)),
     )
     feeds = {s.env: s.feeds for s in SETTINGS}
@@ -413,7 +439,8 @@ def resolve(
         feeds[file_var] = "config_file"
     sources.update(_empty_sources(blank, env, feeds))
     keys = {f.name for f in dataclasses.fields(Config)}
-    config = dataclasses.replace(config, sources={k: v for k, v in sources.items() if k in keys})
+    sources = {k: v for k, v in sources.items() if k in keys or k.startswith("tracing.")}
+    config = dataclasses.replace(config, sources=sources)
     if missing is not None:
         raise missing.with_config(config)
     return config

@@ -13,15 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from launcher.config import tracing
 from launcher.config.access_format import parse_format
 from launcher.config.addresses import parse as parse_address
-from launcher.errors import ConfigError
+from launcher.errors import BadPart, ConfigError
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-
-
-class BadPart(ValueError):
-    """Raised by a converter to say which part of a list-valued setting is wrong."""
 
 
 @dataclass(frozen=True)
@@ -35,14 +32,17 @@ class Kind:
     expected: str
     convert: Callable[[str], Any]
     empty_is_value: bool = False
+    #: The value may hold credentials: an error message shows ``***`` instead.
+    secret: bool = False
 
     def parse(self, variable: str, raw: str) -> Any:
+        shown = "***" if self.secret else raw
         try:
             return self.convert(raw)
         except BadPart as exc:
-            raise ConfigError.bad_value(variable, raw, f"{self.expected} ({exc})") from None
+            raise ConfigError.bad_value(variable, shown, f"{self.expected} ({exc})") from None
         except (ValueError, TypeError):
-            raise ConfigError.bad_value(variable, raw, self.expected) from None
+            raise ConfigError.bad_value(variable, shown, self.expected) from None
 
 
 def _int(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
@@ -234,6 +234,24 @@ KINDS: dict[str, Kind] = {
     "ops_port": Kind("a port number from 1 to 65535, or empty (off)", _int(1, 65535)),
     "dirs": Kind("directories separated by commas", _dirs),
     "globs": Kind("file patterns such as *.html or templates/*.jinja2, separated by commas", _globs),
+    "otel_exporters": Kind("otlp, console, both separated by a comma, or none", tracing.exporters),
+    "otlp_protocol": Kind("http/protobuf or grpc", tracing.protocol),
+    "otlp_endpoint": Kind(
+        "an http:// or https:// URL with a host, such as http://collector:4318", tracing.endpoint
+    ),
+    "otel_pairs": Kind(
+        "key=value pairs separated by commas, such as deployment.environment=prod", tracing.pairs
+    ),
+    "otlp_headers": Kind(
+        "header=value pairs separated by commas (values percent-encoded)", tracing.header_pairs, secret=True
+    ),
+    "otel_sampler": Kind("one of " + ", ".join(tracing.SAMPLERS), tracing.sampler),
+    "ratio": Kind("a number from 0 to 1, such as 0.25", tracing.ratio),
+    "otel_propagators": Kind(
+        "propagators separated by commas (" + ", ".join(tracing.PROPAGATORS) + "), or none",
+        tracing.propagators,
+    ),
+    "otel_bool": Kind("true or false", tracing.true_or_false),
 }
 
 
@@ -531,6 +549,88 @@ SETTINGS: tuple[Setting, ...] = (
         "On SIGTERM, `/readyz` answers 503 at once while the app keeps serving, new connections "
         "included, for this many seconds; then the drain (`GRACEFUL_TIMEOUT`) begins. A second "
         "SIGTERM, or SIGQUIT, skips the delay.",
+    ),
+    Setting(
+        "OTEL_TRACES_EXPORTER",
+        "tracing",
+        "otel_exporters",
+        ("otlp",),
+        "`otlp`",
+        "Where spans go: `otlp`, `console`, or `none`. Set (to other than `none`), it turns tracing on "
+        "in every worker, as `OTEL_EXPORTER_OTLP_ENDPOINT` does (see docs/tracing.md).",
+    ),
+    Setting(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "tracing",
+        "otlp_endpoint",
+        None,
+        "`http://localhost:4318` (`:4317` for grpc)",
+        "The collector's base URL (`/v1/traces` is added for http/protobuf); set, it turns tracing on.",
+    ),
+    Setting(
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "tracing",
+        "otlp_protocol",
+        "http/protobuf",
+        "`http/protobuf`",
+        "`http/protobuf`, or `grpc` (with `opentelemetry-exporter-otlp-proto-grpc` installed).",
+    ),
+    Setting(
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "tracing",
+        "otlp_headers",
+        (),
+        "none",
+        "Headers of each export request, `name=value,...` (credentials: `config` shows `name=***`).",
+    ),
+    Setting(
+        "OTEL_SERVICE_NAME",
+        "tracing",
+        "string",
+        None,
+        "`unknown_service`",
+        "The `service.name` of every span; wins over one in `OTEL_RESOURCE_ATTRIBUTES`.",
+    ),
+    Setting(
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "tracing",
+        "otel_pairs",
+        (),
+        "none",
+        "Resource attributes, `key=value,...`; each worker adds its own `service.instance.id` and "
+        "`process.pid`.",
+    ),
+    Setting(
+        "OTEL_TRACES_SAMPLER",
+        "tracing",
+        "otel_sampler",
+        "parentbased_always_on",
+        "`parentbased_always_on`",
+        "Which requests are recorded: " + ", ".join(f"`{s}`" for s in tracing.SAMPLERS) + ".",
+    ),
+    Setting(
+        "OTEL_TRACES_SAMPLER_ARG",
+        "tracing",
+        "ratio",
+        1.0,
+        "`1.0`",
+        "The ratio of the `traceidratio` samplers, from 0 to 1.",
+    ),
+    Setting(
+        "OTEL_PROPAGATORS",
+        "tracing",
+        "otel_propagators",
+        ("tracecontext", "baggage"),
+        "`tracecontext,baggage`",
+        "How a request's trace context is read (and passed on by the app's instrumentation).",
+    ),
+    Setting(
+        "OTEL_SDK_DISABLED",
+        "tracing",
+        "otel_bool",
+        False,
+        "`false`",
+        "`true` turns tracing off, whatever else is set.",
     ),
     Setting(
         "PRE_START_PATH",

@@ -16,6 +16,7 @@ from launcher.backend import Backend
 from launcher.config.model import Config, MissingApp
 from launcher.config.resolve import WORKER_BOUNDS, backend_name, effective_env, resolve
 from launcher.config.resources import MASTER_RESERVE_MIB, MIB, memory_cap
+from launcher.config.tracing import check_installed
 from launcher.errors import ConfigError
 
 
@@ -63,6 +64,7 @@ def prepare(env: Mapping[str, str]) -> Prepared:
         raise missing.with_config(config)
     _to_stderr(printed.getvalue())
     reload.check_settings(config, backend)  # what RELOAD cannot honour: refused by config and check too
+    check_installed(config.tracing)  # what tracing that is on needs: refused before anything starts
     warnings = list(discovery.other_backend_variables(given, name, backend))
     memory = memory_warning(config)  # workers asked for that the memory limit cannot hold
     if memory is not None:

@@ -58,9 +58,11 @@ QUEUED = 256
 START, DURATION, STATUS, SIZE, KIND, METHOD, CLIENT, PORT, PATH, TARGET, QUERY, VERSION, HEADERS, RESPONSE = (
     range(14)
 )
+#: With tracing on and a layout that shows them, two more: the trace and span ids (hex, or "").
+TRACE_ID, SPAN_ID = 14, 15
 #: (perf_counter at its start, seconds, status, body bytes, scope type, method, client host,
 #: client port, path, raw path (bytes, or None), query (bytes), HTTP version, the request header
-#: values the layout names, the response header values it names).
+#: values the layout names, the response header values it names[, trace id, span id]).
 Entry = tuple[Any, ...]
 
 
@@ -121,11 +123,14 @@ class RequestLog:
         request_headers: tuple[bytes, ...] = (),
         response_headers: tuple[bytes, ...] = (),
         begun: list[str] | None = None,
+        ids: Callable[[], tuple[str, str]] | None = None,
     ) -> None:
         self.app = app
         self.sinks = sinks
         self.request_headers = request_headers
         self.response_headers = response_headers
+        #: The current span's (trace id, span id), read as the request ends, inside its span.
+        self.ids = ids
         #: The method of each HTTP request begun (the metrics' active-requests gauge), or None.
         self.begun = begun
         self.entries: list[Entry] = []
@@ -167,24 +172,23 @@ class RequestLog:
     def _ended(self, scope: Scope, status: Any, response: Response, start: float) -> None:
         end = time.perf_counter()
         client = scope.get("client") or (None, None)
-        self.entries.append(
-            (
-                start,
-                end - start,
-                status,
-                response.size,
-                scope["type"],
-                scope.get("method", "GET"),
-                client[0],
-                client[1],
-                scope.get("path", ""),
-                scope.get("raw_path"),
-                scope.get("query_string", b""),
-                scope.get("http_version", "1.1"),
-                _values(scope.get("headers", ()), self.request_headers) if self.request_headers else (),
-                _values(response.headers, self.response_headers) if self.response_headers else (),
-            )
+        entry = (
+            start,
+            end - start,
+            status,
+            response.size,
+            scope["type"],
+            scope.get("method", "GET"),
+            client[0],
+            client[1],
+            scope.get("path", ""),
+            scope.get("raw_path"),
+            scope.get("query_string", b""),
+            scope.get("http_version", "1.1"),
+            _values(scope.get("headers", ()), self.request_headers) if self.request_headers else (),
+            _values(response.headers, self.response_headers) if self.response_headers else (),
         )
+        self.entries.append(entry if self.ids is None else entry + self.ids())
         if len(self.entries) >= BATCH:
             self.flush()
         else:
@@ -264,6 +268,8 @@ class Layout:
     #: Request and response header names (lower-case) the lines need.
     request_headers: tuple[bytes, ...] = ()
     response_headers: tuple[bytes, ...] = ()
+    #: Whether the lines show the trace and span ids (entries carry them only with tracing on).
+    trace_ids = False
 
     def line(self, entry: Entry, wall: float) -> str:
         raise NotImplementedError
@@ -305,6 +311,7 @@ class TextLayout(Layout):
         self.clock = _Clock()
         self.pid = str(os.getpid())
         self.default = layout == DEFAULT_FORMAT
+        self.trace_ids = "trace_id" in self.atoms or "span_id" in self.atoms
 
     def line(self, entry: Entry, wall: float) -> str:
         if self.default:
@@ -353,6 +360,8 @@ _TEXT_ATOMS: dict[str, Callable[[Entry], Any]] = {
     "M": lambda e: f"{e[DURATION] * 1000:.3f}",
     "D": lambda e: int(e[DURATION] * 1_000_000),
     "L": lambda e: f"{e[DURATION]:.6f}",
+    "trace_id": lambda e: (e[TRACE_ID] if len(e) > TRACE_ID else "") or "-",
+    "span_id": lambda e: (e[SPAN_ID] if len(e) > SPAN_ID else "") or "-",
 }
 
 
@@ -366,6 +375,7 @@ class JsonLayout(Layout):
     through the json module's C escaper, so the line is valid JSON whatever a client sent."""
 
     request_headers = (b"referer", b"user-agent", b"x-request-id")
+    trace_ids = True
 
     def __init__(self) -> None:
         self.clock = _Clock("%Y-%m-%dT%H:%M:%S", time.gmtime)  # ISO 8601 in UTC, milliseconds added
@@ -401,6 +411,8 @@ class JsonLayout(Layout):
             if value is not None:
                 parts += (f',"{key}":', quote(_text(value)))
         parts.append(f',"process.pid":{self.pid}')
+        if len(entry) > TRACE_ID and entry[TRACE_ID]:
+            parts.append(f',"trace_id":"{entry[TRACE_ID]}","span_id":"{entry[SPAN_ID]}"')
         if entry[KIND] == "websocket":
             parts.append(',"network.protocol.name":"websocket"')
         parts.append("}")
@@ -527,9 +539,16 @@ class Writer:
                 view = view[written:]
 
 
-def layer(app: Any, access_log: str | None, layout: Layout | None, metrics: Any = None) -> RequestLog:
+def layer(
+    app: Any,
+    access_log: str | None,
+    layout: Layout | None,
+    metrics: Any = None,
+    ids: Callable[[], tuple[str, str]] | None = None,
+) -> RequestLog:
     """The ``RequestLog`` layer for the access log (``access_log`` not None) and the metrics
-    (``metrics``: a ``ServerMetrics``), whichever are on."""
+    (``metrics``: a ``ServerMetrics``), whichever are on; ``ids``, with tracing on, gives each
+    entry the request's trace and span ids."""
     sinks: list[Callable[[list[Entry]], None]] = []
     request_headers: tuple[bytes, ...] = ()
     response_headers: tuple[bytes, ...] = ()
@@ -540,4 +559,4 @@ def layer(app: Any, access_log: str | None, layout: Layout | None, metrics: Any 
     if metrics is not None:
         sinks.append(metrics.counted)
         begun = metrics.begun
-    return RequestLog(app, sinks, request_headers, response_headers, begun)
+    return RequestLog(app, sinks, request_headers, response_headers, begun, ids)

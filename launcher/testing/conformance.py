@@ -26,7 +26,10 @@ no capability switch.
 
 This module imports pytest; the rest of ``launcher`` never imports it. The WebSocket checks
 also need the ``websockets`` package (``websockets>=12``), imported only inside them; the
-metrics check needs ``prometheus_client`` (``asgi-launcher[metrics]``) and is skipped without it.
+metrics check needs ``prometheus_client`` (``asgi-launcher[metrics]``) and is skipped without it;
+the tracing checks (``test_tracing_*``: OpenTelemetry spans from every worker, received by a real
+OTLP/HTTP collector, ``launcher.testing.otlp``) need ``asgi-launcher[otel]`` and are skipped
+without it, saying so.
 """
 
 from __future__ import annotations
@@ -35,12 +38,13 @@ import http.client
 import json
 import os
 import re
+import secrets
 import signal
 import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -50,7 +54,7 @@ import pytest
 from launcher.errors import EXIT_WORKERS_FAILING
 from launcher.master.policy import CrashLoop
 from launcher.observability import metrics
-from launcher.testing import apps
+from launcher.testing import apps, otlp
 from launcher.testing.process import Launcher, Load, free_port, request, run_launcher, start_launcher
 
 if TYPE_CHECKING:
@@ -1346,6 +1350,202 @@ class BackendConformance:
             # No HTTP/2 frames: nothing at all, or an HTTP/1.1 refusal; and the connection closed.
             assert received == b"" or self.statuses(received)[:1] == [400], received[:300]
             assert closed, f"the connection is still open after {received[:300]!r}"
+
+    # -- tracing (OTEL_*): each worker's spans, as a collector receives them -------------------
+
+    @pytest.fixture
+    def traced(self, tmp_path: Path) -> Path:
+        """An APP_DIR holding the kit's traced app; the tracing checks are skipped, saying what to
+        install, without the otel extra."""
+        hint = otlp.missing()
+        if hint is not None:
+            pytest.skip(hint)
+        apps.install("traced", tmp_path)
+        return tmp_path
+
+    @staticmethod
+    def otel_env(receiver: otlp.Receiver, **more: str) -> dict[str, str]:
+        """Tracing on, to ``receiver``. A batch is exported when 512 spans are waiting or a minute
+        has passed: what the checks find before that came from a worker's flush as it stopped."""
+        return {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "OTEL_SERVICE_NAME": "kit",
+            "OTEL_BSP_SCHEDULE_DELAY": "60000",
+            **more,
+        }
+
+    @staticmethod
+    def traceparent() -> tuple[str, str, str]:
+        """A caller's new trace: (trace id, its span id, the W3C ``traceparent`` header)."""
+        trace_id, parent = secrets.token_hex(16), secrets.token_hex(8)
+        return trace_id, parent, f"00-{trace_id}-{parent}-01"
+
+    @staticmethod
+    def traced_get(server: Launcher, path: str, traceparent: str) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+        try:
+            conn.request("GET", path, headers={"traceparent": traceparent, "Connection": "close"})
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    def test_tracing_a_server_span_per_request_from_every_worker_flushed_at_sigterm(
+        self, traced: Path
+    ) -> None:
+        workers = 2 if self.supports_multiple_workers else 1
+        with (
+            otlp.Receiver() as receiver,
+            self.serve(
+                traced, WEB_CONCURRENCY=str(workers), LOG_FORMAT="json", **self.otel_env(receiver)
+            ) as server,
+        ):
+            sent: dict[str, tuple[str, int]] = {}  # trace id -> (the caller's span id, the worker's pid)
+            deadline = time.monotonic() + 30
+            while len(sent) < 12 or len({pid for _, pid in sent.values()}) < workers:
+                assert time.monotonic() < deadline, f"requests reached fewer than {workers} workers: {sent}"
+                trace_id, parent, header = self.traceparent()
+                status, body = self.traced_get(server, f"/items/{len(sent)}?token=secret", header)
+                assert status == 200, body
+                sent[trace_id] = (parent, int(body))
+            raised, _, header = self.traceparent()
+            assert self.traced_get(server, "/raise", header)[0] == 500
+            assert not receiver.spans(), "spans were exported before the stop: the check proves nothing"
+            assert self.stop(server) == 0, server.output()[-3000:]
+            output = server.output()
+        ours = {*sent, raised}  # besides the readiness check's request
+        spans = [s for s in receiver.spans() if s.trace_id in ours]
+        served = {s.trace_id: s for s in spans if s.kind == "SERVER"}
+        assert len([s for s in spans if s.kind == "SERVER"]) == len(ours) == len(served), len(spans)
+        children = {s.parent_id: s for s in spans if s.name == "kit child"}
+        for trace_id, (parent, pid) in sent.items():
+            span = served[trace_id]
+            assert span.parent_id == parent, "the caller's traceparent is not the span's parent"
+            assert span.name == "GET /items/{item_id}" and span.status == "UNSET", span
+            attributes = span.attributes
+            assert attributes["http.request.method"] == "GET" and attributes["url.scheme"] == "http"
+            assert attributes["url.path"].startswith("/items/") and "url.query" not in attributes, attributes
+            assert (
+                attributes["http.response.status_code"] == 200
+                and attributes["http.route"] == "/items/{item_id}"
+            )
+            assert attributes["network.protocol.version"] == "1.1", attributes
+            assert attributes["client.address"] == "127.0.0.1" and attributes["server.port"] == server.port
+            assert span.resource["process.pid"] == pid and span.resource["service.name"] == "kit", (
+                span.resource
+            )
+            child = children[span.span_id]  # the app's own span, under the request's
+            assert (
+                child.trace_id == trace_id and span.start_ns <= child.start_ns <= child.end_ns <= span.end_ns
+            )
+        instances: dict[int, set[str]] = {}
+        for span in spans:
+            instances.setdefault(span.resource["process.pid"], set()).add(
+                span.resource["service.instance.id"]
+            )
+        assert len(instances) == workers and all(len(ids) == 1 for ids in instances.values()), instances
+        assert len(set().union(*instances.values())) == workers, f"workers share an instance id: {instances}"
+        failed = served[raised]
+        assert failed.status == "ERROR" and "exception" in failed.events, failed
+        assert failed.attributes["error.type"] == "RuntimeError", failed.attributes
+        assert failed.attributes["http.response.status_code"] == 500, failed.attributes
+        events = []
+        for line in output.splitlines():
+            with suppress(ValueError):
+                events.append(json.loads(line))
+        access = {
+            e["trace_id"]: e
+            for e in events
+            if e.get("log.logger") == "asgi_launcher.access" and "trace_id" in e
+        }
+        for trace_id in [*sent, raised]:
+            assert access[trace_id]["span_id"] == served[trace_id].span_id, access.get(trace_id)
+        errors = [e for e in events if str(e.get("error.message", "")).endswith("traced app raised")]
+        assert errors and all(e.get("trace_id") == raised for e in errors), (errors, output[-3000:])
+
+    def test_tracing_spans_in_flight_at_sigterm_are_flushed_after_the_drain(self, traced: Path) -> None:
+        self.require("supports_graceful_shutdown")
+        self.require("supports_websocket_shutdown")
+        with (
+            otlp.Receiver() as receiver,
+            self.serve(
+                traced, WEB_CONCURRENCY="1", GRACEFUL_TIMEOUT="20", **self.otel_env(receiver)
+            ) as server,
+        ):
+            trace_id, parent, header = self.traceparent()
+            answered: list[tuple[int, bytes]] = []
+            slow = threading.Thread(
+                target=lambda: answered.append(self.traced_get(server, "/slow?seconds=2", header)),
+                daemon=True,
+            )
+            slow.start()
+            with self.websocket(server) as ws:
+                server.wait_until(lambda: SLOW_STARTED in server.output(), 10, "the slow request in flight")
+                server.signal(signal.SIGTERM)
+                code = server.wait(30)
+                closed_with = close_code(ws, 5)
+            slow.join(10)
+        assert code == 0 and answered and answered[0][0] == 200, (answered, server.output()[-3000:])
+        assert closed_with == WS_SERVICE_RESTART
+        spans = receiver.spans()
+        request = [s for s in spans if s.kind == "SERVER" and s.trace_id == trace_id]
+        assert len(request) == 1 and request[0].parent_id == parent, spans
+        assert any(s.name == "kit child" and s.parent_id == request[0].span_id for s in spans), spans
+        sessions = [
+            s
+            for s in spans
+            if s.kind == "SERVER" and s.attributes.get("network.protocol.name") == "websocket"
+        ]
+        assert len(sessions) == 1 and sessions[0].attributes["http.response.status_code"] == 101, sessions
+
+    def flushed_before_the_worker_exits(
+        self, traced: Path, requests: int, stop: Callable[[Launcher, int], None], **env: str
+    ) -> None:
+        """``requests`` requests to one worker, then ``stop`` makes the master replace it: the
+        collector has their spans while the launcher still serves, from that worker's exit."""
+        with (
+            otlp.Receiver() as receiver,
+            self.serve(traced, WEB_CONCURRENCY="1", **self.otel_env(receiver), **env) as server,
+        ):
+            sent, pids = set(), set()
+            for _ in range(requests):
+                trace_id, _, header = self.traceparent()
+                status, body = self.traced_get(server, "/pid", header)
+                assert status == 200, body
+                sent.add(trace_id)
+                pids.add(int(body))
+            assert len(pids) == 1, pids
+            (pid,) = pids
+            stop(server, pid)
+            receiver.wait_for(
+                lambda spans: sent <= {s.trace_id for s in spans if s.kind == "SERVER"},
+                30,
+                "the stopped worker's spans",
+            )
+            server.wait_until(
+                lambda: pid not in server.serving() and server.ok("/pid"), 30, "a replacement worker"
+            )
+            assert server.proc.poll() is None, server.output()[-3000:]
+
+    def test_tracing_max_requests_flushes_the_retiring_workers_spans(self, traced: Path) -> None:
+        self.require("supports_max_requests")
+        # The 4th request retires the worker: the readiness check's and these 3.
+        self.flushed_before_the_worker_exits(
+            traced, 3, lambda server, pid: None, MAX_REQUESTS="4", MAX_REQUESTS_JITTER="0"
+        )
+
+    def test_tracing_sighup_flushes_the_old_workers_spans(self, traced: Path) -> None:
+        self.require("supports_signal_table")
+        self.flushed_before_the_worker_exits(traced, 2, lambda server, pid: server.signal(signal.SIGHUP))
+
+    def test_tracing_max_worker_memory_flushes_the_retired_workers_spans(self, traced: Path) -> None:
+        self.require("supports_max_worker_memory")
+        limit = 100  # MiB, as in the memory check above
+
+        def grow(server: Launcher, pid: int) -> None:
+            assert server.get(f"/grow?mb={limit + 40}", timeout=20)[0] == 200
+
+        self.flushed_before_the_worker_exits(traced, 2, grow, MAX_WORKER_MEMORY=str(limit))
 
 
 __all__ = ["CONFIG_KEYS", "BackendConformance", "close_code"]

@@ -2,9 +2,10 @@
 
 ``started`` (called by ``launcher.worker.build_worker_app``) makes a process one of the
 launcher's workers: it dies with its master, is the OOM killer's first choice, sets up
-``logging`` as every process of the launcher does, and gives the signal table its worker
-meaning. ``cannot_boot`` is the one way a worker that cannot start its app ends, whatever the
-server: its traceback, trimmed to the user's frames, and its cause go to the master (which
+``logging`` as every process of the launcher does, gives the signal table its worker meaning,
+and, with tracing on, sets up its own OpenTelemetry tracer provider and export thread: after the
+fork, where a thread works (``launcher.observability.tracing``). ``cannot_boot`` is the one way
+a worker that cannot start its app ends, whatever the server: its traceback, trimmed to the user's frames, and its cause go to the master (which
 shows the traceback once and one line per failed boot), and it exits 3 at once, before the
 server reports the failure its own way.
 """
@@ -84,6 +85,10 @@ def started(context: WorkerContext, loggers: Iterable[str] = ()) -> None:
     from launcher.signals import die_with, worker_signals
 
     configure(context.config, loggers)
+    if context.config.tracing.enabled:  # this process's own provider and export thread, after the fork
+        from launcher.observability import tracing
+
+        tracing.start(context.config.tracing)
     if context.master_pid is None:
         return
     raise_oom_score(context.master_pid)

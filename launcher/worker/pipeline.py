@@ -21,6 +21,9 @@ outermost first:
    **shutdown notice** (``SHUTDOWN_DELAY`` > 0): once the master's delay has begun, every
    response carries ``connection: close``, so keep-alive clients leave before the drain;
 5. **proxy headers** (``FORWARDED_ALLOW_IPS``), unless the server applies them itself;
+   **tracing** (an ``OTEL_*`` variable turns it on: ``launcher.config.tracing``): one OpenTelemetry
+   server span a request, current while the layers inside and the app run
+   (``launcher.observability.tracing``);
 6. **request log** (``ACCESS_LOG`` not empty, or ``OPS_PORT`` with ``prometheus_client``;
    ``launcher.observability.access_log``): one record a request, from which the access log
    writes its line (the same under every backend: each server's own access logger is off) and
@@ -562,14 +565,24 @@ def build(
         from launcher.observability import access_log
 
         layout = None
+        ids = None
         if config.access_log is not None:
             layout = access_log.layout_for(config.log_format, config.access_log_format)
+            if config.tracing.enabled and layout.trace_ids:
+                from launcher.observability.tracing import current_ids
+
+                ids = current_ids
         # One layer records each request for both: the access log's lines and the metrics.
         app = add(
-            "access-log" if layout else "metrics", access_log.layer(app, config.access_log, layout, counted)
+            "access-log" if layout else "metrics",
+            access_log.layer(app, config.access_log, layout, counted, ids),
         )
         if layout and counted is not None:
             layers.append("metrics")
+    if config.tracing.enabled:
+        from launcher.observability.tracing import ServerSpans
+
+        app = add("tracing", ServerSpans(app, drop_all=config.tracing.sampler == "always_off"))
     if not traits.proxy_headers:
         app = add("proxy-headers", ProxyHeadersMiddleware(app, config.forwarded_allow_ips))
     if config.max_requests > 0:

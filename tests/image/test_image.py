@@ -178,3 +178,15 @@ def test_start_scripts_use_the_same_contract(docker: Docker) -> None:
     dev.wait_ready()
     assert dev.get("/")[0] == 200
     assert "reload: watching /app for changes to *.py" in dev.logs()  # the launcher's reload mode
+
+
+def test_the_image_traces_with_the_otel_variables(docker: Docker) -> None:
+    # The image has the otel extra: OTEL_TRACES_EXPORTER turns tracing on (the console exporter
+    # here, no collector needed), and docker stop flushes the request's server span.
+    c = docker.run(TAG, env={"OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "image-test"})
+    c.wait_ready()
+    assert c.get("/json")[0] == 200
+    docker("stop", c.name, timeout=30)
+    logs = c.logs()
+    assert '"kind": "SpanKind.SERVER"' in logs and '"service.name": "image-test"' in logs, logs[-3000:]
+    assert int(c.state()["ExitCode"]) == 0  # type: ignore[call-overload]

@@ -13,7 +13,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 #: The apps available to ``install``, by name.
-NAMES = ("hello", "api", "asgi2", "raises_on_import", "startup_raises", "ops")
+NAMES = ("hello", "api", "asgi2", "raises_on_import", "startup_raises", "ops", "traced")
 
 
 def source(name: str) -> str:
