@@ -377,6 +377,11 @@ def resolve(
                 "RELOAD_DIRS", env["RELOAD_DIRS"], f"existing directories ({raw_dir!r} is not one)"
             )
 
+    def tls_file(key: str, variable: str) -> str | None:
+        sources[key] = sources[variable]
+        value = values[variable]
+        return None if value is None else str(Path(value).absolute())  # checked by launcher.config.tls
+
     worker_class = values["WORKER_CLASS"] or backend.default_worker_class
     sources["worker_class"] = sources["WORKER_CLASS"]
 
@@ -416,6 +421,13 @@ def resolve(
         reload=direct("reload", "RELOAD"),
         reload_dirs=reload_dirs,
         reload_include=direct("reload_include", "RELOAD_INCLUDE"),
+        ssl_certfile=tls_file("ssl_certfile", "SSL_CERTFILE"),
+        ssl_keyfile=tls_file("ssl_keyfile", "SSL_KEYFILE"),
+        ssl_keyfile_password=direct("ssl_keyfile_password", "SSL_KEYFILE_PASSWORD"),
+        ssl_ca_certs=tls_file("ssl_ca_certs", "SSL_CA_CERTS"),
+        ssl_cert_reqs=direct("ssl_cert_reqs", "SSL_CERT_REQS"),
+        ssl_min_version=direct("ssl_min_version", "SSL_MIN_VERSION"),
+        http2=direct("http2", "HTTP2"),
         unsupported=tuple(sorted(backend.unsupported)),
     )
     feeds = {s.env: s.feeds for s in SETTINGS}
