@@ -52,6 +52,24 @@ def server_context(config: Config) -> ssl.SSLContext:
     return context
 
 
+def probe_context(config: Config) -> ssl.SSLContext:
+    """The context ``asgi-launcher probe`` connects with (``config.tls`` must be true).
+
+    It verifies no certificate: it connects to the server's own address (127.0.0.1 for 0.0.0.0),
+    which is not the name the certificate is for, and a health check must not fail because a
+    client's trust store would; it asks whether this server answers. Under
+    ``SSL_CERT_REQS=required`` it shows the server's own certificate and key as its client
+    certificate, which the server accepts where SSL_CA_CERTS holds the CA that issued it (with the
+    clientAuth usage, or none); otherwise use ``OPS_PORT`` and ``probe --ready``.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    if config.ssl_cert_reqs == "required":
+        load_certificate(context, config)
+    return context
+
+
 def load_certificate(context: ssl.SSLContext, config: Config) -> None:
     """Load ``SSL_CERTFILE`` and its key into ``context`` (new connections get them from then
     on); raises ``ConfigError`` saying which file or password is wrong, never showing the password."""
