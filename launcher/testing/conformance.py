@@ -1483,6 +1483,47 @@ class BackendConformance:
         ):
             assert client.get(server.url("/")).http_version == "HTTP/1.1"  # HTTP2 off: not offered
 
+    def test_http2_requests_go_through_the_same_pipeline_and_drain_at_sigterm(
+        self, hello: Path, certificates: Certificates
+    ) -> None:
+        if not self.serves_http2:
+            pytest.skip(f"the {self.backend} backend declares serves_http2 = False")
+        httpx = pytest.importorskip("httpx")
+        pytest.importorskip("h2")
+        env = certificates.env(HTTP2="true", LIMIT_REQUEST_FIELDS="12", FORWARDED_ALLOW_IPS="127.0.0.1")
+        with (
+            self.serve_tls(hello, certificates.client(), **env, ACCESS_LOG="-") as server,
+            httpx.Client(http2=True, verify=certificates.client(), timeout=20) as client,
+        ):
+            # The proxy headers of a trusted peer, as over HTTP/1.1.
+            response = client.get(server.url("/headers"), headers={"X-Forwarded-Proto": "http"})
+            assert response.http_version == "HTTP/2" and response.json()["scheme"] == "http"
+            # LIMIT_REQUEST_FIELDS holds for HTTP/2 requests too.
+            many = {f"x-field-{n}": "v" for n in range(14)}
+            response = client.get(server.url("/headers"), headers=many)
+            assert response.status_code == 431, (response.status_code, response.text)
+            # SIGTERM: the stream in flight finishes, then the launcher exits 0.
+            result: dict[str, Any] = {}
+
+            def slow() -> None:
+                try:
+                    answer = client.get(server.url("/slow?seconds=2"))
+                    result["response"] = (answer.status_code, answer.http_version)
+                except httpx.HTTPError as exc:
+                    result["response"] = exc
+
+            thread = threading.Thread(target=slow, daemon=True)
+            thread.start()
+            server.wait_until(lambda: SLOW_STARTED in server.output(), 10, "the slow request")
+            server.signal(signal.SIGTERM)
+            thread.join(30)
+            assert result.get("response") == (200, "HTTP/2"), result
+            # The client leaves (an idle TLS connection whose client does not answer the server's
+            # close_notify holds Hypercorn's and Uvicorn's stop for 30 s: see docs/tls.md).
+            client.close()
+            assert server.wait(30) == 0
+            assert "GET /headers HTTP/2" in server.output()
+
     def test_tls_certificate_replaced_in_place_is_served_after_sighup_without_failing_a_request(
         self, hello: Path, tmp_path: Path
     ) -> None:
@@ -1516,12 +1557,15 @@ class BackendConformance:
             finally:
                 load.stop()
             failed = [o for o in load.outcomes if o.status != 200]
-            assert load.outcomes and not load.refused, (len(load.outcomes), load.refused)
+            assert load.outcomes, load.refused
             if self.restart_drops_fresh_connections:
+                # Over TLS a connection the stopping worker drops can also fail while the request
+                # is sent, after the handshake: counted with the rest, never an error status.
                 assert all(o.status is None for o in failed), failed[:5]
-                assert len(failed) <= len(load.outcomes) // 20, (len(failed), len(load.outcomes))
+                dropped = len(failed) + load.refused
+                assert dropped <= len(load.outcomes) // 20, (dropped, len(load.outcomes))
             else:
-                assert not failed, failed[:5]
+                assert not failed and not load.refused, (failed[:5], load.refused)
             assert self.stop(server) == 0
 
     def test_probe_speaks_tls_and_probe_ready_keeps_the_operations_listener(
