@@ -1475,8 +1475,10 @@ class BackendConformance:
                 response = client.get(server.url("/headers?h1"))
             assert response.http_version == "HTTP/1.1"
             # The access lines name the protocol (each worker writes its own, when it gets to it).
-            for line in ("GET /headers?h1 HTTP/1.1", "GET /headers?h2 HTTP/2"):
-                server.wait_until(lambda line=line: line in server.output(), 10, f"the line {line!r}")
+            wanted = ("GET /headers?h1 HTTP/1.1", "GET /headers?h2 HTTP/2")
+            server.wait_until(
+                lambda: all(line in server.output() for line in wanted), 10, "both access lines"
+            )
             assert self.stop(server) == 0
         with (
             self.serve_tls(hello, certificates.client(), **certificates.env()) as server,
