@@ -26,3 +26,6 @@ class TestConformance(BackendConformance):
     # it requires one: SSL_KEYFILE_PASSWORD and SSL_CERT_REQS=optional are exit 2 (see docs/tls.md).
     reads_encrypted_keys = False
     verifies_optional_client_certificates = False
+    # At SIGTERM Granian's GOAWAY is followed by a PING, and an HTTP/2 client on python-h2 (httpx)
+    # then fails the stream still in flight (see docs/tls.md).
+    drains_http2_at_sigterm = False
