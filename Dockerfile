@@ -37,7 +37,8 @@ WORKDIR /app
 EXPOSE 80
 
 # With OPS_PORT set, healthy means ready: the master's /readyz (503 before a worker has booted
-# and from the first SIGTERM on); without it, any HTTP answer from the app's port.
+# and from the first SIGTERM on); without it, any HTTP answer from the app's port (over TLS when
+# SSL_CERTFILE is set; see docs/tls.md for what it verifies).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
     CMD ["/bin/sh", "-c", "exec asgi-launcher probe ${OPS_PORT:+--ready}"]
 

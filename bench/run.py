@@ -13,6 +13,7 @@ server alone, interleaved the same way.
     python bench/run.py             # full run (about 10 minutes): writes bench/results.md and .json
     python bench/run.py --quick     # at most ~60 s; the last line gives the launcher/direct ratios
     python bench/run.py --self-check  # parses sample wrk output and starts one config briefly
+    python bench/run.py --tls --at-once --rounds 3  # TLS: launcher vs direct, and on vs off
 
 Figures: requests/s at 64 and 256 connections, p50/p99 latency, errors (socket errors and
 non-2xx), time from process start to the first 200, memory of the whole process tree after
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -32,6 +34,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -76,6 +79,7 @@ class Setup:
     name: str
     argv: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
+    tls: bool = False  # serves HTTPS with the certificate in CERTS ({cert}, {key})
 
     def command(self, port: int, pinned: bool = False) -> tuple[list[str], dict[str, str]]:
         """The argv and environment on ``port``; ``pinned``: one worker, on SERVER_CPU alone.
@@ -83,7 +87,12 @@ class Setup:
         Pinned, a launcher is given MAX_WORKERS=1 rather than WEB_CONCURRENCY=1, so that the
         Uvicorn backend keeps its supervised worker (WEB_CONCURRENCY=1 is its single-process mode).
         """
-        values = {"bind": f"127.0.0.1:{port}", "port": str(port), "workers": "1" if pinned else WORKERS}
+        values = {
+            "bind": f"127.0.0.1:{port}",
+            "port": str(port),
+            "workers": "1" if pinned else WORKERS,
+            **CERTS,
+        }
         if any("{ops_port}" in v for v in self.env.values()):
             values["ops_port"] = str(free_port())
         values["otlp"] = OTLP_SINK.endpoint if OTLP_SINK else "http://127.0.0.1:9"
@@ -105,13 +114,35 @@ def _launcher(backend: str, variant: str = "", **more: str) -> Setup:
         "SERVER_BACKEND": backend,
         **more,
     }
-    return Setup(f"launcher {backend}{variant}", (str(BIN / "asgi-launcher"),), env)
+    return Setup(f"launcher {backend}{variant}", (str(BIN / "asgi-launcher"),), env, "SSL_CERTFILE" in env)
 
 
 def _direct(name: str, program: str, options: str) -> Setup:
     """A server's own command line, configured as the launcher configures that server by default
     (2 workers, access log on, same loop), so that only the launcher differs."""
-    return Setup(name, (str(BIN / program), *options.split(), "main:app"))
+    return Setup(name, (str(BIN / program), *options.split(), "main:app"), tls="{cert}" in options)
+
+
+#: ``--tls``: the certificate and key every TLS setup serves ({cert}, {key}), made by trustme.
+CERTS: dict[str, str] = {}
+#: Each server's own TLS options, set as the launcher sets them (TLS 1.2 at least, no client certificate).
+_TLS_OPTIONS = {
+    "gunicorn": "--certfile {cert} --keyfile {key}",
+    "hypercorn": "--certfile {cert} --keyfile {key}",
+    "granian": "--ssl-certificate {cert} --ssl-keyfile {key} --ssl-protocol-min tls1.2",
+    "uvicorn": "--ssl-certfile {cert} --ssl-keyfile {key}",
+}
+
+
+def make_certificates(directory: Path) -> None:
+    """A certificate for 127.0.0.1 and its key, made now (trustme, from the test extra)."""
+    import trustme
+
+    leaf = trustme.CA().issue_cert("127.0.0.1", "localhost")
+    directory.mkdir(parents=True, exist_ok=True)
+    leaf.cert_chain_pems[0].write_to_path(str(directory / "cert.pem"))
+    leaf.private_key_pem.write_to_path(str(directory / "key.pem"))
+    CERTS.update(cert=str(directory / "cert.pem"), key=str(directory / "key.pem"))
 
 
 _GUNICORN = "-w {workers} -b {bind} --no-control-socket --access-logfile - --worker-tmp-dir /dev/shm -k"
@@ -177,6 +208,31 @@ SETUPS = {
                     {"OTEL_EXPORTER_OTLP_ENDPOINT": "{otlp}", "OTEL_TRACES_SAMPLER": "always_on"},
                 ),
             )
+        ),
+        # --tls: each launcher with TLS, and each server started directly with the same TLS settings.
+        *(
+            _launcher(b, " tls", SSL_CERTFILE="{cert}", SSL_KEYFILE="{key}")
+            for b in ("gunicorn", "hypercorn", "granian", "uvicorn")
+        ),
+        _direct(
+            "direct gunicorn tls",
+            "gunicorn",
+            f"{_GUNICORN} uvicorn_worker.UvicornWorker {_TLS_OPTIONS['gunicorn']}",
+        ),
+        _direct(
+            "direct hypercorn tls",
+            "hypercorn",
+            f"-w {{workers}} -b {{bind}} --access-logfile - -k uvloop {_TLS_OPTIONS['hypercorn']}",
+        ),
+        _direct(
+            "direct granian tls",
+            "granian",
+            f"--interface asgi --workers {{workers}} --host 127.0.0.1 --port {{port}} --access-log {_TLS_OPTIONS['granian']}",
+        ),
+        _direct(
+            "uvicorn --workers 2 tls",
+            "uvicorn",
+            f"--workers {{workers}} --host 127.0.0.1 --port {{port}} {_TLS_OPTIONS['uvicorn']}",
         ),
         # bench/floor.py: the demo behind a bare send wrapper (--floor), the access log off.
         *(
@@ -285,6 +341,21 @@ FLOOR_COMPARISONS = [
         ),
     )
 ]
+#: `--tls`: each launcher with TLS against its server started directly with the same TLS settings,
+#: and TLS on against off, in one run.
+TLS_COMPARISONS = [
+    c
+    for b in BACKENDS
+    for c in (
+        Comparison(
+            f"{b} tls: launcher vs direct",
+            f"launcher {b} tls",
+            DIRECT.get(b, f"direct {b}") + " tls",
+            "throughput_ratio",
+        ),
+        Comparison(f"{b}: tls on vs off", f"launcher {b} tls", f"launcher {b}", None),
+    )
+]
 #: `--same`: each launcher against itself, A/A: what the method reads when there is no difference.
 SAME_COMPARISONS = [Comparison(f"{b}: A/A", f"launcher {b}", f"launcher {b}", None) for b in BACKENDS]
 LOADS = {  # name -> (path, connections)
@@ -325,6 +396,7 @@ class Plan:
         at_once: bool = False,
         same: bool = False,
         tracing: bool = False,
+        tls: bool = False,
     ) -> Plan:
         pinned = (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
         at_once = at_once and pinned
@@ -338,6 +410,7 @@ class Plan:
             (logging, LOGGING_COMPARISONS),
             (metrics, METRICS_COMPARISONS),
             (same, SAME_COMPARISONS),
+            (tls, TLS_COMPARISONS),
         ):
             if chosen_mode:
                 chosen = [c for c in pool if only in c.name]
@@ -416,7 +489,9 @@ def parse_wrk(output: str) -> dict[str, float]:
     }
 
 
-def wrk_argv(binary: str, port: int, load: str, seconds: int, pinned: bool = False) -> list[str]:
+def wrk_argv(
+    binary: str, port: int, load: str, seconds: int, pinned: bool = False, scheme: str = "http"
+) -> list[str]:
     path, connections = LOADS[load]
     return [
         *(["taskset", "-c", WRK_CPU] if pinned else []),
@@ -428,13 +503,18 @@ def wrk_argv(binary: str, port: int, load: str, seconds: int, pinned: bool = Fal
         "-d",
         f"{seconds}s",
         "--latency",
-        f"http://127.0.0.1:{port}{path}",
+        f"{scheme}://127.0.0.1:{port}{path}",
     ]
 
 
-def wrk(binary: str, port: int, load: str, seconds: int, pinned: bool = False) -> dict[str, float]:
+def wrk(
+    binary: str, port: int, load: str, seconds: int, pinned: bool = False, scheme: str = "http"
+) -> dict[str, float]:
     out = subprocess.run(
-        wrk_argv(binary, port, load, seconds, pinned), capture_output=True, text=True, timeout=seconds + 30
+        wrk_argv(binary, port, load, seconds, pinned, scheme),
+        capture_output=True,
+        text=True,
+        timeout=seconds + 30,
     )
     return parse_wrk(out.stdout)
 
@@ -473,7 +553,7 @@ def served(binary: str, running: Running, load: str, seconds: int, pinned: bool 
     """
     pids = tree(running.proc.pid)
     before = cpu_seconds(pids)
-    result = wrk(binary, running.port, load, seconds, pinned)
+    result = wrk(binary, running.port, load, seconds, pinned, running.scheme)
     used = cpu_seconds(pids) - before  # workers replaced meanwhile would be missed: none are
     result["cpu_us_per_request"] = used / max(result["requests"], 1) * 1e6
     return result
@@ -487,7 +567,9 @@ def served_at_once(
     trees = [tree(r.proc.pid) for r in running]
     before = [cpu_seconds(pids) for pids in trees]
     procs = [
-        subprocess.Popen(wrk_argv(binary, r.port, load, seconds, pinned), stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            wrk_argv(binary, r.port, load, seconds, pinned, r.scheme), stdout=subprocess.PIPE, text=True
+        )
         for r in running
     ]
     outputs = [p.communicate(timeout=seconds + 30)[0] for p in procs]
@@ -513,9 +595,13 @@ def memory_mb(pids: list[int]) -> dict[str, float]:
     return {"rss_mb": totals["Rss:"] / 1024, "pss_mb": totals["Pss:"] / 1024}
 
 
-def answers(port: int, path: str = "/plaintext") -> bool:
+def answers(port: int, path: str = "/plaintext", scheme: str = "http") -> bool:
+    # The benchmark's own certificate: nothing to verify it against.
+    context = ssl._create_unverified_context() if scheme == "https" else None
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1) as response:
+        with urllib.request.urlopen(
+            f"{scheme}://127.0.0.1:{port}{path}", timeout=1, context=context
+        ) as response:
             return bool(response.status == 200)
     except OSError:
         return False
@@ -526,6 +612,7 @@ class Running:
     proc: subprocess.Popen[bytes]
     port: int
     startup_ms: float
+    scheme: str = "http"
 
 
 def start(setup: Setup, timeout: float = 30, pinned: bool = False) -> Running | None:
@@ -536,9 +623,10 @@ def start(setup: Setup, timeout: float = 30, pinned: bool = False) -> Running | 
     proc = subprocess.Popen(
         argv, cwd=DEMO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
+    scheme = "https" if setup.tls else "http"
     while time.perf_counter() - started < timeout:
-        if answers(port):
-            return Running(proc, port, (time.perf_counter() - started) * 1000)
+        if answers(port, scheme=scheme):
+            return Running(proc, port, (time.perf_counter() - started) * 1000, scheme)
         if proc.poll() is not None:
             break
         time.sleep(0.002)
@@ -599,7 +687,14 @@ def measure_pair(binary: str, comparison: Comparison, plan: Plan, log: Any) -> d
                     return {"failed": f"{names[key]} failed to start", "samples": samples, "starts": starts}
                 running[key] = started
             for key in alternate(["a", "b"], index):
-                wrk(binary, running[key].port, "plaintext c64", plan.warm_seconds, plan.pinned)
+                wrk(
+                    binary,
+                    running[key].port,
+                    "plaintext c64",
+                    plan.warm_seconds,
+                    plan.pinned,
+                    running[key].scheme,
+                )
             starts.append(
                 {
                     key: {"startup_ms": running[key].startup_ms, **memory_mb(tree(running[key].proc.pid))}
@@ -1089,6 +1184,12 @@ def main() -> int:
         help="--logging/--metrics: what the launchers serve: the demo (Starlette), or a FastAPI "
         "endpoint returning a small JSON model (bench/fastapi_app.py)",
     )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="each launcher with TLS against its server started directly with the same TLS "
+        "settings, and TLS on against off (pinned; with --at-once, at the same time)",
+    )
     args = parser.parse_args()
     if args.app == "fastapi":
         for setup in SETUPS.values():
@@ -1109,14 +1210,22 @@ def main() -> int:
         args.at_once,
         args.same,
         args.tracing,
+        args.tls,
     )
+    if args.app == "fastapi":  # its JSON model, not the text the harness polls
+        plan = dataclasses.replace(plan, loads=["fastapi model c64"])
     if args.tracing:
         global OTLP_SINK
         OTLP_SINK = otlp_sink()
+    if args.tls:
+        import tempfile
+
+        certificates = tempfile.TemporaryDirectory(prefix="asgi-launcher-bench-")
+        make_certificates(Path(certificates.name))  # removed at exit
     result = run(plan, None if plan.quick else args.out)
     if args.tracing:
         print(per_span(result))
-    if args.logging or args.metrics or args.floor or args.same or args.tracing:
+    if args.logging or args.metrics or args.floor or args.same or args.tracing or args.tls:
         for name, c in result["comparisons"].items():
             comparison = next(x for x in plan.comparisons if x.name == name)
             if "failed" in c:

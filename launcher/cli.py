@@ -146,8 +146,12 @@ def cmd_probe(args: argparse.Namespace) -> int:
             raise ConfigError("probe --ready asks /readyz: leave out --path")
         ok, message = probe(config.ops_bind, "/readyz", timeout, want_200=True)
     else:
-        # Where `run` serves, if it was started from this environment and its prestart moved it.
-        ok, message = probe(served_bind(config.bind), path, timeout)
+        from launcher.config.tls import probe_context
+
+        # Where `run` serves, if it was started from this environment and its prestart moved it;
+        # with TLS when SSL_CERTFILE is set (the operations listener above is plain HTTP).
+        tls = probe_context(config) if config.tls else None
+        ok, message = probe(served_bind(config.bind), path, timeout, tls=tls)
     print(message, file=sys.stdout if ok else sys.stderr)
     return 0 if ok else 1
 
@@ -202,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
         "probe",
         help="send one HTTP request to the server (health check)",
         description="Exit 0 if the server on the resolved bind (or where a running launcher's "
-        "prestart moved it) answers HTTP at all.",
+        "prestart moved it) answers HTTP at all; over TLS, without verifying the certificate, "
+        "when SSL_CERTFILE is set.",
     )
     p.add_argument("--path", default="/", help="request path (default /)")
     p.add_argument("--timeout", default="5", help="seconds to wait, more than 0 (default 5)")

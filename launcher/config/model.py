@@ -64,6 +64,14 @@ class Config:
     reload_dirs: tuple[str, ...] = ()  # absolute
     reload_include: tuple[str, ...] = ()
     tracing: Tracing = field(default_factory=Tracing)  # the OTEL_* variables
+    # TLS (SSL_*): on when ssl_certfile is set; paths are absolute. launcher.config.tls checks them.
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_keyfile_password: str | None = None
+    ssl_ca_certs: str | None = None
+    ssl_cert_reqs: str = "none"  # none, optional, required
+    ssl_min_version: str = "TLSv1.2"  # an ssl.TLSVersion name: TLSv1.2, TLSv1.3
+    http2: bool = False  # HTTP/2 over TLS (ALPN h2)
     sources: Mapping[str, str] = field(default_factory=dict)
     server_settings: Mapping[str, Any] = field(default_factory=dict)
     unsupported: tuple[str, ...] = ()
@@ -73,6 +81,11 @@ class Config:
         """The operations listener's address as a bind string (``OPS_HOST:OPS_PORT``)."""
         host = f"[{self.ops_host}]" if ":" in self.ops_host else self.ops_host
         return f"{host}:{self.ops_port}"
+
+    @property
+    def tls(self) -> bool:
+        """Whether the app's listeners speak TLS (``SSL_CERTFILE`` is set)."""
+        return self.ssl_certfile is not None
 
     @property
     def head_timeout(self) -> int:
@@ -121,7 +134,7 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe view; the keys are a stable, documented interface (`config --json`)."""
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data = {f.name: self.masked(f.name, getattr(self, f.name)) for f in dataclasses.fields(self)}
         data["bind"] = list(self.bind)
         data["unsupported"] = list(self.unsupported)
         data["tracing"] = self.tracing.shown()

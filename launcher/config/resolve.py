@@ -32,6 +32,7 @@ DEFAULT_BACKEND = BY_ENV["SERVER_BACKEND"].default
 COMPUTED_FIELDS = frozenset(
     {"backend", "app", "app_dir", "bind", "workers", "worker_memory", "worker_class", "log_config"}
     | {"config_file", "prestart", "ops_host", "reload_dirs", "tracing"}
+    | {"ssl_certfile", "ssl_keyfile", "ssl_ca_certs"}
 )
 PLAIN_FIELDS = frozenset(s.feeds for s in SETTINGS) - COMPUTED_FIELDS
 
@@ -400,6 +401,11 @@ def resolve(
                 "RELOAD_DIRS", env["RELOAD_DIRS"], f"existing directories ({raw_dir!r} is not one)"
             )
 
+    def tls_file(key: str, variable: str) -> str | None:
+        sources[key] = sources[variable]
+        value = values[variable]
+        return None if value is None else str(Path(value).absolute())  # checked by launcher.config.tls
+
     worker_class = values["WORKER_CLASS"] or backend.default_worker_class
     sources["worker_class"] = sources["WORKER_CLASS"]
 
@@ -432,6 +438,9 @@ def resolve(
         ops_host=ops_host,
         reload_dirs=reload_dirs,
         tracing=tracing,
+        ssl_certfile=tls_file("ssl_certfile", "SSL_CERTFILE"),
+        ssl_keyfile=tls_file("ssl_keyfile", "SSL_KEYFILE"),
+        ssl_ca_certs=tls_file("ssl_ca_certs", "SSL_CA_CERTS"),
         unsupported=tuple(sorted(backend.unsupported)),
     )
     feeds = {s.env: s.feeds for s in SETTINGS}

@@ -185,6 +185,14 @@ def _bool(raw: str) -> bool:
     return value
 
 
+def _tls_version(raw: str) -> str:
+    """``TLSv1.2`` or ``TLSv1.3`` (``ssl.TLSVersion``'s names), also written ``1.2`` or ``tls1.3``."""
+    value = raw.strip().lower().removeprefix("tlsv").removeprefix("tls")
+    if value not in ("1.2", "1.3"):
+        raise ValueError(raw)
+    return f"TLSv{value}"
+
+
 def _dirs(raw: str) -> tuple[str, ...]:
     parts = tuple(p.strip() for p in raw.split(",") if p.strip())
     if not parts:
@@ -233,6 +241,9 @@ KINDS: dict[str, Kind] = {
     "bool": Kind("true or false (or 1/0, yes/no, on/off)", _bool),
     "ops_port": Kind("a port number from 1 to 65535, or empty (off)", _int(1, 65535)),
     "dirs": Kind("directories separated by commas", _dirs),
+    "secret": Kind("a password (kept as written, never shown)", str),
+    "tls_version": Kind("TLSv1.2 or TLSv1.3", _tls_version),
+    "cert_reqs": Kind("none, optional or required", _choice(("none", "optional", "required"))),
     "globs": Kind("file patterns such as *.html or templates/*.jinja2, separated by commas", _globs),
     "otel_exporters": Kind("otlp, console, both separated by a comma, or none", tracing.exporters),
     "otlp_protocol": Kind("http/protobuf or grpc", tracing.protocol),
@@ -431,8 +442,68 @@ SETTINGS: tuple[Setting, ...] = (
         False,
         "`false`",
         "Serve HTTP/2 without TLS (h2c: `Upgrade: h2c` and prior knowledge). Off, an `Upgrade: h2c` "
-        "is ignored (served as HTTP/1.1) and the HTTP/2 preface is refused. HTTP/2 over TLS is "
-        "unaffected; `true` needs a backend that speaks HTTP/2.",
+        "is ignored (served as HTTP/1.1) and the HTTP/2 preface is refused. `true` needs a backend "
+        "that speaks HTTP/2, and no TLS: HTTP/2 over TLS is `HTTP2`.",
+    ),
+    Setting(
+        "SSL_CERTFILE",
+        "ssl_certfile",
+        "path",
+        None,
+        "unset (no TLS)",
+        "Serve HTTPS (and WSS): the server's certificate, PEM, followed by its chain; it may hold the "
+        "private key too. Read by every worker when it starts, so a `SIGHUP` serves a replaced file.",
+    ),
+    Setting(
+        "SSL_KEYFILE",
+        "ssl_keyfile",
+        "path",
+        None,
+        "unset (the key is in `SSL_CERTFILE`)",
+        "The certificate's private key, PEM; it must match the certificate.",
+    ),
+    Setting(
+        "SSL_KEYFILE_PASSWORD",
+        "ssl_keyfile_password",
+        "secret",
+        None,
+        "unset",
+        "Password of an encrypted private key. Never shown: `config` prints `***`.",
+    ),
+    Setting(
+        "SSL_CA_CERTS",
+        "ssl_ca_certs",
+        "path",
+        None,
+        "unset",
+        "CA certificates, PEM, that client certificates are verified against (mutual TLS).",
+    ),
+    Setting(
+        "SSL_CERT_REQS",
+        "ssl_cert_reqs",
+        "cert_reqs",
+        "none",
+        "`none`",
+        "Client certificates: `none` (not asked for), `optional` (asked for, verified when sent) or "
+        "`required` (mutual TLS: a client without a valid one is refused); the last two need "
+        "`SSL_CA_CERTS`.",
+    ),
+    Setting(
+        "SSL_MIN_VERSION",
+        "ssl_min_version",
+        "tls_version",
+        "TLSv1.2",
+        "`TLSv1.2`",
+        "The oldest TLS version a client may use: `TLSv1.2` or `TLSv1.3`.",
+    ),
+    Setting(
+        "HTTP2",
+        "http2",
+        "bool",
+        False,
+        "`false`",
+        "Serve HTTP/2 over TLS, offered through ALPN (`h2`); clients that do not offer it get "
+        "HTTP/1.1. Needs `SSL_CERTFILE` and a backend that speaks HTTP/2 (hypercorn, granian).",
     ),
     Setting(
         "ACCESS_LOG",

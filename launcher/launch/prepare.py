@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from launcher.backend import Backend
+from launcher.config import tls
 from launcher.config.model import Config, MissingApp
 from launcher.config.resolve import WORKER_BOUNDS, backend_name, effective_env, resolve
 from launcher.config.resources import MASTER_RESERVE_MIB, MIB, memory_cap
@@ -54,6 +55,7 @@ def prepare(env: Mapping[str, str]) -> Prepared:
     try:
         with contextlib.redirect_stdout(printed):
             config = config.with_file_settings(backend.load_config_file(config, given))
+        tls.check(config)  # the certificate, its key, the CA file: read and tried, for every backend
         backend.validate(config)
     except ConfigError:
         raise

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import ssl
 import stat
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -42,12 +43,20 @@ def _open(address: Address, timeout: float) -> socket.socket:
     return socket.create_connection((address.host, address.port), timeout)
 
 
-def probe(bind: str, path: str = "/", timeout: float = 5.0, *, want_200: bool = False) -> tuple[bool, str]:
+def probe(
+    bind: str,
+    path: str = "/",
+    timeout: float = 5.0,
+    *,
+    want_200: bool = False,
+    tls: ssl.SSLContext | None = None,
+) -> tuple[bool, str]:
     """Send ``GET path`` to ``bind``; any HTTP status counts as alive (the server answered),
-    or with ``want_200`` only 200 (``probe --ready``: the master's ``/readyz``).
+    or with ``want_200`` only 200 (``probe --ready``: the master's ``/readyz``). With ``tls``
+    (``launcher.config.tls.probe_context``) the request goes over TLS.
 
     The message names the address connected to (``127.0.0.1:80`` for a bind of ``0.0.0.0:80``,
-    the socket path for ``unix:``), not the bind string.
+    the socket path for ``unix:``), not the bind string, and the TLS version.
     """
     # Imported here: `run` imports this module for the state file only, and starts faster without.
     import http.client
@@ -56,16 +65,23 @@ def probe(bind: str, path: str = "/", timeout: float = 5.0, *, want_200: bool = 
     peer = _shown(address.family, address.sockaddr)
     host = "localhost" if address.family == socket.AF_UNIX else address.host
     conn = http.client.HTTPConnection(host, address.port or None, timeout=timeout)
+    over = ""
     try:
         conn.sock = _open(address, timeout)
         if address.family != socket.AF_UNIX:
             peer = _shown(conn.sock.family, conn.sock.getpeername())
+        if tls is not None:
+            conn.sock = tls.wrap_socket(conn.sock)  # the handshake, within the timeout
+            over = f" over {conn.sock.version()}"
         conn.request("GET", path, headers={"User-Agent": "asgi-launcher-probe"})
         response = conn.getresponse()
         ok = response.status == 200 or not want_200
-        return ok, f"{peer}: HTTP {response.status} {response.reason}"
+        return ok, f"{peer}: HTTP {response.status} {response.reason}{over}"
     except (OSError, http.client.HTTPException) as exc:
-        return False, f"{peer}: no HTTP answer ({type(exc).__name__}: {exc})"
+        return (
+            False,
+            f"{peer}: no HTTP answer{over or (' over TLS' if tls else '')} ({type(exc).__name__}: {exc})",
+        )
     finally:
         conn.close()
 

@@ -41,6 +41,7 @@ import re
 import secrets
 import signal
 import socket
+import ssl
 import threading
 import time
 from collections import Counter
@@ -59,6 +60,8 @@ from launcher.testing.process import Launcher, Load, free_port, request, run_lau
 
 if TYPE_CHECKING:
     from websockets.sync.client import ClientConnection
+
+    from launcher.testing.tls import Certificates
 
 #: The keys ``asgi-launcher config --json`` promises.
 CONFIG_KEYS = frozenset(
@@ -239,7 +242,11 @@ class BackendConformance:
 
     def serve(self, app_dir: Path, **more: str) -> Launcher:
         """Start the launcher on ``app_dir`` and wait until it answers HTTP."""
-        server = self.start(app_dir, **more)
+        return self.serve_tls(app_dir, None, **more)
+
+    def serve_tls(self, app_dir: Path, tls: ssl.SSLContext | None, **more: str) -> Launcher:
+        """``serve``, its requests made with the client context ``tls`` (HTTPS, WSS)."""
+        server = start_launcher(self.env(app_dir, **more), tls=tls)
         try:
             server.wait_ready("/", self.ready_timeout)
         except BaseException:
@@ -280,7 +287,8 @@ class BackendConformance:
         """A WebSocket to the hello app's ``/ws``, proven open by one echoed message."""
         connect = websocket_connect()
         ws: ClientConnection
-        with connect(server.ws_url("/ws"), open_timeout=10, close_timeout=2) as ws:
+        tls = {"ssl": server.tls} if server.tls else {}
+        with connect(server.ws_url("/ws"), open_timeout=10, close_timeout=2, **tls) as ws:
             ws.send("echo me")
             assert ws.recv(timeout=10) == "echo me", "the WebSocket does not echo"
             yield ws
@@ -1546,6 +1554,251 @@ class BackendConformance:
             assert server.get(f"/grow?mb={limit + 40}", timeout=20)[0] == 200
 
         self.flushed_before_the_worker_exits(traced, 2, grow, MAX_WORKER_MEMORY=str(limit))
+
+    # -- TLS, mutual TLS and HTTP/2 (SSL_*, HTTP2) ------------------------------------------
+    # Certificates are made for each test with trustme (launcher.testing.tls); the clients are
+    # the ssl module's, http.client's, websockets' and httpx's (HTTP/2).
+
+    #: ``SSL_KEYFILE_PASSWORD`` decrypts an encrypted private key. False: the backend refuses the
+    #: variable with exit 2 in one line (Granian 2 cannot read encrypted keys).
+    reads_encrypted_keys: ClassVar[bool] = True
+    #: ``SSL_CERT_REQS=optional`` asks for a client certificate without requiring one. False: the
+    #: backend refuses it with exit 2 in one line (Granian only verifies the ones it requires).
+    verifies_optional_client_certificates: ClassVar[bool] = True
+    #: ``HTTP2=true`` offers HTTP/2 over TLS through ALPN (HTTP/1.1 kept for clients that do not
+    #: offer h2). False: ``HTTP2=true`` is exit 2 in one line naming HTTP2 (Uvicorn speaks HTTP/1.1).
+    serves_http2: ClassVar[bool] = True
+    #: At SIGTERM an HTTP/2 stream in flight finishes before the connection goes (GOAWAY).
+    #: False: an HTTP/2 client (httpx, on python-h2) loses it (Granian: its GOAWAY is followed by
+    #: a PING, which python-h2 refuses on a connection it has closed after the GOAWAY).
+    drains_http2_at_sigterm: ClassVar[bool] = True
+    #: Certificate files replaced in place are served after a SIGHUP, failing no request (the
+    #: rolling restart; a process serving alone reloads its certificate in place).
+    reloads_certificate_on_sighup: ClassVar[bool] = True
+
+    @pytest.fixture
+    def certificates(self, tmp_path: Path) -> Certificates:
+        """A server certificate for 127.0.0.1 and client certificates, made now (trustme)."""
+        try:
+            from launcher.testing.tls import Certificates
+        except ImportError:
+            pytest.fail("the TLS checks need trustme: pip install trustme")
+        return Certificates.make(tmp_path / "tls")
+
+    def test_tls_serves_https_and_wss_with_the_scheme_in_the_scope(
+        self, hello: Path, certificates: Certificates
+    ) -> None:
+        with self.serve_tls(hello, certificates.client(), **certificates.env(ACCESS_LOG="-")) as server:
+            status, _, body = server.get("/headers")
+            assert status == 200 and json.loads(body)["scheme"] == "https", body
+            with self.websocket(server) as ws:
+                ws.send("scheme?")
+                assert ws.recv(timeout=10) == "wss"
+            # Plain HTTP on the TLS port gets no HTTP answer from the app.
+            with pytest.raises((OSError, http.client.HTTPException)):
+                request(server.port, "/headers", timeout=5)
+            server.wait_until(lambda: "GET /headers" in server.output(), 10, "the access line")
+            assert self.stop(server) == 0
+
+    def test_tls_encrypted_key_with_its_password(self, hello: Path, certificates: Certificates) -> None:
+        from launcher.testing.tls import KEY_PASSWORD
+
+        env = certificates.env(SSL_KEYFILE=str(certificates.encrypted_key), SSL_KEYFILE_PASSWORD=KEY_PASSWORD)
+        if not self.reads_encrypted_keys:
+            result = run_launcher(self.env(hello, **env), ("run",))
+            lines = result.stderr.strip().splitlines()
+            assert result.returncode == 2 and len(lines) == 1 and "SSL_KEYFILE_PASSWORD" in lines[0], result
+            assert KEY_PASSWORD not in result.stdout + result.stderr
+            return
+        with self.serve_tls(hello, certificates.client(), **env) as server:
+            assert server.get("/")[0] == 200
+            assert KEY_PASSWORD not in server.output()
+
+    def test_tls_minimum_version(self, hello: Path, certificates: Certificates) -> None:
+        tls12 = certificates.client(maximum=ssl.TLSVersion.TLSv1_2)
+        with self.serve_tls(hello, tls12, **certificates.env()) as server:  # the default: TLSv1.2
+            assert server.get("/")[0] == 200
+            self.stop(server)
+        with self.serve_tls(
+            hello, certificates.client(), **certificates.env(SSL_MIN_VERSION="TLSv1.3")
+        ) as server:
+            assert server.get("/")[0] == 200
+            server.tls = tls12
+            with pytest.raises(ssl.SSLError):
+                server.get("/")
+
+    def test_mutual_tls_required_accepts_a_trusted_client_certificate_and_refuses_the_rest(
+        self, hello: Path, certificates: Certificates
+    ) -> None:
+        env = certificates.env(SSL_CA_CERTS=str(certificates.client_ca), SSL_CERT_REQS="required")
+        trusted = certificates.client(certificates.client_cert)
+        with self.serve_tls(hello, trusted, **env) as server:
+            assert server.get("/headers")[0] == 200
+            for refused in (certificates.client(), certificates.client(certificates.stranger_cert)):
+                server.tls = refused
+                # Refused in the handshake (TLS 1.2), or by an alert read with the answer (TLS 1.3).
+                with pytest.raises((OSError, http.client.HTTPException)):
+                    server.get("/headers")
+            server.tls = trusted
+            assert server.get("/headers")[0] == 200
+
+    def test_mutual_tls_optional_verifies_a_client_certificate_when_one_is_sent(
+        self, hello: Path, certificates: Certificates
+    ) -> None:
+        env = certificates.env(SSL_CA_CERTS=str(certificates.client_ca), SSL_CERT_REQS="optional")
+        if not self.verifies_optional_client_certificates:
+            result = run_launcher(self.env(hello, **env), ("run",))
+            lines = result.stderr.strip().splitlines()
+            assert result.returncode == 2 and len(lines) == 1 and "SSL_CERT_REQS" in lines[0], result
+            return
+        with self.serve_tls(hello, certificates.client(), **env) as server:
+            assert server.get("/")[0] == 200  # no certificate: served
+            server.tls = certificates.client(certificates.client_cert)
+            assert server.get("/")[0] == 200
+            server.tls = certificates.client(certificates.stranger_cert)
+            with pytest.raises((OSError, http.client.HTTPException)):
+                server.get("/")
+
+    def test_http2_over_tls_through_alpn_keeps_http1_for_other_clients(
+        self, hello: Path, certificates: Certificates
+    ) -> None:
+        env = certificates.env(HTTP2="true", ACCESS_LOG="-")
+        if not self.serves_http2:
+            result = run_launcher(self.env(hello, **env), ("run",))
+            lines = result.stderr.strip().splitlines()
+            assert result.returncode == 2 and len(lines) == 1 and "HTTP2=" in lines[0], result
+            return
+        httpx = pytest.importorskip("httpx")
+        pytest.importorskip("h2")
+        with self.serve_tls(hello, certificates.client(), **env) as server:
+            with httpx.Client(http2=True, verify=certificates.client(), timeout=10) as client:
+                response = client.get(server.url("/headers?h2"))
+            assert response.http_version == "HTTP/2", response.http_version
+            assert response.json()["scheme"] == "https" and response.json()["http_version"] == "2"
+            with httpx.Client(http2=False, verify=certificates.client(), timeout=10) as client:
+                response = client.get(server.url("/headers?h1"))
+            assert response.http_version == "HTTP/1.1"
+            # The access lines name the protocol (each worker writes its own, when it gets to it).
+            wanted = ("GET /headers?h1 HTTP/1.1", "GET /headers?h2 HTTP/2")
+            server.wait_until(
+                lambda: all(line in server.output() for line in wanted), 10, "both access lines"
+            )
+            assert self.stop(server) == 0
+        with (
+            self.serve_tls(hello, certificates.client(), **certificates.env()) as server,
+            httpx.Client(http2=True, verify=certificates.client(), timeout=10) as client,
+        ):
+            assert client.get(server.url("/")).http_version == "HTTP/1.1"  # HTTP2 off: not offered
+
+    def test_http2_requests_go_through_the_same_pipeline_and_drain_at_sigterm(
+        self, hello: Path, certificates: Certificates
+    ) -> None:
+        if not self.serves_http2:
+            pytest.skip(f"the {self.backend} backend declares serves_http2 = False")
+        httpx = pytest.importorskip("httpx")
+        pytest.importorskip("h2")
+        env = certificates.env(HTTP2="true", LIMIT_REQUEST_FIELDS="12", FORWARDED_ALLOW_IPS="127.0.0.1")
+        with (
+            self.serve_tls(hello, certificates.client(), **env, ACCESS_LOG="-") as server,
+            httpx.Client(http2=True, verify=certificates.client(), timeout=20) as client,
+        ):
+            # The proxy headers of a trusted peer, as over HTTP/1.1.
+            response = client.get(server.url("/headers"), headers={"X-Forwarded-Proto": "http"})
+            assert response.http_version == "HTTP/2" and response.json()["scheme"] == "http"
+            # LIMIT_REQUEST_FIELDS holds for HTTP/2 requests too.
+            many = {f"x-field-{n}": "v" for n in range(14)}
+            response = client.get(server.url("/headers"), headers=many)
+            assert response.status_code == 431, (response.status_code, response.text)
+            if not self.drains_http2_at_sigterm:
+                return
+            # SIGTERM: the stream in flight finishes, then the launcher exits 0.
+            result: dict[str, Any] = {}
+
+            def slow() -> None:
+                try:
+                    answer = client.get(server.url("/slow?seconds=2"))
+                    result["response"] = (answer.status_code, answer.http_version)
+                except httpx.HTTPError as exc:
+                    result["response"] = exc
+
+            thread = threading.Thread(target=slow, daemon=True)
+            thread.start()
+            server.wait_until(lambda: SLOW_STARTED in server.output(), 10, "the slow request")
+            server.signal(signal.SIGTERM)
+            thread.join(30)
+            assert result.get("response") == (200, "HTTP/2"), result
+            # The client leaves (an idle TLS connection whose client does not answer the server's
+            # close_notify holds Hypercorn's and Uvicorn's stop for 30 s: see docs/tls.md).
+            client.close()
+            assert server.wait(30) == 0
+            assert "GET /headers HTTP/2" in server.output()
+
+    def test_tls_certificate_replaced_in_place_is_served_after_sighup_without_failing_a_request(
+        self, hello: Path, tmp_path: Path
+    ) -> None:
+        self.require("reloads_certificate_on_sighup")
+        from launcher.testing.tls import Certificates, peer_certificate
+
+        old = Certificates.make(tmp_path / "old", "old")
+        new = Certificates.make(tmp_path / "new", "new")
+        client = old.client()
+        client.load_verify_locations(cafile=str(new.ca))  # the clients trust both issuers
+        new_der = ssl.PEM_cert_to_DER_cert(
+            new.cert.read_text().split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n"
+        )
+        workers = "2" if self.supports_multiple_workers else "1"  # 1: a process serving alone
+        with self.serve_tls(hello, client, **old.env(WEB_CONCURRENCY=workers, ACCESS_LOG="")) as server:
+            assert peer_certificate(server.host, server.port, client) != new_der
+            load = Load(server.port, "/pid", clients=4, limit=60, tls=client).start()
+            try:
+                old.replace_with(new)  # as cert-manager does; nothing is served from it yet
+                time.sleep(0.5)
+                assert peer_certificate(server.host, server.port, client) != new_der
+                server.signal(signal.SIGHUP)
+
+                def renewed() -> bool:
+                    return all(
+                        peer_certificate(server.host, server.port, client) == new_der for _ in range(5)
+                    )
+
+                server.wait_until(renewed, 30, "the new certificate on every new connection")
+                time.sleep(0.5)
+            finally:
+                load.stop()
+            failed = [o for o in load.outcomes if o.status != 200]
+            assert load.outcomes, load.refused
+            if self.restart_drops_fresh_connections:
+                # Over TLS a connection the stopping worker drops can also fail while the request
+                # is sent, after the handshake: counted with the rest, never an error status.
+                assert all(o.status is None for o in failed), failed[:5]
+                dropped = len(failed) + load.refused
+                assert dropped <= len(load.outcomes) // 20, (dropped, len(load.outcomes))
+            else:
+                assert not failed and not load.refused, (failed[:5], load.refused)
+            assert self.stop(server) == 0
+
+    def test_probe_speaks_tls_and_probe_ready_keeps_the_operations_listener(
+        self, hello: Path, certificates: Certificates
+    ) -> None:
+        ops_port = free_port()
+        env = certificates.env(**self.ops_env(ops_port))
+        with self.serve_tls(hello, certificates.client(), **env) as server:
+            server.wait_until(lambda: self.booted(ops_port) >= 1, 20, "a booted worker")
+            result = run_launcher(self.env(hello, BIND=f"127.0.0.1:{server.port}", **env), ("probe",))
+            assert result.returncode == 0 and " over TLSv1." in result.stdout, result
+            assert self.probe_ready(hello, ops_port)[0] == 0  # plain HTTP, /readyz
+            mutual = {**env, "SSL_CA_CERTS": str(certificates.ca), "SSL_CERT_REQS": "required"}
+            self.stop(server)
+        # Mutual TLS: the probe shows the server's own certificate, issued by a CA the server trusts.
+        with self.serve_tls(
+            hello, certificates.client(certificates.cert, certificates.key), **mutual
+        ) as server:
+            result = run_launcher(self.env(hello, BIND=f"127.0.0.1:{server.port}", **mutual), ("probe",))
+            assert result.returncode == 0, result
+        # Nothing listening: the probe fails, naming the address.
+        port = free_port()
+        result = run_launcher(self.env(hello, BIND=f"127.0.0.1:{port}", **certificates.env()), ("probe",))
+        assert result.returncode == 1 and f"127.0.0.1:{port}" in result.stderr, result
 
 
 __all__ = ["CONFIG_KEYS", "BackendConformance", "close_code"]

@@ -14,6 +14,7 @@ import http.client
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -62,9 +63,21 @@ def run_launcher(
     )
 
 
-def request(port: int, path: str, timeout: float = 10.0, close: bool = True) -> tuple[int, bytes]:
-    """One GET to 127.0.0.1:``port``; returns (status, body). Raises ``OSError`` if nobody answers."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def _connection(
+    host: str, port: int, timeout: float, tls: ssl.SSLContext | None
+) -> http.client.HTTPConnection:
+    """HTTP, or HTTPS with ``tls`` (which checks the certificate against 127.0.0.1 or localhost)."""
+    if tls is None:
+        return http.client.HTTPConnection(host, port, timeout=timeout)
+    return http.client.HTTPSConnection(host, port, timeout=timeout, context=tls)
+
+
+def request(
+    port: int, path: str, timeout: float = 10.0, close: bool = True, tls: ssl.SSLContext | None = None
+) -> tuple[int, bytes]:
+    """One GET to 127.0.0.1:``port`` (over TLS with ``tls``); returns (status, body). Raises
+    ``OSError`` if nobody answers."""
+    conn = _connection("127.0.0.1", port, timeout, tls)
     try:
         conn.request("GET", path, headers={"Connection": "close"} if close else {})
         response = conn.getresponse()
@@ -145,13 +158,22 @@ class Launcher:
 
     A context manager: leaving it kills the launcher's whole process group (the launcher and
     any worker it left behind) and waits for it with a deadline. ``output()`` still works after.
+    With ``tls`` (a client context) every request goes over TLS: ``https://`` and ``wss://``.
     """
 
-    def __init__(self, proc: subprocess.Popen[bytes], host: str, port: int, log: Path) -> None:
+    def __init__(
+        self,
+        proc: subprocess.Popen[bytes],
+        host: str,
+        port: int,
+        log: Path,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.proc = proc
         self.host = host
         self.port = port
         self.log = log
+        self.tls = tls
         self._final_output: str | None = None
 
     # -- output and HTTP ---------------------------------------------------------------------
@@ -164,15 +186,15 @@ class Launcher:
 
     def url(self, path: str = "/") -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}{path}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}{path}"
 
     def ws_url(self, path: str = "/ws") -> str:
-        """The ``ws://`` URL of ``path`` on the launcher's address."""
+        """The ``ws://`` (``wss://``) URL of ``path`` on the launcher's address."""
         return "ws" + self.url(path).removeprefix("http")
 
     def get(self, path: str = "/", timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
         """GET ``path`` on a fresh connection; (status, headers with lower-case names, body)."""
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        conn = _connection(self.host, self.port, timeout, self.tls)
         try:
             conn.request("GET", path, headers={"Connection": "close"})
             response = conn.getresponse()
@@ -292,12 +314,16 @@ Server = Launcher
 
 
 def start_launcher(
-    env: Mapping[str, str], args: Sequence[str] = ("run",), cwd: str | Path | None = None
+    env: Mapping[str, str],
+    args: Sequence[str] = ("run",),
+    cwd: str | Path | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> Launcher:
     """Start ``python -m launcher ARGS`` in its own session, with a clean environment plus ``env``.
 
     With neither ``BIND`` nor ``PORT`` in ``env`` it listens on a free port of 127.0.0.1. It
-    returns at once: call ``wait_ready()`` to wait for it to serve.
+    returns at once: call ``wait_ready()`` to wait for it to serve. ``tls``: the client context
+    its requests use (``Launcher.tls``).
     """
     full = {**base_env(), **env}
     host, port = _where(env)
@@ -315,7 +341,7 @@ def start_launcher(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    return Launcher(proc, host, port or 0, log)
+    return Launcher(proc, host, port or 0, log, tls)
 
 
 @contextmanager
@@ -336,12 +362,14 @@ class Outcome:
 
 @dataclass
 class Load:
-    """Closed-loop clients, each sending Connection: close requests until stopped (bounded in time)."""
+    """Closed-loop clients, each sending Connection: close requests until stopped (bounded in time);
+    over TLS with ``tls`` (a failed handshake counts as a failed request)."""
 
     port: int
     path: str
     clients: int
     limit: float = 30.0
+    tls: ssl.SSLContext | None = None
     outcomes: list[Outcome] = field(default_factory=list)
     refused: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -361,6 +389,14 @@ class Load:
             conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
             conn.sock = sock
             try:
+                if self.tls is not None:
+                    try:
+                        conn.sock = self.tls.wrap_socket(sock, server_hostname="127.0.0.1")
+                    except OSError as exc:
+                        with self._lock:
+                            self.outcomes.append(Outcome(time.monotonic(), None, type(exc).__name__))
+                        sock.close()
+                        continue
                 conn.request("GET", self.path, headers={"Connection": "close"})
                 sent = time.monotonic()
             except OSError:

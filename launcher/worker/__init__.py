@@ -3,9 +3,11 @@
 A plugin's worker calls ``build_worker_app(context, retire=..., traits=...)`` once, at its
 start, with the ``WorkerContext`` its master gave it (``Master.worker_context``), and serves the
 ``WorkerApp.app`` it returns; ``accept_stop_signals()`` once its server's SIGTERM/SIGINT handlers
-are in place. The plugin surface of the worker side is this package's ``__all__``.
+are in place. A server that takes an ``ssl.SSLContext`` serves with ``server_context(config)``
+(TLS from the ``SSL_*`` settings, built in the worker so a new worker reads replaced files). The plugin surface of the worker side is this package's ``__all__``.
 """
 
+from launcher.config.tls import load_certificate, server_context
 from launcher.signals import accept_stop_signals
 from launcher.worker.bootstrap import WorkerContext
 from launcher.worker.pipeline import ServerTraits, WorkerApp
@@ -19,5 +21,7 @@ __all__ = [
     "WorkerContext",
     "accept_stop_signals",
     "build_worker_app",
+    "load_certificate",
     "origin_form",
+    "server_context",
 ]

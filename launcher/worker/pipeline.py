@@ -12,7 +12,8 @@ outermost first:
 2. **int ports** and **CONNECT refused**: the ASGI scope's ports as ints where a server gives
    strings; CONNECT answered 400, for servers that would pass it on: an app is not a proxy, and
    a 2xx answer turns the connection into a tunnel (Hypercorn then fails with a traceback);
-3. **request checks**, for servers whose parser does not see to them: ``LIMIT_REQUEST_LINE``
+3. **request checks**, for servers whose parser does not see to them (and for HTTP/2 requests,
+   which no server's HTTP/1.1 parser sees): ``LIMIT_REQUEST_LINE``
    (414), ``LIMIT_REQUEST_FIELDS`` and ``LIMIT_REQUEST_FIELD_SIZE`` (431), Content-Length with
    Transfer-Encoding (400), each answered with ``connection: close``; an absolute-form target
    (``GET http://host/path``) reaches the app as its path;
@@ -92,8 +93,9 @@ class ServerTraits:
     retire_delay: float = 0.0
     #: It refuses CONNECT itself (Uvicorn's parsers answer 400).
     refuses_connect: bool = False
-    #: It holds request heads to ``LIMIT_REQUEST_*`` itself (414, 431), refuses Content-Length
-    #: with Transfer-Encoding (400) and serves an absolute-form target as its path.
+    #: It holds HTTP/1.1 request heads to ``LIMIT_REQUEST_*`` itself (414, 431), refuses
+    #: Content-Length with Transfer-Encoding (400) and serves an absolute-form target as its path.
+    #: HTTP/2 requests (``HTTP2``, ``HTTP2_CLEARTEXT``) are still checked by the pipeline.
     checks_requests: bool = False
     #: Its scope's ``client`` and ``server`` ports are ints, as the ASGI spec says (Granian's
     #: are strings, which reach ``request.client.port`` and Django's ``REMOTE_PORT``).
@@ -292,12 +294,15 @@ class RequestChecks:
     as its path, as Uvicorn and Granian give it.
     """
 
-    def __init__(self, app: ASGIApp, config: Config) -> None:
+    def __init__(self, app: ASGIApp, config: Config, only_http2: bool = False) -> None:
         self.app = app
         self.limits = HeadLimits.of(config)
+        self.only_http2 = only_http2
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         kind = scope["type"]
+        if self.only_http2 and scope.get("http_version") != "2":
+            return self.app(scope, receive, send)  # the server's HTTP/1.1 parser has checked it
         if kind == "http":
             status = self.refusal(scope)
             if status:
@@ -595,6 +600,10 @@ def build(
         app = add("shutdown-notice", ShutdownNotice(app, state_dir))
     if not traits.checks_requests:
         app = add("request-checks", RequestChecks(app, config))
+    elif config.http2 or config.http2_cleartext:
+        # A server that checks HTTP/1.1 heads in its parser (Hypercorn) does not check HTTP/2's:
+        # the limits are the same for both protocols.
+        app = add("request-checks", RequestChecks(app, config, only_http2=True))
     if not traits.refuses_connect:
         app = add("refuse-connect", RefuseConnect(app))
     if not traits.int_ports:

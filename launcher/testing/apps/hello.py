@@ -38,7 +38,9 @@ async def websocket(scope: dict[str, Any], receive: Any, send: Any) -> None:
         message = await receive()
         if message["type"] == "websocket.disconnect":
             return
-        if message.get("text") is not None:
+        if message.get("text") == "scheme?":
+            await send({"type": "websocket.send", "text": scope["scheme"]})
+        elif message.get("text") is not None:
             await send({"type": "websocket.send", "text": message["text"]})
         elif message.get("bytes") is not None:
             await send({"type": "websocket.send", "bytes": message["bytes"]})
@@ -77,7 +79,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         body = json.dumps({"pid": os.getpid(), "grown_mb": sum(map(len, GROWN)) // 2**20}).encode()
     elif path == "/headers":
         client = scope.get("client") or ["", 0]
-        body = json.dumps({"client": client[0], "scheme": scope["scheme"]}).encode()
+        body = json.dumps(
+            {"client": client[0], "scheme": scope["scheme"], "http_version": scope.get("http_version")}
+        ).encode()
     elif path.endswith("/scope"):
         body = json.dumps({"root_path": scope.get("root_path", ""), "path": path}).encode()
     else:

@@ -65,6 +65,19 @@ class GranianBackend(Backend):
                 "WORKER_CLASS", config.worker_class, f"an installed loop; pip install {config.worker_class}"
             )
         check_limits(config)
+        if config.ssl_keyfile_password is not None:
+            raise ConfigError(
+                "SSL_KEYFILE_PASSWORD cannot be used under the granian backend: Granian 2 cannot read "
+                "an encrypted private key (its PKCS#8 reader fails on them); give it the key "
+                "decrypted (openssl pkey -in KEY -out PLAIN), or use another backend"
+            )
+        if config.ssl_cert_reqs == "optional":
+            raise ConfigError.bad_value(
+                "SSL_CERT_REQS",
+                "optional",
+                "none or required under the granian backend (Granian verifies a client certificate "
+                "only when it requires one)",
+            )
 
     def preload(self, config: Config) -> None:
         import asgi_launcher_granian.server  # noqa: F401  (Granian's own import, while the app check runs)

@@ -17,7 +17,7 @@ import time
 from functools import partial
 from typing import Any
 
-from granian.constants import HTTPModes, Interfaces, Loops
+from granian.constants import HTTPModes, Interfaces, Loops, SSLProtocols
 from granian.http import HTTP1Settings
 from granian.log import LogLevels
 from granian.server.mp import MPServer, WorkerProcess
@@ -198,6 +198,26 @@ class LauncherGranian(MPServer):  # type: ignore[misc]
         self.main_loop_interrupt.set()
 
 
+def tls_options(config: Config) -> dict[str, Any]:
+    """``SSL_*`` as Granian's arguments. Each worker loads the files when it starts (in Rust), so a
+    worker started by SIGHUP reads replaced ones; the launcher has checked them already."""
+    if not config.tls:
+        return {}
+    from pathlib import Path
+
+    assert config.ssl_certfile is not None
+    return {
+        "ssl_cert": Path(config.ssl_certfile),
+        "ssl_key": Path(
+            config.ssl_keyfile or config.ssl_certfile
+        ),  # Granian needs both: one PEM may hold both
+        "ssl_key_password": config.ssl_keyfile_password,
+        "ssl_protocol_min": SSLProtocols(config.ssl_min_version.lower().replace("v", "")),
+        "ssl_ca": Path(config.ssl_ca_certs) if config.ssl_ca_certs else None,
+        "ssl_client_verify": config.ssl_cert_reqs == "required",
+    }
+
+
 def serve(config: Config) -> int:
     address = parse_address(config.bind[0])
     kwargs: dict[str, Any] = {}
@@ -212,7 +232,8 @@ def serve(config: Config) -> int:
         interface=Interfaces.ASGI,
         workers=config.workers,
         loop=Loops(config.worker_class),
-        http=HTTPModes.auto if config.http2_cleartext else HTTPModes.http1,  # h2c only if asked
+        # HTTP/2 only if asked: h2c (HTTP2_CLEARTEXT), or over TLS, offered through ALPN (HTTP2).
+        http=HTTPModes.auto if config.http2_cleartext or config.http2 else HTTPModes.http1,
         log_level=LogLevels(config.log_level),
         log_access=False,  # the launcher's pipeline writes ACCESS_LOG, the same under every backend
         log_dictconfig=_log_config(config),
@@ -221,6 +242,7 @@ def serve(config: Config) -> int:
         workers_kill_timeout=config.graceful_timeout or None,
         working_dir=None,
         **kwargs,
+        **tls_options(config),
     )
     server._noted = set()
     # Granian has set up its loggers (_log_config): LOG_FORMAT, LOG_LEVEL and LOG_CONFIG as under

@@ -55,13 +55,14 @@ class GunicornBackend(Backend):
                 "an ASGI worker class: uvicorn_worker.UvicornWorker, uvicorn_worker.UvicornH11Worker "
                 "or a subclass of them (Gunicorn's own classes such as sync serve WSGI only)",
             )
-        if config.http2_cleartext:
-            raise ConfigError.bad_value(
-                "HTTP2_CLEARTEXT",
-                "true",
-                "false under the gunicorn backend: Uvicorn serves HTTP/1.1 only "
-                "(SERVER_BACKEND=hypercorn or granian serve h2c)",
-            )
+        for variable, on in (("HTTP2", config.http2), ("HTTP2_CLEARTEXT", config.http2_cleartext)):
+            if on:
+                raise ConfigError.bad_value(
+                    variable,
+                    "true",
+                    "false under the gunicorn backend: Uvicorn serves HTTP/1.1 only "
+                    "(SERVER_BACKEND=hypercorn or granian serve HTTP/2)",
+                )
 
     def preload(self, config: Config) -> None:
         # Gunicorn's arbiter and our worker load while the app check runs (validate has already
@@ -103,6 +104,10 @@ def _load_worker_class(name: str, app_dir: str) -> object:
             sys.path.remove(app_dir)
 
 
+#: SSL_CERT_REQS as Gunicorn's ``cert_reqs`` (the ``ssl`` module's values).
+CERT_REQS = {"none": 0, "optional": 1, "required": 2}
+CERT_REQS_NAMES = {value: name for name, value in CERT_REQS.items()}
+
 #: The Uvicorn worker classes by name, and as (module, class) where they are defined.
 UVICORN_WORKER_NAMES = frozenset({"uvicorn_worker.UvicornWorker", "uvicorn_worker.UvicornH11Worker"})
 _UVICORN_WORKERS = {("uvicorn_worker._workers", "UvicornWorker"), ("uvicorn.workers", "UvicornWorker")}
@@ -139,6 +144,13 @@ def gunicorn_settings(config: Config) -> dict[str, Any]:
         # config file or GUNICORN_CMD_ARGS sets still wins (server_settings, below).
         "umask": current_umask(),
     }
+    if config.tls:  # what uvicorn_worker reads; the worker adds what Gunicorn has no setting for
+        settings.update(
+            certfile=config.ssl_certfile,
+            keyfile=config.ssl_keyfile,
+            ca_certs=config.ssl_ca_certs,
+            cert_reqs=CERT_REQS[config.ssl_cert_reqs],
+        )
     if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
         settings["worker_tmp_dir"] = "/dev/shm"  # heartbeat files on tmpfs, not a slow overlay disk
     settings.update(config.server_settings)

@@ -35,6 +35,10 @@ CONTRACT = {
     "max_requests": "max_requests",
     "max_requests_jitter": "max_requests_jitter",
     "access_log_format": "access_log_format",
+    "certfile": "ssl_certfile",
+    "keyfile": "ssl_keyfile",
+    "ca_certs": "ssl_ca_certs",
+    "cert_reqs": "ssl_cert_reqs",
 }
 
 
@@ -75,6 +79,16 @@ def _neutral(name: str, value: Any, origin: str) -> Any:
         return tuple(value)
     if name == "access_log_format":  # the launcher writes the line: held to the same atoms
         return parse_setting("ACCESS_LOG_FORMAT", str(value))
+    if name in ("certfile", "keyfile", "ca_certs") and isinstance(value, str):
+        return os.path.abspath(value)  # checked with the env's SSL_* by launcher.config.tls
+    if name == "cert_reqs":
+        from asgi_launcher_gunicorn import CERT_REQS_NAMES
+
+        if value not in CERT_REQS_NAMES:
+            raise ConfigError(
+                f"{origin}: cert_reqs={value!r} is invalid: expected 0 (none), 1 (optional) or 2 (required)"
+            )
+        return CERT_REQS_NAMES[value]
     return value
 
 

@@ -9,6 +9,7 @@ default, or a subclass of it), the arbiter runs it with ``LauncherWorker`` mixed
   proxy headers off), ``ROOT_PATH``, ``MAX_REQUESTS`` (Uvicorn's own limit off), the access
   log (Uvicorn's off);
 * serves Uvicorn's protocol with the launcher's request limits (``asgi_launcher_uvicorn.limits``);
+* serves TLS with the launcher's context (``launcher.worker.server_context``);
 * retires gracefully when the pipeline asks (Uvicorn's own ``should_exit`` path: stop
   accepting, finish in-flight requests, close idle connections, lifespan shutdown, exit 0).
 """
@@ -25,7 +26,7 @@ from gunicorn.arbiter import Arbiter
 from uvicorn.server import Server
 
 from asgi_launcher_uvicorn.limits import checked_protocol
-from launcher.worker import ServerTraits, WorkerApp, accept_stop_signals, build_worker_app
+from launcher.worker import ServerTraits, WorkerApp, accept_stop_signals, build_worker_app, server_context
 
 #: Uvicorn closes open WebSockets with 1012 when it stops, and its parsers refuse CONNECT; the
 #: protocols of ``asgi_launcher_uvicorn.limits`` check request heads: the pipeline need not.
@@ -85,6 +86,13 @@ class LauncherWorker:
         # LIMIT_REQUEST_* and the request-head deadline (asgi_launcher_uvicorn.limits).
         self.config.http, checked = checked_protocol(self.config.http, self.app.config)
         self.traits = TRAITS if checked else dataclasses.replace(TRAITS, checks_requests=False)
+        launcher_config = self.app.config
+        if launcher_config.tls:
+            # uvicorn_worker has passed on Gunicorn's certfile, keyfile, ca_certs and cert_reqs; the
+            # launcher's context also has SSL_KEYFILE_PASSWORD and SSL_MIN_VERSION, which Gunicorn
+            # has no setting for. Built when Uvicorn loads its config, in this worker: a worker
+            # started by SIGHUP reads replaced certificate files.
+            self.config.ssl_context_factory = lambda _config, _default: server_context(launcher_config)
 
     def init_signals(self) -> None:
         super().init_signals()  # type: ignore[misc]  # Uvicorn's: SIGTERM and SIGINT back to their defaults

@@ -15,6 +15,7 @@ import importlib
 import inspect
 import logging
 import os
+import ssl
 import sys
 import tomllib
 import types
@@ -38,7 +39,15 @@ CONTRACT = {
     "max_requests_jitter": "max_requests_jitter",
     "access_log_format": "access_log_format",
     "root_path": "root_path",
+    "certfile": "ssl_certfile",
+    "keyfile": "ssl_keyfile",
+    "keyfile_password": "ssl_keyfile_password",
+    "ca_certs": "ssl_ca_certs",
+    "verify_mode": "ssl_cert_reqs",
 }
+
+#: ``verify_mode`` (``ssl.VerifyMode``, or its value) as ``SSL_CERT_REQS``.
+_CERT_REQS = {0: "none", 1: "optional", 2: "required"}
 
 #: Settings the launcher decides itself; a file setting them would fight the supervisor.
 _REFUSED = {
@@ -127,6 +136,24 @@ def _contract_value(origin: str, key: str, value: Any) -> Any:
             return parse_setting("ROOT_PATH", value) if isinstance(value, str) else None
         except ConfigError:
             raise _bad(origin, key, value, "a URL path starting with /, such as /api") from None
+    if key in ("certfile", "keyfile", "ca_certs", "keyfile_password"):
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise _bad(
+                origin,
+                key,
+                Config.masked(key, value),
+                "a file path" if key != "keyfile_password" else "a string",
+            )
+        # Paths are checked with the env's SSL_* by launcher.config.tls.
+        return value if key == "keyfile_password" else os.path.abspath(value)
+    if key == "verify_mode":
+        if value is None:
+            return "none"
+        if isinstance(value, bool) or not isinstance(value, int) or value not in _CERT_REQS:
+            raise _bad(origin, key, value, "ssl.CERT_NONE, ssl.CERT_OPTIONAL or ssl.CERT_REQUIRED")
+        return _CERT_REQS[int(value)]
     # max_requests, max_requests_jitter: the contract's 0 means off, as Hypercorn's None does.
     if value is None and key == "max_requests":
         return 0
@@ -260,9 +287,26 @@ def load_file_settings(config: Config) -> dict[str, tuple[Any, str]]:
     return found
 
 
+class LauncherHypercornConfig(HypercornConfig):
+    """Hypercorn's config, serving TLS with the launcher's context (``SSL_*``, ``HTTP2``'s ALPN).
+
+    Each worker builds it when it starts serving, so a worker started by SIGHUP reads replaced
+    certificate files."""
+
+    launcher: Config
+
+    def create_ssl_context(self) -> ssl.SSLContext | None:
+        if not self.launcher.tls:
+            return None
+        from launcher.worker import server_context  # the worker side: not for `config`
+
+        return server_context(self.launcher)
+
+
 def build(config: Config) -> HypercornConfig:
     """The Hypercorn ``Config`` for a resolved launcher config (contract first, then the file's extras)."""
-    hc = HypercornConfig()
+    hc = LauncherHypercornConfig()
+    hc.launcher = config
     hc.bind = list(config.bind)
     hc.workers = config.workers
     hc.worker_class = config.worker_class
@@ -272,6 +316,9 @@ def build(config: Config) -> HypercornConfig:
     hc.keep_alive_timeout = float(config.keep_alive)
     hc.graceful_timeout = float(config.graceful_timeout)
     hc.application_path = config.app
+    if config.tls:  # what makes Hypercorn's sockets secure; the context is the launcher's
+        hc.certfile = config.ssl_certfile
+        hc.keyfile = config.ssl_keyfile or config.ssl_certfile
     for key, value in config.server_settings.items():
         if key in SETTINGS:
             setattr(hc, key, value)

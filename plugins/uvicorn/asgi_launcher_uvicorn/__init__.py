@@ -63,13 +63,14 @@ class UvicornBackend(Backend):
                 f"an installed worker class; {' and '.join(missing)} not installed "
                 f"(pip install {' '.join(missing)}), or use asyncio",
             )
-        if config.http2_cleartext:
-            raise ConfigError.bad_value(
-                "HTTP2_CLEARTEXT",
-                "true",
-                "false under the uvicorn backend: Uvicorn serves HTTP/1.1 only "
-                "(SERVER_BACKEND=hypercorn or granian serve h2c)",
-            )
+        for variable, on in (("HTTP2", config.http2), ("HTTP2_CLEARTEXT", config.http2_cleartext)):
+            if on:
+                raise ConfigError.bad_value(
+                    variable,
+                    "true",
+                    "false under the uvicorn backend: Uvicorn serves HTTP/1.1 only "
+                    "(SERVER_BACKEND=hypercorn or granian serve HTTP/2)",
+                )
 
     def preload(self, config: Config) -> None:
         # Uvicorn, its protocols and the loop load while the launcher's app check runs.

@@ -35,7 +35,7 @@ from uvicorn.server import Server
 from asgi_launcher_uvicorn.limits import checked_protocol
 from launcher import Config
 from launcher.master import parse_address
-from launcher.worker import ServerTraits
+from launcher.worker import ServerTraits, server_context
 
 #: WORKER_CLASS under this backend: the event loop and the HTTP/1.1 parser, as Uvicorn's
 #: ``--loop`` and ``--http`` take them. ``uvloop`` is what ``uvicorn_worker.UvicornWorker``
@@ -119,6 +119,9 @@ def uvicorn_config(config: Config) -> tuple[UvicornConfig, ServerTraits]:
         timeout_keep_alive=config.keep_alive,
         timeout_graceful_shutdown=config.graceful_timeout,
         backlog=BACKLOG,
+        # TLS: the launcher's context, built when the server loads its config, in the process
+        # that serves (a worker started by SIGHUP reads replaced certificate files).
+        ssl_context_factory=(lambda _uc, _default: server_context(config)) if config.tls else None,
     )
     return uc, TRAITS if checked else ServerTraits(
         closes_websockets=True, refuses_connect=True, loggers=TRAITS.loggers

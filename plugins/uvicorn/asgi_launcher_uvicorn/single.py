@@ -19,7 +19,9 @@ The signal table is the launcher's, as far as it applies without workers: SIGTER
 drain in-flight requests (for up to GRACEFUL_TIMEOUT) and exit 0, a second one or SIGQUIT stops
 at once (exit 0); SIGUSR1 reopens the log files; SIGHUP, SIGTTIN, SIGTTOU, SIGUSR2 and SIGWINCH
 are ignored with one line each (there is no worker to restart: restart the container, or roll
-the deployment, for new code). ``Master`` is used as a master uses it (``serving`` for the
+the deployment, for new code), except that with TLS a SIGHUP loads the certificate files again
+into the context being served, so new connections get a replaced certificate, as the rolling
+restart gives them under a master. ``Master`` is used as a master uses it (``serving`` for the
 operations listener and SHUTDOWN_DELAY, ``spawned`` for this process as its one worker, the
 state directory for the pipeline's heartbeat and boot mark), so ``/readyz`` and ``/metrics``
 mean what they mean under a master.
@@ -40,9 +42,9 @@ from collections.abc import Callable
 from types import FrameType
 
 from asgi_launcher_uvicorn.server import LauncherServer, uvicorn_config
-from launcher import EXIT_WORKERS_FAILING
+from launcher import EXIT_WORKERS_FAILING, ConfigError
 from launcher.master import Master, memory_over
-from launcher.worker import build_worker_app
+from launcher.worker import build_worker_app, load_certificate
 
 #: Exit status when the event loop is stuck (TIMEOUT): the process "died", as a timed-out worker.
 EXIT_TIMED_OUT = EXIT_WORKERS_FAILING
@@ -204,6 +206,20 @@ def _install_signals(server: LauncherServer, master: Master) -> list[int]:
         master.reopening_logs(workers=False)
 
     def ignore(signum: int, _frame: FrameType | None) -> None:
+        context = server.config.ssl if server.config.loaded else None
+        if signum == signal.SIGHUP and context is not None:
+            try:
+                load_certificate(context, master.config)
+            except ConfigError as exc:
+                log.error(
+                    "got SIGHUP: the certificate was not reloaded (%s); still serving the previous one", exc
+                )
+                return
+            log.info(
+                "got SIGHUP: certificate reloaded from SSL_CERTFILE: new connections get it (%s)",
+                _IGNORED_WHY[signum],
+            )
+            return
         why = _IGNORED_WHY.get(signum)
         if why is None:
             master.ignored(signum)

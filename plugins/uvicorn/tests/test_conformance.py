@@ -18,6 +18,7 @@ class TestConformance(BackendConformance):
     """
 
     backend = "uvicorn"
+    serves_http2 = False  # Uvicorn speaks HTTP/1.1 only: HTTP2=true is exit 2
 
     def env(self, app_dir: Path, **more: str) -> dict[str, str]:
         env = super().env(app_dir, **more)
@@ -42,6 +43,7 @@ class TestSingleProcessConformance(BackendConformance):
     """
 
     backend = "uvicorn"
+    serves_http2 = False
     extra_env: ClassVar[dict[str, str]] = {"WEB_CONCURRENCY": "1"}
     supports_multiple_workers = False
     supports_worker_replacement = False
