@@ -34,9 +34,11 @@ class Kind:
     empty_is_value: bool = False
     #: The value may hold credentials: an error message shows ``***`` instead.
     secret: bool = False
+    #: How an error message shows the value, when only part of it is a secret (a URL's password).
+    shown: Callable[[str], str] | None = None
 
     def parse(self, variable: str, raw: str) -> Any:
-        shown = "***" if self.secret else raw
+        shown = "***" if self.secret else (self.shown(raw) if self.shown else raw)
         try:
             return self.convert(raw)
         except BadPart as exc:
@@ -248,7 +250,9 @@ KINDS: dict[str, Kind] = {
     "otel_exporters": Kind("otlp, console, both separated by a comma, or none", tracing.exporters),
     "otlp_protocol": Kind("http/protobuf or grpc", tracing.protocol),
     "otlp_endpoint": Kind(
-        "an http:// or https:// URL with a host, such as http://collector:4318", tracing.endpoint
+        "an http:// or https:// URL with a host, such as http://collector:4318",
+        tracing.endpoint,
+        shown=tracing.without_password,
     ),
     "otel_pairs": Kind(
         "key=value pairs separated by commas, such as deployment.environment=prod", tracing.pairs

@@ -72,6 +72,11 @@ def protocol(raw: str) -> str:
     return value
 
 
+def without_password(url: str) -> str:
+    """``url`` with the password of its ``user:password@`` part, if any, as ``***``."""
+    return re.sub(r"(//[^/@:\s]*:)[^/]*@", r"\1***@", url, count=1)
+
+
 def endpoint(raw: str) -> str:
     """``OTEL_EXPORTER_OTLP_ENDPOINT``: an absolute ``http://`` or ``https://`` URL with a host."""
     value = raw.strip()

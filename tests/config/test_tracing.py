@@ -158,3 +158,12 @@ def test_tracing_on_without_the_extra_is_exit_2_with_the_install_hint(tmp_path: 
         "asgi-launcher: error: tracing is on (OTEL_EXPORTER_OTLP_ENDPOINT set) but the OpenTelemetry SDK "
         "is not installed: pip install 'asgi-launcher[otel]'"
     )
+
+
+def test_a_bad_endpoint_is_named_without_its_password(tmp_path: Path) -> None:
+    """A malformed endpoint's error line keeps a password in it out of CI logs."""
+    with pytest.raises(ConfigError) as refused:
+        resolve({"APP_DIR": str(tmp_path), "OTEL_EXPORTER_OTLP_ENDPOINT": "ftp://bob:hunter2@c@collector:4318"}, Backend)
+    message = str(refused.value)
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT='ftp://bob:***@collector:4318'" in message
+    assert "hunter2" not in message
