@@ -1555,6 +1555,35 @@ class BackendConformance:
 
         self.flushed_before_the_worker_exits(traced, 2, grow, MAX_WORKER_MEMORY=str(limit))
 
+    def test_tracing_an_unreachable_collector_blocks_no_request_and_delays_the_stop_by_its_timeout_at_most(
+        self, traced: Path
+    ) -> None:
+        """A collector that takes every export and never answers: requests are answered as ever,
+        and SIGTERM ends the launcher within the exporter's timeout (2 s here), not the SDK's
+        retries."""
+        self.require("supports_graceful_shutdown")
+        with (
+            otlp.Receiver(hang=True) as receiver,
+            self.serve(
+                traced,
+                WEB_CONCURRENCY="1",
+                **self.otel_env(receiver, OTEL_EXPORTER_OTLP_TIMEOUT="2", OTEL_BSP_SCHEDULE_DELAY="100"),
+            ) as server,
+        ):
+            for _ in range(20):
+                status, body = self.traced_get(server, "/pid", self.traceparent()[2])
+                assert status == 200, body
+            receiver.wait_for_requests(1, 30)  # an export is hanging meanwhile
+            for _ in range(5):
+                assert self.traced_get(server, "/pid", self.traceparent()[2])[0] == 200
+            stopped = time.monotonic()
+            server.signal(signal.SIGTERM)
+            code = server.wait(30)
+            took = time.monotonic() - stopped
+        assert code == 0, server.output()[-3000:]
+        # The SDK's default is 10 s a try, retried with backoff: far more than this bound.
+        assert took < 20, (took, server.output()[-3000:])
+
     # -- TLS, mutual TLS and HTTP/2 (SSL_*, HTTP2) ------------------------------------------
     # Certificates are made for each test with trustme (launcher.testing.tls); the clients are
     # the ssl module's, http.client's, websockets' and httpx's (HTTP/2).

@@ -149,6 +149,14 @@ class Receiver:
                         )
         return found
 
+    def wait_for_requests(self, count: int, timeout: float) -> None:
+        """Wait until ``count`` export requests have arrived (answered or not)."""
+        deadline = time.monotonic() + timeout
+        while self.requests < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{count} export requests: not within {timeout}s ({self.requests})")
+            time.sleep(0.05)
+
     def wait_for(self, predicate: Any, timeout: float, what: str) -> list[Span]:
         """Poll until ``predicate(spans)`` is true; the spans, or fail saying ``what``."""
         deadline = time.monotonic() + timeout
