@@ -163,7 +163,10 @@ def test_tracing_on_without_the_extra_is_exit_2_with_the_install_hint(tmp_path: 
 def test_a_bad_endpoint_is_named_without_its_password(tmp_path: Path) -> None:
     """A malformed endpoint's error line keeps a password in it out of CI logs."""
     with pytest.raises(ConfigError) as refused:
-        resolve({"APP_DIR": str(tmp_path), "OTEL_EXPORTER_OTLP_ENDPOINT": "ftp://bob:hunter2@c@collector:4318"}, Backend)
+        resolve(
+            {"APP_DIR": str(tmp_path), "OTEL_EXPORTER_OTLP_ENDPOINT": "ftp://bob:hunter2@c@collector:4318"},
+            Backend,
+        )
     message = str(refused.value)
     assert "OTEL_EXPORTER_OTLP_ENDPOINT='ftp://bob:***@collector:4318'" in message
     assert "hunter2" not in message

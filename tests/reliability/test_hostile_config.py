@@ -13,8 +13,8 @@ from harness import DEMO, backend_skip_reason, base_env, copy_demo, free_port
 from launcher import ConfigError
 from launcher.launch.prepare import prepare
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from test_bad_input import BAD_VALUES
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "config"))
+from test_resolve import BAD_VALUES
 
 
 def test_every_malformed_value_is_refused_by_every_backend(backend: str) -> None:

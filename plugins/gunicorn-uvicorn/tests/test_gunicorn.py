@@ -19,7 +19,7 @@ import pytest
 from launcher.testing import apps
 from launcher.testing.process import Launcher, free_port, launcher, run_launcher
 
-DEMO = Path(__file__).resolve().parents[2] / "demo" / "main.py"
+DEMO = Path(__file__).resolve().parents[3] / "demo" / "main.py"
 
 
 def app_dir(tmp_path: Path) -> Path:
