@@ -10,22 +10,23 @@ default, or a subclass of it), the arbiter runs it with ``LauncherWorker`` mixed
   log (Uvicorn's off);
 * serves Uvicorn's protocol with the launcher's request limits (``asgi_launcher_uvicorn.limits``);
 * serves TLS with the launcher's context (``launcher.worker.server_context``);
-* retires gracefully when the pipeline asks (Uvicorn's own ``should_exit`` path: stop
-  accepting, finish in-flight requests, close idle connections, lifespan shutdown, exit 0).
+* serves with the Uvicorn backend's ``LauncherServer``: the same graceful stop (SIGTERM and
+  SIGINT drain and exit 0, SIGQUIT stops at once) and the same retirement when the pipeline
+  asks (MAX_REQUESTS: stop accepting, let keep-alive clients leave, finish in-flight requests,
+  lifespan shutdown, exit 0).
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import socket
+import signal
 import sys
 from typing import Any
 
 from gunicorn.arbiter import Arbiter
-from uvicorn.server import Server
 
 from asgi_launcher_uvicorn.limits import checked_protocol
+from asgi_launcher_uvicorn.server import LauncherServer
 from launcher.worker import ServerTraits, WorkerApp, accept_stop_signals, build_worker_app, server_context
 
 #: Uvicorn closes open WebSockets with 1012 when it stops, and its parsers refuse CONNECT; the
@@ -36,32 +37,6 @@ TRAITS = ServerTraits(
     checks_requests=True,
     loggers=("uvicorn.error", "gunicorn.error"),  # Uvicorn's holds Gunicorn's handlers
 )
-
-
-#: How long a retiring worker (MAX_REQUESTS) waits for its keep-alive connections to close after
-#: their next response, before Uvicorn's shutdown closes the idle rest.
-RETIRE_DRAIN = 1.0
-
-#: How long a stopping worker keeps the connections it has just accepted before closing the ones
-#: that are still idle (see LauncherServer).
-SETTLE = 0.1
-
-
-class LauncherServer(Server):
-    """Uvicorn's server, whose graceful stop does not drop connections it has just accepted.
-
-    Uvicorn's shutdown closes every connection that has no request in progress at once, and a
-    connection accepted a moment ago whose request has not been read yet counts as idle: under
-    load a worker stopping (SIGHUP, MAX_REQUESTS, SIGTERM) drops a few requests unanswered. Here
-    it stops accepting first, lets such connections deliver their request for ``SETTLE``
-    seconds, then runs Uvicorn's shutdown, which finishes every request in progress.
-    """
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        for listener in self.servers:
-            listener.close()
-        await asyncio.sleep(SETTLE)
-        await super().shutdown(sockets)
 
 
 class LauncherWorker:
@@ -106,29 +81,22 @@ class LauncherWorker:
         self.wsgi = self.worker_app.app
 
     async def _serve(self) -> None:
-        # UvicornWorker._serve, keeping the Server so that retire() can stop it.
+        # UvicornWorker._serve, with the Uvicorn backend's server (the same graceful stop and
+        # retirement as under SERVER_BACKEND=uvicorn) and the worker's signal table: SIGTERM and
+        # SIGINT drain (exit 0), SIGQUIT stops at once.
         self.config.app = self.wsgi
-        self.server = LauncherServer(config=self.config)
-        self._install_sigquit_handler()  # type: ignore[attr-defined]
-        await self.server.serve(sockets=self.sockets)
-        if not self.server.started:
+        server = self.server = LauncherServer(self.config)
+        signal.signal(signal.SIGTERM, lambda _signum, _frame: server.stop())
+        signal.signal(signal.SIGINT, lambda _signum, _frame: server.stop())
+        signal.signal(signal.SIGQUIT, lambda _signum, _frame: server.stop(now=True))
+        await server.serve(sockets=self.sockets)
+        if not server.started:
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
 
     def retire(self) -> None:
-        """Stop accepting now (Uvicorn would notice ``should_exit`` only at its next 0.1 s tick
-        and accept meanwhile); give the keep-alive connections ``RETIRE_DRAIN`` seconds to end
-        by themselves (the pipeline answers on them with ``Connection: close``), then let
-        Uvicorn's graceful shutdown close the ones still idle and finish what is in flight."""
-        server = self.server
-        if server is None:
-            return
-        for listener in server.servers:
-            listener.close()
-
-        def stop() -> None:
-            server.should_exit = True
-
-        asyncio.get_running_loop().call_later(min(RETIRE_DRAIN, self.cfg.keepalive or 0), stop)
+        """MAX_REQUESTS: the server's own retirement (``LauncherServer.retire``)."""
+        if self.server is not None:
+            self.server.retire()
 
 
 def launcher_worker_class(cls: type) -> type:
