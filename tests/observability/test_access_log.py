@@ -8,6 +8,7 @@ import contextlib
 import gc
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from launcher.config.access_format import parse_format
 from launcher.errors import ConfigError
@@ -158,6 +161,52 @@ def test_no_field_can_end_a_line_or_a_quoted_field() -> None:
     assert '"\\xFF\\xFE"' in first and "rid=r\\x0Aid" in first
     custom = lines_of(*HOSTILE, layout=TextLayout('%(U)s %(q)s "%(a)s" %({x-request-id}i)s %(h)s %(H)s'))
     assert all("\n" not in line and '" "' not in line.split('"', 1)[1][:-40] for line in custom)
+
+
+@given(
+    fields=st.lists(
+        # Hostile bytes of every kind, or printable ones with quotes only (the fast path's case).
+        st.binary(max_size=6).map(lambda b: b.translate(FEW))
+        | st.text(alphabet='a-" ', max_size=4).map(str.encode),
+        min_size=5,
+        max_size=5,
+    ),
+    client=st.text(alphabet='a."\\\n\x1b\u00e9', max_size=5),
+)
+def test_each_default_field_reads_back_exactly_what_the_client_sent(fields: list[bytes], client: str) -> None:
+    """Whatever bytes a client sends, the default line splits into its fields where the layout
+    puts them, and each field unescapes to what was sent (``-`` for nothing): the fast path that
+    formats a clean line unescaped never passes a field that needed escaping. (A space is not
+    escaped, as nginx does not: the unquoted fields are the client address and the request id,
+    which ends the line.)"""
+    path, query, referer, agent, rid = fields
+    (line,) = lines_of(
+        scope(
+            raw_path=b"/" + path,
+            query_string=query,
+            client=(client, 1),
+            headers=[(b"referer", referer), (b"user-agent", agent), (b"x-request-id", rid)],
+        )
+    )
+    match = DEFAULT_LINE.fullmatch(line)
+    assert match, line
+    target = b"/" + path + (b"?" + query if query else b"")
+    assert unescaped(match["client"]) == (client.encode() or b"-")
+    assert unescaped(match["target"]) == target
+    for name, sent in (("referer", referer), ("agent", agent), ("rid", rid)):
+        assert unescaped(match[name]) == (sent or b"-")
+
+
+#: The bytes a hostile field is made of: the ones escaping is about, and two plain ones.
+FEW = bytes.maketrans(bytes(range(256)), (b'a" \\\n\x00\x7f\xff\x1b-' * 26)[:256])
+DEFAULT_LINE = re.compile(
+    r'(?P<client>\S+) - - \[[^]]+\] "GET (?P<target>.*) HTTP/1\.1" 200 27 "(?P<referer>[^"]*)" '
+    r'"(?P<agent>[^"]*)" [0-9.]+ms pid=[0-9]+ rid=(?P<rid>.*)'
+)
+
+
+def unescaped(field: str) -> bytes:
+    return re.sub(rb"\\x([0-9A-F]{2})", lambda m: bytes([int(m[1], 16)]), field.encode("ascii"))
 
 
 def test_json_lines_stay_valid_json_whatever_a_client_sent() -> None:
