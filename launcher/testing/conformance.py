@@ -41,7 +41,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import closing, contextmanager, suppress
+from contextlib import closing, contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -156,18 +156,57 @@ def metric_sum(text: str, name: str) -> float:
     return sum(value for sample, _, value in prometheus_samples(text) if sample == name)
 
 
-class BackendConformance:
-    """The contract every backend plugin keeps; subclass it with ``backend = "<entry-point name>"``."""
+class Launches:
+    """Launching the real launcher under one backend: what the kit's test classes share.
+
+    ``BackendConformance`` is the contract a plugin keeps. The repository's own checks of what the
+    core does before any backend runs (``tests/core/test_core_behaviour.py``) use these helpers
+    too, under the default backend only, since their outcome cannot depend on the server.
+    """
 
     #: The ``asgi_launcher.backends`` entry-point name of the plugin under test.
     backend: ClassVar[str] = ""
     #: Added to the environment of every launch (after the kit's own variables, so it wins).
     extra_env: ClassVar[dict[str, str]] = {}
+    #: Seconds a launch may take to answer its first request.
+    ready_timeout: ClassVar[float] = 30.0
+
+    def env(self, app_dir: Path, **more: str) -> dict[str, str]:
+        """The environment of a launch: this backend, ``app_dir``, ``extra_env``, then ``more``."""
+        return {"SERVER_BACKEND": self.backend, "APP_DIR": str(app_dir), **self.extra_env, **more}
+
+    def start(self, app_dir: Path, **more: str) -> Launcher:
+        """Start the launcher on ``app_dir`` without waiting (use it as a context manager)."""
+        return start_launcher(self.env(app_dir, **more))
+
+    def serve(self, app_dir: Path, **more: str) -> Launcher:
+        """Start the launcher on ``app_dir`` and wait until it answers HTTP."""
+        server = self.start(app_dir, **more)
+        try:
+            server.wait_ready("/", self.ready_timeout)
+        except BaseException:
+            server.close()
+            raise
+        return server
+
+    def stop(self, server: Launcher) -> int:
+        """SIGTERM and wait: after this the whole output is on disk, so absences can be asserted."""
+        server.signal(signal.SIGTERM)
+        return server.wait(30)
+
+    @pytest.fixture
+    def hello(self, tmp_path: Path) -> Path:
+        """An APP_DIR holding the kit's hello app as ``main.py``."""
+        apps.install("hello", tmp_path)
+        return tmp_path
+
+
+class BackendConformance(Launches):
+    """The contract every backend plugin keeps; subclass it with ``backend = "<entry-point name>"``."""
+
     #: Processes the backend starts below the launcher that are not workers (they do not hold
     #: the listening socket), e.g. 1 for multiprocessing's resource tracker.
     extra_processes: ClassVar[int] = 0
-    #: Seconds a launch may take to answer its first request.
-    ready_timeout: ClassVar[float] = 30.0
 
     # Capabilities: set one to False only if the server really cannot do it.
     #: WEB_CONCURRENCY=N gives N worker processes.
@@ -224,29 +263,6 @@ class BackendConformance:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def env(self, app_dir: Path, **more: str) -> dict[str, str]:
-        """The environment of a launch: this backend, ``app_dir``, ``extra_env``, then ``more``."""
-        return {"SERVER_BACKEND": self.backend, "APP_DIR": str(app_dir), **self.extra_env, **more}
-
-    def start(self, app_dir: Path, **more: str) -> Launcher:
-        """Start the launcher on ``app_dir`` without waiting (use it as a context manager)."""
-        return start_launcher(self.env(app_dir, **more))
-
-    def serve(self, app_dir: Path, **more: str) -> Launcher:
-        """Start the launcher on ``app_dir`` and wait until it answers HTTP."""
-        server = self.start(app_dir, **more)
-        try:
-            server.wait_ready("/", self.ready_timeout)
-        except BaseException:
-            server.close()
-            raise
-        return server
-
-    def stop(self, server: Launcher) -> int:
-        """SIGTERM and wait: after this the whole output is on disk, so absences can be asserted."""
-        server.signal(signal.SIGTERM)
-        return server.wait(30)
-
     def require(self, capability: str) -> None:
         if not getattr(self, capability):
             pytest.skip(f"the {self.backend} backend declares {capability} = False")
@@ -280,11 +296,15 @@ class BackendConformance:
             assert ws.recv(timeout=10) == "echo me", "the WebSocket does not echo"
             yield ws
 
-    @pytest.fixture
-    def hello(self, tmp_path: Path) -> Path:
-        """An APP_DIR holding the kit's hello app as ``main.py``."""
-        apps.install("hello", tmp_path)
-        return tmp_path
+    @pytest.fixture(scope="class")
+    @classmethod
+    def shared(cls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launcher]:
+        """One hello server (``WEB_CONCURRENCY=1``, on ``BIND``) for the class's read-only checks:
+        each asks it something and changes nothing, so one launch serves them all."""
+        app_dir = tmp_path_factory.mktemp("shared-hello")
+        apps.install("hello", app_dir)
+        with cls().serve(app_dir, WEB_CONCURRENCY="1", BIND=f"127.0.0.1:{free_port()}") as server:
+            yield server
 
     @pytest.fixture
     def ops_app(self, tmp_path: Path) -> Path:
@@ -497,19 +517,11 @@ class BackendConformance:
 
     # -- serving ---------------------------------------------------------------------------
 
-    def test_serves_the_app_on_bind(self, hello: Path) -> None:
-        port = free_port()
-        with self.serve(hello, BIND=f"127.0.0.1:{port}") as server:
-            status, headers, body = server.get("/")
-            assert (status, json.loads(body)) == (200, {"message": "Hello World!"})
-            assert headers["content-type"] == "application/json"
-            assert server.listener_pids(), f"nothing of the launcher's listens on {port}"
-
-    def test_serves_the_app_on_host_and_port(self, hello: Path) -> None:
-        port = free_port()
-        with self.serve(hello, HOST="127.0.0.1", PORT=str(port)) as server:
-            assert server.port == port
-            assert server.get("/")[0] == 200
+    def test_serves_the_app_on_bind(self, shared: Launcher) -> None:
+        status, headers, body = shared.get("/")  # (the shared server was given BIND)
+        assert (status, json.loads(body)) == (200, {"message": "Hello World!"})
+        assert headers["content-type"] == "application/json"
+        assert shared.listener_pids(), f"nothing of the launcher's listens on {shared.port}"
 
     def test_worker_count_follows_web_concurrency(self, hello: Path) -> None:
         self.require("supports_multiple_workers")
@@ -524,11 +536,10 @@ class BackendConformance:
                 assert len(children) == 3 + self.extra_processes, (children, serving)
                 time.sleep(0.1)
 
-    def test_access_log_on_by_default(self, hello: Path) -> None:
+    def test_access_log_on_by_default(self, shared: Launcher) -> None:
         self.require("supports_access_log")
-        with self.serve(hello, WEB_CONCURRENCY="1") as server:
-            server.get("/access-log-marker")
-            server.wait_until(lambda: "access-log-marker" in server.output(), 10, "an access log line")
+        shared.get("/access-log-marker")
+        shared.wait_until(lambda: "access-log-marker" in shared.output(), 30, "an access log line")
 
     def test_access_line_is_the_launchers_under_every_backend(self, hello: Path) -> None:
         # The pipeline writes it (the server's own access logger is off): the same text whatever
@@ -686,50 +697,6 @@ class BackendConformance:
                 server.wait_until(lambda: marked in server.output(), 10, "the master's line")
             assert self.stop(server) == 0, server.output()[-3000:]
 
-    @pytest.mark.parametrize(
-        ("name", "text"),
-        [
-            ("syntax.json", '{"version": 1,'),
-            ("schema.json", '{"version": 1, "handler": {}}'),
-            (
-                "class.toml",
-                'version = 1\n[handlers.h]\nclass = "nowhere.NoHandler"\n[root]\nhandlers = ["h"]\n',
-            ),
-        ],
-        ids=["syntax", "unknown-key", "missing-class"],
-    )
-    def test_invalid_log_config_is_exit_2_in_one_line_before_serving(
-        self, hello: Path, tmp_path: Path, name: str, text: str
-    ) -> None:
-        bad = tmp_path / name
-        bad.write_text(text)
-        with self.start(hello, LOG_CONFIG=str(bad)) as server:
-            assert server.wait(20) == 2, server.output()
-            lines = server.output().strip().splitlines()
-            assert not server.answers(), "something serves"
-        assert len(lines) == 1 and str(bad) in lines[0] and "LOG_CONFIG" in lines[0], lines
-
-    @pytest.mark.parametrize(
-        ("name", "layout", "env"),
-        [
-            ("hello", "main.py", {}),
-            ("hello", "app/main.py", {}),
-            ("api", "custom_app/custom_main.py", {"APP_MODULE": "custom_app.custom_main:api"}),
-            (
-                "api",
-                "custom_app/custom_main.py",
-                {"MODULE_NAME": "custom_app.custom_main", "VARIABLE_NAME": "api"},
-            ),
-        ],
-        ids=["main.py", "app/main.py", "APP_MODULE", "MODULE_NAME+VARIABLE_NAME"],
-    )
-    def test_app_module_variants(self, tmp_path: Path, name: str, layout: str, env: dict[str, str]) -> None:
-        apps.install(name, tmp_path, layout)
-        with self.serve(tmp_path, WEB_CONCURRENCY="1", **env) as server:
-            status, _, body = server.get("/")
-        expected = "Hello from api" if name == "api" else "Hello World!"
-        assert (status, json.loads(body)["message"]) == (200, expected)
-
     def test_serves_an_asgi2_app_with_lifespan(self, tmp_path: Path) -> None:
         self.require("supports_asgi2")
         apps.install("asgi2", tmp_path)
@@ -744,23 +711,17 @@ class BackendConformance:
         ids=["ROOT_PATH=/api", "unset"],
     )
     def test_root_path_is_in_the_scope(
-        self, hello: Path, env: dict[str, str], expected: tuple[str, str]
+        self, request: pytest.FixtureRequest, hello: Path, env: dict[str, str], expected: tuple[str, str]
     ) -> None:
         # Uvicorn's semantics, under every backend: the ASGI path includes root_path.
         self.require("supports_root_path")
-        with self.serve(hello, WEB_CONCURRENCY="1", **env) as server:
+        # Unset: what the shared server (WEB_CONCURRENCY=1, nothing else set) answers.
+        own = self.serve(hello, WEB_CONCURRENCY="1", **env) if env else None
+        with own or nullcontext(request.getfixturevalue("shared")) as server:
             status, _, body = server.get("/scope")
         assert status == 200, body
         scope = json.loads(body)
         assert (scope["root_path"], scope["path"]) == expected
-
-    def test_config_json_names_the_backend(self, hello: Path) -> None:
-        result = run_launcher(self.env(hello), ("config", "--json"))
-        assert result.returncode == 0, result.stderr
-        data = json.loads(result.stdout)
-        assert data["backend"] == self.backend
-        assert set(data) >= CONFIG_KEYS, CONFIG_KEYS - set(data)
-        assert set(data["sources"]) >= CONFIG_KEYS - {"sources"}, data["sources"]
 
     def test_empty_variables_mean_their_defaults(self, hello: Path) -> None:
         # Compose files and manifests pass empty values (WEB_CONCURRENCY: ${X}); the reference
@@ -785,28 +746,6 @@ class BackendConformance:
             assert (status, json.loads(body)) == (200, {"message": "Hello World!"})
 
     # -- apps that cannot be served --------------------------------------------------------
-
-    @pytest.mark.parametrize(
-        ("env", "missing"),
-        [({"APP_MODULE": "nomodule:app"}, "nomodule"), ({"VARIABLE_NAME": "api"}, "api")],
-        ids=["module", "attribute"],
-    )
-    def test_missing_app_is_exit_2_in_one_line_before_serving(
-        self, hello: Path, env: dict[str, str], missing: str
-    ) -> None:
-        with self.start(hello, **env) as server:
-            assert server.wait(20) == 2
-            lines = server.output().strip().splitlines()
-        assert len(lines) == 1 and missing in lines[0], lines
-        assert "Traceback" not in lines[0]
-
-    def test_app_raising_on_import_is_non_zero_with_one_traceback(self, tmp_path: Path) -> None:
-        apps.install("raises_on_import", tmp_path)
-        with self.start(tmp_path, WEB_CONCURRENCY="2") as server:
-            code = server.wait(15)
-            output = server.output()
-        assert code != 0, output
-        assert output.count("RuntimeError: the app failed while being imported") == 1, output
 
     def test_failed_lifespan_startup_is_non_zero(self, tmp_path: Path) -> None:
         apps.install("startup_raises", tmp_path)
@@ -1144,18 +1083,6 @@ class BackendConformance:
             assert not any(alive(pid) for pid in workers), f"workers {workers} still run {took:.1f}s on"
             assert took <= 1.0, f"the workers took {took:.2f}s to exit"
 
-    def test_port_in_use_is_non_zero_naming_the_address(self, hello: Path) -> None:
-        with socket.socket() as taken:
-            taken.bind(("127.0.0.1", 0))
-            taken.listen()
-            port = taken.getsockname()[1]
-            started = time.monotonic()
-            result = run_launcher(self.env(hello, BIND=f"127.0.0.1:{port}"), ("run",), timeout=15)
-            took = time.monotonic() - started
-        assert result.returncode != 0
-        assert took < 10, f"took {took:.1f}s"
-        assert f"127.0.0.1:{port}" in result.stdout + result.stderr
-
     # -- request limits and smuggling defences ---------------------------------------------
     # (LIMIT_REQUEST_LINE, LIMIT_REQUEST_FIELDS, LIMIT_REQUEST_FIELD_SIZE, KEEP_ALIVE as the time a
     # request head may take, HTTP2_CLEARTEXT; raw sockets, since an HTTP client would not send these.)
@@ -1182,7 +1109,7 @@ class BackendConformance:
     refuses_cleartext_http2: ClassVar[bool] = True
 
     @staticmethod
-    def exchange(port: int, data: bytes, timeout: float = 10.0) -> tuple[bytes, bool]:
+    def exchange(port: int, data: bytes, timeout: float = 30.0) -> tuple[bytes, bool]:
         """Send ``data`` on a new connection to 127.0.0.1:``port`` and read until the server
         closes it or ``timeout`` passes: (what was read, whether the server closed it).
 
@@ -1258,28 +1185,26 @@ class BackendConformance:
                 assert closed, f"{what}: the connection is still open"
             assert server.ok("/"), server.output()[-3000:]
 
-    def test_content_length_with_transfer_encoding_is_refused(self, hello: Path) -> None:
+    def test_content_length_with_transfer_encoding_is_refused(self, shared: Launcher) -> None:
         # A front proxy that frames by Content-Length sees one request here; a server that
         # frames by the chunked encoding would see a second one (GET /pid): request smuggling.
         smuggled = (
             b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
             b"0\r\n\r\nGET /pid HTTP/1.1\r\nHost: x\r\n\r\n"
         )
-        with self.serve(hello, WEB_CONCURRENCY="1") as server:
-            received, closed = self.exchange(server.port, smuggled)
-            answered = self.statuses(received)
-            assert closed, f"the connection is still open after {received[:300]!r}"
-            if self.rejects_content_length_with_transfer_encoding:
-                assert answered == [400], received[:600]
-            else:
-                assert len(answered) == 1, received[:600]
-            assert server.ok("/"), server.output()[-3000:]
+        received, closed = self.exchange(shared.port, smuggled)
+        answered = self.statuses(received)
+        assert closed, f"the connection is still open after {received[:300]!r}"
+        if self.rejects_content_length_with_transfer_encoding:
+            assert answered == [400], received[:600]
+        else:
+            assert len(answered) == 1, received[:600]
+        assert shared.ok("/"), shared.output()[-3000:]
 
-    def test_absolute_form_target_reaches_the_app_as_its_path(self, hello: Path) -> None:
+    def test_absolute_form_target_reaches_the_app_as_its_path(self, shared: Launcher) -> None:
         self.require("supports_absolute_form_targets")
         request = b"GET http://evil.example/x/scope?q=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        with self.serve(hello, WEB_CONCURRENCY="1") as server:
-            received, _ = self.exchange(server.port, request)
+        received, _ = self.exchange(shared.port, request)
         assert self.statuses(received)[:1] == [200], received[:600]
         assert b'"path": "/x/scope"' in received, received[:600]
 
@@ -1331,20 +1256,19 @@ class BackendConformance:
         early = {what: took for what, took in closed_after.items() if took < keep_alive - 0.5}
         assert not early, f"closed before KEEP_ALIVE={keep_alive}: {closed_after}"
 
-    def test_cleartext_http2_is_off_by_default(self, hello: Path) -> None:
+    def test_cleartext_http2_is_off_by_default(self, shared: Launcher) -> None:
         self.require("refuses_cleartext_http2")
         upgrade = (
             b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings, close\r\nUpgrade: h2c\r\n"
             b"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
         )
         preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000")  # + SETTINGS
-        with self.serve(hello, WEB_CONCURRENCY="1") as server:
-            received, _ = self.exchange(server.port, upgrade)
-            assert self.statuses(received)[:1] == [200], received[:300]
-            received, closed = self.exchange(server.port, preface, timeout=5)
-            # No HTTP/2 frames: nothing at all, or an HTTP/1.1 refusal; and the connection closed.
-            assert received == b"" or self.statuses(received)[:1] == [400], received[:300]
-            assert closed, f"the connection is still open after {received[:300]!r}"
+        received, _ = self.exchange(shared.port, upgrade)
+        assert self.statuses(received)[:1] == [200], received[:300]
+        received, closed = self.exchange(shared.port, preface)
+        # No HTTP/2 frames: nothing at all, or an HTTP/1.1 refusal; and the connection closed.
+        assert received == b"" or self.statuses(received)[:1] == [400], received[:300]
+        assert closed, f"the connection is still open after {received[:300]!r}"
 
 
-__all__ = ["CONFIG_KEYS", "BackendConformance", "close_code"]
+__all__ = ["CONFIG_KEYS", "BackendConformance", "Launches", "close_code"]

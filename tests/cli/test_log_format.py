@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
+from launcher.testing import BACKENDS
 from launcher.testing.process import base_env, free_port, run_launcher
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "demo"
-BACKENDS = ["gunicorn", "hypercorn", "granian"]
 
 
 @pytest.fixture

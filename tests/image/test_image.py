@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 from imagekit import TAG, Docker
 
+from launcher.testing import BACKENDS, DEFAULT_BACKEND
+
 pytestmark = pytest.mark.image
+
+#: The backends the image serves with besides its default one.
+OTHER_BACKENDS = [backend for backend in BACKENDS if backend != DEFAULT_BACKEND]
 
 STARLETTE_APP = """
 from starlette.applications import Starlette
@@ -107,7 +112,7 @@ def test_failing_prestart_is_the_container_exit_code(docker: Docker, tmp_path: P
     assert c.wait_exit() == 7
 
 
-@pytest.mark.parametrize("backend", ["hypercorn", "granian"])
+@pytest.mark.parametrize("backend", OTHER_BACKENDS)
 def test_other_backends_on_the_same_image(docker: Docker, backend: str) -> None:
     c = docker.run(TAG, env={"SERVER_BACKEND": backend, "WEB_CONCURRENCY": "2"})
     c.wait_ready()
@@ -120,7 +125,7 @@ def test_non_root_read_only(docker: Docker) -> None:
     c = docker.run(TAG, "--user", "10001", "--read-only", "--tmpfs", "/tmp", env={"PORT": "8080"}, port=8080)
     c.wait_ready()
     assert c.json("/") == {"message": "Hello World!"}
-    for backend in ("hypercorn", "granian"):
+    for backend in OTHER_BACKENDS:
         other = docker.run(
             TAG,
             "--user",

@@ -35,6 +35,8 @@ from pathlib import Path
 import pytest
 from imagekit import TAG, Container, Docker, free_port
 
+from launcher.testing import BACKENDS
+
 pytestmark = pytest.mark.image
 
 OPS = 9000
@@ -46,8 +48,6 @@ PROPAGATION = 0.3
 INTERVAL = 0.015
 #: Seconds of the long request sent to A just before its stop: more than SHUTDOWN_DELAY.
 SLOW = 3.0
-
-BACKENDS = ("gunicorn", "hypercorn", "granian", "uvicorn")
 
 
 @pytest.fixture(scope="module")

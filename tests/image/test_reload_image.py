@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from imagekit import TAG, Container, Docker
 
+from launcher.testing import BACKENDS, DEFAULT_BACKEND
+
 pytestmark = pytest.mark.image
 
 #: The issue's promise, plus what one `docker exec` and one request through Docker's proxy take.
@@ -95,7 +97,7 @@ def test_start_reload_serves_edits_made_with_docker_exec(docker: Docker, tmp_pat
     assert c.wait_exit(30) == 0, c.logs()[-3000:]
 
 
-@pytest.mark.parametrize("backend", ["hypercorn", "granian"])
+@pytest.mark.parametrize("backend", [backend for backend in BACKENDS if backend != DEFAULT_BACKEND])
 def test_start_reload_non_root_read_only(docker: Docker, tmp_path: Path, backend: str) -> None:
     """`--user 10001 --read-only`: the app bind-mounted (as in development), edited as root."""
     app_dir = tmp_path / "app"

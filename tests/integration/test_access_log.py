@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from launcher.testing import apps
+from launcher.testing import BACKENDS, apps
 from launcher.testing.process import Load, launcher
 
-BACKENDS = ("gunicorn", "hypercorn", "granian")
 _reference: dict[str, str] = {}
 
 

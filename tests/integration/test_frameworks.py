@@ -22,12 +22,12 @@ from typing import Any
 
 import pytest
 
+from launcher.testing import BACKENDS, DEFAULT_BACKEND
 from launcher.testing.conformance import close_code
 from launcher.testing.process import Launcher, start_launcher
 
-BACKENDS = ("gunicorn", "hypercorn", "granian")
 #: What the others are compared with: the default backend (Uvicorn's semantics).
-REFERENCE = "gunicorn"
+REFERENCE = DEFAULT_BACKEND
 #: WebSocket close code "service restart", what Uvicorn sends to open WebSockets on shutdown.
 SERVICE_RESTART = 1012
 READY_TIMEOUT = 30.0

@@ -32,9 +32,6 @@ from launcher.testing.process import (
     start_launcher,
 )
 
-#: The uvicorn backend is being added separately: exercised as soon as its plugin is installed.
-RELOAD_BACKENDS = (*BACKENDS, "uvicorn")
-
 #: The issue's promise: an edit is served within this many seconds.
 SERVED_WITHIN = 2.0
 
@@ -168,7 +165,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, output: C
     raise AssertionError(f"{what}: not within {timeout}s\n{output()[-4000:]}")
 
 
-@pytest.mark.parametrize("backend", RELOAD_BACKENDS)
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_reload_serves_every_edit(backend: str, tmp_path: Path, figures: list[str]) -> None:
     """Start, an edit before the first server has booted, a good edit, a broken one, the fix,
     SIGTERM: under every backend, with prestart run once and its exports in every server."""
