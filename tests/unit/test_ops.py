@@ -232,17 +232,6 @@ def test_without_shutdown_delay_sigterm_is_at_once_and_sigint_is_never_delayed(t
     assert [name for name, _ in report["seen_at_0.3"]] == ["SIGINT"]
 
 
-def test_a_forked_worker_that_still_has_the_wrapper_passes_the_signal_straight_on(
-    supervision: Supervision,
-) -> None:
-    calls: list[int] = []
-    supervision.shutdown_delay = 30
-    handler = supervision._stop_signal(lambda signum, _frame: calls.append(signum))
-    supervision._master = os.getpid() + 1  # as in a forked child: not the master
-    handler(15, None)
-    assert calls == [15] and not supervision.draining
-
-
 # -- metrics.prepare_directory ---------------------------------------------------------------
 
 
