@@ -65,6 +65,11 @@ CONFIG_KEYS = frozenset(
     }
 )  # fmt: skip
 
+#: Seconds any wait for the launcher to do something may take. A deadline, not a figure: long
+#: enough that a loaded machine never misses it (a wait that is met returns at once). The few
+#: checks whose subject is a duration (``KEEP_ALIVE``, ``SHUTDOWN_DELAY``) say their own bounds.
+DEADLINE = 30.0
+
 #: Printed by the kit's hello app when ``/slow`` starts, so tests wait for it rather than sleep.
 SLOW_STARTED = "slow request started"
 #: Printed by the kit's hello app (with its pid) when ``/block`` is about to block its event loop.
@@ -235,7 +240,8 @@ class BackendConformance(Launches):
     #: (``ServerTraits.retire_delay``: its keep-alive clients leave first). The recycling test
     #: then paces its requests so that the worker still serves only a few past its limit.
     retire_grace: ClassVar[float] = 0.0
-    #: The master killed with SIGKILL: every worker exits within 1 s.
+    #: The master killed with SIGKILL: every worker exits by itself (at once: within a second on
+    #: an idle machine; the test's deadline is longer).
     supports_orphan_exit: ClassVar[bool] = True
     #: An ASGI 2 ("double callable") app is served, lifespan included.
     supports_asgi2: ClassVar[bool] = True
@@ -359,8 +365,9 @@ class BackendConformance(Launches):
     ) -> None:
         # /readyz 503 while the workers wait in lifespan startup, 200 once both have booted;
         # SIGTERM: /readyz 503 at once while new connections are still served for SHUTDOWN_DELAY,
-        # then exit 0; probe --ready follows /readyz.
-        gate, delay, ops_port = tmp_path / "boot-gate", 3, free_port()
+        # then exit 0; probe --ready follows /readyz. What is checked during the delay must happen
+        # within it: 6 s, several times what that takes on a loaded machine.
+        gate, delay, ops_port = tmp_path / "boot-gate", 6, free_port()
         env = self.ops_env(ops_port, WEB_CONCURRENCY="2", SHUTDOWN_DELAY=str(delay), KIT_BOOT_GATE=str(gate))
         with self.start(ops_app, **env) as server:
             # Each worker writes boot-gate.<pid>.waiting once it waits in lifespan startup.
@@ -372,7 +379,7 @@ class BackendConformance(Launches):
             code, said = self.probe_ready(ops_app, ops_port)
             assert code == 1 and "HTTP 503" in said, said
             gate.touch()
-            server.wait_until(lambda: self.booted(ops_port) == 2, 20, "/readyz: 2 workers booted")
+            server.wait_until(lambda: self.booted(ops_port) == 2, DEADLINE, "/readyz: 2 workers booted")
             booted = {"ready": True, "workers_booted": 2, "workers_wanted": 2, "draining": False}
             assert self.readiness(ops_port) == (200, booted)
             code, said = self.probe_ready(ops_app, ops_port)
@@ -387,29 +394,37 @@ class BackendConformance(Launches):
 
             sigterm = time.monotonic()
             server.signal(signal.SIGTERM)
-            server.wait_until(lambda: self.ops_status(ops_port, "/readyz") == 503, 2, "/readyz 503")
+            server.wait_until(lambda: self.ops_status(ops_port, "/readyz") == 503, delay / 2, "/readyz 503")
+            probed: list[tuple[int, str]] = []  # in a thread: a slow probe must not eat the delay
+            probe = threading.Thread(target=lambda: probed.append(self.probe_ready(ops_app, ops_port)))
+            probe.start()
             # During the delay, responses ask keep-alive clients to leave (the workers look for the
             # master's notice every 0.2 s), so none finds its idle connection closed by the drain.
-            time.sleep(0.5)
-            pooled.request("GET", "/")
-            during = pooled.getresponse()
-            during.read()
+            told: list[tuple[int, str]] = []
+
+            def told_to_leave() -> bool:
+                pooled.request("GET", "/")
+                during = pooled.getresponse()
+                during.read()
+                told.append((during.status, (during.getheader("connection") or "").lower()))
+                return told[-1] == (200, "close") or told[-1][0] != 200
+
+            end = sigterm + delay - 1.5
+            server.wait_until(told_to_leave, end - time.monotonic(), "connection: close on keep-alive")
             pooled.close()
-            assert during.status == 200 and (during.getheader("connection") or "").lower() == "close", (
-                "a keep-alive response during SHUTDOWN_DELAY did not carry connection: close"
+            assert told[-1] == (200, "close"), (
+                f"a keep-alive response during SHUTDOWN_DELAY did not carry connection: close: {told}"
             )
             state = self.readiness(ops_port)
             assert state is not None and state[1]["draining"] is True and not state[1]["ready"], state
             assert self.ops_status(ops_port, "/livez") == 200, "still supervising during SHUTDOWN_DELAY"
             # Server.get opens a new connection each time: the listener still accepts.
             assert server.get("/")[0] == 200, server.output()[-3000:]
-            probed: list[tuple[int, str]] = []  # in a thread: a slow probe must not eat the delay
-            probe = threading.Thread(target=lambda: probed.append(self.probe_ready(ops_app, ops_port)))
-            probe.start()
+            assert time.monotonic() < end, "the checks above took up SHUTDOWN_DELAY: none was late in it"
             time.sleep(max(0.0, sigterm + delay - 0.8 - time.monotonic()))  # late in the delay
             assert server.get("/")[0] == 200, "a new connection late in SHUTDOWN_DELAY was not served"
-            probe.join(30)
-            code = server.wait(delay + 30)
+            probe.join(DEADLINE)
+            code = server.wait(delay + DEADLINE)
             took = time.monotonic() - sigterm
         assert code == 0, server.output()[-3000:]
         assert len(probed) == 1 and probed[0][0] == 1 and "HTTP 503" in probed[0][1], probed
@@ -418,32 +433,34 @@ class BackendConformance(Launches):
         assert "Traceback" not in server.output(), server.output()[-3000:]
 
     def test_ops_a_second_sigterm_skips_shutdown_delay(self, ops_app: Path) -> None:
-        delay, ops_port = 60, free_port()
+        delay, ops_port = 4 * DEADLINE, free_port()  # what a second SIGTERM must not wait for
         with self.serve(
             ops_app, **self.ops_env(ops_port, WEB_CONCURRENCY="1", SHUTDOWN_DELAY=str(delay))
         ) as server:
-            server.wait_until(lambda: self.booted(ops_port) == 1, 20, "/readyz: 1 worker booted")
+            server.wait_until(lambda: self.booted(ops_port) == 1, DEADLINE, "/readyz: 1 worker booted")
             booted = {"ready": True, "workers_booted": 1, "workers_wanted": 1, "draining": False}
             assert self.readiness(ops_port) == (200, booted)
             server.signal(signal.SIGTERM)
-            server.wait_until(lambda: self.ops_status(ops_port, "/readyz") == 503, 2, "/readyz 503")
+            server.wait_until(lambda: self.ops_status(ops_port, "/readyz") == 503, DEADLINE, "/readyz 503")
             assert self.readiness(ops_port) == (503, {**booted, "ready": False, "draining": True})
             assert self.ops_status(ops_port, "/livez") == 200
             assert server.get("/")[0] == 200 and server.proc.poll() is None, "the first SIGTERM stopped it"
             second = time.monotonic()
             server.signal(signal.SIGTERM)
-            code = server.wait(delay)
+            code = server.wait(2 * DEADLINE)
             took = time.monotonic() - second
         assert code == 0, server.output()[-3000:]
-        assert took < 10, f"exited {took:.1f}s after a second SIGTERM: SHUTDOWN_DELAY={delay} was not skipped"
+        assert took < 2 * DEADLINE, (
+            f"exited {took:.1f}s after a second SIGTERM: SHUTDOWN_DELAY={delay} was not skipped"
+        )
 
     def test_ops_livez_is_503_once_workers_keep_dying_then_exit_3(self, ops_app: Path) -> None:
         # Each /exit kills the worker that takes it (os._exit(1), a crash); once the crash-loop
-        # rule gives up, the surviving worker's lifespan shutdown takes 2 s: /livez must say 503
+        # rule gives up, the surviving worker's lifespan shutdown takes 5 s: /livez must say 503
         # while the master is still there, and the exit status is 3.
         self.require("supports_worker_replacement")
         ops_port, workers = free_port(), 2
-        env = self.ops_env(ops_port, WEB_CONCURRENCY=str(workers), KIT_SHUTDOWN_SECONDS="2")
+        env = self.ops_env(ops_port, WEB_CONCURRENCY=str(workers), KIT_SHUTDOWN_SECONDS="5")
         limit = CrashLoop(workers=workers).limit
         with self.start(ops_app, **env) as server:
             for killed in range(limit):
@@ -454,15 +471,17 @@ class BackendConformance(Launches):
                 def noticed(deaths: int = killed) -> bool:
                     return server.output().count(" died (") >= deaths
 
-                server.wait_until(noticed, 10, f"{killed} deaths noticed")
-                server.wait_until(lambda: self.booted(ops_port) == workers, 30, f"{workers} workers booted")
+                server.wait_until(noticed, DEADLINE, f"{killed} deaths noticed")
+                server.wait_until(
+                    lambda: self.booted(ops_port) == workers, DEADLINE, f"{workers} workers booted"
+                )
                 assert self.ops_status(ops_port, "/livez") == 200, server.output()[-3000:]
                 with suppress(OSError, http.client.HTTPException):
                     server.get("/exit", timeout=10)
-            server.wait_until(lambda: self.ops_status(ops_port, "/livez") == 503, 10, "/livez 503")
-            state = self.readiness(ops_port)  # (the survivor's 2 s shutdown keeps the master there)
+            server.wait_until(lambda: self.ops_status(ops_port, "/livez") == 503, DEADLINE, "/livez 503")
+            state = self.readiness(ops_port)  # (the survivor's 5 s shutdown keeps the master there)
             assert state is not None and state[0] == 503 and state[1]["draining"] is True, state
-            code = server.wait(30)
+            code = server.wait(DEADLINE)
         assert code == EXIT_WORKERS_FAILING, server.output()[-3000:]
 
     def test_ops_metrics_add_up_across_workers_and_survive_a_killed_worker(self, ops_app: Path) -> None:
@@ -482,7 +501,7 @@ class BackendConformance(Launches):
             assert server.get("/some/unique/path")[0] == 200
             sent = hits + 1
             server.wait_until(
-                lambda: metric_sum(self.scrape(ops_port), duration) >= sent, 5, f"{sent} counted"
+                lambda: metric_sum(self.scrape(ops_port), duration) >= sent, DEADLINE, f"{sent} counted"
             )
             text = self.scrape(ops_port)
             assert metric_sum(text, duration) == sent, text
@@ -497,10 +516,14 @@ class BackendConformance(Launches):
             victim = pids.most_common(1)[0][0]
             os.kill(victim, signal.SIGKILL)
             server.wait_until(
-                lambda: victim not in server.children() and self.booted(ops_port) == 2, 20, "a replacement"
+                lambda: victim not in server.children() and self.booted(ops_port) == 2,
+                DEADLINE,
+                "a replacement",
             )
             assert server.get("/pid")[0] == 200
-            server.wait_until(lambda: metric_sum(self.scrape(ops_port), duration) >= sent + 1, 5, "counted")
+            server.wait_until(
+                lambda: metric_sum(self.scrape(ops_port), duration) >= sent + 1, DEADLINE, "counted"
+            )
             text = self.scrape(ops_port)
             # The killed worker's counts stay in the sums; the replacement's add to them.
             assert metric_sum(text, duration) == sent + 1, text
@@ -527,7 +550,7 @@ class BackendConformance(Launches):
         self.require("supports_multiple_workers")
         # 3: not what the worker formula gives by default on a small machine (2).
         with self.serve(hello, WEB_CONCURRENCY="3") as server:
-            server.wait_until(lambda: len(server.serving()) == 3, 20, "3 processes serving")
+            server.wait_until(lambda: len(server.serving()) == 3, DEADLINE, "3 processes serving")
             # The count holds (no late extra worker) and nothing else runs below the launcher.
             end = time.monotonic() + 1.0
             while time.monotonic() < end:
@@ -539,7 +562,7 @@ class BackendConformance(Launches):
     def test_access_log_on_by_default(self, shared: Launcher) -> None:
         self.require("supports_access_log")
         shared.get("/access-log-marker")
-        shared.wait_until(lambda: "access-log-marker" in shared.output(), 30, "an access log line")
+        shared.wait_until(lambda: "access-log-marker" in shared.output(), DEADLINE, "an access log line")
 
     def test_access_line_is_the_launchers_under_every_backend(self, hello: Path) -> None:
         # The pipeline writes it (the server's own access logger is off): the same text whatever
@@ -626,7 +649,7 @@ class BackendConformance(Launches):
                     lambda: (
                         victim not in server.serving() and len(server.serving()) == 2 and server.answers()
                     ),
-                    10,
+                    DEADLINE,
                     "a replacement worker",
                 )
             assert self.stop(server) == 0, server.output()[-3000:]
@@ -694,7 +717,7 @@ class BackendConformance(Launches):
                 victim = int(server.get("/pid")[2])
                 os.kill(victim, signal.SIGKILL)
                 marked = f"MARK asgi_launcher worker {victim} died"
-                server.wait_until(lambda: marked in server.output(), 10, "the master's line")
+                server.wait_until(lambda: marked in server.output(), DEADLINE, "the master's line")
             assert self.stop(server) == 0, server.output()[-3000:]
 
     def test_serves_an_asgi2_app_with_lifespan(self, tmp_path: Path) -> None:
@@ -750,32 +773,32 @@ class BackendConformance(Launches):
     def test_failed_lifespan_startup_is_non_zero(self, tmp_path: Path) -> None:
         apps.install("startup_raises", tmp_path)
         with self.start(tmp_path, WEB_CONCURRENCY="2") as server:
-            code = server.wait(15)
+            code = server.wait(DEADLINE)
             assert code != 0, server.output()
 
     # -- signals and faults ----------------------------------------------------------------
 
     def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(self, hello: Path) -> None:
         self.require("supports_graceful_shutdown")
-        graceful = 10
+        graceful = 2 * DEADLINE  # what the launcher must not wait out once the request is done
         with self.serve(hello, WEB_CONCURRENCY="1", GRACEFUL_TIMEOUT=str(graceful)) as server:
-            thread, result = self.in_flight(server, "/slow?seconds=2", graceful + 5)
-            server.wait_until(lambda: SLOW_STARTED in server.output(), 10, "the slow request in flight")
+            thread, result = self.in_flight(server, "/slow?seconds=2", DEADLINE)
+            server.wait_until(lambda: SLOW_STARTED in server.output(), DEADLINE, "the slow request in flight")
             sigterm = time.monotonic()
             server.signal(signal.SIGTERM)
-            code = server.wait(graceful + 5)
+            code = server.wait(DEADLINE)
             exited = time.monotonic() - sigterm
-            thread.join(graceful + 5)
+            thread.join(DEADLINE)
             assert result.get("response") == (200, b"slow done"), server.output()
             assert result["at"] > sigterm, "the request finished before SIGTERM: it proves nothing"
             assert code == 0, server.output()
-            assert exited <= graceful, f"exited {exited:.1f}s after SIGTERM; GRACEFUL_TIMEOUT={graceful}"
+            assert exited < DEADLINE, f"exited {exited:.1f}s after SIGTERM; GRACEFUL_TIMEOUT={graceful}"
 
     def test_sigterm_closes_websocket_and_idle_connection_and_exits_0_at_once(self, hello: Path) -> None:
         self.require("supports_websocket_shutdown")
         # GRACEFUL_TIMEOUT is long, so a server that waits it out (or waits for the WebSocket or
-        # the idle connection to end) fails the 2 s limit.
-        with self.serve(hello, WEB_CONCURRENCY="1", GRACEFUL_TIMEOUT="30") as server:
+        # the idle connection to end) misses the deadline, far shorter.
+        with self.serve(hello, WEB_CONCURRENCY="1", GRACEFUL_TIMEOUT=str(4 * DEADLINE)) as server:
             idle = http.client.HTTPConnection(server.host, server.port, timeout=10)
             with self.websocket(server) as ws, closing(idle):
                 idle.request("GET", "/")  # no Connection: close: the connection stays open, idle
@@ -784,29 +807,31 @@ class BackendConformance(Launches):
                 assert response.status == 200 and not response.will_close, response.getheaders()
                 sigterm = time.monotonic()
                 server.signal(signal.SIGTERM)
-                code = server.wait(10)
+                code = server.wait(DEADLINE)
                 exited = time.monotonic() - sigterm
                 # The client reads frames in the background: a close sent before exit is waiting.
-                closed_with = close_code(ws, 5)
+                closed_with = close_code(ws, DEADLINE)
             output = server.output()[-3000:]
             assert closed_with == WS_SERVICE_RESTART, (closed_with, output)
             assert code == 0, output
-            assert exited <= 2.0, f"exited {exited:.1f}s after SIGTERM\n{output}"
+            assert exited < DEADLINE, f"exited {exited:.1f}s after SIGTERM\n{output}"
             assert "Traceback" not in server.output(), output  # Hypercorn logged a CancelledError
 
     def test_sigterm_with_a_websocket_open_lets_the_request_in_flight_finish(self, hello: Path) -> None:
         self.require("supports_websocket_shutdown")
-        graceful = 30
+        graceful = 4 * DEADLINE  # what the WebSocket must not make the launcher wait out
         with self.serve(hello, WEB_CONCURRENCY="1", GRACEFUL_TIMEOUT=str(graceful)) as server:
             with self.websocket(server) as ws:
-                thread, result = self.in_flight(server, "/slow?seconds=2", graceful + 5)
-                server.wait_until(lambda: SLOW_STARTED in server.output(), 10, "the slow request in flight")
+                thread, result = self.in_flight(server, "/slow?seconds=2", DEADLINE)
+                server.wait_until(
+                    lambda: SLOW_STARTED in server.output(), DEADLINE, "the slow request in flight"
+                )
                 sigterm = time.monotonic()
                 server.signal(signal.SIGTERM)
-                code = server.wait(graceful + 5)
+                code = server.wait(DEADLINE)
                 exited = time.monotonic()
-                thread.join(graceful + 5)
-                closed_with = close_code(ws, 5)
+                thread.join(DEADLINE)
+                closed_with = close_code(ws, DEADLINE)
             output = server.output()[-3000:]
             assert result.get("response") == (200, b"slow done"), (result, output)
             assert result["at"] > sigterm, "the request finished before SIGTERM: it proves nothing"
@@ -814,12 +839,12 @@ class BackendConformance(Launches):
             assert code == 0, output
             # Once the request is done nothing holds the launcher (not the WebSocket either).
             late = exited - result["at"]
-            assert late <= 2.0, f"exited {late:.1f}s after the last request ended\n{output}"
+            assert late < DEADLINE, f"exited {late:.1f}s after the last request ended\n{output}"
 
     def test_a_killed_worker_is_replaced(self, hello: Path) -> None:
         self.require("supports_worker_replacement")
         with self.serve(hello, WEB_CONCURRENCY="2") as server:
-            server.wait_until(lambda: len(server.serving()) == 2, 20, "2 workers")
+            server.wait_until(lambda: len(server.serving()) == 2, DEADLINE, "2 workers")
             victim = server.serving()[0]
             os.kill(victim, signal.SIGKILL)
 
@@ -827,7 +852,7 @@ class BackendConformance(Launches):
                 serving = server.serving()
                 return len(serving) == 2 and victim not in serving and server.ok("/")
 
-            server.wait_until(replaced, 10, "a replacement worker, answering")
+            server.wait_until(replaced, DEADLINE, "a replacement worker, answering")
             assert server.proc.poll() is None
 
     def test_timeout_replaces_a_worker_whose_event_loop_is_blocked(self, hello: Path) -> None:
@@ -835,7 +860,7 @@ class BackendConformance(Launches):
         timeout = 2
         # No access log: the polling below would bury the lines that matter.
         with self.serve(hello, WEB_CONCURRENCY="2", TIMEOUT=str(timeout), ACCESS_LOG="") as server:
-            server.wait_until(lambda: len(server.serving()) == 2, 20, "2 workers")
+            server.wait_until(lambda: len(server.serving()) == 2, DEADLINE, "2 workers")
 
             def block() -> None:
                 # Cut off when the worker is killed; nothing to check about it.
@@ -843,7 +868,9 @@ class BackendConformance(Launches):
                     server.get("/block?seconds=300", timeout=60)
 
             threading.Thread(target=block, daemon=True).start()
-            server.wait_until(lambda: BLOCKING.search(server.output()), 10, "the /block request in flight")
+            server.wait_until(
+                lambda: BLOCKING.search(server.output()), DEADLINE, "the /block request in flight"
+            )
             match = BLOCKING.search(server.output())
             assert match is not None
             blocked = int(match.group(1))
@@ -863,7 +890,7 @@ class BackendConformance(Launches):
                     answers.append(exc)
                 return bool(timed_out_lines(server.output(), blocked, timeout))
 
-            server.wait_until(answered_until_timed_out, timeout + 20, f"worker {blocked} timed out")
+            server.wait_until(answered_until_timed_out, timeout + DEADLINE, f"worker {blocked} timed out")
             failed = [a for a in answers if not (isinstance(a, tuple) and a[0] == 200)]
             if self.blocked_worker_still_accepts:
                 # Connections the blocked worker took are lost with it; nothing else may fail.
@@ -873,20 +900,20 @@ class BackendConformance(Launches):
                 # of the polls above. Once it is killed, the others must answer at once.
                 server.wait_until(
                     lambda: answered_until_timed_out() and isinstance(answers[-1], tuple),
-                    5,
+                    DEADLINE,
                     "an answer from the other workers after the blocked one was killed",
                 )
             else:
                 assert not failed, (failed, server.output()[-3000:])
             assert str(blocked) not in {a[1] for a in answers if isinstance(a, tuple)}, answers
 
-            server.wait_until(lambda: blocked not in server.serving(), 5, f"worker {blocked} gone")
+            server.wait_until(lambda: blocked not in server.serving(), DEADLINE, f"worker {blocked} gone")
 
             def replaced() -> bool:
                 serving = server.serving()
                 return len(serving) == 2 and blocked not in serving and server.ok("/pid")
 
-            server.wait_until(replaced, 10, "2 workers serving again")
+            server.wait_until(replaced, DEADLINE, "2 workers serving again")
             assert server.proc.poll() is None, server.output()[-3000:]
             lines = timed_out_lines(server.output(), blocked, timeout)
             assert len(lines) == 1, lines
@@ -903,14 +930,14 @@ class BackendConformance(Launches):
         with self.serve(hello, **env) as server:
             pids: Counter[str] = Counter()
             failed: list[object] = []
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 3 * DEADLINE
             pause = self.retire_grace / 3  # about 3 requests more within a retiring worker's grace
             for _ in range(60):
                 assert time.monotonic() < deadline, (pids, failed, server.output()[-3000:])
                 time.sleep(pause)
                 try:
                     # Connection: close: recycling under keep-alive is not what this checks.
-                    status, _, body = server.get("/pid", timeout=10)
+                    status, _, body = server.get("/pid", timeout=DEADLINE)
                 except (OSError, http.client.HTTPException) as exc:
                     failed.append(exc)
                     continue
@@ -926,7 +953,7 @@ class BackendConformance(Launches):
             # about half of all 60.
             most = limit + 2 + (4 if self.retire_grace else 0)
             assert max(pids.values()) <= most, f"a worker served more than {most}: {pids}"
-            server.wait_until(lambda: len(server.serving()) == 2, 10, "2 workers serving")
+            server.wait_until(lambda: len(server.serving()) == 2, DEADLINE, "2 workers serving")
             assert server.proc.poll() is None, output
 
     def test_max_worker_memory_retires_a_growing_worker_without_failing_a_request(self, hello: Path) -> None:
@@ -934,8 +961,8 @@ class BackendConformance(Launches):
         limit = 100  # MiB: well above a kit worker's own memory (6 to 20 MiB), well below 100 + 40
         env = {"WEB_CONCURRENCY": "2", "MAX_WORKER_MEMORY": str(limit), "ACCESS_LOG": ""}
         with self.serve(hello, **env) as server:
-            server.wait_until(lambda: len(server.serving()) == 2, 20, "2 workers")
-            status, _, body = server.get(f"/grow?mb={limit + 40}", timeout=20)
+            server.wait_until(lambda: len(server.serving()) == 2, DEADLINE, "2 workers")
+            status, _, body = server.get(f"/grow?mb={limit + 40}", timeout=DEADLINE)
             assert status == 200, body
             grown = int(json.loads(body)["pid"])
             failed: list[object] = []
@@ -945,7 +972,7 @@ class BackendConformance(Launches):
                 # Requests keep being answered while the master retires the worker and starts
                 # another (it looks about once a second).
                 try:
-                    status, _, body = server.get("/pid", timeout=10)
+                    status, _, body = server.get("/pid", timeout=DEADLINE)
                     answers[body.decode(errors="replace")] += 1
                     if status != 200:
                         failed.append((status, body))
@@ -954,7 +981,7 @@ class BackendConformance(Launches):
                 serving = server.serving()
                 return grown not in serving and len(serving) == 2
 
-            server.wait_until(replaced, 20, f"worker {grown} retired and replaced")
+            server.wait_until(replaced, 2 * DEADLINE, f"worker {grown} retired and replaced")
             output = server.output()
             if self.restart_drops_fresh_connections:
                 # At most the one connection the stopping worker had just accepted; no error status.
@@ -980,11 +1007,11 @@ class BackendConformance(Launches):
             return int(Path(f"/proc/{pid}/oom_score_adj").read_text())
 
         with self.serve(hello, WEB_CONCURRENCY="2") as server:
-            server.wait_until(lambda: len(server.serving()) == 2, 20, "2 workers")
+            server.wait_until(lambda: len(server.serving()) == 2, DEADLINE, "2 workers")
             master = adj(server.proc.pid)
             wanted = min(1000, master + 1000)
             workers = server.serving()
-            server.wait_until(lambda: all(adj(pid) == wanted for pid in workers), 10, "workers' scores")
+            server.wait_until(lambda: all(adj(pid) == wanted for pid in workers), DEADLINE, "workers' scores")
             for pid in set(server.children()) - set(workers):  # helpers: the resource tracker
                 assert adj(pid) == master, (pid, adj(pid), master)
             if wanted > master:
@@ -997,7 +1024,7 @@ class BackendConformance(Launches):
     def test_sighup_restarts_the_workers_without_failing_a_request(self, hello: Path) -> None:
         self.require("supports_signal_table")
         with self.serve(hello, WEB_CONCURRENCY="2", ACCESS_LOG="") as server:
-            server.wait_until(lambda: len(server.serving()) == 2, 20, "2 workers")
+            server.wait_until(lambda: len(server.serving()) == 2, DEADLINE, "2 workers")
             load = Load(server.port, "/pid", clients=4, limit=60).start()
             try:
                 # Three restarts within 30 s: never a crash loop (workers the master stops are
@@ -1010,7 +1037,7 @@ class BackendConformance(Launches):
                         serving = set(server.serving())
                         return len(serving) == 2 and not serving & before and server.ok("/pid")
 
-                    server.wait_until(renewed, 30, "2 new workers after SIGHUP")
+                    server.wait_until(renewed, DEADLINE, "2 new workers after SIGHUP")
             finally:
                 load.stop()
             failed = [o for o in load.outcomes if o.status != 200]
@@ -1028,19 +1055,21 @@ class BackendConformance(Launches):
         self.require("supports_signal_table")
         access = tmp_path / "access.log"
         with self.serve(hello, WEB_CONCURRENCY="1", ACCESS_LOG=str(access)) as server:
-            server.wait_until(lambda: len(server.serving()) == 1, 20, "1 worker")
+            server.wait_until(lambda: len(server.serving()) == 1, DEADLINE, "1 worker")
             worker = server.serving()[0]
             server.get("/first-line")
-            server.wait_until(lambda: access.exists() and "/first-line" in access.read_text(), 10, "a line")
+            server.wait_until(
+                lambda: access.exists() and "/first-line" in access.read_text(), DEADLINE, "a line"
+            )
             access.rename(tmp_path / "access.log.1")  # what logrotate does before its postrotate
             server.signal(signal.SIGUSR1)
-            server.wait_until(lambda: "got SIGUSR1" in server.output(), 10, "the SIGUSR1 line")
+            server.wait_until(lambda: "got SIGUSR1" in server.output(), DEADLINE, "the SIGUSR1 line")
 
             def reopened() -> bool:
                 server.get("/second-line")
                 return access.exists() and "/second-line" in access.read_text()
 
-            server.wait_until(reopened, 10, "access lines in the new file")
+            server.wait_until(reopened, DEADLINE, "access lines in the new file")
             assert "/second-line" not in (tmp_path / "access.log.1").read_text()
             assert server.serving() == [worker], "SIGUSR1 restarted the worker"
             assert self.stop(server) == 0
@@ -1049,10 +1078,12 @@ class BackendConformance(Launches):
     def test_ignored_signals_change_nothing(self, hello: Path, signum: str) -> None:
         self.require("supports_signal_table")
         with self.serve(hello, WEB_CONCURRENCY="2") as server:
-            server.wait_until(lambda: len(server.serving()) == 2, 20, "2 workers")
+            server.wait_until(lambda: len(server.serving()) == 2, DEADLINE, "2 workers")
             before = sorted(server.serving())
             server.signal(getattr(signal, signum))
-            server.wait_until(lambda: f"got {signum}: ignored" in server.output(), 10, "the ignored line")
+            server.wait_until(
+                lambda: f"got {signum}: ignored" in server.output(), DEADLINE, "the ignored line"
+            )
             end = time.monotonic() + 1.0
             while time.monotonic() < end:
                 assert sorted(server.serving()) == before, server.output()[-3000:]
@@ -1064,11 +1095,11 @@ class BackendConformance(Launches):
     def test_a_killed_master_leaves_no_worker_behind(self, hello: Path) -> None:
         self.require("supports_orphan_exit")
         with self.serve(hello, WEB_CONCURRENCY="2") as server:
-            server.wait_until(lambda: len(server.serving()) == 2, 20, "2 workers")
+            server.wait_until(lambda: len(server.serving()) == 2, DEADLINE, "2 workers")
             workers = server.serving()
             os.kill(server.proc.pid, signal.SIGKILL)
             killed = time.monotonic()
-            server.proc.wait(5)
+            server.proc.wait(DEADLINE)
 
             def alive(pid: int) -> bool:
                 try:
@@ -1077,11 +1108,11 @@ class BackendConformance(Launches):
                     return False
                 return state not in ("Z", "X")
 
-            while time.monotonic() - killed < 5 and any(alive(pid) for pid in workers):
+            # By themselves (promptly: the time it takes is bench's to measure, not a test's).
+            while time.monotonic() - killed < DEADLINE and any(alive(pid) for pid in workers):
                 time.sleep(0.02)
             took = time.monotonic() - killed
             assert not any(alive(pid) for pid in workers), f"workers {workers} still run {took:.1f}s on"
-            assert took <= 1.0, f"the workers took {took:.2f}s to exit"
 
     # -- request limits and smuggling defences ---------------------------------------------
     # (LIMIT_REQUEST_LINE, LIMIT_REQUEST_FIELDS, LIMIT_REQUEST_FIELD_SIZE, KEEP_ALIVE as the time a
@@ -1230,7 +1261,7 @@ class BackendConformance(Launches):
             dribbled.sendall(b"GET / HTTP/1.1\r\n")
             clients["dribbled"] = (dribbled, time.monotonic())
             closed_after: dict[str, float] = {}
-            deadline = time.monotonic() + keep_alive + 5
+            deadline = time.monotonic() + keep_alive + DEADLINE
             try:
                 while len(closed_after) < len(clients) and time.monotonic() < deadline:
                     with suppress(OSError):
@@ -1250,8 +1281,10 @@ class BackendConformance(Launches):
             finally:
                 for sock, _ in clients.values():
                     sock.close()
-        late = {what: took for what, took in closed_after.items() if not took <= keep_alive + 1.5}
-        assert set(closed_after) == set(clients), f"still open {keep_alive + 5}s on: {closed_after}"
+        # Closed by KEEP_ALIVE, not by a timeout of the server's own: the bounds leave a loaded
+        # machine all the room there is below KEEP_ALIVE's default (5 s), which they must tell apart.
+        late = {what: took for what, took in closed_after.items() if not took <= keep_alive + 2.5}
+        assert set(closed_after) == set(clients), f"still open {keep_alive + DEADLINE}s on: {closed_after}"
         assert not late, f"closed later than KEEP_ALIVE={keep_alive} allows: {closed_after}"
         early = {what: took for what, took in closed_after.items() if took < keep_alive - 0.5}
         assert not early, f"closed before KEEP_ALIVE={keep_alive}: {closed_after}"
