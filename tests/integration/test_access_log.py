@@ -15,6 +15,8 @@ import pytest
 from launcher.testing import BACKENDS, apps
 from launcher.testing.process import Load, launcher
 
+pytestmark = pytest.mark.slow
+
 _reference: dict[str, str] = {}
 
 

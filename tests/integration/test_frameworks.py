@@ -26,6 +26,8 @@ from launcher.testing import BACKENDS, DEFAULT_BACKEND
 from launcher.testing.conformance import close_code
 from launcher.testing.process import Launcher, start_launcher
 
+pytestmark = pytest.mark.slow
+
 #: What the others are compared with: the default backend (Uvicorn's semantics).
 REFERENCE = DEFAULT_BACKEND
 #: WebSocket close code "service restart", what Uvicorn sends to open WebSockets on shutdown.

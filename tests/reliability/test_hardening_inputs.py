@@ -25,6 +25,8 @@ from harness import DEMO, REPO, base_env, copy_demo, free_port, run_launcher
 
 from launcher.testing.process import Launcher, start_launcher
 
+pytestmark = pytest.mark.slow
+
 
 def _finish(env: Mapping[str, str], timeout: float = 30) -> tuple[int, str]:
     """Run the launcher until it exits by itself (failing after ``timeout``): status, output."""

@@ -10,8 +10,12 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from launcher.testing import apps
 from launcher.testing.process import launcher, request
+
+pytestmark = pytest.mark.slow
 
 
 def test_another_process_cannot_bind_beside_the_server(backend: str, tmp_path: Path) -> None:

@@ -26,6 +26,8 @@ from harness import copy_demo, free_port, request, run_launcher
 
 from launcher.testing.process import Launcher, live_group_members, start_launcher
 
+pytestmark = pytest.mark.slow
+
 
 def demo(tmp_path: Path, prestart: str) -> Path:
     """The demo app (``/info`` echoes ``DEMO_*``) with ``prestart`` as its prestart.sh."""

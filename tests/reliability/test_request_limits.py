@@ -17,6 +17,8 @@ from launcher.testing import apps
 from launcher.testing.conformance import BackendConformance
 from launcher.testing.process import Launcher, run_launcher, start_launcher
 
+pytestmark = pytest.mark.slow
+
 exchange = BackendConformance.exchange
 statuses = BackendConformance.statuses
 

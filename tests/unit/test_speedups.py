@@ -8,7 +8,7 @@ import os
 import time
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from launcher import access_log
@@ -96,7 +96,6 @@ def test_the_accelerator_is_built() -> None:
     )
 
 
-@settings(max_examples=1500, deadline=None)
 @given(entries, st.floats(1.7e9, 1.8e9))
 def test_the_c_lines_are_the_python_lines(batch: list[Entry], offset: float) -> None:
     encoded = c_bytes(batch, offset)
@@ -106,7 +105,6 @@ def test_the_c_lines_are_the_python_lines(batch: list[Entry], offset: float) -> 
     assert encoded == expected
 
 
-@settings(max_examples=1500, deadline=None)
 @given(entries, st.floats(1.7e9, 1.8e9))
 def test_the_c_json_lines_are_the_python_json_lines(batch: list[Entry], offset: float) -> None:
     """``LOG_FORMAT=json``: the C layer's line is json_formatter's, byte for byte, for each
@@ -255,7 +253,6 @@ def replay(recorder_type: type[Any], sequence: list[dict[str, Any]]) -> tuple[An
     return recorder.status, recorder.size, recorder.headers, outcomes, len(sent)
 
 
-@settings(max_examples=600, deadline=None)
 @given(messages)
 def test_the_c_recorder_records_what_the_python_one_does(sequence: list[dict[str, Any]]) -> None:
     from launcher.recorder import PyRecorder, Recorder
@@ -495,7 +492,6 @@ def grouped(tally: Any) -> dict[tuple[str, Any], tuple[Any, ...]]:
     return {(g[0], g[1]): g[2:] for g in tally.take()}
 
 
-@settings(max_examples=300, deadline=None)
 @given(rows, st.integers(0, 300))
 def test_the_c_tally_counts_what_the_python_one_does(requests: list[Any], cut: int) -> None:
     """The C Tally (what the C access layer counts into) and PyTally give the same groups,

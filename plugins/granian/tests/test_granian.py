@@ -18,6 +18,8 @@ import uvloop
 from asgi_launcher_granian.app import stop_signals
 from launcher.testing.process import free_port, run_launcher
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[3]
 DEMO = REPO / "demo"
 

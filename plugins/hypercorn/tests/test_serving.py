@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from hypercorn_helpers import Launcher, wait_for, write_app
 
+pytestmark = pytest.mark.slow
+
 Launch = Callable[..., Launcher]
 
 # A raw ASGI app: /slow says when it started (a file), so a test can signal mid-request

@@ -21,6 +21,8 @@ from launcher.testing import apps
 from launcher.testing.conformance import BLOCKING, SLOW_STARTED, json_lines
 from launcher.testing.process import Launcher, start_launcher
 
+pytestmark = pytest.mark.slow
+
 
 def env(app_dir: Path, **more: str) -> dict[str, str]:
     return {"SERVER_BACKEND": "uvicorn", "APP_DIR": str(app_dir), "WEB_CONCURRENCY": "1", **more}

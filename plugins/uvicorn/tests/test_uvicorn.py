@@ -14,6 +14,8 @@ from launcher.testing import apps
 from launcher.testing.conformance import BackendConformance
 from launcher.testing.process import run_launcher, start_launcher
 
+pytestmark = pytest.mark.slow
+
 
 def env(app_dir: Path, **more: str) -> dict[str, str]:
     return {"SERVER_BACKEND": "uvicorn", "APP_DIR": str(app_dir), **more}
