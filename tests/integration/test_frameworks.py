@@ -228,7 +228,7 @@ _reference: dict[tuple[str, str], dict[str, Any]] = {}
 def install(framework: str, tmp_path: Path) -> Path:
     """An APP_DIR holding the framework's app as ``main.py``."""
     app_dir = tmp_path / framework
-    app_dir.mkdir(exist_ok=True)
+    app_dir.mkdir(parents=True, exist_ok=True)  # (tmp_path / "reference" for reference_where)
     (app_dir / "main.py").write_text(textwrap.dedent(APPS[framework]).lstrip())
     return app_dir
 

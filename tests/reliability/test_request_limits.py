@@ -142,7 +142,7 @@ def test_cleartext_http2_is_off_unless_asked_for(backend: str, tmp_path: Path) -
         assert not is_settings_frame(received) and closed, received[:300]
         assert received == b"" or statuses(received) == [400], received[:300]
     env = {"SERVER_BACKEND": backend, "APP_DIR": str(tmp_path / "off"), "HTTP2_CLEARTEXT": "true"}
-    if backend == "gunicorn":
+    if backend in ("gunicorn", "uvicorn"):  # HTTP/1.1 only: refused, exit 2
         result = run_launcher(env, ("run",), timeout=30)
         assert result.returncode == 2
         assert "HTTP2_CLEARTEXT='true' is invalid" in result.stderr, result.stderr
