@@ -238,7 +238,7 @@ def test_start_reload_with_a_space_in_app_dir(backend: str, tmp_path: Path) -> N
             except (OSError, http.client.HTTPException):
                 return False  # between two servers
 
-        server.wait_until(edited, 5, "the edit served")
+        server.wait_until(edited, 30, "the edit served")  # (a deadline: how fast is test_reload's figure)
         assert server.output().count(f"running prestart script {app_dir / 'prestart.sh'}") == 1
         server.signal(signal.SIGTERM)
         assert server.wait(30) == 0, server.output()

@@ -84,7 +84,7 @@ def test_serves_the_demo_with_access_log_to_a_file(tmp_path: Path) -> None:
         assert "/json" in access.read_text()
     finally:
         os.killpg(proc.pid, 15)
-        assert proc.wait(20) == 0
+        assert proc.wait(30) == 0
 
 
 @pytest.mark.parametrize("loop_kind", ["uvloop", "asyncio"])
