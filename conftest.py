@@ -1,8 +1,8 @@
 """The whole suite's setup: one name for the run, Hypothesis's profiles, the image tests last,
 and what the run left in the Docker engine removed at its end.
 
-Under pytest-xdist this file runs in the controller first (``pytest_configure``), then in each
-worker; the workers inherit the controller's environment, so all of them share the run's name.
+Under pytest-xdist this file is imported in the controller first, then in each worker; the
+workers inherit the controller's environment, so all of them share the run's name.
 """
 
 from __future__ import annotations
@@ -28,15 +28,15 @@ settings.register_profile("ci", deadline=None, max_examples=100, print_blob=True
 settings.register_profile("thorough", deadline=None, max_examples=1500)
 settings.load_profile("ci" if os.environ.get("CI") == "true" else "dev")
 
+# Set on import, before any other conftest (tests/image's imports imagekit, which reads it); the
+# xdist workers inherit it from the controller's environment.
+if not os.environ.get(RUN_VARIABLE):
+    os.environ[RUN_VARIABLE] = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
 
 def _controller(config: pytest.Config) -> bool:
     """True in the process that runs the session (not an xdist worker)."""
     return not hasattr(config, "workerinput")
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    if _controller(config) and not os.environ.get(RUN_VARIABLE):
-        os.environ[RUN_VARIABLE] = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
