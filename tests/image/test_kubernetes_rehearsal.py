@@ -40,14 +40,16 @@ from launcher.testing import BACKENDS
 pytestmark = pytest.mark.image
 
 OPS = 9000
-SHUTDOWN_DELAY = 2
+#: Long enough that A leaves the endpoints well inside it even when `docker stop` itself is slow
+#: under load (the CLI's and the engine's latency count: that alone has taken most of a second).
+SHUTDOWN_DELAY = 5
 #: The controller's look at each /readyz, and the lag before the clients follow what it saw.
 POLL = 0.15
 PROPAGATION = 0.3
 #: Pause between two requests of one client thread.
 INTERVAL = 0.015
 #: Seconds of the long request sent to A just before its stop: more than SHUTDOWN_DELAY.
-SLOW = 3.0
+SLOW = 6.0
 
 
 @pytest.fixture(scope="module")
@@ -262,10 +264,14 @@ def test_rolling_update_loses_no_request(
     slow_thread.start()
     time.sleep(0.1)
     t_stop = time.monotonic()
-    docker("stop", "-t", "10", a.name, timeout=60)  # returns once A has exited
+    docker("stop", "-t", "30", a.name, timeout=90)  # returns once A has exited
     t_exited = time.monotonic()
-    slow_thread.join(10)
-    time.sleep(0.5)  # B alone serves the stream
+    slow_thread.join(30)
+    # B alone serves the stream: a few requests, however slow the machine.
+    deadline = time.monotonic() + 30
+    while sum(o.pod == b.name and o.sent > t_exited for o in list(rehearsal.outcomes)) <= 5:
+        assert time.monotonic() < deadline, "B served nothing after A exited"
+        time.sleep(0.1)
     rehearsal.stop()
 
     names = {a.name: "A", b.name: "B"}
@@ -287,9 +293,8 @@ def test_rolling_update_loses_no_request(
         (round(t - t_stop, 3), s) for t, n, s, _ in rehearsal.readyz_log if n == a.name and t > a.unready
     ]
     assert 200 not in [s for _, s in again], f"A said ready again after SIGTERM: {again}"
-    # A left the endpoints well inside SHUTDOWN_DELAY, before its drain began. (Measured from
-    # before `docker stop`, so the CLI's and the engine's latency count too: under the whole
-    # suite's load that alone has taken most of a second.)
+    # A left the endpoints inside SHUTDOWN_DELAY, before its drain began (measured from before
+    # `docker stop`, so the CLI's and the engine's latency count too).
     assert a.removed - t_stop < SHUTDOWN_DELAY - PROPAGATION, timeline
 
     # The delay served: requests routed to A after it said 503 were answered, on new connections too.
@@ -314,7 +319,7 @@ async def app(scope, receive, send):
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                await asyncio.sleep(3)
+                await asyncio.sleep(6)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
@@ -356,13 +361,13 @@ def test_the_health_check_follows_readiness(docker: Docker, tmp_path: Path) -> N
     shown = f"probe --ready exit codes by second after docker run: {codes}\n{pod.container.logs()[-3000:]}"
     assert codes[0][1] == 1 and codes[-1][1] == 0, shown
     assert {code for _, code in codes[:-1]} == {1}, shown
-    assert codes[-1][0] >= 2.0, shown  # not before the 3 s lifespan startup is over
+    assert codes[-1][0] >= 5.0, shown  # not before the 6 s lifespan startup is over
     assert pod.container.get("/")[0] == 200
     status, body = pod.readyz()
     assert status == 200 and json.loads(body)["workers_booted"] == 1, body
 
     # Docker's own HEALTHCHECK (the image's command, every second here) says healthy now.
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while (health := pod.container.state()["Health"])["Status"] != "healthy":  # type: ignore[index]
         assert time.monotonic() < deadline, health
         time.sleep(0.2)
@@ -384,7 +389,7 @@ def test_ops_listener_non_root_read_only(docker: Docker, image_backends: set[str
     for _ in range(requests):
         assert pod.container.get("/")[0] == 200
     # Workers write their counts at most ServerMetrics.FLUSH_INTERVAL (0.25 s) after a request.
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while True:
         status, text = pod.ops_get("/metrics")
         assert status == 200, f"/metrics: HTTP {status}: {text}"
