@@ -68,7 +68,7 @@ CONFIG_KEYS = frozenset(
 #: Seconds any wait for the launcher to do something may take. A deadline, not a figure: long
 #: enough that a loaded machine never misses it (a wait that is met returns at once). The few
 #: checks whose subject is a duration (``KEEP_ALIVE``, ``SHUTDOWN_DELAY``) say their own bounds.
-DEADLINE = 30.0
+DEADLINE = 30
 
 #: Printed by the kit's hello app when ``/slow`` starts, so tests wait for it rather than sleep.
 SLOW_STARTED = "slow request started"

@@ -183,11 +183,19 @@ def _engine() -> Docker:
 
 
 def prepare() -> Docker:
-    """The engine, with this run's image built: done once per run, whoever asks first."""
+    """The engine, with this run's image built: done once per run, whoever asks first (a build
+    that failed is not tried again by every process of the run: they all report its error)."""
+    failed = RUN_DIR / "build-failed"
     with run_lock():
         docker = _engine()
+        if failed.exists():
+            raise AssertionError(f"this run's image build failed: {failed.read_text()}")
         if not docker.has_image(TAG):
-            docker.build(REPO, TAG, "--build-arg", f"BASE_IMAGE={docker.base}")
+            try:
+                docker.build(REPO, TAG, "--build-arg", f"BASE_IMAGE={docker.base}")
+            except (AssertionError, subprocess.TimeoutExpired) as exc:
+                failed.write_text(str(exc))
+                raise
     return docker
 
 

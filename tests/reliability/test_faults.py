@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 #: Seconds any wait for the launcher may take: a deadline a loaded machine cannot miss, not a
 #: figure (the figures, printed at the end of the run, say how long things took).
-DEADLINE = 30.0
+DEADLINE = 30
 
 CRASHING_APP = """
 import asyncio, os
