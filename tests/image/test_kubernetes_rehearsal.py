@@ -343,6 +343,8 @@ def test_the_health_check_follows_readiness(docker: Docker, tmp_path: Path) -> N
         *HARDENED,
         "--health-interval",
         "1s",
+        "--health-timeout",
+        "30s",
         env={"PORT": "8080", "WEB_CONCURRENCY": "1"},
         port=8080,
     )
@@ -352,7 +354,7 @@ def test_the_health_check_follows_readiness(docker: Docker, tmp_path: Path) -> N
         return docker("exec", pod.name, "asgi-launcher", "probe", "--ready", check=False).returncode
 
     codes: list[tuple[float, int]] = []
-    deadline = started + 30
+    deadline = started + 60
     while time.monotonic() < deadline:
         codes.append((round(time.monotonic() - started, 2), probe()))
         if codes[-1][1] == 0:

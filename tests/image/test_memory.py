@@ -63,6 +63,7 @@ def config(docker: Docker, c: Container) -> dict[str, object]:
     return dict(json.loads(docker("exec", c.name, "asgi-launcher", "config", "--json").stdout))
 
 
+@pytest.mark.timeout(300)  # seven containers at once
 def test_the_memory_limit_caps_the_worker_count(docker: Docker) -> None:
     default = docker.run(TAG, "--memory=600m")  # the defaults: WORKER_MEMORY=128
     wide = docker.run(TAG, "--memory=600m", env={"WORKERS_PER_CORE": "4"})
