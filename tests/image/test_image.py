@@ -121,6 +121,7 @@ def test_other_backends_on_the_same_image(docker: Docker, backend: str) -> None:
     assert c.workers() == 2
 
 
+@pytest.mark.timeout(300)  # four containers, one after the other
 def test_non_root_read_only(docker: Docker) -> None:
     c = docker.run(TAG, "--user", "10001", "--read-only", "--tmpfs", "/tmp", env={"PORT": "8080"}, port=8080)
     c.wait_ready()
