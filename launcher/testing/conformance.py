@@ -40,7 +40,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -1140,9 +1140,12 @@ class BackendConformance(Launches):
     refuses_cleartext_http2: ClassVar[bool] = True
 
     @staticmethod
-    def exchange(port: int, data: bytes, timeout: float = 30.0) -> tuple[bytes, bool]:
+    def exchange(
+        port: int, data: bytes, timeout: float = 30.0, until: Callable[[bytes], bool] | None = None
+    ) -> tuple[bytes, bool]:
         """Send ``data`` on a new connection to 127.0.0.1:``port`` and read until the server
-        closes it or ``timeout`` passes: (what was read, whether the server closed it).
+        closes it, ``until`` says what was read is enough, or ``timeout`` passes: (what was read,
+        whether the server closed it).
 
         The bytes are sent from a thread, so a server that answers before reading them all (and
         then resets the connection) is still heard."""
@@ -1170,6 +1173,8 @@ class BackendConformance(Launches):
                     closed = True
                     break
                 received += chunk
+                if until is not None and until(received):
+                    break
         finally:
             with suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)  # wakes the sender if it is blocked
