@@ -38,7 +38,9 @@ def plan(mode: str, chosen: tuple[str, ...] | None, trials: int) -> list[tuple[s
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated: " + ", ".join(MODES))
     parser.add_argument("--moments", default="", help="comma-separated moments (default: all)")
     parser.add_argument("--trials", type=int, default=100, help="trials per mode")
