@@ -46,7 +46,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager, suppress
+from contextlib import closing, contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -72,6 +72,11 @@ CONFIG_KEYS = frozenset(
         "ops_port", "ops_host", "shutdown_delay", "reload", "reload_dirs", "reload_include",
     }
 )  # fmt: skip
+
+#: Seconds any wait for the launcher to do something may take. A deadline, not a figure: long
+#: enough that a loaded machine never misses it (a wait that is met returns at once). The few
+#: checks whose subject is a duration (``KEEP_ALIVE``, ``SHUTDOWN_DELAY``) say their own bounds.
+DEADLINE = 30
 
 #: Printed by the kit's hello app when ``/slow`` starts, so tests wait for it rather than sleep.
 SLOW_STARTED = "slow request started"
@@ -164,18 +169,61 @@ def metric_sum(text: str, name: str) -> float:
     return sum(value for sample, _, value in prometheus_samples(text) if sample == name)
 
 
-class BackendConformance:
-    """The contract every backend plugin keeps; subclass it with ``backend = "<entry-point name>"``."""
+class Launches:
+    """Launching the real launcher under one backend: what the kit's test classes share.
+
+    ``BackendConformance`` is the contract a plugin keeps. The repository's own checks of what the
+    core does before any backend runs (``tests/core/test_core_behaviour.py``) use these helpers
+    too, under the default backend only, since their outcome cannot depend on the server.
+    """
 
     #: The ``asgi_launcher.backends`` entry-point name of the plugin under test.
     backend: ClassVar[str] = ""
     #: Added to the environment of every launch (after the kit's own variables, so it wins).
     extra_env: ClassVar[dict[str, str]] = {}
+    #: Seconds a launch may take to answer its first request.
+    ready_timeout: ClassVar[float] = 30.0
+
+    def env(self, app_dir: Path, **more: str) -> dict[str, str]:
+        """The environment of a launch: this backend, ``app_dir``, ``extra_env``, then ``more``."""
+        return {"SERVER_BACKEND": self.backend, "APP_DIR": str(app_dir), **self.extra_env, **more}
+
+    def start(self, app_dir: Path, **more: str) -> Launcher:
+        """Start the launcher on ``app_dir`` without waiting (use it as a context manager)."""
+        return start_launcher(self.env(app_dir, **more))
+
+    def serve(self, app_dir: Path, **more: str) -> Launcher:
+        """Start the launcher on ``app_dir`` and wait until it answers HTTP."""
+        return self.serve_tls(app_dir, None, **more)
+
+    def serve_tls(self, app_dir: Path, tls: ssl.SSLContext | None, **more: str) -> Launcher:
+        """``serve``, its requests made with the client context ``tls`` (HTTPS, WSS)."""
+        server = start_launcher(self.env(app_dir, **more), tls=tls)
+        try:
+            server.wait_ready("/", self.ready_timeout)
+        except BaseException:
+            server.close()
+            raise
+        return server
+
+    def stop(self, server: Launcher) -> int:
+        """SIGTERM and wait: after this the whole output is on disk, so absences can be asserted."""
+        server.signal(signal.SIGTERM)
+        return server.wait(30)
+
+    @pytest.fixture
+    def hello(self, tmp_path: Path) -> Path:
+        """An APP_DIR holding the kit's hello app as ``main.py``."""
+        apps.install("hello", tmp_path)
+        return tmp_path
+
+
+class BackendConformance(Launches):
+    """The contract every backend plugin keeps; subclass it with ``backend = "<entry-point name>"``."""
+
     #: Processes the backend starts below the launcher that are not workers (they do not hold
     #: the listening socket), e.g. 1 for multiprocessing's resource tracker.
     extra_processes: ClassVar[int] = 0
-    #: Seconds a launch may take to answer its first request.
-    ready_timeout: ClassVar[float] = 30.0
 
     # Capabilities: set one to False only if the server really cannot do it.
     #: WEB_CONCURRENCY=N gives N worker processes.
@@ -204,7 +252,8 @@ class BackendConformance:
     #: (``ServerTraits.retire_delay``: its keep-alive clients leave first). The recycling test
     #: then paces its requests so that the worker still serves only a few past its limit.
     retire_grace: ClassVar[float] = 0.0
-    #: The master killed with SIGKILL: every worker exits within 1 s.
+    #: The master killed with SIGKILL: every worker exits by itself (at once: within a second on
+    #: an idle machine; the test's deadline is longer).
     supports_orphan_exit: ClassVar[bool] = True
     #: An ASGI 2 ("double callable") app is served, lifespan included.
     supports_asgi2: ClassVar[bool] = True
@@ -231,33 +280,6 @@ class BackendConformance:
     supports_json_logs: ClassVar[bool] = True
 
     # -- helpers -------------------------------------------------------------------------
-
-    def env(self, app_dir: Path, **more: str) -> dict[str, str]:
-        """The environment of a launch: this backend, ``app_dir``, ``extra_env``, then ``more``."""
-        return {"SERVER_BACKEND": self.backend, "APP_DIR": str(app_dir), **self.extra_env, **more}
-
-    def start(self, app_dir: Path, **more: str) -> Launcher:
-        """Start the launcher on ``app_dir`` without waiting (use it as a context manager)."""
-        return start_launcher(self.env(app_dir, **more))
-
-    def serve(self, app_dir: Path, **more: str) -> Launcher:
-        """Start the launcher on ``app_dir`` and wait until it answers HTTP."""
-        return self.serve_tls(app_dir, None, **more)
-
-    def serve_tls(self, app_dir: Path, tls: ssl.SSLContext | None, **more: str) -> Launcher:
-        """``serve``, its requests made with the client context ``tls`` (HTTPS, WSS)."""
-        server = start_launcher(self.env(app_dir, **more), tls=tls)
-        try:
-            server.wait_ready("/", self.ready_timeout)
-        except BaseException:
-            server.close()
-            raise
-        return server
-
-    def stop(self, server: Launcher) -> int:
-        """SIGTERM and wait: after this the whole output is on disk, so absences can be asserted."""
-        server.signal(signal.SIGTERM)
-        return server.wait(30)
 
     def require(self, capability: str) -> None:
         if not getattr(self, capability):
@@ -293,11 +315,15 @@ class BackendConformance:
             assert ws.recv(timeout=10) == "echo me", "the WebSocket does not echo"
             yield ws
 
-    @pytest.fixture
-    def hello(self, tmp_path: Path) -> Path:
-        """An APP_DIR holding the kit's hello app as ``main.py``."""
-        apps.install("hello", tmp_path)
-        return tmp_path
+    @pytest.fixture(scope="class")
+    @classmethod
+    def shared(cls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launcher]:
+        """One hello server (``WEB_CONCURRENCY=1``, on ``BIND``) for the class's read-only checks:
+        each asks it something and changes nothing, so one launch serves them all."""
+        app_dir = tmp_path_factory.mktemp("shared-hello")
+        apps.install("hello", app_dir)
+        with cls().serve(app_dir, WEB_CONCURRENCY="1", BIND=f"127.0.0.1:{free_port()}") as server:
+            yield server
 
     @pytest.fixture
     def ops_app(self, tmp_path: Path) -> Path:
@@ -352,8 +378,9 @@ class BackendConformance:
     ) -> None:
         # /readyz 503 while the workers wait in lifespan startup, 200 once both have booted;
         # SIGTERM: /readyz 503 at once while new connections are still served for SHUTDOWN_DELAY,
-        # then exit 0; probe --ready follows /readyz.
-        gate, delay, ops_port = tmp_path / "boot-gate", 3, free_port()
+        # then exit 0; probe --ready follows /readyz. What is checked during the delay must happen
+        # within it: 6 s, several times what that takes on a loaded machine.
+        gate, delay, ops_port = tmp_path / "boot-gate", 6, free_port()
         env = self.ops_env(ops_port, WEB_CONCURRENCY="2", SHUTDOWN_DELAY=str(delay), KIT_BOOT_GATE=str(gate))
         with self.start(ops_app, **env) as server:
             # Each worker writes boot-gate.<pid>.waiting once it waits in lifespan startup.
@@ -365,7 +392,7 @@ class BackendConformance:
             code, said = self.probe_ready(ops_app, ops_port)
             assert code == 1 and "HTTP 503" in said, said
             gate.touch()
-            server.wait_until(lambda: self.booted(ops_port) == 2, 20, "/readyz: 2 workers booted")
+            server.wait_until(lambda: self.booted(ops_port) == 2, DEADLINE, "/readyz: 2 workers booted")
             booted = {"ready": True, "workers_booted": 2, "workers_wanted": 2, "draining": False}
             assert self.readiness(ops_port) == (200, booted)
             code, said = self.probe_ready(ops_app, ops_port)
@@ -380,29 +407,37 @@ class BackendConformance:
 
             sigterm = time.monotonic()
             server.signal(signal.SIGTERM)
-            server.wait_until(lambda: self.ops_status(ops_port, "/readyz") == 503, 2, "/readyz 503")
+            server.wait_until(lambda: self.ops_status(ops_port, "/readyz") == 503, delay / 2, "/readyz 503")
+            probed: list[tuple[int, str]] = []  # in a thread: a slow probe must not eat the delay
+            probe = threading.Thread(target=lambda: probed.append(self.probe_ready(ops_app, ops_port)))
+            probe.start()
             # During the delay, responses ask keep-alive clients to leave (the workers look for the
             # master's notice every 0.2 s), so none finds its idle connection closed by the drain.
-            time.sleep(0.5)
-            pooled.request("GET", "/")
-            during = pooled.getresponse()
-            during.read()
+            told: list[tuple[int, str]] = []
+
+            def told_to_leave() -> bool:
+                pooled.request("GET", "/")
+                during = pooled.getresponse()
+                during.read()
+                told.append((during.status, (during.getheader("connection") or "").lower()))
+                return told[-1] == (200, "close") or told[-1][0] != 200
+
+            end = sigterm + delay - 1.5
+            server.wait_until(told_to_leave, end - time.monotonic(), "connection: close on keep-alive")
             pooled.close()
-            assert during.status == 200 and (during.getheader("connection") or "").lower() == "close", (
-                "a keep-alive response during SHUTDOWN_DELAY did not carry connection: close"
+            assert told[-1] == (200, "close"), (
+                f"a keep-alive response during SHUTDOWN_DELAY did not carry connection: close: {told}"
             )
             state = self.readiness(ops_port)
             assert state is not None and state[1]["draining"] is True and not state[1]["ready"], state
             assert self.ops_status(ops_port, "/livez") == 200, "still supervising during SHUTDOWN_DELAY"
             # Server.get opens a new connection each time: the listener still accepts.
             assert server.get("/")[0] == 200, server.output()[-3000:]
-            probed: list[tuple[int, str]] = []  # in a thread: a slow probe must not eat the delay
-            probe = threading.Thread(target=lambda: probed.append(self.probe_ready(ops_app, ops_port)))
-            probe.start()
+            assert time.monotonic() < end, "the checks above took up SHUTDOWN_DELAY: none was late in it"
             time.sleep(max(0.0, sigterm + delay - 0.8 - time.monotonic()))  # late in the delay
             assert server.get("/")[0] == 200, "a new connection late in SHUTDOWN_DELAY was not served"
-            probe.join(30)
-            code = server.wait(delay + 30)
+            probe.join(DEADLINE)
+            code = server.wait(delay + DEADLINE)
             took = time.monotonic() - sigterm
         assert code == 0, server.output()[-3000:]
         assert len(probed) == 1 and probed[0][0] == 1 and "HTTP 503" in probed[0][1], probed
@@ -411,32 +446,34 @@ class BackendConformance:
         assert "Traceback" not in server.output(), server.output()[-3000:]
 
     def test_ops_a_second_sigterm_skips_shutdown_delay(self, ops_app: Path) -> None:
-        delay, ops_port = 60, free_port()
+        delay, ops_port = 4 * DEADLINE, free_port()  # what a second SIGTERM must not wait for
         with self.serve(
             ops_app, **self.ops_env(ops_port, WEB_CONCURRENCY="1", SHUTDOWN_DELAY=str(delay))
         ) as server:
-            server.wait_until(lambda: self.booted(ops_port) == 1, 20, "/readyz: 1 worker booted")
+            server.wait_until(lambda: self.booted(ops_port) == 1, DEADLINE, "/readyz: 1 worker booted")
             booted = {"ready": True, "workers_booted": 1, "workers_wanted": 1, "draining": False}
             assert self.readiness(ops_port) == (200, booted)
             server.signal(signal.SIGTERM)
-            server.wait_until(lambda: self.ops_status(ops_port, "/readyz") == 503, 2, "/readyz 503")
+            server.wait_until(lambda: self.ops_status(ops_port, "/readyz") == 503, DEADLINE, "/readyz 503")
             assert self.readiness(ops_port) == (503, {**booted, "ready": False, "draining": True})
             assert self.ops_status(ops_port, "/livez") == 200
             assert server.get("/")[0] == 200 and server.proc.poll() is None, "the first SIGTERM stopped it"
             second = time.monotonic()
             server.signal(signal.SIGTERM)
-            code = server.wait(delay)
+            code = server.wait(2 * DEADLINE)
             took = time.monotonic() - second
         assert code == 0, server.output()[-3000:]
-        assert took < 10, f"exited {took:.1f}s after a second SIGTERM: SHUTDOWN_DELAY={delay} was not skipped"
+        assert took < 2 * DEADLINE, (
+            f"exited {took:.1f}s after a second SIGTERM: SHUTDOWN_DELAY={delay} was not skipped"
+        )
 
     def test_ops_livez_is_503_once_workers_keep_dying_then_exit_3(self, ops_app: Path) -> None:
         # Each /exit kills the worker that takes it (os._exit(1), a crash); once the crash-loop
-        # rule gives up, the surviving worker's lifespan shutdown takes 2 s: /livez must say 503
+        # rule gives up, the surviving worker's lifespan shutdown takes 5 s: /livez must say 503
         # while the master is still there, and the exit status is 3.
         self.require("supports_worker_replacement")
         ops_port, workers = free_port(), 2
-        env = self.ops_env(ops_port, WEB_CONCURRENCY=str(workers), KIT_SHUTDOWN_SECONDS="2")
+        env = self.ops_env(ops_port, WEB_CONCURRENCY=str(workers), KIT_SHUTDOWN_SECONDS="5")
         limit = CrashLoop(workers=workers).limit
         with self.start(ops_app, **env) as server:
             for killed in range(limit):
@@ -447,15 +484,17 @@ class BackendConformance:
                 def noticed(deaths: int = killed) -> bool:
                     return server.output().count(" died (") >= deaths
 
-                server.wait_until(noticed, 10, f"{killed} deaths noticed")
-                server.wait_until(lambda: self.booted(ops_port) == workers, 30, f"{workers} workers booted")
+                server.wait_until(noticed, DEADLINE, f"{killed} deaths noticed")
+                server.wait_until(
+                    lambda: self.booted(ops_port) == workers, DEADLINE, f"{workers} workers booted"
+                )
                 assert self.ops_status(ops_port, "/livez") == 200, server.output()[-3000:]
                 with suppress(OSError, http.client.HTTPException):
                     server.get("/exit", timeout=10)
-            server.wait_until(lambda: self.ops_status(ops_port, "/livez") == 503, 10, "/livez 503")
-            state = self.readiness(ops_port)  # (the survivor's 2 s shutdown keeps the master there)
+            server.wait_until(lambda: self.ops_status(ops_port, "/livez") == 503, DEADLINE, "/livez 503")
+            state = self.readiness(ops_port)  # (the survivor's 5 s shutdown keeps the master there)
             assert state is not None and state[0] == 503 and state[1]["draining"] is True, state
-            code = server.wait(30)
+            code = server.wait(DEADLINE)
         assert code == EXIT_WORKERS_FAILING, server.output()[-3000:]
 
     def test_ops_metrics_add_up_across_workers_and_survive_a_killed_worker(self, ops_app: Path) -> None:
@@ -475,7 +514,7 @@ class BackendConformance:
             assert server.get("/some/unique/path")[0] == 200
             sent = hits + 1
             server.wait_until(
-                lambda: metric_sum(self.scrape(ops_port), duration) >= sent, 5, f"{sent} counted"
+                lambda: metric_sum(self.scrape(ops_port), duration) >= sent, DEADLINE, f"{sent} counted"
             )
             text = self.scrape(ops_port)
             assert metric_sum(text, duration) == sent, text
@@ -490,10 +529,14 @@ class BackendConformance:
             victim = pids.most_common(1)[0][0]
             os.kill(victim, signal.SIGKILL)
             server.wait_until(
-                lambda: victim not in server.children() and self.booted(ops_port) == 2, 20, "a replacement"
+                lambda: victim not in server.children() and self.booted(ops_port) == 2,
+                DEADLINE,
+                "a replacement",
             )
             assert server.get("/pid")[0] == 200
-            server.wait_until(lambda: metric_sum(self.scrape(ops_port), duration) >= sent + 1, 5, "counted")
+            server.wait_until(
+                lambda: metric_sum(self.scrape(ops_port), duration) >= sent + 1, DEADLINE, "counted"
+            )
             text = self.scrape(ops_port)
             # The killed worker's counts stay in the sums; the replacement's add to them.
             assert metric_sum(text, duration) == sent + 1, text
@@ -510,25 +553,17 @@ class BackendConformance:
 
     # -- serving ---------------------------------------------------------------------------
 
-    def test_serves_the_app_on_bind(self, hello: Path) -> None:
-        port = free_port()
-        with self.serve(hello, BIND=f"127.0.0.1:{port}") as server:
-            status, headers, body = server.get("/")
-            assert (status, json.loads(body)) == (200, {"message": "Hello World!"})
-            assert headers["content-type"] == "application/json"
-            assert server.listener_pids(), f"nothing of the launcher's listens on {port}"
-
-    def test_serves_the_app_on_host_and_port(self, hello: Path) -> None:
-        port = free_port()
-        with self.serve(hello, HOST="127.0.0.1", PORT=str(port)) as server:
-            assert server.port == port
-            assert server.get("/")[0] == 200
+    def test_serves_the_app_on_bind(self, shared: Launcher) -> None:
+        status, headers, body = shared.get("/")  # (the shared server was given BIND)
+        assert (status, json.loads(body)) == (200, {"message": "Hello World!"})
+        assert headers["content-type"] == "application/json"
+        assert shared.listener_pids(), f"nothing of the launcher's listens on {shared.port}"
 
     def test_worker_count_follows_web_concurrency(self, hello: Path) -> None:
         self.require("supports_multiple_workers")
         # 3: not what the worker formula gives by default on a small machine (2).
         with self.serve(hello, WEB_CONCURRENCY="3") as server:
-            server.wait_until(lambda: len(server.serving()) == 3, 20, "3 processes serving")
+            server.wait_until(lambda: len(server.serving()) == 3, DEADLINE, "3 processes serving")
             # The count holds (no late extra worker) and nothing else runs below the launcher.
             end = time.monotonic() + 1.0
             while time.monotonic() < end:
@@ -537,11 +572,10 @@ class BackendConformance:
                 assert len(children) == 3 + self.extra_processes, (children, serving)
                 time.sleep(0.1)
 
-    def test_access_log_on_by_default(self, hello: Path) -> None:
+    def test_access_log_on_by_default(self, shared: Launcher) -> None:
         self.require("supports_access_log")
-        with self.serve(hello, WEB_CONCURRENCY="1") as server:
-            server.get("/access-log-marker")
-            server.wait_until(lambda: "access-log-marker" in server.output(), 10, "an access log line")
+        shared.get("/access-log-marker")
+        shared.wait_until(lambda: "access-log-marker" in shared.output(), DEADLINE, "an access log line")
 
     def test_access_line_is_the_launchers_under_every_backend(self, hello: Path) -> None:
         # The pipeline writes it (the server's own access logger is off): the same text whatever
@@ -628,7 +662,7 @@ class BackendConformance:
                     lambda: (
                         victim not in server.serving() and len(server.serving()) == 2 and server.answers()
                     ),
-                    10,
+                    DEADLINE,
                     "a replacement worker",
                 )
             assert self.stop(server) == 0, server.output()[-3000:]
@@ -696,52 +730,8 @@ class BackendConformance:
                 victim = int(server.get("/pid")[2])
                 os.kill(victim, signal.SIGKILL)
                 marked = f"MARK asgi_launcher worker {victim} died"
-                server.wait_until(lambda: marked in server.output(), 10, "the master's line")
+                server.wait_until(lambda: marked in server.output(), DEADLINE, "the master's line")
             assert self.stop(server) == 0, server.output()[-3000:]
-
-    @pytest.mark.parametrize(
-        ("name", "text"),
-        [
-            ("syntax.json", '{"version": 1,'),
-            ("schema.json", '{"version": 1, "handler": {}}'),
-            (
-                "class.toml",
-                'version = 1\n[handlers.h]\nclass = "nowhere.NoHandler"\n[root]\nhandlers = ["h"]\n',
-            ),
-        ],
-        ids=["syntax", "unknown-key", "missing-class"],
-    )
-    def test_invalid_log_config_is_exit_2_in_one_line_before_serving(
-        self, hello: Path, tmp_path: Path, name: str, text: str
-    ) -> None:
-        bad = tmp_path / name
-        bad.write_text(text)
-        with self.start(hello, LOG_CONFIG=str(bad)) as server:
-            assert server.wait(20) == 2, server.output()
-            lines = server.output().strip().splitlines()
-            assert not server.answers(), "something serves"
-        assert len(lines) == 1 and str(bad) in lines[0] and "LOG_CONFIG" in lines[0], lines
-
-    @pytest.mark.parametrize(
-        ("name", "layout", "env"),
-        [
-            ("hello", "main.py", {}),
-            ("hello", "app/main.py", {}),
-            ("api", "custom_app/custom_main.py", {"APP_MODULE": "custom_app.custom_main:api"}),
-            (
-                "api",
-                "custom_app/custom_main.py",
-                {"MODULE_NAME": "custom_app.custom_main", "VARIABLE_NAME": "api"},
-            ),
-        ],
-        ids=["main.py", "app/main.py", "APP_MODULE", "MODULE_NAME+VARIABLE_NAME"],
-    )
-    def test_app_module_variants(self, tmp_path: Path, name: str, layout: str, env: dict[str, str]) -> None:
-        apps.install(name, tmp_path, layout)
-        with self.serve(tmp_path, WEB_CONCURRENCY="1", **env) as server:
-            status, _, body = server.get("/")
-        expected = "Hello from api" if name == "api" else "Hello World!"
-        assert (status, json.loads(body)["message"]) == (200, expected)
 
     def test_serves_an_asgi2_app_with_lifespan(self, tmp_path: Path) -> None:
         self.require("supports_asgi2")
@@ -757,23 +747,17 @@ class BackendConformance:
         ids=["ROOT_PATH=/api", "unset"],
     )
     def test_root_path_is_in_the_scope(
-        self, hello: Path, env: dict[str, str], expected: tuple[str, str]
+        self, request: pytest.FixtureRequest, hello: Path, env: dict[str, str], expected: tuple[str, str]
     ) -> None:
         # Uvicorn's semantics, under every backend: the ASGI path includes root_path.
         self.require("supports_root_path")
-        with self.serve(hello, WEB_CONCURRENCY="1", **env) as server:
+        # Unset: what the shared server (WEB_CONCURRENCY=1, nothing else set) answers.
+        own = self.serve(hello, WEB_CONCURRENCY="1", **env) if env else None
+        with own or nullcontext(request.getfixturevalue("shared")) as server:
             status, _, body = server.get("/scope")
         assert status == 200, body
         scope = json.loads(body)
         assert (scope["root_path"], scope["path"]) == expected
-
-    def test_config_json_names_the_backend(self, hello: Path) -> None:
-        result = run_launcher(self.env(hello), ("config", "--json"))
-        assert result.returncode == 0, result.stderr
-        data = json.loads(result.stdout)
-        assert data["backend"] == self.backend
-        assert set(data) >= CONFIG_KEYS, CONFIG_KEYS - set(data)
-        assert set(data["sources"]) >= CONFIG_KEYS - {"sources"}, data["sources"]
 
     def test_empty_variables_mean_their_defaults(self, hello: Path) -> None:
         # Compose files and manifests pass empty values (WEB_CONCURRENCY: ${X}); the reference
@@ -799,57 +783,35 @@ class BackendConformance:
 
     # -- apps that cannot be served --------------------------------------------------------
 
-    @pytest.mark.parametrize(
-        ("env", "missing"),
-        [({"APP_MODULE": "nomodule:app"}, "nomodule"), ({"VARIABLE_NAME": "api"}, "api")],
-        ids=["module", "attribute"],
-    )
-    def test_missing_app_is_exit_2_in_one_line_before_serving(
-        self, hello: Path, env: dict[str, str], missing: str
-    ) -> None:
-        with self.start(hello, **env) as server:
-            assert server.wait(20) == 2
-            lines = server.output().strip().splitlines()
-        assert len(lines) == 1 and missing in lines[0], lines
-        assert "Traceback" not in lines[0]
-
-    def test_app_raising_on_import_is_non_zero_with_one_traceback(self, tmp_path: Path) -> None:
-        apps.install("raises_on_import", tmp_path)
-        with self.start(tmp_path, WEB_CONCURRENCY="2") as server:
-            code = server.wait(15)
-            output = server.output()
-        assert code != 0, output
-        assert output.count("RuntimeError: the app failed while being imported") == 1, output
-
     def test_failed_lifespan_startup_is_non_zero(self, tmp_path: Path) -> None:
         apps.install("startup_raises", tmp_path)
         with self.start(tmp_path, WEB_CONCURRENCY="2") as server:
-            code = server.wait(15)
+            code = server.wait(DEADLINE)
             assert code != 0, server.output()
 
     # -- signals and faults ----------------------------------------------------------------
 
     def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(self, hello: Path) -> None:
         self.require("supports_graceful_shutdown")
-        graceful = 10
+        graceful = 2 * DEADLINE  # what the launcher must not wait out once the request is done
         with self.serve(hello, WEB_CONCURRENCY="1", GRACEFUL_TIMEOUT=str(graceful)) as server:
-            thread, result = self.in_flight(server, "/slow?seconds=2", graceful + 5)
-            server.wait_until(lambda: SLOW_STARTED in server.output(), 10, "the slow request in flight")
+            thread, result = self.in_flight(server, "/slow?seconds=2", DEADLINE)
+            server.wait_until(lambda: SLOW_STARTED in server.output(), DEADLINE, "the slow request in flight")
             sigterm = time.monotonic()
             server.signal(signal.SIGTERM)
-            code = server.wait(graceful + 5)
+            code = server.wait(DEADLINE)
             exited = time.monotonic() - sigterm
-            thread.join(graceful + 5)
+            thread.join(DEADLINE)
             assert result.get("response") == (200, b"slow done"), server.output()
             assert result["at"] > sigterm, "the request finished before SIGTERM: it proves nothing"
             assert code == 0, server.output()
-            assert exited <= graceful, f"exited {exited:.1f}s after SIGTERM; GRACEFUL_TIMEOUT={graceful}"
+            assert exited < DEADLINE, f"exited {exited:.1f}s after SIGTERM; GRACEFUL_TIMEOUT={graceful}"
 
     def test_sigterm_closes_websocket_and_idle_connection_and_exits_0_at_once(self, hello: Path) -> None:
         self.require("supports_websocket_shutdown")
         # GRACEFUL_TIMEOUT is long, so a server that waits it out (or waits for the WebSocket or
-        # the idle connection to end) fails the 2 s limit.
-        with self.serve(hello, WEB_CONCURRENCY="1", GRACEFUL_TIMEOUT="30") as server:
+        # the idle connection to end) misses the deadline, far shorter.
+        with self.serve(hello, WEB_CONCURRENCY="1", GRACEFUL_TIMEOUT=str(4 * DEADLINE)) as server:
             idle = http.client.HTTPConnection(server.host, server.port, timeout=10)
             with self.websocket(server) as ws, closing(idle):
                 idle.request("GET", "/")  # no Connection: close: the connection stays open, idle
@@ -858,29 +820,31 @@ class BackendConformance:
                 assert response.status == 200 and not response.will_close, response.getheaders()
                 sigterm = time.monotonic()
                 server.signal(signal.SIGTERM)
-                code = server.wait(10)
+                code = server.wait(DEADLINE)
                 exited = time.monotonic() - sigterm
                 # The client reads frames in the background: a close sent before exit is waiting.
-                closed_with = close_code(ws, 5)
+                closed_with = close_code(ws, DEADLINE)
             output = server.output()[-3000:]
             assert closed_with == WS_SERVICE_RESTART, (closed_with, output)
             assert code == 0, output
-            assert exited <= 2.0, f"exited {exited:.1f}s after SIGTERM\n{output}"
+            assert exited < DEADLINE, f"exited {exited:.1f}s after SIGTERM\n{output}"
             assert "Traceback" not in server.output(), output  # Hypercorn logged a CancelledError
 
     def test_sigterm_with_a_websocket_open_lets_the_request_in_flight_finish(self, hello: Path) -> None:
         self.require("supports_websocket_shutdown")
-        graceful = 30
+        graceful = 4 * DEADLINE  # what the WebSocket must not make the launcher wait out
         with self.serve(hello, WEB_CONCURRENCY="1", GRACEFUL_TIMEOUT=str(graceful)) as server:
             with self.websocket(server) as ws:
-                thread, result = self.in_flight(server, "/slow?seconds=2", graceful + 5)
-                server.wait_until(lambda: SLOW_STARTED in server.output(), 10, "the slow request in flight")
+                thread, result = self.in_flight(server, "/slow?seconds=2", DEADLINE)
+                server.wait_until(
+                    lambda: SLOW_STARTED in server.output(), DEADLINE, "the slow request in flight"
+                )
                 sigterm = time.monotonic()
                 server.signal(signal.SIGTERM)
-                code = server.wait(graceful + 5)
+                code = server.wait(DEADLINE)
                 exited = time.monotonic()
-                thread.join(graceful + 5)
-                closed_with = close_code(ws, 5)
+                thread.join(DEADLINE)
+                closed_with = close_code(ws, DEADLINE)
             output = server.output()[-3000:]
             assert result.get("response") == (200, b"slow done"), (result, output)
             assert result["at"] > sigterm, "the request finished before SIGTERM: it proves nothing"
@@ -888,12 +852,12 @@ class BackendConformance:
             assert code == 0, output
             # Once the request is done nothing holds the launcher (not the WebSocket either).
             late = exited - result["at"]
-            assert late <= 2.0, f"exited {late:.1f}s after the last request ended\n{output}"
+            assert late < DEADLINE, f"exited {late:.1f}s after the last request ended\n{output}"
 
     def test_a_killed_worker_is_replaced(self, hello: Path) -> None:
         self.require("supports_worker_replacement")
         with self.serve(hello, WEB_CONCURRENCY="2") as server:
-            server.wait_until(lambda: len(server.serving()) == 2, 20, "2 workers")
+            server.wait_until(lambda: len(server.serving()) == 2, DEADLINE, "2 workers")
             victim = server.serving()[0]
             os.kill(victim, signal.SIGKILL)
 
@@ -901,7 +865,7 @@ class BackendConformance:
                 serving = server.serving()
                 return len(serving) == 2 and victim not in serving and server.ok("/")
 
-            server.wait_until(replaced, 10, "a replacement worker, answering")
+            server.wait_until(replaced, DEADLINE, "a replacement worker, answering")
             assert server.proc.poll() is None
 
     def test_timeout_replaces_a_worker_whose_event_loop_is_blocked(self, hello: Path) -> None:
@@ -909,7 +873,7 @@ class BackendConformance:
         timeout = 2
         # No access log: the polling below would bury the lines that matter.
         with self.serve(hello, WEB_CONCURRENCY="2", TIMEOUT=str(timeout), ACCESS_LOG="") as server:
-            server.wait_until(lambda: len(server.serving()) == 2, 20, "2 workers")
+            server.wait_until(lambda: len(server.serving()) == 2, DEADLINE, "2 workers")
 
             def block() -> None:
                 # Cut off when the worker is killed; nothing to check about it.
@@ -917,7 +881,9 @@ class BackendConformance:
                     server.get("/block?seconds=300", timeout=60)
 
             threading.Thread(target=block, daemon=True).start()
-            server.wait_until(lambda: BLOCKING.search(server.output()), 10, "the /block request in flight")
+            server.wait_until(
+                lambda: BLOCKING.search(server.output()), DEADLINE, "the /block request in flight"
+            )
             match = BLOCKING.search(server.output())
             assert match is not None
             blocked = int(match.group(1))
@@ -937,7 +903,7 @@ class BackendConformance:
                     answers.append(exc)
                 return bool(timed_out_lines(server.output(), blocked, timeout))
 
-            server.wait_until(answered_until_timed_out, timeout + 20, f"worker {blocked} timed out")
+            server.wait_until(answered_until_timed_out, timeout + DEADLINE, f"worker {blocked} timed out")
             failed = [a for a in answers if not (isinstance(a, tuple) and a[0] == 200)]
             if self.blocked_worker_still_accepts:
                 # Connections the blocked worker took are lost with it; nothing else may fail.
@@ -947,20 +913,20 @@ class BackendConformance:
                 # of the polls above. Once it is killed, the others must answer at once.
                 server.wait_until(
                     lambda: answered_until_timed_out() and isinstance(answers[-1], tuple),
-                    5,
+                    DEADLINE,
                     "an answer from the other workers after the blocked one was killed",
                 )
             else:
                 assert not failed, (failed, server.output()[-3000:])
             assert str(blocked) not in {a[1] for a in answers if isinstance(a, tuple)}, answers
 
-            server.wait_until(lambda: blocked not in server.serving(), 5, f"worker {blocked} gone")
+            server.wait_until(lambda: blocked not in server.serving(), DEADLINE, f"worker {blocked} gone")
 
             def replaced() -> bool:
                 serving = server.serving()
                 return len(serving) == 2 and blocked not in serving and server.ok("/pid")
 
-            server.wait_until(replaced, 10, "2 workers serving again")
+            server.wait_until(replaced, DEADLINE, "2 workers serving again")
             assert server.proc.poll() is None, server.output()[-3000:]
             lines = timed_out_lines(server.output(), blocked, timeout)
             assert len(lines) == 1, lines
@@ -977,14 +943,14 @@ class BackendConformance:
         with self.serve(hello, **env) as server:
             pids: Counter[str] = Counter()
             failed: list[object] = []
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 3 * DEADLINE
             pause = self.retire_grace / 3  # about 3 requests more within a retiring worker's grace
             for _ in range(60):
                 assert time.monotonic() < deadline, (pids, failed, server.output()[-3000:])
                 time.sleep(pause)
                 try:
                     # Connection: close: recycling under keep-alive is not what this checks.
-                    status, _, body = server.get("/pid", timeout=10)
+                    status, _, body = server.get("/pid", timeout=DEADLINE)
                 except (OSError, http.client.HTTPException) as exc:
                     failed.append(exc)
                     continue
@@ -1000,7 +966,7 @@ class BackendConformance:
             # about half of all 60.
             most = limit + 2 + (4 if self.retire_grace else 0)
             assert max(pids.values()) <= most, f"a worker served more than {most}: {pids}"
-            server.wait_until(lambda: len(server.serving()) == 2, 10, "2 workers serving")
+            server.wait_until(lambda: len(server.serving()) == 2, DEADLINE, "2 workers serving")
             assert server.proc.poll() is None, output
 
     def test_max_worker_memory_retires_a_growing_worker_without_failing_a_request(self, hello: Path) -> None:
@@ -1008,8 +974,8 @@ class BackendConformance:
         limit = 100  # MiB: well above a kit worker's own memory (6 to 20 MiB), well below 100 + 40
         env = {"WEB_CONCURRENCY": "2", "MAX_WORKER_MEMORY": str(limit), "ACCESS_LOG": ""}
         with self.serve(hello, **env) as server:
-            server.wait_until(lambda: len(server.serving()) == 2, 20, "2 workers")
-            status, _, body = server.get(f"/grow?mb={limit + 40}", timeout=20)
+            server.wait_until(lambda: len(server.serving()) == 2, DEADLINE, "2 workers")
+            status, _, body = server.get(f"/grow?mb={limit + 40}", timeout=DEADLINE)
             assert status == 200, body
             grown = int(json.loads(body)["pid"])
             failed: list[object] = []
@@ -1019,7 +985,7 @@ class BackendConformance:
                 # Requests keep being answered while the master retires the worker and starts
                 # another (it looks about once a second).
                 try:
-                    status, _, body = server.get("/pid", timeout=10)
+                    status, _, body = server.get("/pid", timeout=DEADLINE)
                     answers[body.decode(errors="replace")] += 1
                     if status != 200:
                         failed.append((status, body))
@@ -1028,7 +994,7 @@ class BackendConformance:
                 serving = server.serving()
                 return grown not in serving and len(serving) == 2
 
-            server.wait_until(replaced, 20, f"worker {grown} retired and replaced")
+            server.wait_until(replaced, 2 * DEADLINE, f"worker {grown} retired and replaced")
             output = server.output()
             if self.restart_drops_fresh_connections:
                 # At most the one connection the stopping worker had just accepted; no error status.
@@ -1054,11 +1020,11 @@ class BackendConformance:
             return int(Path(f"/proc/{pid}/oom_score_adj").read_text())
 
         with self.serve(hello, WEB_CONCURRENCY="2") as server:
-            server.wait_until(lambda: len(server.serving()) == 2, 20, "2 workers")
+            server.wait_until(lambda: len(server.serving()) == 2, DEADLINE, "2 workers")
             master = adj(server.proc.pid)
             wanted = min(1000, master + 1000)
             workers = server.serving()
-            server.wait_until(lambda: all(adj(pid) == wanted for pid in workers), 10, "workers' scores")
+            server.wait_until(lambda: all(adj(pid) == wanted for pid in workers), DEADLINE, "workers' scores")
             for pid in set(server.children()) - set(workers):  # helpers: the resource tracker
                 assert adj(pid) == master, (pid, adj(pid), master)
             if wanted > master:
@@ -1071,7 +1037,7 @@ class BackendConformance:
     def test_sighup_restarts_the_workers_without_failing_a_request(self, hello: Path) -> None:
         self.require("supports_signal_table")
         with self.serve(hello, WEB_CONCURRENCY="2", ACCESS_LOG="") as server:
-            server.wait_until(lambda: len(server.serving()) == 2, 20, "2 workers")
+            server.wait_until(lambda: len(server.serving()) == 2, DEADLINE, "2 workers")
             load = Load(server.port, "/pid", clients=4, limit=60).start()
             try:
                 # Three restarts within 30 s: never a crash loop (workers the master stops are
@@ -1084,7 +1050,7 @@ class BackendConformance:
                         serving = set(server.serving())
                         return len(serving) == 2 and not serving & before and server.ok("/pid")
 
-                    server.wait_until(renewed, 30, "2 new workers after SIGHUP")
+                    server.wait_until(renewed, DEADLINE, "2 new workers after SIGHUP")
             finally:
                 load.stop()
             failed = [o for o in load.outcomes if o.status != 200]
@@ -1102,19 +1068,21 @@ class BackendConformance:
         self.require("supports_signal_table")
         access = tmp_path / "access.log"
         with self.serve(hello, WEB_CONCURRENCY="1", ACCESS_LOG=str(access)) as server:
-            server.wait_until(lambda: len(server.serving()) == 1, 20, "1 worker")
+            server.wait_until(lambda: len(server.serving()) == 1, DEADLINE, "1 worker")
             worker = server.serving()[0]
             server.get("/first-line")
-            server.wait_until(lambda: access.exists() and "/first-line" in access.read_text(), 10, "a line")
+            server.wait_until(
+                lambda: access.exists() and "/first-line" in access.read_text(), DEADLINE, "a line"
+            )
             access.rename(tmp_path / "access.log.1")  # what logrotate does before its postrotate
             server.signal(signal.SIGUSR1)
-            server.wait_until(lambda: "got SIGUSR1" in server.output(), 10, "the SIGUSR1 line")
+            server.wait_until(lambda: "got SIGUSR1" in server.output(), DEADLINE, "the SIGUSR1 line")
 
             def reopened() -> bool:
                 server.get("/second-line")
                 return access.exists() and "/second-line" in access.read_text()
 
-            server.wait_until(reopened, 10, "access lines in the new file")
+            server.wait_until(reopened, DEADLINE, "access lines in the new file")
             assert "/second-line" not in (tmp_path / "access.log.1").read_text()
             assert server.serving() == [worker], "SIGUSR1 restarted the worker"
             assert self.stop(server) == 0
@@ -1123,10 +1091,12 @@ class BackendConformance:
     def test_ignored_signals_change_nothing(self, hello: Path, signum: str) -> None:
         self.require("supports_signal_table")
         with self.serve(hello, WEB_CONCURRENCY="2") as server:
-            server.wait_until(lambda: len(server.serving()) == 2, 20, "2 workers")
+            server.wait_until(lambda: len(server.serving()) == 2, DEADLINE, "2 workers")
             before = sorted(server.serving())
             server.signal(getattr(signal, signum))
-            server.wait_until(lambda: f"got {signum}: ignored" in server.output(), 10, "the ignored line")
+            server.wait_until(
+                lambda: f"got {signum}: ignored" in server.output(), DEADLINE, "the ignored line"
+            )
             end = time.monotonic() + 1.0
             while time.monotonic() < end:
                 assert sorted(server.serving()) == before, server.output()[-3000:]
@@ -1138,11 +1108,11 @@ class BackendConformance:
     def test_a_killed_master_leaves_no_worker_behind(self, hello: Path) -> None:
         self.require("supports_orphan_exit")
         with self.serve(hello, WEB_CONCURRENCY="2") as server:
-            server.wait_until(lambda: len(server.serving()) == 2, 20, "2 workers")
+            server.wait_until(lambda: len(server.serving()) == 2, DEADLINE, "2 workers")
             workers = server.serving()
             os.kill(server.proc.pid, signal.SIGKILL)
             killed = time.monotonic()
-            server.proc.wait(5)
+            server.proc.wait(DEADLINE)
 
             def alive(pid: int) -> bool:
                 try:
@@ -1151,23 +1121,11 @@ class BackendConformance:
                     return False
                 return state not in ("Z", "X")
 
-            while time.monotonic() - killed < 5 and any(alive(pid) for pid in workers):
+            # By themselves (promptly: the time it takes is bench's to measure, not a test's).
+            while time.monotonic() - killed < DEADLINE and any(alive(pid) for pid in workers):
                 time.sleep(0.02)
             took = time.monotonic() - killed
             assert not any(alive(pid) for pid in workers), f"workers {workers} still run {took:.1f}s on"
-            assert took <= 1.0, f"the workers took {took:.2f}s to exit"
-
-    def test_port_in_use_is_non_zero_naming_the_address(self, hello: Path) -> None:
-        with socket.socket() as taken:
-            taken.bind(("127.0.0.1", 0))
-            taken.listen()
-            port = taken.getsockname()[1]
-            started = time.monotonic()
-            result = run_launcher(self.env(hello, BIND=f"127.0.0.1:{port}"), ("run",), timeout=15)
-            took = time.monotonic() - started
-        assert result.returncode != 0
-        assert took < 10, f"took {took:.1f}s"
-        assert f"127.0.0.1:{port}" in result.stdout + result.stderr
 
     # -- request limits and smuggling defences ---------------------------------------------
     # (LIMIT_REQUEST_LINE, LIMIT_REQUEST_FIELDS, LIMIT_REQUEST_FIELD_SIZE, KEEP_ALIVE as the time a
@@ -1195,9 +1153,12 @@ class BackendConformance:
     refuses_cleartext_http2: ClassVar[bool] = True
 
     @staticmethod
-    def exchange(port: int, data: bytes, timeout: float = 10.0) -> tuple[bytes, bool]:
+    def exchange(
+        port: int, data: bytes, timeout: float = 30.0, until: Callable[[bytes], bool] | None = None
+    ) -> tuple[bytes, bool]:
         """Send ``data`` on a new connection to 127.0.0.1:``port`` and read until the server
-        closes it or ``timeout`` passes: (what was read, whether the server closed it).
+        closes it, ``until`` says what was read is enough, or ``timeout`` passes: (what was read,
+        whether the server closed it).
 
         The bytes are sent from a thread, so a server that answers before reading them all (and
         then resets the connection) is still heard."""
@@ -1225,6 +1186,8 @@ class BackendConformance:
                     closed = True
                     break
                 received += chunk
+                if until is not None and until(received):
+                    break
         finally:
             with suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)  # wakes the sender if it is blocked
@@ -1271,28 +1234,26 @@ class BackendConformance:
                 assert closed, f"{what}: the connection is still open"
             assert server.ok("/"), server.output()[-3000:]
 
-    def test_content_length_with_transfer_encoding_is_refused(self, hello: Path) -> None:
+    def test_content_length_with_transfer_encoding_is_refused(self, shared: Launcher) -> None:
         # A front proxy that frames by Content-Length sees one request here; a server that
         # frames by the chunked encoding would see a second one (GET /pid): request smuggling.
         smuggled = (
             b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
             b"0\r\n\r\nGET /pid HTTP/1.1\r\nHost: x\r\n\r\n"
         )
-        with self.serve(hello, WEB_CONCURRENCY="1") as server:
-            received, closed = self.exchange(server.port, smuggled)
-            answered = self.statuses(received)
-            assert closed, f"the connection is still open after {received[:300]!r}"
-            if self.rejects_content_length_with_transfer_encoding:
-                assert answered == [400], received[:600]
-            else:
-                assert len(answered) == 1, received[:600]
-            assert server.ok("/"), server.output()[-3000:]
+        received, closed = self.exchange(shared.port, smuggled)
+        answered = self.statuses(received)
+        assert closed, f"the connection is still open after {received[:300]!r}"
+        if self.rejects_content_length_with_transfer_encoding:
+            assert answered == [400], received[:600]
+        else:
+            assert len(answered) == 1, received[:600]
+        assert shared.ok("/"), shared.output()[-3000:]
 
-    def test_absolute_form_target_reaches_the_app_as_its_path(self, hello: Path) -> None:
+    def test_absolute_form_target_reaches_the_app_as_its_path(self, shared: Launcher) -> None:
         self.require("supports_absolute_form_targets")
         request = b"GET http://evil.example/x/scope?q=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        with self.serve(hello, WEB_CONCURRENCY="1") as server:
-            received, _ = self.exchange(server.port, request)
+        received, _ = self.exchange(shared.port, request)
         assert self.statuses(received)[:1] == [200], received[:600]
         assert b'"path": "/x/scope"' in received, received[:600]
 
@@ -1318,7 +1279,7 @@ class BackendConformance:
             dribbled.sendall(b"GET / HTTP/1.1\r\n")
             clients["dribbled"] = (dribbled, time.monotonic())
             closed_after: dict[str, float] = {}
-            deadline = time.monotonic() + keep_alive + 5
+            deadline = time.monotonic() + keep_alive + DEADLINE
             try:
                 while len(closed_after) < len(clients) and time.monotonic() < deadline:
                     with suppress(OSError):
@@ -1338,26 +1299,27 @@ class BackendConformance:
             finally:
                 for sock, _ in clients.values():
                     sock.close()
-        late = {what: took for what, took in closed_after.items() if not took <= keep_alive + 1.5}
-        assert set(closed_after) == set(clients), f"still open {keep_alive + 5}s on: {closed_after}"
+        # Closed by KEEP_ALIVE, not by a timeout of the server's own: the bounds leave a loaded
+        # machine all the room there is below KEEP_ALIVE's default (5 s), which they must tell apart.
+        late = {what: took for what, took in closed_after.items() if not took <= keep_alive + 2.5}
+        assert set(closed_after) == set(clients), f"still open {keep_alive + DEADLINE}s on: {closed_after}"
         assert not late, f"closed later than KEEP_ALIVE={keep_alive} allows: {closed_after}"
         early = {what: took for what, took in closed_after.items() if took < keep_alive - 0.5}
         assert not early, f"closed before KEEP_ALIVE={keep_alive}: {closed_after}"
 
-    def test_cleartext_http2_is_off_by_default(self, hello: Path) -> None:
+    def test_cleartext_http2_is_off_by_default(self, shared: Launcher) -> None:
         self.require("refuses_cleartext_http2")
         upgrade = (
             b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings, close\r\nUpgrade: h2c\r\n"
             b"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
         )
         preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000")  # + SETTINGS
-        with self.serve(hello, WEB_CONCURRENCY="1") as server:
-            received, _ = self.exchange(server.port, upgrade)
-            assert self.statuses(received)[:1] == [200], received[:300]
-            received, closed = self.exchange(server.port, preface, timeout=5)
-            # No HTTP/2 frames: nothing at all, or an HTTP/1.1 refusal; and the connection closed.
-            assert received == b"" or self.statuses(received)[:1] == [400], received[:300]
-            assert closed, f"the connection is still open after {received[:300]!r}"
+        received, _ = self.exchange(shared.port, upgrade)
+        assert self.statuses(received)[:1] == [200], received[:300]
+        received, closed = self.exchange(shared.port, preface)
+        # No HTTP/2 frames: nothing at all, or an HTTP/1.1 refusal; and the connection closed.
+        assert received == b"" or self.statuses(received)[:1] == [400], received[:300]
+        assert closed, f"the connection is still open after {received[:300]!r}"
 
     # -- tracing (OTEL_*): each worker's spans, as a collector receives them -------------------
 
@@ -1830,4 +1792,4 @@ class BackendConformance:
         assert result.returncode == 1 and f"127.0.0.1:{port}" in result.stderr, result
 
 
-__all__ = ["CONFIG_KEYS", "BackendConformance", "close_code"]
+__all__ = ["CONFIG_KEYS", "BackendConformance", "Launches", "close_code"]

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from launcher.testing import BACKENDS
 from launcher.testing.process import free_port, run_launcher
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "demo"
-BACKENDS = ["gunicorn", "hypercorn", "granian"]
 
 
 def cli(

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
+from launcher.testing import BACKENDS
 from launcher.testing.process import base_env, free_port, run_launcher
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "demo"
-BACKENDS = ["gunicorn", "hypercorn", "granian"]
 
 
 @pytest.fixture
@@ -148,7 +148,7 @@ def test_prestart_output_is_json_lines_streamed_as_they_come(app_dir: Path) -> N
         data = json.loads(line)
         if data["log.logger"] == "prestart":
             arrived[data["message"]] = time.monotonic()
-    assert proc.wait(20) == 4
+    assert proc.wait(30) == 4
     assert set(arrived) == {"first line", "second line"}, lines
     assert arrived["second line"] - arrived["first line"] > 1.0, "the first line waited for the script's end"
     assert any("failed with exit status 4" in json.loads(line)["message"] for line in lines), lines

@@ -53,7 +53,7 @@ def environment(env: Mapping[str, str]) -> Iterator[None]:
         os.environ.update(saved)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(environments)
 def test_config_exits_0_or_2_whatever_the_environment(env: dict[str, str]) -> None:
     out, err = io.StringIO(), io.StringIO()
@@ -65,7 +65,7 @@ def test_config_exits_0_or_2_whatever_the_environment(env: dict[str, str]) -> No
         assert len(lines) == 1 and lines[0].startswith("asgi-launcher: error: "), err.getvalue()
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(gunicorn_environments)
 def test_gunicorn_variables_exit_0_or_2(env: dict[str, str]) -> None:
     test_config_exits_0_or_2_whatever_the_environment.hypothesis.inner_test(env)  # type: ignore[attr-defined]

@@ -3,37 +3,71 @@
 The engine comes from ../shared/tools/image-sandbox (it installs and starts a private dockerd and
 makes a stand-in Debian base, since no registry can be reached here). Without Docker the image
 tests are skipped with the reason, except under CI=true, where they fail instead.
+
+One test run (``RUN``, from ``$ASGI_LAUNCHER_TEST_RUN``, which the root conftest sets for every
+pytest process of the run, xdist workers included) builds the image once: ``prepare()`` takes
+this run's lock, starts the engine and builds ``TAG``; whoever comes next finds both done.
+``.ci/run`` calls it (``python3 tests/image/imagekit.py prepare``, standard library only) in the
+background at its start, so the engine and the build overlap the install and the other tests.
+Every image and container of the run carries the label ``LABEL=RUN`` and every image name this
+run's tag, so ``clean()`` at the end removes what this run made and nothing of anyone else's
+(another run, by CI or a developer, on the same engine).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import shutil
 import socket
 import subprocess
+import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pytest
+from typing import NoReturn
 
 REPO = Path(__file__).resolve().parents[2]
 # CI clones the repository with shared/ beside it; IMAGE_SANDBOX points elsewhere if needed.
 SANDBOX = Path(os.environ.get("IMAGE_SANDBOX", REPO.parent / "shared" / "tools" / "image-sandbox"))
-#: The image under test (IMAGE_TAG: another name, for worktrees sharing one Docker engine).
-TAG = os.environ.get("IMAGE_TAG", "asgi-launcher:test")
+#: The variable naming this test run; the root conftest sets it when it is not set.
+RUN_VARIABLE = "ASGI_LAUNCHER_TEST_RUN"
+RUN = os.environ.get(RUN_VARIABLE) or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+#: The label on every image and container of the run (its value: ``RUN``).
+LABEL = "asgi-launcher-test-run"
+#: The run's image of this repository's Dockerfile.
+TAG = f"asgi-launcher:test-{RUN}"
+#: Where the run keeps its lock and what ``prepare`` found (the engine's address, the base image).
+RUN_DIR = Path(tempfile.gettempdir()) / f"asgi-launcher-test-{RUN}"
 #: Deadlines of the two setup steps: starting the sandbox's engine, and building an image.
 UP_TIMEOUT = 1200
 BUILD_TIMEOUT = 900
+#: A process that waits for the run's lock waits at most for one whole setup.
+SETUP_DEADLINE = UP_TIMEOUT + BUILD_TIMEOUT
 
 
-def _unavailable(reason: str) -> None:
+class Unavailable(Exception):
+    """No Docker engine for the image tests, and why."""
+
+
+def _unavailable(reason: str) -> NoReturn:
+    import pytest  # (not at the top: `imagekit.py prepare` runs with the standard library only)
+
     if os.environ.get("CI") == "true":
         pytest.fail(f"image tests cannot run under CI: {reason}")
     pytest.skip(reason)
+
+
+def image_name(name: str) -> str:
+    """``name`` with this run's tag unless it has one: ``user/reload`` is ``user/reload:RUN``."""
+    return name if ":" in name.rpartition("/")[2] else f"{name}:{RUN}"
 
 
 @dataclass
@@ -52,8 +86,33 @@ class Docker:
             raise AssertionError(f"docker {' '.join(args)} failed: {result.stderr[-2000:]}")
         return result
 
-    def build(self, context: Path, tag: str, *extra: str) -> None:
-        self("build", "--network", "host", *extra, "-t", tag, str(context), timeout=BUILD_TIMEOUT)
+    def build(self, context: Path, tag: str, *extra: str) -> str:
+        """Build ``context`` as ``image_name(tag)``, labelled as this run's; returns the name."""
+        name = image_name(tag)
+        built = self(
+            "build", "--network", "host", "--force-rm", "--label", f"{LABEL}={RUN}", *extra, "-t", name,
+            str(context), timeout=BUILD_TIMEOUT,
+        )  # fmt: skip
+        # The legacy builder shows " ---> Running in CONTAINER" then " ---> IMAGE" for a layer it
+        # made by running a step (never for the base, nor for a layer found in its cache). A
+        # multi-stage build leaves its earlier stages' last layers as untagged images without the
+        # label, not below the image it tags: ``clean`` removes them by id.
+        made, running = [], False
+        for line in built.stdout.splitlines():
+            text = line.strip()
+            if text.startswith("---> Running in "):
+                running = True
+            elif text.startswith("---> ") and " " not in text[5:] and running:
+                made.append(text[5:])
+                running = False
+            elif text.startswith("Step "):
+                running = False
+        with (RUN_DIR / "layers").open("a") as record:
+            record.write("".join(f"{image}\n" for image in made))
+        return name
+
+    def has_image(self, name: str) -> bool:
+        return self("image", "inspect", name, check=False).returncode == 0
 
     def run(
         self, image: str = TAG, *args: str, env: dict[str, str] | None = None, port: int = 80
@@ -61,9 +120,121 @@ class Docker:
         host_port = free_port()
         name = f"asgi-launcher-test-{uuid.uuid4().hex[:10]}"
         flags = [f"-e{k}={v}" for k, v in (env or {}).items()]
-        self("run", "-d", "--name", name, "-p", f"127.0.0.1:{host_port}:{port}", *flags, *args, image)
-        self.containers.append(name)
+        self.containers.append(name)  # before it exists: removed even if `docker run` times out
+        self(
+            "run", "-d", "--name", name, "--label", f"{LABEL}={RUN}", "-p", f"127.0.0.1:{host_port}:{port}",
+            *flags, *args, image_name(image),
+        )  # fmt: skip
         return Container(self, name, host_port)
+
+    def remove(self, names: list[str]) -> None:
+        """Remove containers (running or not) with their anonymous volumes; gone ones are fine."""
+        if names:
+            self("rm", "-f", "-v", *names, check=False, timeout=120)
+
+
+@contextlib.contextmanager
+def run_lock(deadline: float = SETUP_DEADLINE) -> Iterator[None]:
+    """This run's lock (shared by its pytest processes and ``.ci/run``), waited for at most ``deadline`` s."""
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    with (RUN_DIR / "lock").open("w") as lock:
+        end = time.monotonic() + deadline
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > end:
+                    raise Unavailable(
+                        f"the image setup of run {RUN} still held its lock after {deadline}s"
+                    ) from None
+                time.sleep(0.5)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _engine() -> Docker:
+    """The engine ``prepare`` recorded for this run, or a new one from ``image-sandbox up``."""
+    state = RUN_DIR / "engine.json"
+    if not state.exists():
+        if not SANDBOX.exists():
+            raise Unavailable(f"{SANDBOX} not found")
+        if shutil.which("bash") is None:
+            raise Unavailable("bash is needed to run image-sandbox")
+        try:
+            up = subprocess.run([str(SANDBOX), "up"], capture_output=True, text=True, timeout=UP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise Unavailable(f"image-sandbox up did not finish within {UP_TIMEOUT}s") from None
+        if up.returncode != 0:
+            raise Unavailable(f"image-sandbox could not start Docker: {up.stderr.strip()[-500:]}")
+        exported = {}
+        for line in up.stdout.splitlines():
+            if line.startswith("export ") and "=" in line:
+                key, _, value = line[len("export ") :].partition("=")
+                exported[key] = value
+        base = subprocess.run(
+            [str(SANDBOX), "base-tag"], capture_output=True, text=True, timeout=30
+        ).stdout.strip()
+        state.write_text(json.dumps({"env": exported, "base": base}))
+    recorded = json.loads(state.read_text())
+    return Docker({**os.environ, **recorded["env"]}, recorded["base"])
+
+
+def prepare() -> Docker:
+    """The engine, with this run's image built: done once per run, whoever asks first (a build
+    that failed is not tried again by every process of the run: they all report its error)."""
+    failed = RUN_DIR / "build-failed"
+    with run_lock():
+        docker = _engine()
+        if failed.exists():
+            raise AssertionError(f"this run's image build failed: {failed.read_text()}")
+        if not docker.has_image(TAG):
+            try:
+                docker.build(REPO, TAG, "--build-arg", f"BASE_IMAGE={docker.base}")
+            except (AssertionError, subprocess.TimeoutExpired) as exc:
+                failed.write_text(str(exc))
+                raise
+    return docker
+
+
+def clean() -> None:
+    """Remove every container and image of this run (by its label), then the run's directory."""
+    state = RUN_DIR / "engine.json"
+    if state.exists():
+        docker = Docker({**os.environ, **json.loads(state.read_text())["env"]}, "")
+        mine = ("--filter", f"label={LABEL}={RUN}")
+        docker.remove(docker("ps", "-aq", *mine, check=False).stdout.split())
+        # Newest first (users' images before the image they are FROM): a parent is refused while
+        # a child is there, so a second round takes what the first could not.
+        for _ in range(3):
+            images = list(dict.fromkeys(docker("images", "-q", *mine, check=False).stdout.split()))
+            if not images:
+                break
+            docker("rmi", "-f", *images, check=False, timeout=300)
+        layers = RUN_DIR / "layers"
+        made = list(dict.fromkeys(layers.read_text().split())) if layers.exists() else []
+        if made:  # not forced: a layer another image still stands on stays
+            docker("rmi", *reversed(made), check=False, timeout=300)
+    shutil.rmtree(RUN_DIR, ignore_errors=True)
+
+
+def main(argv: list[str]) -> int:
+    """``prepare`` (engine and image, for ``.ci/run`` to start early) or ``clean``."""
+    if argv == ["prepare"]:
+        try:
+            docker = prepare()
+        except (Unavailable, AssertionError, subprocess.TimeoutExpired) as exc:
+            print(f"imagekit: prepare failed (the image tests will try again and say why): {exc}")
+            return 1
+        print(f"imagekit: {TAG} built on {docker.env.get('DOCKER_HOST', 'the default engine')}")
+        return 0
+    if argv == ["clean"]:
+        clean()
+        return 0
+    print("usage: imagekit.py prepare|clean  (run with $ASGI_LAUNCHER_TEST_RUN set)", file=sys.stderr)
+    return 2
 
 
 @dataclass
@@ -144,3 +315,7 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from launcher.launch import discovery
 from launcher.launch.prepare import prepare
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "gunicorn_conf.py"
@@ -39,4 +40,8 @@ def test_default_conf_changes_no_value(env: dict[str, str], monkeypatch: pytest.
         a.pop(key)
         b.pop(key)
     assert a == b
-    assert with_conf.sources["workers"] == f"file:{CONF}"  # it really was read
+    # It really was read: it sets the workers (to what the environment gave, so the value keeps
+    # its own source).
+    _, backend = discovery.select("gunicorn")
+    read = backend.load_config_file(with_conf, dict(os.environ))
+    assert read["workers"] == (without.workers, f"file:{CONF}")

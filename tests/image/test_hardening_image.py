@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from imagekit import TAG, Docker
 
-pytestmark = pytest.mark.image
+from launcher.testing import BACKENDS
 
-BACKENDS = ("gunicorn", "hypercorn", "granian")
+pytestmark = pytest.mark.image
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

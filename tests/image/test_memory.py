@@ -13,10 +13,11 @@ from dataclasses import dataclass
 import pytest
 from imagekit import TAG, Container, Docker
 
+from launcher.testing import BACKENDS, DEFAULT_BACKEND
+
 pytestmark = pytest.mark.image
 
 MIB = 1024 * 1024
-BACKENDS = ["gunicorn", "hypercorn", "granian"]
 #: The kit's hello app is in the image (launcher.testing); /grow?mb=N keeps N MiB more alive.
 HELLO = {"APP_MODULE": "launcher.testing.apps.hello:app", "ACCESS_LOG": ""}
 DIED = re.compile(r"asgi-launcher: worker (\d+) died \(killed by SIGKILL\)")
@@ -62,6 +63,7 @@ def config(docker: Docker, c: Container) -> dict[str, object]:
     return dict(json.loads(docker("exec", c.name, "asgi-launcher", "config", "--json").stdout))
 
 
+@pytest.mark.timeout(300)  # seven containers at once
 def test_the_memory_limit_caps_the_worker_count(docker: Docker) -> None:
     default = docker.run(TAG, "--memory=600m")  # the defaults: WORKER_MEMORY=128
     wide = docker.run(TAG, "--memory=600m", env={"WORKERS_PER_CORE": "4"})
@@ -69,7 +71,8 @@ def test_the_memory_limit_caps_the_worker_count(docker: Docker) -> None:
     over = docker.run(TAG, "--memory=600m", env={"WEB_CONCURRENCY": "6"})
     others = {
         backend: docker.run(TAG, "--memory=600m", env={"WORKERS_PER_CORE": "4", "SERVER_BACKEND": backend})
-        for backend in ("hypercorn", "granian")
+        for backend in BACKENDS
+        if backend != DEFAULT_BACKEND
     }
     for c in (default, wide, small, over, *others.values()):
         c.wait_ready()

@@ -7,15 +7,15 @@ import http.client
 import json
 import re
 import signal
-import time
 from pathlib import Path
 
 import pytest
 
-from launcher.testing import apps
+from launcher.testing import BACKENDS, apps
 from launcher.testing.process import Load, launcher
 
-BACKENDS = ("gunicorn", "hypercorn", "granian")
+pytestmark = pytest.mark.slow
+
 _reference: dict[str, str] = {}
 
 
@@ -87,8 +87,9 @@ def test_no_access_line_is_lost_at_sigterm_under_load(backend: str, tmp_path: Pa
         "GRACEFUL_TIMEOUT": "20",
     }
     with launcher(env) as server:
-        load = Load(server.port, "/pid", clients=8, limit=20).start()
-        time.sleep(1.5)
+        load = Load(server.port, "/pid", clients=8, limit=60).start()
+        # Under load, however slow the machine: more than 100 answered before the signal.
+        server.wait_until(lambda: len(load.outcomes) > 100, 30, "100 requests answered")
         server.signal(signal.SIGTERM)
         code = server.wait(30)
         load.stop()

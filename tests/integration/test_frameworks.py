@@ -22,18 +22,21 @@ from typing import Any
 
 import pytest
 
+from launcher.testing import BACKENDS, DEFAULT_BACKEND
 from launcher.testing.conformance import close_code
 from launcher.testing.process import Launcher, start_launcher
 
-BACKENDS = ("gunicorn", "hypercorn", "granian")
+pytestmark = pytest.mark.slow
+
 #: What the others are compared with: the default backend (Uvicorn's semantics).
-REFERENCE = "gunicorn"
+REFERENCE = DEFAULT_BACKEND
 #: WebSocket close code "service restart", what Uvicorn sends to open WebSockets on shutdown.
 SERVICE_RESTART = 1012
 READY_TIMEOUT = 30.0
-GRACEFUL_TIMEOUT = 30
-#: Seconds from SIGTERM to the launcher's exit with a WebSocket open (and nothing in flight).
-EXIT_WITHIN = 3.0
+#: Seconds from SIGTERM to the launcher's exit with a WebSocket open (and nothing in flight): a
+#: deadline, far below GRACEFUL_TIMEOUT, so a launcher that waits for the WebSocket misses it.
+EXIT_WITHIN = 30.0
+GRACEFUL_TIMEOUT = 4 * int(EXIT_WITHIN)
 
 FASTAPI = """
 from contextlib import asynccontextmanager
@@ -226,7 +229,7 @@ _reference: dict[tuple[str, str], dict[str, Any]] = {}
 def install(framework: str, tmp_path: Path) -> Path:
     """An APP_DIR holding the framework's app as ``main.py``."""
     app_dir = tmp_path / framework
-    app_dir.mkdir(exist_ok=True)
+    app_dir.mkdir(parents=True, exist_ok=True)  # (tmp_path / "reference" for reference_where)
     (app_dir / "main.py").write_text(textwrap.dedent(APPS[framework]).lstrip())
     return app_dir
 
@@ -261,7 +264,7 @@ def sigterm_and_wait(server: Launcher) -> tuple[int, float]:
     """SIGTERM the launcher; its exit status and the seconds it took to exit."""
     sent = time.monotonic()
     server.signal(signal.SIGTERM)
-    code = server.wait(GRACEFUL_TIMEOUT + 5)
+    code = server.wait(EXIT_WITHIN)
     return code, time.monotonic() - sent
 
 
@@ -291,7 +294,7 @@ def test_serves_the_app_and_closes_its_websocket_on_sigterm(
             assert ws.recv(timeout=10) == "ping"
             code, took = sigterm_and_wait(server)
             # The client reads frames in the background: a close sent before the exit is waiting.
-            closed_with = close_code(ws, 5)
+            closed_with = close_code(ws, EXIT_WITHIN)
         output = server.output()[-3000:]
         assert closed_with == SERVICE_RESTART, (closed_with, output)
         assert code == 0, output

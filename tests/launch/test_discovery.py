@@ -36,6 +36,8 @@ def test_an_empty_server_backend_is_the_default() -> None:
 
 
 def test_a_typo_gets_a_suggestion_and_no_made_up_distribution() -> None:
+    from launcher.testing import BACKENDS
+
     with pytest.raises(ConfigError) as err:
         discovery.select("gunicron")
     message = str(err.value)
@@ -44,7 +46,7 @@ def test_a_typo_gets_a_suggestion_and_no_made_up_distribution() -> None:
     )
     assert message.endswith("; did you mean gunicorn?")
     assert "asgi-launcher-gunicron" not in message and "pip install" not in message
-    for name in ("gunicorn", "hypercorn", "granian"):
+    for name in BACKENDS:
         assert name in message
     assert "\n" not in message
 

@@ -175,8 +175,10 @@ SIGNAL_SCRIPT = textwrap.dedent(
         os.kill(os.getpid(), signal.SIGTERM)
     elif scenario == "quit":
         os.kill(os.getpid(), signal.SIGQUIT)
-    deadline = start + float(delay) + 0.8  # past the delay: a timer left running would fire
-    while time.monotonic() < deadline:
+    # Past the delay, for a timer left running to fire; and for the master's handler to have run,
+    # however late a loaded machine runs it (a deadline, not a figure).
+    quiet, deadline = start + float(delay) + 0.8, start + float(delay) + 30
+    while time.monotonic() < deadline and not (seen and time.monotonic() > quiet):
         time.sleep(0.05)
     report["seen"] = seen
     supervision.close()
@@ -191,7 +193,7 @@ def run_signals(tmp_path: Path, delay: int, scenario: str) -> dict[str, Any]:
         [sys.executable, "-c", SIGNAL_SCRIPT, str(tmp_path), str(delay), scenario],
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=60,
         start_new_session=True,
     )
     assert result.returncode == 0, result.stderr
@@ -199,29 +201,34 @@ def run_signals(tmp_path: Path, delay: int, scenario: str) -> dict[str, Any]:
     return report
 
 
+#: SHUTDOWN_DELAY in the signal scripts: the checks tell "before it ended" from "after", with the
+#: room a loaded machine needs on either side (the second signal is sent 0.3 s in).
+DELAY = 3
+
+
 def test_first_sigterm_reaches_the_master_after_shutdown_delay_and_only_once(tmp_path: Path) -> None:
-    report = run_signals(tmp_path, 1, "first")
+    report = run_signals(tmp_path, DELAY, "first")
     assert report["draining"] is True  # /readyz 503 at once
     assert report["seen_at_0.3"] == []  # the master's own handler has not run yet
     seen = report["seen"]
     assert [name for name, _ in seen] == ["SIGTERM"], seen
-    assert 0.9 <= seen[0][1] <= 2.0, seen  # after SHUTDOWN_DELAY=1
+    assert seen[0][1] >= DELAY - 0.1, seen  # after SHUTDOWN_DELAY
 
 
 def test_a_second_sigterm_skips_the_rest_of_the_delay(tmp_path: Path) -> None:
-    report = run_signals(tmp_path, 1, "second")
+    report = run_signals(tmp_path, DELAY, "second")
     assert report["seen_at_0.3"] == []
     seen = report["seen"]
-    # Once, at the second SIGTERM (~0.3 s); the cancelled timer sends nothing at 1 s.
+    # Once, at the second SIGTERM (~0.3 s); the cancelled timer sends nothing at DELAY.
     assert [name for name, _ in seen] == ["SIGTERM"], seen
-    assert seen[0][1] < 0.8, seen
+    assert seen[0][1] < DELAY - 0.5, seen
 
 
 def test_sigquit_during_the_delay_is_at_once_and_cancels_it(tmp_path: Path) -> None:
-    report = run_signals(tmp_path, 1, "quit")
+    report = run_signals(tmp_path, DELAY, "quit")
     seen = report["seen"]
     assert [name for name, _ in seen] == ["SIGQUIT"], seen
-    assert seen[0][1] < 0.8, seen
+    assert seen[0][1] < DELAY - 0.5, seen
 
 
 def test_without_shutdown_delay_sigterm_is_at_once_and_sigint_is_never_delayed(tmp_path: Path) -> None:

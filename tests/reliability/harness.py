@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from launcher.testing import BACKENDS  # noqa: F401 - every backend, for the backend fixture
 from launcher.testing.process import (  # noqa: F401 - re-exported for the reliability tests
     Load,
     Outcome,
@@ -19,7 +20,6 @@ from launcher.testing.process import (  # noqa: F401 - re-exported for the relia
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "demo"
-BACKENDS = ("gunicorn", "hypercorn", "granian")
 
 
 def copy_demo(dest: Path) -> Path:

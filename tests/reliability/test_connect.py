@@ -5,8 +5,12 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import pytest
+
 from launcher.testing import apps
 from launcher.testing.process import launcher
+
+pytestmark = pytest.mark.slow
 
 
 def test_connect_is_answered_400_without_a_traceback(backend: str, tmp_path: Path) -> None:

@@ -12,6 +12,10 @@ from harness import Load, copy_demo, launcher
 
 pytestmark = pytest.mark.slow
 
+#: Seconds any wait for the launcher may take: a deadline a loaded machine cannot miss, not a
+#: figure (the figures, printed at the end of the run, say how long things took).
+DEADLINE = 30
+
 CRASHING_APP = """
 import asyncio, os
 
@@ -52,11 +56,13 @@ def test_sigterm_under_load_answers_every_accepted_request(
         "GRACEFUL_TIMEOUT": "10",
     }
     with launcher({**env, "ACCESS_LOG": ""}) as server:
-        load = Load(server.port, "/slow?seconds=0.2", clients=32, limit=20).start()
-        time.sleep(2.0)
+        load = Load(server.port, "/slow?seconds=0.2", clients=32, limit=60).start()
+        # Under load: however slow the machine, more than 50 requests answered before the signal.
+        server.wait_until(lambda: len(load.outcomes) > 60, DEADLINE, "60 requests answered")
+        time.sleep(0.2)
         signalled = time.monotonic()
         server.proc.send_signal(signal.SIGTERM)
-        code = server.wait_exit(15)
+        code = server.wait_exit(DEADLINE)
         stopped_after = time.monotonic() - signalled
         load.stop()
     # Sent at least 100 ms before the signal: the server had surely accepted it by then.
@@ -79,14 +85,14 @@ def test_a_killed_worker_is_replaced_under_load(backend: str, tmp_path: Path, fi
     with launcher(env) as server:
         server.wait_until(lambda: len(server.workers()) == 2, 15, "two workers")
         before = set(server.workers())
-        load = Load(server.port, "/plaintext", clients=8, limit=20).start()
+        load = Load(server.port, "/plaintext", clients=8, limit=60).start()
         time.sleep(1.0)
         killed_at = time.monotonic()
         victim = sorted(before)[0]
         os.kill(victim, signal.SIGKILL)
         recovered = server.wait_until(
             lambda: len(server.workers()) == 2 and victim not in server.workers() and server.ok(),
-            5,
+            DEADLINE,
             "recovery",
         )
         time.sleep(0.5)
@@ -98,7 +104,6 @@ def test_a_killed_worker_is_replaced_under_load(backend: str, tmp_path: Path, fi
         f"worker SIGKILL under load [{backend}]: back to 2 workers and answering in {recovered:.2f}s; "
         f"{len(failed)} of {len(load.outcomes)} requests failed ({len(after_kill)} sent after the kill)"
     )
-    assert recovered < 5
     assert sum(o.status == 200 for o in after_kill) > 0
 
 
@@ -145,21 +150,21 @@ def test_sigterm_while_workers_boot_stops_promptly_with_0(
         "SERVER_BACKEND": backend,
         "APP_DIR": str(app_dir),
         "WEB_CONCURRENCY": "2",
-        "GRACEFUL_TIMEOUT": "60",
+        "GRACEFUL_TIMEOUT": str(4 * DEADLINE),
         "BOOT_MARKERS": str(marker_dir),
         "BOOT_PHASE": phase,
     }
     with launcher(env, ready=False) as server:
-        server.wait_until(lambda: len(list(marker_dir.iterdir())) >= markers, 20, f"{markers} markers")
+        server.wait_until(lambda: len(list(marker_dir.iterdir())) >= markers, DEADLINE, f"{markers} markers")
         signalled = time.monotonic()
         server.proc.send_signal(signal.SIGTERM)  # to the launcher alone, as a container runtime does
-        code = server.wait_exit(15)
+        code = server.wait_exit(DEADLINE)
         took = time.monotonic() - signalled
     figures.append(
         f"SIGTERM while workers {'import the app' if phase == 'import' else 'run lifespan startup'} [{backend}]: exit {code} after {took:.1f}s"
     )
     assert code == 0, server.output()[-2000:]
-    assert took < 10  # GRACEFUL_TIMEOUT is 60: nothing waited for it
+    assert took < DEADLINE  # GRACEFUL_TIMEOUT is 4 times that: nothing waited for it
 
 
 @pytest.mark.parametrize(
@@ -173,7 +178,7 @@ def test_a_broken_app_stops_the_launcher_non_zero(
     with launcher(
         {"SERVER_BACKEND": backend, "APP_DIR": str(tmp_path), "WEB_CONCURRENCY": "2"}, ready=False
     ) as server:
-        code = server.wait_exit(25)
+        code = server.wait_exit(2 * DEADLINE)
         output = server.output()
     took = time.monotonic() - started
     figures.append(f"app that {what} [{backend}]: launcher exited {code} after {took:.1f}s")
@@ -191,7 +196,7 @@ def test_max_requests_recycles_workers(backend: str, tmp_path: Path) -> None:
     env = {"SERVER_BACKEND": backend, "APP_DIR": str(app_dir), "WEB_CONCURRENCY": "2", "MAX_REQUESTS": "10"}
     with launcher({**env, "ACCESS_LOG": ""}) as server:
         pids: set[int] = set()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 2 * DEADLINE
         while len(pids) < 4 and time.monotonic() < deadline:
             try:
                 status, body = request(server.port, "/info", timeout=5)

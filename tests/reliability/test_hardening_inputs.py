@@ -25,6 +25,8 @@ from harness import DEMO, REPO, base_env, copy_demo, free_port, run_launcher
 
 from launcher.testing.process import Launcher, start_launcher
 
+pytestmark = pytest.mark.slow
+
 
 def _finish(env: Mapping[str, str], timeout: float = 30) -> tuple[int, str]:
     """Run the launcher until it exits by itself (failing after ``timeout``): status, output."""
@@ -236,7 +238,7 @@ def test_start_reload_with_a_space_in_app_dir(backend: str, tmp_path: Path) -> N
             except (OSError, http.client.HTTPException):
                 return False  # between two servers
 
-        server.wait_until(edited, 5, "the edit served")
+        server.wait_until(edited, 30, "the edit served")  # (a deadline: how fast is test_reload's figure)
         assert server.output().count(f"running prestart script {app_dir / 'prestart.sh'}") == 1
         server.signal(signal.SIGTERM)
         assert server.wait(30) == 0, server.output()

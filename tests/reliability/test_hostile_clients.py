@@ -64,7 +64,7 @@ def test_hostile_clients_do_not_starve_others(backend: str, tmp_path: Path, figu
                     with suppress(OSError):
                         s.sendall(b"X-Drip: 1\r\n")  # keep the slowloris connections trickling
                 started = time.monotonic()
-                status, _ = request(server.port, "/", timeout=5)
+                status, _ = request(server.port, "/", timeout=30)
                 worst = max(worst, time.monotonic() - started)
                 assert status == 200
                 time.sleep(0.05)
@@ -78,5 +78,8 @@ def test_hostile_clients_do_not_starve_others(backend: str, tmp_path: Path, figu
         f"hostile clients [{backend}]: 50 slowloris + 1 MB header + garbage + 5 non-readers of 4 MB; "
         f"slowest ordinary request {worst * 1000:.0f} ms, tree RSS grew {growth_mb:.1f} MB"
     )
-    assert worst < 2.0
+    # Not starved: a server that could serve the ordinary client only once the slowloris
+    # connections are closed (KEEP_ALIVE's 5 s head deadline) would take 5 s; how long it did
+    # take is the figure above. The bound leaves a loaded machine all the room below that.
+    assert worst < 4.0
     assert growth_mb < 64

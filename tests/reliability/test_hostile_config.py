@@ -16,6 +16,8 @@ from launcher.launch.prepare import prepare
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "config"))
 from test_resolve import BAD_VALUES
 
+pytestmark = pytest.mark.slow
+
 
 def test_every_malformed_value_is_refused_by_every_backend(backend: str) -> None:
     for variable, value, expected in BAD_VALUES:

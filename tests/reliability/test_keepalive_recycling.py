@@ -7,11 +7,15 @@ import http.client
 import threading
 from pathlib import Path
 
+import pytest
+
 from launcher.testing import apps
 from launcher.testing.process import launcher
 
+pytestmark = pytest.mark.slow
+
 #: Connections closed unanswered that a backend may still show (see the README's backend notes).
-TOLERATED = {"gunicorn": 0.0, "hypercorn": 0.01, "granian": 0.01}
+TOLERATED = {"gunicorn": 0.0, "hypercorn": 0.01, "granian": 0.01, "uvicorn": 0.0}
 
 
 def keep_alive_clients(port: int, clients: int, requests: int) -> tuple[int, int]:

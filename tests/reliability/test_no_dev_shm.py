@@ -12,6 +12,8 @@ import pytest
 from launcher.testing import apps
 from launcher.testing.process import base_env, free_port, request
 
+pytestmark = pytest.mark.slow
+
 
 def _can_unshare() -> bool:
     if not shutil.which("unshare"):

@@ -26,6 +26,8 @@ from harness import copy_demo, free_port, request, run_launcher
 
 from launcher.testing.process import Launcher, live_group_members, start_launcher
 
+pytestmark = pytest.mark.slow
+
 
 def demo(tmp_path: Path, prestart: str) -> Path:
     """The demo app (``/info`` echoes ``DEMO_*``) with ``prestart`` as its prestart.sh."""
@@ -120,7 +122,7 @@ def test_a_stop_signal_during_prestart_stops_the_script_and_all_it_started(
         pgid, child = int(wait_for(pid_file)), int(wait_for(child_file))
         assert os.getpgid(child) == pgid != os.getpgid(server.proc.pid)  # its own process group
         server.signal(sig)
-        assert server.wait(5) == status, server.output()
+        assert server.wait(30) == status, server.output()
         assert wait_gone(pgid) == [], f"left running after {sig.name}"
         assert f"{sig.name} during prestart" in server.output()
         assert not server.answers("/")
@@ -135,7 +137,7 @@ def test_a_script_that_handles_the_signal_and_exits_0_still_does_not_serve(tmp_p
         pgid = int(wait_for(pid_file))
         wait_for(child_file)
         server.signal(signal.SIGTERM)
-        assert server.wait(5) == 0, server.output()
+        assert server.wait(30) == 0, server.output()
         assert wait_gone(pgid) == []
         assert "cleaning up" in server.output() and "serving" not in server.output()
 
@@ -145,7 +147,7 @@ def test_after_prestart_the_signals_are_the_servers_again(tmp_path: Path) -> Non
     with start_launcher({"APP_DIR": str(d), "WEB_CONCURRENCY": "1"}) as server:
         server.wait_ready()
         server.signal(signal.SIGTERM)
-        assert server.wait(15) == 0, server.output()  # a graceful stop, as the README's table says
+        assert server.wait(30) == 0, server.output()  # a graceful stop, as the README's table says
 
 
 # -- the probe finds where prestart moved the server -------------------------------------------
@@ -193,7 +195,7 @@ def test_probe_uses_the_port_prestart_exported(tmp_path: Path) -> None:
         assert probe(env).returncode == 0
 
         server.signal(signal.SIGTERM)
-        assert server.wait(15) == 0, server.output()
+        assert server.wait(30) == 0, server.output()
     assert not path.exists(), "the launcher left its state file behind"
 
 

@@ -7,8 +7,9 @@ import json
 import re
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ import pytest
 from launcher.testing import apps
 from launcher.testing.conformance import BackendConformance
 from launcher.testing.process import Launcher, run_launcher, start_launcher
+
+pytestmark = pytest.mark.slow
 
 exchange = BackendConformance.exchange
 statuses = BackendConformance.statuses
@@ -37,6 +40,22 @@ def serve(backend: str, app_dir: Path, **env: str) -> Launcher:
     return server
 
 
+@pytest.fixture(scope="module")
+def defaults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Launcher]]:
+    """A backend's server with the default limits, started once for the module: the checks that
+    use it only send it requests (and see that it still serves), so one launch serves them all."""
+    servers: dict[str, Launcher] = {}
+
+    def server(backend: str) -> Launcher:
+        if backend not in servers:
+            servers[backend] = serve(backend, tmp_path_factory.mktemp(f"defaults-{backend}"))
+        return servers[backend]
+
+    yield server
+    for launched in servers.values():
+        launched.close()
+
+
 def get(target: bytes, *fields: bytes) -> bytes:
     return (
         b"GET " + target + b" HTTP/1.1\r\n" + HOST + CLOSE + b"".join(f + b"\r\n" for f in fields) + b"\r\n"
@@ -51,7 +70,7 @@ def answer(server: Launcher, data: bytes) -> tuple[int | None, bool, float]:
     return (codes[0] if codes else None), closed, time.monotonic() - started
 
 
-def test_default_limits(backend: str, tmp_path: Path, figures: list[str]) -> None:
+def test_default_limits(backend: str, defaults: Callable[[str], Launcher], figures: list[str]) -> None:
     line, fields, size = 8190, 100, 8190  # the defaults
     target = line - len(b"GET  HTTP/1.1")
     big = 4 * 1024 * 1024
@@ -69,7 +88,7 @@ def test_default_limits(backend: str, tmp_path: Path, figures: list[str]) -> Non
         ("a field of 4 MB", get(b"/", b"X-Big: " + b"b" * big), 431),
     ]
     took: dict[str, float] = {}
-    with serve(backend, tmp_path) as server:
+    with nullcontext(defaults(backend)) as server:
         for what, data, expected in cases:
             status, closed, seconds = answer(server, data)
             assert (status, closed) == (expected, True), (what, status, closed, server.output()[-2000:])
@@ -92,10 +111,10 @@ def test_default_limits(backend: str, tmp_path: Path, figures: list[str]) -> Non
     ids=["CL then TE", "TE then CL"],
 )
 def test_content_length_with_transfer_encoding_is_never_smuggled(
-    backend: str, tmp_path: Path, head: bytes
+    backend: str, defaults: Callable[[str], Launcher], head: bytes
 ) -> None:
     smuggled = head + b"0\r\n\r\nGET /pid HTTP/1.1\r\nHost: x\r\n\r\n"
-    with serve(backend, tmp_path) as server:
+    with nullcontext(defaults(backend)) as server:
         received, closed = exchange(server.port, smuggled)
         assert server.ok("/")
     assert closed, received[:500]
@@ -103,8 +122,10 @@ def test_content_length_with_transfer_encoding_is_never_smuggled(
     assert statuses(received) == ([200] if backend == "granian" else [400]), received[:500]
 
 
-def test_absolute_form_targets_reach_the_app_as_their_path(backend: str, tmp_path: Path) -> None:
-    with serve(backend, tmp_path) as server:
+def test_absolute_form_targets_reach_the_app_as_their_path(
+    backend: str, defaults: Callable[[str], Launcher]
+) -> None:
+    with nullcontext(defaults(backend)) as server:
         for target, path in [
             (b"http://evil.example/admin/scope", "/admin/scope"),
             (b"https://evil.example:8443/admin/scope?next=http://x/", "/admin/scope"),
@@ -132,24 +153,28 @@ def is_settings_frame(data: bytes) -> bool:
     return len(data) >= 9 and data[3] == 0x04  # HTTP/2 frame header: length (3), type 4 = SETTINGS
 
 
-def test_cleartext_http2_is_off_unless_asked_for(backend: str, tmp_path: Path) -> None:
-    with serve(backend, tmp_path / "off") as server:
+def test_cleartext_http2_is_off_unless_asked_for(
+    backend: str, defaults: Callable[[str], Launcher], tmp_path: Path
+) -> None:
+    with nullcontext(defaults(backend)) as server:
         received, _ = exchange(server.port, UPGRADE)
         assert statuses(received)[:1] == [200], received[:300]
-        received, closed = exchange(server.port, PREFACE, timeout=5)
+        received, closed = exchange(server.port, PREFACE)
         assert not is_settings_frame(received) and closed, received[:300]
         assert received == b"" or statuses(received) == [400], received[:300]
+    apps.install("hello", tmp_path / "off")
     env = {"SERVER_BACKEND": backend, "APP_DIR": str(tmp_path / "off"), "HTTP2_CLEARTEXT": "true"}
-    if backend == "gunicorn":
+    if backend in ("gunicorn", "uvicorn"):  # HTTP/1.1 only: refused, exit 2
         result = run_launcher(env, ("run",), timeout=30)
         assert result.returncode == 2
         assert "HTTP2_CLEARTEXT='true' is invalid" in result.stderr, result.stderr
         return
     with serve(backend, tmp_path / "on", HTTP2_CLEARTEXT="true") as server:
-        received, _ = exchange(server.port, UPGRADE, timeout=3)
+        # (The connection stays open for HTTP/2: read until the answer is there, within a deadline.)
+        received, _ = exchange(server.port, UPGRADE, until=lambda data: bool(statuses(data)))
         # Hypercorn takes up the upgrade; Granian serves HTTP/2 by prior knowledge only.
         assert statuses(received)[:1] == ([101] if backend == "hypercorn" else [200]), received[:300]
-        received, _ = exchange(server.port, PREFACE, timeout=3)
+        received, _ = exchange(server.port, PREFACE, until=is_settings_frame)
         assert is_settings_frame(received), received[:300]
 
 

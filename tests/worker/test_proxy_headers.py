@@ -10,7 +10,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from launcher.worker.proxy_headers import ProxyHeadersMiddleware, TrustedHosts
@@ -132,7 +132,6 @@ trusted_values = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
 @given(
     trusted=trusted_values,
     client=st.one_of(st.none(), ips.map(lambda ip: (ip, 1000))),

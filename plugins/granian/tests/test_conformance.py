@@ -1,7 +1,11 @@
 """The Granian backend passes the conformance kit, as a third-party plugin would run it."""
 
+import pytest
+
 from asgi_launcher_granian.app import TRAITS
 from launcher.testing.conformance import BackendConformance
+
+pytestmark = pytest.mark.slow
 
 
 class TestConformance(BackendConformance):

@@ -18,6 +18,8 @@ import uvloop
 from asgi_launcher_granian.app import stop_signals
 from launcher.testing.process import free_port, run_launcher
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[3]
 DEMO = REPO / "demo"
 
@@ -82,7 +84,7 @@ def test_serves_the_demo_with_access_log_to_a_file(tmp_path: Path) -> None:
         assert "/json" in access.read_text()
     finally:
         os.killpg(proc.pid, 15)
-        assert proc.wait(20) == 0
+        assert proc.wait(30) == 0
 
 
 @pytest.mark.parametrize("loop_kind", ["uvloop", "asyncio"])

@@ -19,6 +19,8 @@ import pytest
 from launcher.testing import apps
 from launcher.testing.process import Launcher, free_port, launcher, run_launcher
 
+pytestmark = pytest.mark.slow
+
 DEMO = Path(__file__).resolve().parents[3] / "demo" / "main.py"
 
 

@@ -1,6 +1,10 @@
 """The shared backend conformance kit, run against the Hypercorn backend."""
 
+import pytest
+
 from launcher.testing.conformance import BackendConformance
+
+pytestmark = pytest.mark.slow
 
 
 class TestConformance(BackendConformance):

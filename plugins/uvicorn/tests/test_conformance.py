@@ -5,7 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
+import pytest
+
 from launcher.testing.conformance import BackendConformance
+
+pytestmark = pytest.mark.slow
 
 
 class TestConformance(BackendConformance):

@@ -14,6 +14,8 @@ from launcher.testing import apps
 from launcher.testing.conformance import BackendConformance
 from launcher.testing.process import run_launcher, start_launcher
 
+pytestmark = pytest.mark.slow
+
 
 def env(app_dir: Path, **more: str) -> dict[str, str]:
     return {"SERVER_BACKEND": "uvicorn", "APP_DIR": str(app_dir), **more}
@@ -54,7 +56,7 @@ def test_asyncio_worker_class_serves_with_the_request_limits(hello: Path) -> Non
         )
         assert (BackendConformance.statuses(received), closed) == ([431], True), received
         server.signal(signal.SIGTERM)
-        assert server.wait(15) == 0
+        assert server.wait(30) == 0
 
 
 def test_a_computed_count_of_one_keeps_the_supervisor(hello: Path) -> None:
@@ -67,7 +69,7 @@ def test_a_computed_count_of_one_keeps_the_supervisor(hello: Path) -> None:
         assert worker != server.proc.pid
         os.kill(worker, signal.SIGKILL)
         server.wait_until(
-            lambda: server.serving() not in ([], [worker]) and server.ok("/"), 10, "a replacement"
+            lambda: server.serving() not in ([], [worker]) and server.ok("/"), 30, "a replacement"
         )
         server.signal(signal.SIGTERM)
-        assert server.wait(15) == 0
+        assert server.wait(30) == 0
