@@ -1,8 +1,11 @@
 """The env contract, declared once.
 
-Each ``Setting`` names one environment variable with its type, default and meaning. Parsing
-(``launcher.resolve``), the README's table and ``asgi-launcher config`` are all derived from
-this table, so a variable cannot be documented one way and parsed another.
+Each ``Setting`` names one environment variable with its type, default, meaning, the
+command-line option that sets the same value, and the group it is listed under. Parsing
+(``launcher.config.resolve``), the command line and its ``--help`` (``launcher.cli``), the
+documentation's table (``launcher.docs``) and ``asgi-launcher config`` are all derived from this
+table, so a variable cannot be documented one way and parsed another, nor an option mean
+something else than its variable.
 """
 
 from __future__ import annotations
@@ -237,9 +240,30 @@ KINDS: dict[str, Kind] = {
 }
 
 
+#: The headings the settings are listed under, in order: the documentation's configuration page
+#: and ``asgi-launcher --help`` group them alike.
+GROUPS = (
+    "The app",
+    "Address",
+    "Workers",
+    "Logging",
+    "Requests",
+    "Timeouts and worker recycling",
+    "Operations",
+    "Start-up and development",
+)
+
+
 @dataclass(frozen=True)
 class Setting:
-    """One environment variable of the contract."""
+    """One environment variable of the contract.
+
+    ``flags`` are the command-line spellings that set the same value (the first is the one
+    ``config`` names as the source): ``--port``, or a positional name such as ``APP``. A flag
+    takes a value, except for a ``bool`` setting (the flag alone means true) and a spelling
+    ``--name=VALUE``, which alone sets VALUE (``--no-access-log=``: empty, off). A flag of a
+    list-valued setting (``bind``, ``dirs``, ``globs``) may be given several times.
+    """
 
     env: str
     feeds: str  # the Config field this variable decides (several variables may feed one)
@@ -247,9 +271,18 @@ class Setting:
     default: Any
     default_doc: str
     doc: str
+    flags: tuple[str, ...] = ()
+    group: str = GROUPS[-1]
 
-    def parse(self, raw: str) -> Any:
-        return KINDS[self.kind].parse(self.env, raw)
+    def parse(self, raw: str, given_as: str | None = None) -> Any:
+        """``raw`` as a value; a malformed one is a ``ConfigError`` naming ``given_as`` (the
+        flag it was given with) or the variable."""
+        return KINDS[self.kind].parse(given_as or self.env, raw)
+
+    @property
+    def repeatable(self) -> bool:
+        """Whether its flag may be given several times (the values joined with commas)."""
+        return self.kind in ("bind", "dirs", "globs")
 
     @property
     def empty_is_value(self) -> bool:
@@ -257,7 +290,8 @@ class Setting:
         return KINDS[self.kind].empty_is_value
 
 
-# The order is the order of the README's table and of `asgi-launcher config`.
+# Within a group, the order of the documentation's table and of `--help`. Of the variables that
+# feed one Config field, the last wins over the others (BIND over HOST and PORT).
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "SERVER_BACKEND",
@@ -266,6 +300,8 @@ SETTINGS: tuple[Setting, ...] = (
         "gunicorn",
         "`gunicorn`",
         "Entry-point name of the backend plugin that serves the app.",
+        flags=("--backend",),
+        group="The app",
     ),
     Setting(
         "APP_DIR",
@@ -275,6 +311,8 @@ SETTINGS: tuple[Setting, ...] = (
         "`/app` if it exists, else the current directory",
         "Directory that holds the app; it goes first on `sys.path`, and every default "
         "path below is relative to it.",
+        flags=("--app-dir",),
+        group="The app",
     ),
     Setting(
         "MODULE_NAME",
@@ -283,6 +321,8 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "`app.main` if `$APP_DIR/app/main.py` exists, else `main` if `$APP_DIR/main.py` exists",
         "Python module that holds the app.",
+        flags=("--module-name",),
+        group="The app",
     ),
     Setting(
         "VARIABLE_NAME",
@@ -291,6 +331,8 @@ SETTINGS: tuple[Setting, ...] = (
         "app",
         "`app`",
         "Variable in that module that holds the ASGI app.",
+        flags=("--variable-name",),
+        group="The app",
     ),
     Setting(
         "APP_MODULE",
@@ -299,6 +341,8 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "`$MODULE_NAME:$VARIABLE_NAME`",
         "The app as `module:variable`; wins over both.",
+        flags=("APP",),
+        group="The app",
     ),
     Setting(
         "WORKERS_PER_CORE",
@@ -307,6 +351,8 @@ SETTINGS: tuple[Setting, ...] = (
         1.0,
         "`1`",
         "Workers per available CPU (floats allowed).",
+        flags=("--workers-per-core",),
+        group="Workers",
     ),
     Setting(
         "MAX_WORKERS",
@@ -315,6 +361,8 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "unset",
         "Upper limit on the computed worker count; ignored when `WEB_CONCURRENCY` is set.",
+        flags=("--max-workers",),
+        group="Workers",
     ),
     Setting(
         "WEB_CONCURRENCY",
@@ -324,6 +372,8 @@ SETTINGS: tuple[Setting, ...] = (
         "`max(int(WORKERS_PER_CORE * cpus), 2)`, capped by the memory limit (`WORKER_MEMORY`) and `MAX_WORKERS`",
         "Exact number of worker processes; wins over the formula (a warning when they need more "
         "memory than the limit holds).",
+        flags=("--workers", "-w"),
+        group="Workers",
     ),
     Setting(
         "WORKER_MEMORY",
@@ -333,9 +383,20 @@ SETTINGS: tuple[Setting, ...] = (
         "`128`",
         "MiB a worker is expected to need: with a cgroup memory limit, the computed worker count is "
         "at most `max(1, (limit - 64 MiB for the master) // WORKER_MEMORY)`. `0`: no memory cap.",
+        flags=("--worker-memory",),
+        group="Workers",
     ),
-    Setting("HOST", "bind", "host", "0.0.0.0", "`0.0.0.0`", "Address to listen on."),
-    Setting("PORT", "bind", "port", 80, "`80`", "Port to listen on."),
+    Setting(
+        "HOST",
+        "bind",
+        "host",
+        "0.0.0.0",
+        "`0.0.0.0`",
+        "Address to listen on.",
+        flags=("--host",),
+        group="Address",
+    ),
+    Setting("PORT", "bind", "port", 80, "`80`", "Port to listen on.", flags=("--port",), group="Address"),
     Setting(
         "BIND",
         "bind",
@@ -344,6 +405,8 @@ SETTINGS: tuple[Setting, ...] = (
         "`$HOST:$PORT`",
         "Listen address(es): `HOST:PORT`, `[IPv6]:PORT` or `unix:/path`, comma-separated; "
         "wins over `HOST` and `PORT`.",
+        flags=("--bind", "-b"),
+        group="Address",
     ),
     Setting(
         "LOG_LEVEL",
@@ -352,6 +415,8 @@ SETTINGS: tuple[Setting, ...] = (
         "info",
         "`info`",
         "One of debug, info, warning, error, critical (any case).",
+        flags=("--log-level",),
+        group="Logging",
     ),
     Setting(
         "TIMEOUT",
@@ -360,6 +425,8 @@ SETTINGS: tuple[Setting, ...] = (
         120,
         "`120`",
         "A worker silent for this long is killed and replaced (0 disables).",
+        flags=("--timeout", "-t"),
+        group="Timeouts and worker recycling",
     ),
     Setting(
         "GRACEFUL_TIMEOUT",
@@ -368,6 +435,8 @@ SETTINGS: tuple[Setting, ...] = (
         120,
         "`120`",
         "On SIGTERM, how long in-flight requests may take before workers are killed.",
+        flags=("--graceful-timeout", "--timeout-graceful-shutdown"),
+        group="Timeouts and worker recycling",
     ),
     Setting(
         "KEEP_ALIVE",
@@ -378,6 +447,8 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds an idle keep-alive connection stays open; also the time a client has to send a "
         "complete request head, from connecting or from the end of the previous response (5 s with "
         "`0`, which turns keep-alive off), else the connection is closed without an answer.",
+        flags=("--keep-alive", "--timeout-keep-alive"),
+        group="Requests",
     ),
     Setting(
         "LIMIT_REQUEST_LINE",
@@ -387,6 +458,8 @@ SETTINGS: tuple[Setting, ...] = (
         "`8190`",
         "Longest request line (method, target and version) in bytes; a longer one is answered 414 "
         "and the connection closed. `0`: no limit (Gunicorn's name and meaning).",
+        flags=("--limit-request-line",),
+        group="Requests",
     ),
     Setting(
         "LIMIT_REQUEST_FIELDS",
@@ -396,6 +469,8 @@ SETTINGS: tuple[Setting, ...] = (
         "`100`",
         "Most header fields a request may have; more are answered 431 and the connection closed. "
         "`0`: no limit.",
+        flags=("--limit-request-fields",),
+        group="Requests",
     ),
     Setting(
         "LIMIT_REQUEST_FIELD_SIZE",
@@ -405,6 +480,8 @@ SETTINGS: tuple[Setting, ...] = (
         "`8190`",
         "Longest header field (`Name: value`) in bytes; a longer one is answered 431 and the "
         "connection closed. `0`: no limit.",
+        flags=("--limit-request-field-size", "--limit-request-field_size"),
+        group="Requests",
     ),
     Setting(
         "HTTP2_CLEARTEXT",
@@ -415,6 +492,8 @@ SETTINGS: tuple[Setting, ...] = (
         "Serve HTTP/2 without TLS (h2c: `Upgrade: h2c` and prior knowledge). Off, an `Upgrade: h2c` "
         "is ignored (served as HTTP/1.1) and the HTTP/2 preface is refused. HTTP/2 over TLS is "
         "unaffected; `true` needs a backend that speaks HTTP/2.",
+        flags=("--http2-cleartext",),
+        group="Requests",
     ),
     Setting(
         "ACCESS_LOG",
@@ -423,6 +502,8 @@ SETTINGS: tuple[Setting, ...] = (
         "-",
         "`-` (stdout)",
         "Access log: `-` for stdout, a file path, or empty to turn access logging off.",
+        flags=("--access-logfile", "--no-access-log="),
+        group="Logging",
     ),
     Setting(
         "ERROR_LOG",
@@ -431,6 +512,8 @@ SETTINGS: tuple[Setting, ...] = (
         "-",
         "`-` (stderr)",
         "Error log: `-` for stderr, a file path, or empty to turn error logging off.",
+        flags=("--error-logfile", "--log-file"),
+        group="Logging",
     ),
     Setting(
         "ACCESS_LOG_FORMAT",
@@ -440,6 +523,8 @@ SETTINGS: tuple[Setting, ...] = (
         "combined log format + duration, pid, request id",
         "Layout of the access line with Gunicorn's atoms (`%(h)s %(r)s %(s)s %(b)s %(M)s "
         "%({x-request-id}i)s` ...); the same under every backend. Unknown atoms are an error.",
+        flags=("--access-logformat", "--access-log-format"),
+        group="Logging",
     ),
     Setting(
         "LOG_FORMAT",
@@ -449,6 +534,8 @@ SETTINGS: tuple[Setting, ...] = (
         "`text`",
         "`text`, or `json`: every line the launcher, the server and the app's `logging` print is one "
         "JSON object (Elastic Common Schema names; a traceback is one object).",
+        flags=("--log-format",),
+        group="Logging",
     ),
     Setting(
         "LOG_CONFIG",
@@ -459,6 +546,8 @@ SETTINGS: tuple[Setting, ...] = (
         "A `logging.config.dictConfig` file (`.json` or `.toml`) applied in the master and in every "
         "worker, after the launcher's own set-up: what it configures wins over `LOG_FORMAT`. An "
         "invalid file is an error.",
+        flags=("--log-config",),
+        group="Logging",
     ),
     Setting(
         "FORWARDED_ALLOW_IPS",
@@ -469,6 +558,8 @@ SETTINGS: tuple[Setting, ...] = (
         "Proxies whose X-Forwarded-For/-Proto headers set the client address and scheme: IP "
         "addresses and CIDR networks (host bits ignored: `10.0.0.1/8` is `10.0.0.0/8`), separated "
         "by commas or spaces, or `*` for every peer.",
+        flags=("--forwarded-allow-ips",),
+        group="Requests",
     ),
     Setting(
         "ROOT_PATH",
@@ -478,6 +569,8 @@ SETTINGS: tuple[Setting, ...] = (
         "empty (none)",
         "ASGI `root_path` the app sees: the prefix it is mounted under behind a proxy (uvicorn "
         "`--root-path`); the request path includes it. A trailing `/` is dropped.",
+        flags=("--root-path",),
+        group="Requests",
     ),
     Setting(
         "MAX_REQUESTS",
@@ -486,6 +579,8 @@ SETTINGS: tuple[Setting, ...] = (
         0,
         "`0` (off)",
         "Restart a worker after it has served this many requests, to bound memory growth.",
+        flags=("--max-requests", "--limit-max-requests"),
+        group="Timeouts and worker recycling",
     ),
     Setting(
         "MAX_REQUESTS_JITTER",
@@ -495,6 +590,8 @@ SETTINGS: tuple[Setting, ...] = (
         "`0`",
         "Random extra requests (0..N) added per worker to `MAX_REQUESTS`, so workers do "
         "not all restart at once.",
+        flags=("--max-requests-jitter",),
+        group="Timeouts and worker recycling",
     ),
     Setting(
         "MAX_WORKER_MEMORY",
@@ -504,6 +601,8 @@ SETTINGS: tuple[Setting, ...] = (
         "unset (off)",
         "A worker whose own memory (USS) exceeds this many MiB is retired gracefully and replaced, "
         "as after `MAX_REQUESTS`; checked about once a second.",
+        flags=("--max-worker-memory",),
+        group="Timeouts and worker recycling",
     ),
     Setting(
         "OPS_PORT",
@@ -513,6 +612,8 @@ SETTINGS: tuple[Setting, ...] = (
         "unset (off)",
         "Port of the operations listener the master serves (not a worker): `/livez`, `/readyz` and "
         "`/metrics` (Prometheus, across every worker). Use it for Kubernetes probes.",
+        flags=("--ops-port",),
+        group="Operations",
     ),
     Setting(
         "OPS_HOST",
@@ -521,6 +622,8 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "`$HOST`",
         "Address the operations listener listens on.",
+        flags=("--ops-host",),
+        group="Operations",
     ),
     Setting(
         "SHUTDOWN_DELAY",
@@ -531,6 +634,8 @@ SETTINGS: tuple[Setting, ...] = (
         "On SIGTERM, `/readyz` answers 503 at once while the app keeps serving, new connections "
         "included, for this many seconds; then the drain (`GRACEFUL_TIMEOUT`) begins. A second "
         "SIGTERM, or SIGQUIT, skips the delay.",
+        flags=("--shutdown-delay",),
+        group="Operations",
     ),
     Setting(
         "PRE_START_PATH",
@@ -539,6 +644,8 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "`$APP_DIR/prestart.sh`",
         "Script sourced by bash before the server starts; what it exports reaches the app.",
+        flags=("--prestart",),
+        group="Start-up and development",
     ),
     Setting(
         "RELOAD",
@@ -548,6 +655,8 @@ SETTINGS: tuple[Setting, ...] = (
         "`false`",
         "Development: serve with one worker and restart it when a `.py` file under `$APP_DIR` "
         "(or `RELOAD_DIRS`) changes (`asgi-launcher run --reload`). Not for production.",
+        flags=("--reload",),
+        group="Start-up and development",
     ),
     Setting(
         "RELOAD_DIRS",
@@ -557,6 +666,8 @@ SETTINGS: tuple[Setting, ...] = (
         "none",
         "Further directories `RELOAD` watches, separated by commas (relative ones are relative "
         "to `$APP_DIR`).",
+        flags=("--reload-dir",),
+        group="Start-up and development",
     ),
     Setting(
         "RELOAD_INCLUDE",
@@ -565,18 +676,36 @@ SETTINGS: tuple[Setting, ...] = (
         (),
         "none",
         "Further file patterns whose changes `RELOAD` acts on, besides `*.py` (such as `*.html`).",
+        flags=("--reload-include",),
+        group="Start-up and development",
     ),
     Setting(
         "WORKER_CLASS",
         "worker_class",
         "string",
         None,
-        "the backend's (see below)",
+        "the backend's own",
         "Worker class; its meaning is the backend's own.",
+        flags=("--worker-class", "-k"),
+        group="Workers",
     ),
 )
 
 BY_ENV: dict[str, Setting] = {s.env: s for s in SETTINGS}
+
+#: The variable that wins over the others feeding the same field (BIND over HOST and PORT).
+WINNER: dict[str, Setting] = {s.feeds: s for s in SETTINGS}
+
+
+def flag_source(flag: str) -> str:
+    """The source ``config`` shows for a value given on the command line."""
+    return f"flag {flag}" if flag.startswith("-") else f"argument {flag}"
+
+
+def from_command_line(source: str) -> bool:
+    """Whether a source (``Config.sources``) is the command line's, which a config file does not
+    override."""
+    return source.startswith(("flag ", "argument "))
 
 
 def parse_setting(variable: str, raw: str) -> Any:
