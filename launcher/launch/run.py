@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, MutableMapping
 
 from launcher.config.addresses import check_can_listen
 from launcher.config.resolve import locate_app
+from launcher.config.settings import from_command_line
 from launcher.errors import ConfigError
 from launcher.launch.preflight import AppCheck, start_app_check
 from launcher.launch.prepare import Prepared, describe_workers, prepare
@@ -166,9 +167,18 @@ def launch(
     return _hand_over(prepared, environ, describe_workers(config), bind_before_prestart)
 
 
+def _bind_origin(source: str) -> str | None:
+    """What decided the address, for its error (None: the variable BIND)."""
+    if source == "env:BIND":
+        return None
+    if from_command_line(source):
+        return source.partition(" ")[2]
+    return {"default": "the default", "computed": "HOST and PORT"}.get(source, source)
+
+
 def _ready_to_serve(prepared: Prepared, environ: MutableMapping[str, str]) -> None:
     config = prepared.config
-    check_can_listen(config.bind)
+    check_can_listen(config.bind, origin=_bind_origin(config.sources.get("bind", "")))
     if config.ops_port:
         check_can_listen((config.ops_bind,), "OPS_PORT")
     # Workers (forked or spawned) find the app the same way the import check did.
