@@ -62,7 +62,10 @@ def command_line(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
     return {
         name: (pair[0], pair[1])
         for name, pair in given.items()
-        if name in BY_ENV and isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) for p in pair)
+        if name in BY_ENV
+        and isinstance(pair, list)
+        and len(pair) == 2
+        and all(isinstance(p, str) for p in pair)
     }
 
 
@@ -332,6 +335,10 @@ def resolve(
             values[setting.env] = setting.default
             sources[setting.env] = "default"
 
+    def named(variable: str) -> str:
+        """The variable, or the option it was given with: what an error message names."""
+        return given[variable][0] if variable in given else variable
+
     def direct(key: str, variable: str) -> Any:
         sources[key] = sources[variable]
         return values[variable]
@@ -371,22 +378,26 @@ def resolve(
         else:
             sources["bind"] = "computed" if ("HOST" in env or "PORT" in env) else "default"
 
-    _log_file("ACCESS_LOG", values["ACCESS_LOG"])
-    _log_file("ERROR_LOG", values["ERROR_LOG"])
+    _log_file(named("ACCESS_LOG"), values["ACCESS_LOG"])
+    _log_file(named("ERROR_LOG"), values["ERROR_LOG"])
 
     # LOG_CONFIG: read and checked now (`launcher.logs.check_log_config` tries it before serving).
     log_config: str | None = None
     if "LOG_CONFIG" in env:
         log_config = str(
-            Path(_existing_file("LOG_CONFIG", values["LOG_CONFIG"], "a logging config file")).absolute()
+            Path(
+                _existing_file(named("LOG_CONFIG"), values["LOG_CONFIG"], "a logging config file")
+            ).absolute()
         )
         load_log_config(log_config)
     sources["log_config"] = sources["LOG_CONFIG"]
 
     # The prestart script is optional where it is looked for by default, required where named.
     if "PRE_START_PATH" in env:
-        prestart: str | None = _existing_file("PRE_START_PATH", values["PRE_START_PATH"], "a prestart script")
-        sources["prestart"] = "env:PRE_START_PATH"
+        prestart: str | None = _existing_file(
+            named("PRE_START_PATH"), values["PRE_START_PATH"], "a prestart script"
+        )
+        sources["prestart"] = sources["PRE_START_PATH"]
     else:
         default_prestart = app_dir / "prestart.sh"
         prestart = str(default_prestart) if _is_file(default_prestart) else None
@@ -419,7 +430,7 @@ def resolve(
         ]
         if clash:
             raise ConfigError.bad_value(
-                "OPS_PORT", str(values["OPS_PORT"]), f"a port other than the app's ({clash[0]})"
+                named("OPS_PORT"), str(values["OPS_PORT"]), f"a port other than the app's ({clash[0]})"
             )
 
     reload_dirs = tuple(str((app_dir / d).absolute()) for d in values["RELOAD_DIRS"])
@@ -427,7 +438,7 @@ def resolve(
     for raw_dir, absolute in zip(values["RELOAD_DIRS"], reload_dirs, strict=True):
         if not _is_dir(Path(absolute)):
             raise ConfigError.bad_value(
-                "RELOAD_DIRS", env["RELOAD_DIRS"], f"existing directories ({raw_dir!r} is not one)"
+                named("RELOAD_DIRS"), env["RELOAD_DIRS"], f"existing directories ({raw_dir!r} is not one)"
             )
 
     worker_class = values["WORKER_CLASS"] or backend.default_worker_class

@@ -397,9 +397,9 @@ def test_an_app_failing_at_import_shows_only_its_own_frames_then_one_line(
     assert all(str(app_dir) in frame for frame in frames), result.stderr
     for part in shown:
         assert part in result.stderr
-    assert lines[-1].startswith(
-        f"asgi-launcher: error: the app's module 'main' failed to import ({why}"
-    ), lines[-1]
+    assert lines[-1].startswith(f"asgi-launcher: error: the app's module 'main' failed to import ({why}"), (
+        lines[-1]
+    )
     assert lines[-1].endswith("exit status 1")
     if why == "ModuleNotFoundError":
         assert "install the package that provides 'fastapi_not_here'" in lines[-1]
