@@ -17,7 +17,8 @@ import sys
 from collections.abc import Callable, Mapping, MutableMapping
 
 from launcher.config.addresses import check_can_listen
-from launcher.config.resolve import locate_app
+from launcher.config.model import MissingApp
+from launcher.config.resolve import FLAGS_ENV, locate_app
 from launcher.config.settings import from_command_line
 from launcher.errors import ConfigError
 from launcher.launch.preflight import AppCheck, start_app_check
@@ -44,7 +45,7 @@ def run(environ: MutableMapping[str, str]) -> int:
         if check is not None:
             check.cancel()
         raise
-    bind_before_prestart = prepared.config.bind
+    bind_before_prestart = _probe_key(prepared, environ)
     if prepared.config.prestart:
         status, prepared = _prestart(prepared, environ)
         if status is not None:
@@ -56,6 +57,20 @@ def run(environ: MutableMapping[str, str]) -> int:
         check.cancel()  # a backend's config file moved the app: check what will really be served
         check = None
     return launch(prepared, environ, check=check, announce=True, bind_before_prestart=bind_before_prestart)
+
+
+def _probe_key(prepared: Prepared, environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The address ``asgi-launcher probe`` resolves for this server (the key of the state file,
+    ``launcher.launch.probe``): what the environment alone gives, since the health check gets
+    none of the command line's options (``CMD asgi-launcher main:app --port 8080``)."""
+    if FLAGS_ENV not in environ:
+        return prepared.config.bind
+    try:
+        return prepare({k: v for k, v in environ.items() if k != FLAGS_ENV}).config.bind
+    except MissingApp as exc:  # the app was named by the argument only: the rest still resolves
+        return exc.config.bind if exc.config is not None else prepared.config.bind
+    except ConfigError:
+        return prepared.config.bind
 
 
 def _early_check(environ: Mapping[str, str]) -> AppCheck | None:

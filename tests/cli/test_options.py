@@ -241,3 +241,16 @@ def test_a_low_port_without_the_privilege_says_what_to_type(
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(f"asgi-launcher: error: {start}"), line
     assert line.endswith("choose a port from 1024 up: PORT=8000 or --port 8000"), line
+
+
+def test_the_health_check_finds_a_server_started_with_options(app_dir: Path, tmp_path: Path) -> None:
+    """The image's HEALTHCHECK runs `asgi-launcher probe` with the environment only: it finds the
+    server a `CMD asgi-launcher main:app --port P` started, not the default port."""
+    port = free_port()
+    # PORT as the image has it; TMPDIR: the state file is this test's own.
+    env = {"APP_DIR": str(app_dir), "TMPDIR": str(tmp_path), "PORT": "80"}
+    with start_launcher(env, args=("main:app", "--host", "127.0.0.1", "--port", str(port))) as server:
+        assert first_answer(server, port) == 200, server.output()
+        probe = run_launcher(env, ("probe",))
+        assert probe.returncode == 0, probe.stderr
+        assert probe.stdout.startswith(f"127.0.0.1:{port}: HTTP 200"), probe.stdout
