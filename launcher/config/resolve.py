@@ -107,7 +107,7 @@ def backend_name(env: Mapping[str, str]) -> str:
     """``SERVER_BACKEND``, parsed on its own because it decides which plugin resolves the rest."""
     kept = effective_env(env)[0]
     if "SERVER_BACKEND" not in kept:
-        return DEFAULT_BACKEND
+        return str(DEFAULT_BACKEND)
     return str(parse_given("SERVER_BACKEND", kept, command_line(env)))
 
 
