@@ -1,1 +1,1 @@
-"""Conformance kit for backend plugins (see README: writing a backend)."""
+"""Conformance kit for backend plugins (see docs/plugins.md)."""

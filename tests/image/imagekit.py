@@ -23,7 +23,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 # CI clones the repository with shared/ beside it; IMAGE_SANDBOX points elsewhere if needed.
 SANDBOX = Path(os.environ.get("IMAGE_SANDBOX", REPO.parent / "shared" / "tools" / "image-sandbox"))
-TAG = "asgi-launcher:test"
+#: The image under test; several checkouts sharing one engine set ASGI_LAUNCHER_TEST_IMAGE apart.
+TAG = os.environ.get("ASGI_LAUNCHER_TEST_IMAGE", "asgi-launcher:test")
 #: Deadlines of the two setup steps: starting the sandbox's engine, and building an image.
 UP_TIMEOUT = 1200
 BUILD_TIMEOUT = 900

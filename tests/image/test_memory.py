@@ -172,7 +172,7 @@ def test_max_worker_memory_retires_a_growing_worker_without_a_failed_request(
     assert all(float(size) > 150 for _, size in retired), retired
     assert len({pid for pid, _ in retired}) == len(retired)  # one line a worker
     assert not DIED.findall(logs) and oom_kills(c) == 0, logs[-3000:]
-    if backend == "granian":  # see the README: a connection accepted as the worker stops
+    if backend == "granian":  # see docs/backends.md: a connection accepted as the worker stops
         assert statuses.count(None) <= 1 and set(statuses) <= {200, None}, statuses
     else:
         assert statuses == [200] * len(statuses), (statuses, logs[-3000:])

@@ -10,7 +10,7 @@ from pathlib import Path
 from launcher.testing import apps
 from launcher.testing.process import launcher
 
-#: Connections closed unanswered that a backend may still show (see the README's backend notes).
+#: Connections closed unanswered that a backend may still show (see docs/backends.md).
 TOLERATED = {"gunicorn": 0.0, "hypercorn": 0.01, "granian": 0.01}
 
 

@@ -1,4 +1,5 @@
-"""Build the image once per test session on a real Docker engine (see imagekit.py)."""
+"""The ``docker`` fixture: the image built once per test session on a real Docker engine, for
+tests/image and tests/docs (see tests/image/imagekit.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent / "image"))
 
 from imagekit import BUILD_TIMEOUT, REPO, SANDBOX, TAG, UP_TIMEOUT, Docker, _unavailable
 
