@@ -296,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     p = sub.add_parser(
         "run",
+        prog="asgi-launcher run",
         help="serve the app (the default)",
         usage="asgi-launcher [run] [APP] [OPTIONS]",
         description="Run prestart, then serve the app. Each option sets the environment variable "
@@ -306,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
     p = sub.add_parser(
         "config",
+        prog="asgi-launcher config",
+        usage="asgi-launcher config [APP] [OPTIONS] [--json]",
         help="print the resolved configuration and where each value came from",
         description="Resolve the configuration without starting anything or running prestart.",
     )
@@ -314,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_config)
     p = sub.add_parser(
         "backends",
+        prog="asgi-launcher backends",
         help="list installed backend plugins",
         description="List installed backends without importing them.",
     )
@@ -321,6 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_backends)
     p = sub.add_parser(
         "check",
+        prog="asgi-launcher check",
+        usage="asgi-launcher check [APP] [OPTIONS]",
         help="resolve, load the backend and import the app once",
         description="Resolve the configuration, load the backend and import the app; say OK or what is wrong.",
     )
@@ -328,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check)
     p = sub.add_parser(
         "probe",
+        prog="asgi-launcher probe",
         help="send one HTTP request to the server (health check)",
         description="Exit 0 if the server on the resolved bind (or where a running launcher's "
         "prestart moved it) answers HTTP at all.",

@@ -59,7 +59,7 @@ def failed_import(app: str, exc: BaseException) -> str:
     from launcher.worker.bootstrap import is_users
 
     module = app.partition(":")[0]
-    why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    why = type(exc).__name__  # its message is the traceback's last line, just above
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if is_users(f.filename)]
     if frames and not isinstance(exc, SyntaxError):  # a SyntaxError names its place itself
         why += f", at {frames[-1].filename}:{frames[-1].lineno}"
