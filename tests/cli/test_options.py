@@ -254,3 +254,17 @@ def test_the_health_check_finds_a_server_started_with_options(app_dir: Path, tmp
         probe = run_launcher(env, ("probe",))
         assert probe.returncode == 0, probe.stderr
         assert probe.stdout.startswith(f"127.0.0.1:{port}: HTTP 200"), probe.stdout
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(app_dir: Path) -> None:
+    """`asgi-launcher config | head`: the launcher ends as shell tools do (141), silently. (`true`
+    reads nothing and is gone long before the launcher writes.)"""
+    result = subprocess.run(
+        ["bash", "-c", f"{sys.executable} -m launcher config | true; echo ${{PIPESTATUS[0]}}"],
+        env={**base_env(), "APP_DIR": str(app_dir)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.stdout.strip() == "141", result.stderr
+    assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr, result.stderr
