@@ -284,12 +284,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"asgi-launcher: error: {message}{more}; see {self.prog} --help\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``command``, only that command gets its options (the settings' options
+    cost tens of milliseconds to declare, on every start, health checks included), and only the
+    top-level help gets the list of variables."""
     parser = _Parser(
         prog="asgi-launcher",
         usage="asgi-launcher [COMMAND] [APP] [OPTIONS]",
         description=DESCRIPTION,
-        epilog=environment_help(),
+        epilog=environment_help() if command is None else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"asgi-launcher {__version__}")
@@ -303,7 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
         "shown with it (the same value, the same checks), and wins over the environment and over "
         "the backend's config file.",
     )
-    add_setting_options(p)
+    if command in (None, "run"):
+        add_setting_options(p)
     p.set_defaults(func=cmd_run)
     p = sub.add_parser(
         "config",
@@ -313,7 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Resolve the configuration without starting anything or running prestart.",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object (stable keys)")
-    add_setting_options(p)
+    if command in (None, "config"):
+        add_setting_options(p)
     p.set_defaults(func=cmd_config)
     p = sub.add_parser(
         "backends",
@@ -330,7 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="resolve, load the backend and import the app once",
         description="Resolve the configuration, load the backend and import the app; say OK or what is wrong.",
     )
-    add_setting_options(p)
+    if command in (None, "check"):
+        add_setting_options(p)
     p.set_defaults(func=cmd_check)
     p = sub.add_parser(
         "probe",
@@ -377,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     if not words or words[0] not in (*COMMANDS, "-h", "--help", "--version"):
         words.insert(0, "run")  # `asgi-launcher main:app --port 8000` is `run main:app --port 8000`
-    args = build_parser().parse_args(words)
+    args = build_parser(None if words[0] in ("-h", "--help") else words[0]).parse_args(words)
     given = given_options(args)
     if given:
         # Every process of the launcher that resolves the environment sees them (the reload

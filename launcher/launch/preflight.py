@@ -55,18 +55,18 @@ class AppCheck:
 
 
 def failed_import(app: str, exc: BaseException) -> str:
-    """The one line after an app's traceback: which module failed, why, and the exit status."""
+    """The one line after an app's traceback: which module failed, where, and what to install
+    when a package is missing (the launcher then exits 1; the reload mode waits for a change)."""
     from launcher.worker.bootstrap import is_users
 
     module = app.partition(":")[0]
-    why = type(exc).__name__  # its message is the traceback's last line, just above
+    line = f"the app's module {module!r} failed to import"  # why: the traceback's last line, above
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if is_users(f.filename)]
     if frames and not isinstance(exc, SyntaxError):  # a SyntaxError names its place itself
-        why += f", at {frames[-1].filename}:{frames[-1].lineno}"
-    hint = ""
+        line += f" at {frames[-1].filename}:{frames[-1].lineno}"
     if isinstance(exc, ModuleNotFoundError) and exc.name:
-        hint = f"; install the package that provides {exc.name.partition('.')[0]!r}"
-    return f"the app's module {module!r} failed to import ({why}){hint}; exit status 1"
+        line += f"; install the package that provides {exc.name.partition('.')[0]!r}"
+    return line
 
 
 def start_app_check(app: str, app_dir: str, source: str, *, as_json: bool = False) -> AppCheck:

@@ -397,12 +397,15 @@ def test_an_app_failing_at_import_shows_only_its_own_frames_then_one_line(
     assert all(str(app_dir) in frame for frame in frames), result.stderr
     for part in shown:
         assert part in result.stderr
-    assert lines[-1].startswith(f"asgi-launcher: error: the app's module 'main' failed to import ({why}"), (
-        lines[-1]
-    )
-    assert lines[-1].endswith("exit status 1")
-    if why == "ModuleNotFoundError":
-        assert "install the package that provides 'fastapi_not_here'" in lines[-1]
+    assert lines[-1].startswith("asgi-launcher: error: the app's module 'main' failed to import"), lines[-1]
+    assert lines[-2].startswith(f"{why}: "), lines[-2]  # the exception: the traceback's, once
+    assert sum(line.startswith(f"{why}: ") for line in lines) == 1, result.stderr
+    ends = {
+        "ModuleNotFoundError": f" at {app_dir / 'helper.py'}:2; install the package that provides 'fastapi_not_here'",
+        "ValueError": f" at {app_dir / 'helper2.py'}:2",
+        "SyntaxError": "failed to import",  # a SyntaxError names its place itself
+    }
+    assert lines[-1].endswith(ends[why]), lines[-1]
 
 
 def test_help_on_every_command() -> None:
