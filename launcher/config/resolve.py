@@ -69,6 +69,13 @@ def command_line(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
     }
 
 
+def raw_value(env: Mapping[str, str], name: str) -> str:
+    """``name``'s value as given, the command line's option first, unparsed ("" if neither): for
+    what must be read before the configuration is resolved (LOG_FORMAT for the first lines)."""
+    given = command_line(env).get(name)
+    return given[1] if given is not None else env.get(name, "")
+
+
 def effective_env(env: Mapping[str, str]) -> tuple[dict[str, str], tuple[str, ...]]:
     """The variables that count as set, and the names of those left out for being empty.
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, MutableMapping
 
 from launcher.config.addresses import check_can_listen
 from launcher.config.model import MissingApp
-from launcher.config.resolve import FLAGS_ENV, locate_app
+from launcher.config.resolve import FLAGS_ENV, effective_env, locate_app
 from launcher.config.settings import from_command_line
 from launcher.errors import ConfigError
 from launcher.launch.preflight import AppCheck, start_app_check
@@ -78,16 +78,15 @@ def _early_check(environ: Mapping[str, str]) -> AppCheck | None:
     longer of the two, not their sum. Not with a prestart script (it may change the app) nor
     under RELOAD (each server the reloader starts checks it), nor when the variables that
     name the app are wrong (``prepare`` then says so)."""
-    lenient = {k: v.strip().lower() for k, v in environ.items() if k in ("RELOAD", "LOG_FORMAT")}
+    given = effective_env(environ)[0]  # the options included, read leniently
+    lenient = {k: v.strip().lower() for k, v in given.items() if k in ("RELOAD", "LOG_FORMAT")}
     if lenient.get("RELOAD") in ("true", "1", "yes", "on"):
         return None
     try:
         app, app_dir, source = locate_app(environ)
     except ConfigError:
         return None
-    if os.path.isfile(
-        os.path.join(environ.get("PRE_START_PATH", "") or os.path.join(app_dir, "prestart.sh"))
-    ):
+    if os.path.isfile(os.path.join(given.get("PRE_START_PATH", "") or os.path.join(app_dir, "prestart.sh"))):
         return None
     return start_app_check(app, app_dir, source, as_json=lenient.get("LOG_FORMAT") == "json")
 

@@ -268,3 +268,29 @@ def test_a_reader_that_stops_early_gets_no_traceback(app_dir: Path) -> None:
     )
     assert result.stdout.strip() == "141", result.stderr
     assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr, result.stderr
+
+
+def test_log_format_as_an_option_makes_the_first_lines_json_too(app_dir: Path) -> None:
+    """The launcher's own lines are written before the configuration is resolved: `--log-format
+    json` reaches them as LOG_FORMAT=json does."""
+    bad = run_launcher({"APP_DIR": str(app_dir)}, ("--log-format", "json", "--port", "eighty"))
+    assert bad.returncode == 2
+    [line] = bad.stderr.strip().splitlines()
+    assert json.loads(line)["message"] == "--port='eighty' is invalid: expected a port number from 1 to 65535"
+    port = free_port()
+    args = (
+        "main:app",
+        "--app-dir",
+        str(app_dir),
+        "--log-format",
+        "json",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    )
+    with start_launcher({}, args=args) as server:
+        assert first_answer(server, port) == 200, server.output()
+        lines = [line for line in server.output().splitlines() if line.strip()]
+    serving = [json.loads(line) for line in lines if '"serving ' in line]
+    assert serving and serving[0]["log.logger"] == "asgi_launcher", lines
