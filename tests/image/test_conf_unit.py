@@ -39,4 +39,5 @@ def test_default_conf_changes_no_value(env: dict[str, str], monkeypatch: pytest.
         a.pop(key)
         b.pop(key)
     assert a == b
-    assert with_conf.sources["workers"] == f"file:{CONF}"  # it really was read
+    assert with_conf.config_file == str(CONF)  # it was read, and changed nothing, so it is the
+    assert with_conf.sources == {**without.sources, "config_file": "env:GUNICORN_CONF"}  # source of nothing

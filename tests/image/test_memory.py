@@ -89,9 +89,9 @@ def test_the_memory_limit_caps_the_worker_count(docker: Docker) -> None:
         assert isinstance(sources, dict)
         capped = workers < max(int(per_core * cpus), 2)
         bound = "computed (memory limit)" if capped else "computed (CPU formula)"
-        # The image's /gunicorn_conf.py spells the env contract as Gunicorn settings, so under
-        # Gunicorn the count comes from that file (the same count); the start-up line says why.
-        assert sources["workers"] == (bound if c in others.values() else "file:/gunicorn_conf.py"), shown
+        # The image's /gunicorn_conf.py spells the env contract as Gunicorn settings: it sets the
+        # same count, so the bound that decided it stays the source under Gunicorn too.
+        assert sources["workers"] == bound, shown
         assert c.workers() == workers, c.processes()  # the process list agrees
     if cpus == 2:  # this machine
         assert "2 workers: 2 CPUs (a 600 MiB memory limit allows 4 at 128 MiB a worker)" in default.logs()
