@@ -438,7 +438,7 @@ class Plan:
 # load, the host's memory scans, a slower second) falling on both alike. One after the other,
 # that noise falls on one sample of the pair and not the other, and is what bounded the
 # method above to about 4 %; at once, the same setup against itself (--same) gives 1.00 to
-# within about 1 % (see the README).
+# within about 1 % (see docs/benchmarks.md).
 
 
 # -- wrk -------------------------------------------------------------------------------------

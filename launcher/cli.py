@@ -12,7 +12,7 @@ import math
 import os
 import sys
 from collections.abc import MutableMapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from launcher import __version__
 from launcher.config.model import Config
@@ -159,38 +159,179 @@ def cmd_probe(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from launcher.launch.run import run
 
-    if getattr(args, "reload", False):
-        os.environ["RELOAD"] = "true"  # the same as the variable, and what `config` would show
     return run(os.environ)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+COMMANDS = ("run", "config", "backends", "check", "probe")
+
+#: Options of other servers' command lines that have no equivalent here, and what to type instead.
+FOREIGN_OPTIONS = {
+    "--interface": "asgi-launcher serves ASGI apps only: leave --interface out",
+    "--factory": "name a module-level app instead, such as app = create_app() in main.py",
+    "--uds": "give the socket as --bind unix:/path/to.sock",
+    "--fd": "give the address as --bind HOST:PORT or --bind unix:/path",
+    "--chdir": "use --app-dir DIR",
+    "--loop": "the event loop is the backend's --worker-class (see asgi-launcher run --help)",
+    "--config": "the backend's own config file is GUNICORN_CONF or HYPERCORN_CONF",
+    "-c": "the backend's own config file is GUNICORN_CONF or HYPERCORN_CONF",
+    "--no-proxy-headers": "X-Forwarded-* headers count only from the peers of --forwarded-allow-ips "
+    "(default 127.0.0.1): set it to an address no proxy has, such as 127.0.0.2",
+    "--env-file": "export the variables in the shell, or pass them with docker run --env-file",
+}
+
+
+def _plain(text: str) -> str:
+    """A declaration's Markdown as terminal text (and safe from argparse's %-formatting)."""
+    return text.replace("`", "").replace("%", "%%")
+
+
+class _SetVariable(argparse.Action):
+    """A flag sets its setting's variable: the namespace gets ``VARIABLE: (flag as typed, value)``."""
+
+    def __init__(self, *args: Any, repeat: bool = False, **kwargs: Any) -> None:
+        self.repeat = repeat
+        super().__init__(*args, **kwargs)
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: Any = None
+    ) -> None:
+        if values is None and self.const is None:
+            return  # an optional positional left out
+        value = self.const if self.const is not None else str(values)
+        before = getattr(namespace, self.dest, None)
+        if self.repeat and before is not None:
+            value = f"{before[1]},{value}"
+        setattr(namespace, self.dest, (option or self.metavar, value))
+
+
+def add_setting_options(parser: argparse.ArgumentParser) -> None:
+    """One option per setting, declared beside it (``Setting.flags``), grouped as the docs group
+    them; the value shown after each option is the variable it sets."""
+    from launcher.config.settings import GROUPS, SETTINGS
+
+    parser.add_argument(
+        "--proxy-headers",
+        action="store_true",
+        help="accepted as uvicorn's: X-Forwarded-For/-Proto always count from the peers of "
+        "--forwarded-allow-ips",
+    )
+    for title in GROUPS:
+        group = parser.add_argument_group(title)
+        for s in (s for s in SETTINGS if s.group == title):
+            default = _plain(s.default_doc) or "none"
+            doc = f"{_plain(s.doc)} (default: {default})"
+            takes = [f for f in s.flags if f.startswith("-") and "=" not in f]
+            for flag in (f for f in s.flags if not f.startswith("-")):
+                group.add_argument(
+                    s.env, metavar=flag, nargs="?", action=_SetVariable, help=f"{doc} [{s.env}]"
+                )
+            if takes and s.kind == "bool":
+                group.add_argument(
+                    *takes,
+                    dest=s.env,
+                    nargs=0,
+                    const="true",
+                    action=_SetVariable,
+                    default=argparse.SUPPRESS,
+                    help=f"{doc} [{s.env}=true]",
+                )
+            elif takes:
+                more = "; may be given several times" if s.repeatable else ""
+                group.add_argument(
+                    *takes,
+                    dest=s.env,
+                    metavar=s.env,
+                    action=_SetVariable,
+                    repeat=s.repeatable,
+                    default=argparse.SUPPRESS,
+                    help=f"{doc}{more}",
+                )
+            for flag in (f for f in s.flags if "=" in f):
+                name, _, value = flag.partition("=")
+                group.add_argument(
+                    name,
+                    dest=s.env,
+                    nargs=0,
+                    const=value,
+                    action=_SetVariable,
+                    default=argparse.SUPPRESS,
+                    help=f"{s.env}={value!r}",
+                )
+
+
+def environment_help() -> str:
+    """The variables, grouped as the docs group them, for ``asgi-launcher --help``."""
+    import textwrap
+
+    from launcher.config.settings import GROUPS, SETTINGS
+
+    lines = [
+        "Environment variables (each also has an option of run, config and check, which wins "
+        "over it; see asgi-launcher run --help):"
+    ]
+    for title in GROUPS:
+        lines.append(f"\n{title}:")
+        for s in (s for s in SETTINGS if s.group == title):
+            flag = f"{s.flags[0]}; " if s.flags else ""
+            text = f"{s.env} ({flag}default: {s.default_doc}): {s.doc}".replace("`", "")
+            lines.append(textwrap.fill(text, 100, initial_indent="  ", subsequent_indent="      "))
+    lines.append(
+        "\nWith no command, run is assumed: asgi-launcher main:app --port 8000 --workers 4. "
+        "Precedence, lowest first: defaults, environment variables, the backend's config file "
+        "(GUNICORN_CONF, HYPERCORN_CONF), GUNICORN_CMD_ARGS, options."
+    )
+    return "\n".join(lines)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line (``asgi-launcher: error: ...``) and exit 2, with what to
+    type instead of another server's option."""
+
+    def error(self, message: str) -> NoReturn:
+        hints = [f"{opt}: {hint}" for opt, hint in FOREIGN_OPTIONS.items() if opt in message.split()]
+        more = f" ({'; '.join(hints)})" if hints else ""
+        self.exit(2, f"asgi-launcher: error: {message}{more}; see {self.prog} --help\n")
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``command``, only that command gets its options (the settings' options
+    cost tens of milliseconds to declare, on every start, health checks included), and only the
+    top-level help gets the list of variables."""
+    parser = _Parser(
         prog="asgi-launcher",
+        usage="asgi-launcher [COMMAND] [APP] [OPTIONS]",
         description=DESCRIPTION,
-        epilog="Configuration comes from environment variables; see the README's table. "
-        "With no command, 'run' is assumed.",
+        epilog=environment_help() if command is None else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"asgi-launcher {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     p = sub.add_parser(
-        "run", help="serve the app (the default)", description="Run prestart, then serve the app."
+        "run",
+        prog="asgi-launcher run",
+        help="serve the app (the default)",
+        usage="asgi-launcher [run] [APP] [OPTIONS]",
+        description="Run prestart, then serve the app. Each option sets the environment variable "
+        "shown with it (the same value, the same checks), and wins over the environment and over "
+        "the backend's config file.",
     )
-    p.add_argument(
-        "--reload",
-        action="store_true",
-        help="development: one worker, restarted when a .py file under APP_DIR changes (RELOAD=true)",
-    )
+    if command in (None, "run"):
+        add_setting_options(p)
     p.set_defaults(func=cmd_run)
     p = sub.add_parser(
         "config",
+        prog="asgi-launcher config",
+        usage="asgi-launcher config [APP] [OPTIONS] [--json]",
         help="print the resolved configuration and where each value came from",
         description="Resolve the configuration without starting anything or running prestart.",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object (stable keys)")
+    if command in (None, "config"):
+        add_setting_options(p)
     p.set_defaults(func=cmd_config)
     p = sub.add_parser(
         "backends",
+        prog="asgi-launcher backends",
         help="list installed backend plugins",
         description="List installed backends without importing them.",
     )
@@ -198,12 +339,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_backends)
     p = sub.add_parser(
         "check",
+        prog="asgi-launcher check",
+        usage="asgi-launcher check [APP] [OPTIONS]",
         help="resolve, load the backend and import the app once",
         description="Resolve the configuration, load the backend and import the app; say OK or what is wrong.",
     )
+    if command in (None, "check"):
+        add_setting_options(p)
     p.set_defaults(func=cmd_check)
     p = sub.add_parser(
         "probe",
+        prog="asgi-launcher probe",
         help="send one HTTP request to the server (health check)",
         description="Exit 0 if the server on the resolved bind (or where a running launcher's "
         "prestart moved it) answers HTTP at all; over TLS, without verifying the certificate, "
@@ -220,6 +366,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def given_options(args: argparse.Namespace) -> dict[str, tuple[str, str]]:
+    """The settings the command line set: variable -> (the flag as typed, its value)."""
+    from launcher.config.settings import SETTINGS
+
+    return {s.env: getattr(args, s.env) for s in SETTINGS if getattr(args, s.env, None) is not None}
+
+
 def forget_empty_settings(environ: MutableMapping[str, str]) -> None:
     """Unset the contract's variables that are set to an empty value: they mean "unset"
     (``config.effective_env``), and this process's environment is what the server and the app
@@ -234,11 +387,18 @@ def forget_empty_settings(environ: MutableMapping[str, str]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from launcher.config.resolve import FLAGS_ENV, command_line
     from launcher.launch import command
 
-    args = build_parser().parse_args(argv)
-    if args.command is None:
-        args.func = cmd_run
+    words = list(sys.argv[1:] if argv is None else argv)
+    if not words or words[0] not in (*COMMANDS, "-h", "--help", "--version"):
+        words.insert(0, "run")  # `asgi-launcher main:app --port 8000` is `run main:app --port 8000`
+    args = build_parser(None if words[0] in ("-h", "--help") else words[0]).parse_args(words)
+    given = given_options(args)
+    if given:
+        # Every process of the launcher that resolves the environment sees them (the reload
+        # mode's servers, a config file that resolves it itself): launcher.config.resolve.
+        os.environ[FLAGS_ENV] = json.dumps({**command_line(os.environ), **given})
     # The commands that only look resolve the environment as the user wrote it (so `config`
     # shows `default (empty env:NAME)`); the process itself, which `run` turns into the server,
     # goes on without the empty settings.
@@ -248,4 +408,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry() -> None:
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # `asgi-launcher config | head`: the reader left, as a shell tool it ends
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)

@@ -69,7 +69,8 @@ def parse(bind: str) -> Address:
 
 _HINTS = {
     errno.EADDRINUSE: "address already in use; stop what listens there or set PORT or BIND to a free port",
-    errno.EACCES: "permission denied; ports below 1024 need root, so set PORT (e.g. 8080) instead",
+    errno.EACCES: "permission denied: ports below 1024 need root; choose a port from 1024 up: "
+    "PORT=8000 or --port 8000",
     errno.EADDRNOTAVAIL: "this machine has no such address; set HOST or BIND to one of its addresses",
 }
 
@@ -80,8 +81,9 @@ _OPS_HINTS = {
 }
 
 
-def check_can_listen(binds: tuple[str, ...], variable: str = "BIND") -> None:
-    """Raise ``ConfigError`` naming the first address that cannot be bound."""
+def check_can_listen(binds: tuple[str, ...], variable: str = "BIND", origin: str | None = None) -> None:
+    """Raise ``ConfigError`` naming the first address that cannot be bound: as ``variable``'s
+    value, or with ``origin``, what else decided it (``the default``, ``--port``)."""
     for bind in binds:
         address = parse(bind)
         if address.family == socket.AF_UNIX:
@@ -103,7 +105,12 @@ def check_can_listen(binds: tuple[str, ...], variable: str = "BIND") -> None:
                 hint = _HINTS.get(exc.errno or 0, exc.strerror or str(exc))
                 if variable == "OPS_PORT":  # the hints name the app's variables
                     hint = _OPS_HINTS.get(exc.errno or 0, hint)
-                raise ConfigError(f"{variable}={bind!r} cannot be used: {hint}") from None
+                elif exc.errno == errno.EACCES and not origin:
+                    hint = "permission denied: ports below 1024 need root; set BIND to a port from 1024 up"
+                elif exc.errno == errno.EACCES and origin == "the default":
+                    hint = hint.replace("; ", " (the default, 80, is for the image, which runs as root); ", 1)
+                named = f"{bind} ({origin})" if origin else f"{variable}={bind!r}"
+                raise ConfigError(f"{named} cannot be used: {hint}") from None
 
 
 #: sockaddr_un's sun_path is 108 bytes on Linux, the terminating NUL included.

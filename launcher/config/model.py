@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from launcher.config.settings import BY_ENV
+from launcher.config.settings import BY_ENV, from_command_line
 from launcher.config.tracing import Tracing
 from launcher.errors import ConfigError
 
@@ -22,8 +22,9 @@ FileSettings = Mapping[str, tuple[Any, str]]
 class Config:
     """Everything a backend needs to serve, with where each value came from.
 
-    ``sources`` maps each field name to ``default``, ``env:NAME``, ``computed``, ``file:PATH``
-    or ``cmdline``; ``default (empty env:NAME)`` when NAME was set to an empty value, which
+    ``sources`` maps each field name to ``default``, ``env:NAME``, ``computed``, ``file:PATH``,
+    ``cmdline`` (``GUNICORN_CMD_ARGS``), ``flag --NAME`` or ``argument APP`` (the launcher's
+    command line); ``default (empty env:NAME)`` when NAME was set to an empty value, which
     counts as not set. A computed ``workers`` names the bound that decided it
     (``WORKER_BOUNDS``: ``computed (CPU formula)``, ``computed (memory limit)``, ...).
     """
@@ -107,7 +108,8 @@ class Config:
         return line + 2 + fields * (size + 2) + 2
 
     def with_file_settings(self, settings: FileSettings) -> Config:
-        """Apply what the server's config file (or command-line variable) sets: it wins.
+        """Apply what the server's config file (or command-line variable) sets: it wins over the
+        environment, and the launcher's own command line wins over it.
 
         A contract value the file sets to what the environment already gave keeps its own source
         (a file that spells the env contract, as the image's ``/gunicorn_conf.py`` does, is not
@@ -124,7 +126,7 @@ class Config:
         for key, (value, source) in settings.items():
             if key in known:
                 value = tuple(value) if key == "bind" else value
-                if value == getattr(self, key):
+                if value == getattr(self, key) or from_command_line(sources.get(key, "")):
                     continue
                 changes[key] = value
             else:

@@ -5,13 +5,18 @@
 
 A variable set to an empty (or blank) value counts as not set, except where the empty value
 means something of its own (the log targets: off); ``effective_env`` is the one place that
-decides it.
+decides it, and also where the command line's options are laid over the environment.
+
+Precedence, lowest first: the defaults, the environment, the backend's config file (it wins
+over the environment, as in the reference image), ``GUNICORN_CMD_ARGS``, the command line's
+options. An option wins over every variable of the same field (``--port`` over ``BIND``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import errno
+import json
 import os
 import stat
 from collections.abc import Iterable, Mapping
@@ -21,7 +26,7 @@ from typing import Any, Protocol
 from launcher.config.log_config import load_log_config
 from launcher.config.model import Config, MissingApp
 from launcher.config.resources import cpu_budget, memory_cap, memory_limit
-from launcher.config.settings import BY_ENV, SETTINGS
+from launcher.config.settings import BY_ENV, SETTINGS, WINNER, flag_source
 from launcher.config.tracing import resolve_tracing
 from launcher.errors import ConfigError
 
@@ -62,6 +67,35 @@ TRACING_SOURCES = {
     "service_name": "OTEL_SERVICE_NAME",
     "resource_attributes": "OTEL_RESOURCE_ATTRIBUTES",
 }
+#: The command line's options, as JSON ``{VARIABLE: [FLAG, VALUE]}``: ``launcher.cli`` sets it,
+#: so that every process of the launcher that resolves the environment (the reload mode's
+#: servers, a config file such as the image's /gunicorn_conf.py) sees the same options.
+FLAGS_ENV = "ASGI_LAUNCHER_FLAGS"
+
+
+def command_line(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """The options given on the command line: variable -> (the flag, its value)."""
+    try:
+        given = json.loads(env.get(FLAGS_ENV) or "{}")
+    except ValueError:
+        return {}
+    if not isinstance(given, dict):
+        return {}
+    return {
+        name: (pair[0], pair[1])
+        for name, pair in given.items()
+        if name in BY_ENV
+        and isinstance(pair, list)
+        and len(pair) == 2
+        and all(isinstance(p, str) for p in pair)
+    }
+
+
+def raw_value(env: Mapping[str, str], name: str) -> str:
+    """``name``'s value as given, the command line's option first, unparsed ("" if neither): for
+    what must be read before the configuration is resolved (LOG_FORMAT for the first lines)."""
+    given = command_line(env).get(name)
+    return given[1] if given is not None else env.get(name, "")
 
 
 def effective_env(env: Mapping[str, str]) -> tuple[dict[str, str], tuple[str, ...]]:
@@ -70,6 +104,10 @@ def effective_env(env: Mapping[str, str]) -> tuple[dict[str, str], tuple[str, ..
     This is the one rule for empty values: a variable whose value is empty or only whitespace
     counts as not set (its default applies, exactly as if it were absent), except a setting
     whose kind gives the empty value a meaning (``ACCESS_LOG``/``ERROR_LOG``: logging off).
+
+    The command line's options (``command_line``) are laid over the environment: each sets its
+    variable, and an environment variable that would win over it (``BIND`` over ``--port``) no
+    longer counts.
     """
     kept: dict[str, str] = {}
     blank: list[str] = []
@@ -79,13 +117,27 @@ def effective_env(env: Mapping[str, str]) -> tuple[dict[str, str], tuple[str, ..
             kept[name] = value
         else:
             blank.append(name)
-    return kept, tuple(blank)
+    given = command_line(env)
+    for name, (_, value) in given.items():
+        kept[name] = value
+        winner = WINNER[BY_ENV[name].feeds].env
+        if winner not in given:
+            kept.pop(winner, None)
+    return kept, tuple(n for n in blank if n not in given)
+
+
+def parse_given(name: str, env: Mapping[str, str], given: Mapping[str, tuple[str, str]]) -> Any:
+    """The value of setting ``name`` in ``env`` (an ``effective_env``), its error naming the
+    flag if it came from the command line (``given``)."""
+    return BY_ENV[name].parse(env[name], given[name][0] if name in given else None)
 
 
 def backend_name(env: Mapping[str, str]) -> str:
     """``SERVER_BACKEND``, parsed on its own because it decides which plugin resolves the rest."""
-    raw = effective_env(env)[0].get("SERVER_BACKEND")
-    return DEFAULT_BACKEND if raw is None else str(BY_ENV["SERVER_BACKEND"].parse(raw))
+    kept = effective_env(env)[0]
+    if "SERVER_BACKEND" not in kept:
+        return str(DEFAULT_BACKEND)
+    return str(parse_given("SERVER_BACKEND", kept, command_line(env)))
 
 
 def _is_dir(path: Path) -> bool:
@@ -232,18 +284,19 @@ def _locate_app(
     wins over MODULE_NAME + VARIABLE_NAME); ``sources`` gets theirs."""
     if "APP_DIR" in env:
         app_dir = Path(values["APP_DIR"])
+        named = sources.get("APP_DIR", "APP_DIR").rpartition(" ")[2].removeprefix("env:")  # or its flag
         if not _is_dir(app_dir):
-            raise ConfigError.bad_value("APP_DIR", env["APP_DIR"], "an existing directory")
+            raise ConfigError.bad_value(named, env["APP_DIR"], "an existing directory")
         if not os.access(app_dir, os.R_OK | os.X_OK):
-            raise ConfigError.bad_value("APP_DIR", env["APP_DIR"], "a directory this user can read")
-        sources["app_dir"] = "env:APP_DIR"
+            raise ConfigError.bad_value(named, env["APP_DIR"], "a directory this user can read")
+        sources["app_dir"] = sources.get("APP_DIR", "env:APP_DIR")
     else:
         app_dir = root / "app" if _is_dir(root / "app") else (cwd or Path.cwd())
         sources["app_dir"] = "computed"
     app_dir = app_dir.absolute()
     missing: MissingApp | None = None
     if "APP_MODULE" in env:
-        sources["app"] = "env:APP_MODULE"
+        sources["app"] = sources.get("APP_MODULE", "env:APP_MODULE")
         return values["APP_MODULE"], app_dir, None
     module = values["MODULE_NAME"]
     looked_for = (app_dir / "app" / "main.py", app_dir / "main.py")
@@ -255,8 +308,9 @@ def _locate_app(
         else:
             missing = MissingApp(
                 f"no app found: looked for {looked_for[0]} and {looked_for[1]} "
-                f"(APP_DIR={str(app_dir)!r}); set APP_DIR to the directory holding your app, "
-                "or MODULE_NAME or APP_MODULE=module:variable",
+                f"(APP_DIR={str(app_dir)!r}); name it as MODULE:VARIABLE, such as "
+                "'asgi-launcher main:app' or APP_MODULE=main:app, or set APP_DIR to the directory "
+                "holding it",
                 tuple(map(str, looked_for)),
             )
     sources["app"] = "computed"
@@ -267,10 +321,11 @@ def locate_app(env: Mapping[str, str], *, root: Path = Path("/")) -> tuple[str, 
     """The app (``module:variable``), its directory and the app's source, as ``resolve`` finds
     them, from only the variables that name them: what can be imported while the rest is
     resolved. Raises ``ConfigError`` as ``resolve`` would."""
+    given = command_line(env)
     env = effective_env(env)[0]
     names = ("APP_DIR", "APP_MODULE", "MODULE_NAME", "VARIABLE_NAME")
-    values = {n: BY_ENV[n].parse(env[n]) if n in env else BY_ENV[n].default for n in names}
-    sources: dict[str, str] = {}
+    values = {n: parse_given(n, env, given) if n in env else BY_ENV[n].default for n in names}
+    sources = {n: flag_source(given[n][0]) for n in names if n in given}
     app, app_dir, missing = _locate_app(env, values, sources, root, None)
     if missing is not None:
         raise missing
@@ -295,16 +350,23 @@ def resolve(
     name ``SERVER_BACKEND`` matched (it matches case-insensitively); by default, the value as
     given.
     """
+    given = command_line(env)
     env, blank = effective_env(env)
     sources: dict[str, str] = {}
     values: dict[str, Any] = {}
     for setting in SETTINGS:
         if setting.env in env:
-            values[setting.env] = setting.parse(env[setting.env])
-            sources[setting.env] = f"env:{setting.env}"
+            values[setting.env] = parse_given(setting.env, env, given)
+            sources[setting.env] = (
+                flag_source(given[setting.env][0]) if setting.env in given else f"env:{setting.env}"
+            )
         else:
             values[setting.env] = setting.default
             sources[setting.env] = "default"
+
+    def named(variable: str) -> str:
+        """The variable, or the option it was given with: what an error message names."""
+        return given[variable][0] if variable in given else variable
 
     def direct(key: str, variable: str) -> Any:
         sources[key] = sources[variable]
@@ -330,34 +392,41 @@ def resolve(
         limit,
         worker_memory,
     )
-    sources["workers"] = WORKER_BOUNDS[bound]
+    sources["workers"] = sources["WEB_CONCURRENCY"] if bound == "web_concurrency" else WORKER_BOUNDS[bound]
 
     # BIND wins over HOST + PORT.
     if "BIND" in env:
-        bind = values["BIND"]
-        sources["bind"] = "env:BIND"
+        bind = direct("bind", "BIND")
     else:
         host = values["HOST"]
         host = f"[{host}]" if ":" in host else host
         bind = (f"{host}:{values['PORT']}",)
-        sources["bind"] = "computed" if ("HOST" in env or "PORT" in env) else "default"
+        flags = [given[n][0] for n in ("HOST", "PORT") if n in given]
+        if flags:
+            sources["bind"] = f"flag {' '.join(flags)}"
+        else:
+            sources["bind"] = "computed" if ("HOST" in env or "PORT" in env) else "default"
 
-    _log_file("ACCESS_LOG", values["ACCESS_LOG"])
-    _log_file("ERROR_LOG", values["ERROR_LOG"])
+    _log_file(named("ACCESS_LOG"), values["ACCESS_LOG"])
+    _log_file(named("ERROR_LOG"), values["ERROR_LOG"])
 
     # LOG_CONFIG: read and checked now (`launcher.logs.check_log_config` tries it before serving).
     log_config: str | None = None
     if "LOG_CONFIG" in env:
         log_config = str(
-            Path(_existing_file("LOG_CONFIG", values["LOG_CONFIG"], "a logging config file")).absolute()
+            Path(
+                _existing_file(named("LOG_CONFIG"), values["LOG_CONFIG"], "a logging config file")
+            ).absolute()
         )
         load_log_config(log_config)
     sources["log_config"] = sources["LOG_CONFIG"]
 
     # The prestart script is optional where it is looked for by default, required where named.
     if "PRE_START_PATH" in env:
-        prestart: str | None = _existing_file("PRE_START_PATH", values["PRE_START_PATH"], "a prestart script")
-        sources["prestart"] = "env:PRE_START_PATH"
+        prestart: str | None = _existing_file(
+            named("PRE_START_PATH"), values["PRE_START_PATH"], "a prestart script"
+        )
+        sources["prestart"] = sources["PRE_START_PATH"]
     else:
         default_prestart = app_dir / "prestart.sh"
         prestart = str(default_prestart) if _is_file(default_prestart) else None
@@ -390,7 +459,7 @@ def resolve(
         ]
         if clash:
             raise ConfigError.bad_value(
-                "OPS_PORT", str(values["OPS_PORT"]), f"a port other than the app's ({clash[0]})"
+                named("OPS_PORT"), str(values["OPS_PORT"]), f"a port other than the app's ({clash[0]})"
             )
 
     reload_dirs = tuple(str((app_dir / d).absolute()) for d in values["RELOAD_DIRS"])
@@ -398,7 +467,7 @@ def resolve(
     for raw_dir, absolute in zip(values["RELOAD_DIRS"], reload_dirs, strict=True):
         if not _is_dir(Path(absolute)):
             raise ConfigError.bad_value(
-                "RELOAD_DIRS", env["RELOAD_DIRS"], f"existing directories ({raw_dir!r} is not one)"
+                named("RELOAD_DIRS"), env["RELOAD_DIRS"], f"existing directories ({raw_dir!r} is not one)"
             )
 
     def tls_file(key: str, variable: str) -> str | None:

@@ -1,8 +1,11 @@
 """The env contract, declared once.
 
-Each ``Setting`` names one environment variable with its type, default and meaning. Parsing
-(``launcher.resolve``), the README's table and ``asgi-launcher config`` are all derived from
-this table, so a variable cannot be documented one way and parsed another.
+Each ``Setting`` names one environment variable with its type, default, meaning, the
+command-line option that sets the same value, and the group it is listed under. Parsing
+(``launcher.config.resolve``), the command line and its ``--help`` (``launcher.cli``), the
+documentation's table (``launcher.docs``) and ``asgi-launcher config`` are all derived from this
+table, so a variable cannot be documented one way and parsed another, nor an option mean
+something else than its variable.
 """
 
 from __future__ import annotations
@@ -270,9 +273,38 @@ KINDS: dict[str, Kind] = {
 }
 
 
+#: The headings the settings are listed under, in order: the documentation's configuration page
+#: and ``asgi-launcher --help`` group them alike.
+GROUPS = (
+    "The app",
+    "Address",
+    "Workers",
+    "Logging",
+    "Requests",
+    "TLS",
+    "Timeouts and worker recycling",
+    "Operations",
+    "Tracing",
+    "Start-up and development",
+)
+
+
+#: Variables no command-line option spells: a secret (an option's value is in every process
+#: listing), and OpenTelemetry's own variables, which the SDK and every other tool read by name.
+ENV_ONLY_GROUPS = ("Tracing",)
+ENV_ONLY = ("SSL_KEYFILE_PASSWORD",)
+
+
 @dataclass(frozen=True)
 class Setting:
-    """One environment variable of the contract."""
+    """One environment variable of the contract.
+
+    ``flags`` are the command-line spellings that set the same value (the first is the one
+    ``config`` names as the source): ``--port``, or a positional name such as ``APP``. A flag
+    takes a value, except for a ``bool`` setting (the flag alone means true) and a spelling
+    ``--name=VALUE``, which alone sets VALUE (``--no-access-log=``: empty, off). A flag of a
+    list-valued setting (``bind``, ``dirs``, ``globs``) may be given several times.
+    """
 
     env: str
     feeds: str  # the Config field this variable decides (several variables may feed one)
@@ -280,9 +312,18 @@ class Setting:
     default: Any
     default_doc: str
     doc: str
+    flags: tuple[str, ...] = ()
+    group: str = GROUPS[-1]
 
-    def parse(self, raw: str) -> Any:
-        return KINDS[self.kind].parse(self.env, raw)
+    def parse(self, raw: str, given_as: str | None = None) -> Any:
+        """``raw`` as a value; a malformed one is a ``ConfigError`` naming ``given_as`` (the
+        flag it was given with) or the variable."""
+        return KINDS[self.kind].parse(given_as or self.env, raw)
+
+    @property
+    def repeatable(self) -> bool:
+        """Whether its flag may be given several times (the values joined with commas)."""
+        return self.kind in ("bind", "dirs", "globs")
 
     @property
     def empty_is_value(self) -> bool:
@@ -290,7 +331,8 @@ class Setting:
         return KINDS[self.kind].empty_is_value
 
 
-# The order is the order of the README's table and of `asgi-launcher config`.
+# Within a group, the order of the documentation's table and of `--help`. Of the variables that
+# feed one Config field, the last wins over the others (BIND over HOST and PORT).
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "SERVER_BACKEND",
@@ -299,6 +341,8 @@ SETTINGS: tuple[Setting, ...] = (
         "gunicorn",
         "`gunicorn`",
         "Entry-point name of the backend plugin that serves the app.",
+        flags=("--backend",),
+        group="The app",
     ),
     Setting(
         "APP_DIR",
@@ -308,6 +352,8 @@ SETTINGS: tuple[Setting, ...] = (
         "`/app` if it exists, else the current directory",
         "Directory that holds the app; it goes first on `sys.path`, and every default "
         "path below is relative to it.",
+        flags=("--app-dir",),
+        group="The app",
     ),
     Setting(
         "MODULE_NAME",
@@ -316,6 +362,8 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "`app.main` if `$APP_DIR/app/main.py` exists, else `main` if `$APP_DIR/main.py` exists",
         "Python module that holds the app.",
+        flags=("--module-name",),
+        group="The app",
     ),
     Setting(
         "VARIABLE_NAME",
@@ -324,6 +372,8 @@ SETTINGS: tuple[Setting, ...] = (
         "app",
         "`app`",
         "Variable in that module that holds the ASGI app.",
+        flags=("--variable-name",),
+        group="The app",
     ),
     Setting(
         "APP_MODULE",
@@ -332,6 +382,8 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "`$MODULE_NAME:$VARIABLE_NAME`",
         "The app as `module:variable`; wins over both.",
+        flags=("APP",),
+        group="The app",
     ),
     Setting(
         "WORKERS_PER_CORE",
@@ -340,6 +392,8 @@ SETTINGS: tuple[Setting, ...] = (
         1.0,
         "`1`",
         "Workers per available CPU (floats allowed).",
+        flags=("--workers-per-core",),
+        group="Workers",
     ),
     Setting(
         "MAX_WORKERS",
@@ -348,6 +402,8 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "unset",
         "Upper limit on the computed worker count; ignored when `WEB_CONCURRENCY` is set.",
+        flags=("--max-workers",),
+        group="Workers",
     ),
     Setting(
         "WEB_CONCURRENCY",
@@ -357,6 +413,8 @@ SETTINGS: tuple[Setting, ...] = (
         "`max(int(WORKERS_PER_CORE * cpus), 2)`, capped by the memory limit (`WORKER_MEMORY`) and `MAX_WORKERS`",
         "Exact number of worker processes; wins over the formula (a warning when they need more "
         "memory than the limit holds).",
+        flags=("--workers", "-w"),
+        group="Workers",
     ),
     Setting(
         "WORKER_MEMORY",
@@ -366,9 +424,20 @@ SETTINGS: tuple[Setting, ...] = (
         "`128`",
         "MiB a worker is expected to need: with a cgroup memory limit, the computed worker count is "
         "at most `max(1, (limit - 64 MiB for the master) // WORKER_MEMORY)`. `0`: no memory cap.",
+        flags=("--worker-memory",),
+        group="Workers",
     ),
-    Setting("HOST", "bind", "host", "0.0.0.0", "`0.0.0.0`", "Address to listen on."),
-    Setting("PORT", "bind", "port", 80, "`80`", "Port to listen on."),
+    Setting(
+        "HOST",
+        "bind",
+        "host",
+        "0.0.0.0",
+        "`0.0.0.0`",
+        "Address to listen on.",
+        flags=("--host",),
+        group="Address",
+    ),
+    Setting("PORT", "bind", "port", 80, "`80`", "Port to listen on.", flags=("--port",), group="Address"),
     Setting(
         "BIND",
         "bind",
@@ -377,6 +446,8 @@ SETTINGS: tuple[Setting, ...] = (
         "`$HOST:$PORT`",
         "Listen address(es): `HOST:PORT`, `[IPv6]:PORT` or `unix:/path`, comma-separated; "
         "wins over `HOST` and `PORT`.",
+        flags=("--bind", "-b"),
+        group="Address",
     ),
     Setting(
         "LOG_LEVEL",
@@ -385,6 +456,8 @@ SETTINGS: tuple[Setting, ...] = (
         "info",
         "`info`",
         "One of debug, info, warning, error, critical (any case).",
+        flags=("--log-level",),
+        group="Logging",
     ),
     Setting(
         "TIMEOUT",
@@ -393,6 +466,8 @@ SETTINGS: tuple[Setting, ...] = (
         120,
         "`120`",
         "A worker silent for this long is killed and replaced (0 disables).",
+        flags=("--timeout", "-t"),
+        group="Timeouts and worker recycling",
     ),
     Setting(
         "GRACEFUL_TIMEOUT",
@@ -401,6 +476,8 @@ SETTINGS: tuple[Setting, ...] = (
         120,
         "`120`",
         "On SIGTERM, how long in-flight requests may take before workers are killed.",
+        flags=("--graceful-timeout", "--timeout-graceful-shutdown"),
+        group="Timeouts and worker recycling",
     ),
     Setting(
         "KEEP_ALIVE",
@@ -411,6 +488,8 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds an idle keep-alive connection stays open; also the time a client has to send a "
         "complete request head, from connecting or from the end of the previous response (5 s with "
         "`0`, which turns keep-alive off), else the connection is closed without an answer.",
+        flags=("--keep-alive", "--timeout-keep-alive"),
+        group="Requests",
     ),
     Setting(
         "LIMIT_REQUEST_LINE",
@@ -420,6 +499,8 @@ SETTINGS: tuple[Setting, ...] = (
         "`8190`",
         "Longest request line (method, target and version) in bytes; a longer one is answered 414 "
         "and the connection closed. `0`: no limit (Gunicorn's name and meaning).",
+        flags=("--limit-request-line",),
+        group="Requests",
     ),
     Setting(
         "LIMIT_REQUEST_FIELDS",
@@ -429,6 +510,8 @@ SETTINGS: tuple[Setting, ...] = (
         "`100`",
         "Most header fields a request may have; more are answered 431 and the connection closed. "
         "`0`: no limit.",
+        flags=("--limit-request-fields",),
+        group="Requests",
     ),
     Setting(
         "LIMIT_REQUEST_FIELD_SIZE",
@@ -438,6 +521,8 @@ SETTINGS: tuple[Setting, ...] = (
         "`8190`",
         "Longest header field (`Name: value`) in bytes; a longer one is answered 431 and the "
         "connection closed. `0`: no limit.",
+        flags=("--limit-request-field-size", "--limit-request-field_size"),
+        group="Requests",
     ),
     Setting(
         "HTTP2_CLEARTEXT",
@@ -448,6 +533,8 @@ SETTINGS: tuple[Setting, ...] = (
         "Serve HTTP/2 without TLS (h2c: `Upgrade: h2c` and prior knowledge). Off, an `Upgrade: h2c` "
         "is ignored (served as HTTP/1.1) and the HTTP/2 preface is refused. `true` needs a backend "
         "that speaks HTTP/2, and no TLS: HTTP/2 over TLS is `HTTP2`.",
+        flags=("--http2-cleartext",),
+        group="Requests",
     ),
     Setting(
         "SSL_CERTFILE",
@@ -457,6 +544,8 @@ SETTINGS: tuple[Setting, ...] = (
         "unset (no TLS)",
         "Serve HTTPS (and WSS): the server's certificate, PEM, followed by its chain; it may hold the "
         "private key too. Read by every worker when it starts, so a `SIGHUP` serves a replaced file.",
+        flags=("--ssl-certfile",),
+        group="TLS",
     ),
     Setting(
         "SSL_KEYFILE",
@@ -465,6 +554,8 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "unset (the key is in `SSL_CERTFILE`)",
         "The certificate's private key, PEM; it must match the certificate.",
+        flags=("--ssl-keyfile",),
+        group="TLS",
     ),
     Setting(
         "SSL_KEYFILE_PASSWORD",
@@ -473,6 +564,7 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "unset",
         "Password of an encrypted private key. Never shown: `config` prints `***`.",
+        group="TLS",
     ),
     Setting(
         "SSL_CA_CERTS",
@@ -481,6 +573,8 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "unset",
         "CA certificates, PEM, that client certificates are verified against (mutual TLS).",
+        flags=("--ssl-ca-certs",),
+        group="TLS",
     ),
     Setting(
         "SSL_CERT_REQS",
@@ -491,6 +585,8 @@ SETTINGS: tuple[Setting, ...] = (
         "Client certificates: `none` (not asked for), `optional` (asked for, verified when sent) or "
         "`required` (mutual TLS: a client without a valid one is refused); the last two need "
         "`SSL_CA_CERTS`.",
+        flags=("--ssl-cert-reqs",),
+        group="TLS",
     ),
     Setting(
         "SSL_MIN_VERSION",
@@ -499,6 +595,8 @@ SETTINGS: tuple[Setting, ...] = (
         "TLSv1.2",
         "`TLSv1.2`",
         "The oldest TLS version a client may use: `TLSv1.2` or `TLSv1.3`.",
+        flags=("--ssl-min-version",),
+        group="TLS",
     ),
     Setting(
         "HTTP2",
@@ -508,6 +606,8 @@ SETTINGS: tuple[Setting, ...] = (
         "`false`",
         "Serve HTTP/2 over TLS, offered through ALPN (`h2`); clients that do not offer it get "
         "HTTP/1.1. Needs `SSL_CERTFILE` and a backend that speaks HTTP/2 (hypercorn, granian).",
+        flags=("--http2",),
+        group="TLS",
     ),
     Setting(
         "ACCESS_LOG",
@@ -516,6 +616,8 @@ SETTINGS: tuple[Setting, ...] = (
         "-",
         "`-` (stdout)",
         "Access log: `-` for stdout, a file path, or empty to turn access logging off.",
+        flags=("--access-logfile", "--no-access-log="),
+        group="Logging",
     ),
     Setting(
         "ERROR_LOG",
@@ -524,6 +626,8 @@ SETTINGS: tuple[Setting, ...] = (
         "-",
         "`-` (stderr)",
         "Error log: `-` for stderr, a file path, or empty to turn error logging off.",
+        flags=("--error-logfile", "--log-file"),
+        group="Logging",
     ),
     Setting(
         "ACCESS_LOG_FORMAT",
@@ -533,6 +637,8 @@ SETTINGS: tuple[Setting, ...] = (
         "combined log format + duration, pid, request id",
         "Layout of the access line with Gunicorn's atoms (`%(h)s %(r)s %(s)s %(b)s %(M)s "
         "%({x-request-id}i)s` ...); the same under every backend. Unknown atoms are an error.",
+        flags=("--access-logformat", "--access-log-format"),
+        group="Logging",
     ),
     Setting(
         "LOG_FORMAT",
@@ -542,6 +648,8 @@ SETTINGS: tuple[Setting, ...] = (
         "`text`",
         "`text`, or `json`: every line the launcher, the server and the app's `logging` print is one "
         "JSON object (Elastic Common Schema names; a traceback is one object).",
+        flags=("--log-format",),
+        group="Logging",
     ),
     Setting(
         "LOG_CONFIG",
@@ -552,6 +660,8 @@ SETTINGS: tuple[Setting, ...] = (
         "A `logging.config.dictConfig` file (`.json` or `.toml`) applied in the master and in every "
         "worker, after the launcher's own set-up: what it configures wins over `LOG_FORMAT`. An "
         "invalid file is an error.",
+        flags=("--log-config",),
+        group="Logging",
     ),
     Setting(
         "FORWARDED_ALLOW_IPS",
@@ -562,6 +672,8 @@ SETTINGS: tuple[Setting, ...] = (
         "Proxies whose X-Forwarded-For/-Proto headers set the client address and scheme: IP "
         "addresses and CIDR networks (host bits ignored: `10.0.0.1/8` is `10.0.0.0/8`), separated "
         "by commas or spaces, or `*` for every peer.",
+        flags=("--forwarded-allow-ips",),
+        group="Requests",
     ),
     Setting(
         "ROOT_PATH",
@@ -571,6 +683,8 @@ SETTINGS: tuple[Setting, ...] = (
         "empty (none)",
         "ASGI `root_path` the app sees: the prefix it is mounted under behind a proxy (uvicorn "
         "`--root-path`); the request path includes it. A trailing `/` is dropped.",
+        flags=("--root-path",),
+        group="Requests",
     ),
     Setting(
         "MAX_REQUESTS",
@@ -579,6 +693,8 @@ SETTINGS: tuple[Setting, ...] = (
         0,
         "`0` (off)",
         "Restart a worker after it has served this many requests, to bound memory growth.",
+        flags=("--max-requests", "--limit-max-requests"),
+        group="Timeouts and worker recycling",
     ),
     Setting(
         "MAX_REQUESTS_JITTER",
@@ -588,6 +704,8 @@ SETTINGS: tuple[Setting, ...] = (
         "`0`",
         "Random extra requests (0..N) added per worker to `MAX_REQUESTS`, so workers do "
         "not all restart at once.",
+        flags=("--max-requests-jitter",),
+        group="Timeouts and worker recycling",
     ),
     Setting(
         "MAX_WORKER_MEMORY",
@@ -597,6 +715,8 @@ SETTINGS: tuple[Setting, ...] = (
         "unset (off)",
         "A worker whose own memory (USS) exceeds this many MiB is retired gracefully and replaced, "
         "as after `MAX_REQUESTS`; checked about once a second.",
+        flags=("--max-worker-memory",),
+        group="Timeouts and worker recycling",
     ),
     Setting(
         "OPS_PORT",
@@ -606,6 +726,8 @@ SETTINGS: tuple[Setting, ...] = (
         "unset (off)",
         "Port of the operations listener the master serves (not a worker): `/livez`, `/readyz` and "
         "`/metrics` (Prometheus, across every worker). Use it for Kubernetes probes.",
+        flags=("--ops-port",),
+        group="Operations",
     ),
     Setting(
         "OPS_HOST",
@@ -614,6 +736,8 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "`$HOST`",
         "Address the operations listener listens on.",
+        flags=("--ops-host",),
+        group="Operations",
     ),
     Setting(
         "SHUTDOWN_DELAY",
@@ -624,6 +748,8 @@ SETTINGS: tuple[Setting, ...] = (
         "On SIGTERM, `/readyz` answers 503 at once while the app keeps serving, new connections "
         "included, for this many seconds; then the drain (`GRACEFUL_TIMEOUT`) begins. A second "
         "SIGTERM, or SIGQUIT, skips the delay.",
+        flags=("--shutdown-delay",),
+        group="Operations",
     ),
     Setting(
         "OTEL_TRACES_EXPORTER",
@@ -633,6 +759,7 @@ SETTINGS: tuple[Setting, ...] = (
         "`otlp`",
         "Where spans go: `otlp`, `console`, or `none`. Set (to other than `none`), it turns tracing on "
         "in every worker, as `OTEL_EXPORTER_OTLP_ENDPOINT` does (see docs/tracing.md).",
+        group="Tracing",
     ),
     Setting(
         "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -641,6 +768,7 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "`http://localhost:4318` (`:4317` for grpc)",
         "The collector's base URL (`/v1/traces` is added for http/protobuf); set, it turns tracing on.",
+        group="Tracing",
     ),
     Setting(
         "OTEL_EXPORTER_OTLP_PROTOCOL",
@@ -649,6 +777,7 @@ SETTINGS: tuple[Setting, ...] = (
         "http/protobuf",
         "`http/protobuf`",
         "`http/protobuf`, or `grpc` (with `opentelemetry-exporter-otlp-proto-grpc` installed).",
+        group="Tracing",
     ),
     Setting(
         "OTEL_EXPORTER_OTLP_HEADERS",
@@ -657,6 +786,7 @@ SETTINGS: tuple[Setting, ...] = (
         (),
         "none",
         "Headers of each export request, `name=value,...` (credentials: `config` shows `name=***`).",
+        group="Tracing",
     ),
     Setting(
         "OTEL_SERVICE_NAME",
@@ -665,6 +795,7 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "`unknown_service`",
         "The `service.name` of every span; wins over one in `OTEL_RESOURCE_ATTRIBUTES`.",
+        group="Tracing",
     ),
     Setting(
         "OTEL_RESOURCE_ATTRIBUTES",
@@ -674,6 +805,7 @@ SETTINGS: tuple[Setting, ...] = (
         "none",
         "Resource attributes, `key=value,...`; each worker adds its own `service.instance.id` and "
         "`process.pid`.",
+        group="Tracing",
     ),
     Setting(
         "OTEL_TRACES_SAMPLER",
@@ -682,6 +814,7 @@ SETTINGS: tuple[Setting, ...] = (
         "parentbased_always_on",
         "`parentbased_always_on`",
         "Which requests are recorded: " + ", ".join(f"`{s}`" for s in tracing.SAMPLERS) + ".",
+        group="Tracing",
     ),
     Setting(
         "OTEL_TRACES_SAMPLER_ARG",
@@ -690,6 +823,7 @@ SETTINGS: tuple[Setting, ...] = (
         1.0,
         "`1.0`",
         "The ratio of the `traceidratio` samplers, from 0 to 1.",
+        group="Tracing",
     ),
     Setting(
         "OTEL_PROPAGATORS",
@@ -698,6 +832,7 @@ SETTINGS: tuple[Setting, ...] = (
         ("tracecontext", "baggage"),
         "`tracecontext,baggage`",
         "How a request's trace context is read (and passed on by the app's instrumentation).",
+        group="Tracing",
     ),
     Setting(
         "OTEL_SDK_DISABLED",
@@ -706,6 +841,7 @@ SETTINGS: tuple[Setting, ...] = (
         False,
         "`false`",
         "`true` turns tracing off, whatever else is set.",
+        group="Tracing",
     ),
     Setting(
         "PRE_START_PATH",
@@ -714,6 +850,8 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "`$APP_DIR/prestart.sh`",
         "Script sourced by bash before the server starts; what it exports reaches the app.",
+        flags=("--prestart",),
+        group="Start-up and development",
     ),
     Setting(
         "RELOAD",
@@ -723,6 +861,8 @@ SETTINGS: tuple[Setting, ...] = (
         "`false`",
         "Development: serve with one worker and restart it when a `.py` file under `$APP_DIR` "
         "(or `RELOAD_DIRS`) changes (`asgi-launcher run --reload`). Not for production.",
+        flags=("--reload",),
+        group="Start-up and development",
     ),
     Setting(
         "RELOAD_DIRS",
@@ -732,6 +872,8 @@ SETTINGS: tuple[Setting, ...] = (
         "none",
         "Further directories `RELOAD` watches, separated by commas (relative ones are relative "
         "to `$APP_DIR`).",
+        flags=("--reload-dir",),
+        group="Start-up and development",
     ),
     Setting(
         "RELOAD_INCLUDE",
@@ -740,18 +882,36 @@ SETTINGS: tuple[Setting, ...] = (
         (),
         "none",
         "Further file patterns whose changes `RELOAD` acts on, besides `*.py` (such as `*.html`).",
+        flags=("--reload-include",),
+        group="Start-up and development",
     ),
     Setting(
         "WORKER_CLASS",
         "worker_class",
         "string",
         None,
-        "the backend's (see below)",
+        "the backend's own",
         "Worker class; its meaning is the backend's own.",
+        flags=("--worker-class", "-k"),
+        group="Workers",
     ),
 )
 
 BY_ENV: dict[str, Setting] = {s.env: s for s in SETTINGS}
+
+#: The variable that wins over the others feeding the same field (BIND over HOST and PORT).
+WINNER: dict[str, Setting] = {s.feeds: s for s in SETTINGS}
+
+
+def flag_source(flag: str) -> str:
+    """The source ``config`` shows for a value given on the command line."""
+    return f"flag {flag}" if flag.startswith("-") else f"argument {flag}"
+
+
+def from_command_line(source: str) -> bool:
+    """Whether a source (``Config.sources``) is the command line's, which a config file does not
+    override."""
+    return source.startswith(("flag ", "argument "))
 
 
 def parse_setting(variable: str, raw: str) -> Any:

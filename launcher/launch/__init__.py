@@ -27,9 +27,9 @@ def command(body: Callable[[], int]) -> int:
     """Run ``body`` as the launcher's process: its exit status."""
     before_serving(note)  # every signal of the table has a meaning from here on
     try:
-        if os.environ.get("LOG_FORMAT", "").strip().lower() == "json":
-            from launcher.observability.logs import use_json_console
+        from launcher.observability.logs import json_console, use_json_console
 
+        if json_console():
             use_json_console()  # a traceback, a warning: one JSON object each, from the start
         return body()
     except ConfigError as exc:

@@ -1,7 +1,8 @@
 """Import the app once, in a throwaway forked child, before any worker starts.
 
 A missing module or attribute then fails as one line with exit 2, and an app that raises on
-import shows its traceback once and stops the launcher, instead of every worker failing in a
+import shows its traceback once, trimmed to the user's own frames, then one line naming the
+module that failed, and stops the launcher with exit 1, instead of every worker failing in a
 loop. The import happens in a child so the server's master keeps none of the app's modules
 (workers import it themselves, after fork or spawn, as they would without us).
 
@@ -53,6 +54,21 @@ class AppCheck:
         os.close(self.output)
 
 
+def failed_import(app: str, exc: BaseException) -> str:
+    """The one line after an app's traceback: which module failed, where, and what to install
+    when a package is missing (the launcher then exits 1; the reload mode waits for a change)."""
+    from launcher.worker.bootstrap import is_users
+
+    module = app.partition(":")[0]
+    line = f"the app's module {module!r} failed to import"  # why: the traceback's last line, above
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if is_users(f.filename)]
+    if frames and not isinstance(exc, SyntaxError):  # a SyntaxError names its place itself
+        line += f" at {frames[-1].filename}:{frames[-1].lineno}"
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        line += f"; install the package that provides {exc.name.partition('.')[0]!r}"
+    return line
+
+
 def start_app_check(app: str, app_dir: str, source: str, *, as_json: bool = False) -> AppCheck:
     """Fork a child that imports ``app`` from ``app_dir`` and reports through its exit status
     (``source``: where the app's name came from, for the error message)."""
@@ -84,14 +100,17 @@ def start_app_check(app: str, app_dir: str, source: str, *, as_json: bool = Fals
             print(launcher_line(str(exc), "error", as_json=as_json), file=sys.stderr)
             status = EXIT_CONFIG
         except BaseException as exc:
-            message = f"the app {app!r} raised while being imported"
+            message = failed_import(app, exc)
             if as_json:  # the traceback in the object's error.stack_trace: one line
                 from launcher.observability.logs import event
 
                 print(event(message, level="error", exc=exc), file=sys.stderr)
             else:
-                print(f"asgi-launcher: {message}:", file=sys.stderr)
-                traceback.print_exc()
+                from launcher.observability.logs import launcher_line
+                from launcher.worker.bootstrap import user_traceback
+
+                sys.stderr.write(user_traceback(traceback.format_exc()))
+                print(launcher_line(message, "error"), file=sys.stderr)
         finally:
             sys.stdout.flush()
             sys.stderr.flush()

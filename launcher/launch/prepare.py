@@ -17,6 +17,7 @@ from launcher.config import tls
 from launcher.config.model import Config, MissingApp
 from launcher.config.resolve import WORKER_BOUNDS, backend_name, effective_env, resolve
 from launcher.config.resources import MASTER_RESERVE_MIB, MIB, memory_cap
+from launcher.config.settings import from_command_line
 from launcher.config.tracing import check_installed
 from launcher.errors import ConfigError
 
@@ -106,6 +107,8 @@ def describe_workers(config: Config) -> str:
         return f"{count}: {cpus}, capped by MAX_WORKERS={config.workers}"
     if source == WORKER_BOUNDS["web_concurrency"]:
         return f"{count}: WEB_CONCURRENCY ({cpus})"
+    if from_command_line(source):
+        return f"{count}: {source.partition(' ')[2]} ({cpus})"
     if source.startswith(("computed", "default")):
         return f"{count}: {cpus}" + (f" ({limit} allows {cap} {at})" if cap is not None else "")
     return f"{count}: {source}"
@@ -118,7 +121,7 @@ def memory_warning(config: Config) -> str | None:
     source = config.sources.get("workers", "")
     if cap is None or config.memory_limit is None or config.workers <= cap or source.startswith("computed"):
         return None
-    origin = f"WEB_CONCURRENCY={config.workers}" if source == "env:WEB_CONCURRENCY" else f"{source}"
+    origin = f"WEB_CONCURRENCY={config.workers}" if source == "env:WEB_CONCURRENCY" else source
     return (
         f"{_plural(config.workers, 'worker')} ({origin}) at WORKER_MEMORY={config.worker_memory} MiB "
         f"need {config.workers * config.worker_memory} MiB, more than the {_mib(config.memory_limit)} "

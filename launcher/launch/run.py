@@ -17,7 +17,9 @@ import sys
 from collections.abc import Callable, Mapping, MutableMapping
 
 from launcher.config.addresses import check_can_listen
-from launcher.config.resolve import locate_app
+from launcher.config.model import MissingApp
+from launcher.config.resolve import FLAGS_ENV, effective_env, locate_app
+from launcher.config.settings import from_command_line
 from launcher.errors import ConfigError
 from launcher.launch.preflight import AppCheck, start_app_check
 from launcher.launch.prepare import Prepared, describe_workers, prepare
@@ -43,7 +45,7 @@ def run(environ: MutableMapping[str, str]) -> int:
         if check is not None:
             check.cancel()
         raise
-    bind_before_prestart = prepared.config.bind
+    bind_before_prestart = _probe_key(prepared, environ)
     if prepared.config.prestart:
         status, prepared = _prestart(prepared, environ)
         if status is not None:
@@ -57,21 +59,34 @@ def run(environ: MutableMapping[str, str]) -> int:
     return launch(prepared, environ, check=check, announce=True, bind_before_prestart=bind_before_prestart)
 
 
+def _probe_key(prepared: Prepared, environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The address ``asgi-launcher probe`` resolves for this server (the key of the state file,
+    ``launcher.launch.probe``): what the environment alone gives, since the health check gets
+    none of the command line's options (``CMD asgi-launcher main:app --port 8080``)."""
+    if FLAGS_ENV not in environ:
+        return prepared.config.bind
+    try:
+        return prepare({k: v for k, v in environ.items() if k != FLAGS_ENV}).config.bind
+    except MissingApp as exc:  # the app was named by the argument only: the rest still resolves
+        return exc.config.bind if exc.config is not None else prepared.config.bind
+    except ConfigError:
+        return prepared.config.bind
+
+
 def _early_check(environ: Mapping[str, str]) -> AppCheck | None:
     """The app's import check, started before the backend is even loaded, so start-up costs the
     longer of the two, not their sum. Not with a prestart script (it may change the app) nor
     under RELOAD (each server the reloader starts checks it), nor when the variables that
     name the app are wrong (``prepare`` then says so)."""
-    lenient = {k: v.strip().lower() for k, v in environ.items() if k in ("RELOAD", "LOG_FORMAT")}
+    given = effective_env(environ)[0]  # the options included, read leniently
+    lenient = {k: v.strip().lower() for k, v in given.items() if k in ("RELOAD", "LOG_FORMAT")}
     if lenient.get("RELOAD") in ("true", "1", "yes", "on"):
         return None
     try:
         app, app_dir, source = locate_app(environ)
     except ConfigError:
         return None
-    if os.path.isfile(
-        os.path.join(environ.get("PRE_START_PATH", "") or os.path.join(app_dir, "prestart.sh"))
-    ):
+    if os.path.isfile(os.path.join(given.get("PRE_START_PATH", "") or os.path.join(app_dir, "prestart.sh"))):
         return None
     return start_app_check(app, app_dir, source, as_json=lenient.get("LOG_FORMAT") == "json")
 
@@ -166,9 +181,18 @@ def launch(
     return _hand_over(prepared, environ, describe_workers(config), bind_before_prestart)
 
 
+def _bind_origin(source: str) -> str | None:
+    """What decided the address, for its error (None: the variable BIND)."""
+    if source == "env:BIND":
+        return None
+    if from_command_line(source):
+        return source.partition(" ")[2]
+    return {"default": "the default", "computed": "HOST and PORT"}.get(source, source)
+
+
 def _ready_to_serve(prepared: Prepared, environ: MutableMapping[str, str]) -> None:
     config = prepared.config
-    check_can_listen(config.bind)
+    check_can_listen(config.bind, origin=_bind_origin(config.sources.get("bind", "")))
     if config.ops_port:
         check_can_listen((config.ops_bind,), "OPS_PORT")
     # Workers (forked or spawned) find the app the same way the import check did.

@@ -118,9 +118,11 @@ def event(
 
 
 def json_console(environ: Mapping[str, str] | None = None) -> bool:
-    """Whether ``LOG_FORMAT`` asks for JSON lines (read leniently: even before it is validated)."""
-    environ = os.environ if environ is None else environ
-    return environ.get("LOG_FORMAT", "").strip().lower() == "json"
+    """Whether ``LOG_FORMAT`` (or ``--log-format``) asks for JSON lines (read leniently: even
+    before it is validated)."""
+    from launcher.config.resolve import raw_value
+
+    return raw_value(os.environ if environ is None else environ, "LOG_FORMAT").strip().lower() == "json"
 
 
 def launcher_line(message: str, level: str = "info", *, as_json: bool | None = None) -> str:

@@ -1,4 +1,4 @@
-"""Conformance kit for backend plugins (see README: writing a backend)."""
+"""Conformance kit for backend plugins (see docs/plugins.md)."""
 
 #: The backends this repository ships (``SERVER_BACKEND`` names): every test matrix that runs
 #: something under each backend takes its list from here.

@@ -105,12 +105,21 @@ def _library_paths() -> tuple[str, ...]:
     return tuple(os.path.join(path, "") for path in paths)
 
 
+def _not_users() -> tuple[str, ...]:
+    return (*_library_paths(), f"{os.sep}launcher{os.sep}", "<frozen ")
+
+
+def is_users(filename: str) -> bool:
+    """Whether a frame's file is the user's code (not the launcher, Python's or a package's)."""
+    return not any(part in filename for part in _not_users())
+
+
 def user_traceback(text: str) -> str:
     """A printed traceback without the frames of the launcher, Python's own library and
     installed packages (servers, frameworks): what is left is the user's code. The last frame is
     kept if none is the user's, and so is every line that is not a frame (the exception, and
     the "During handling..." of a chained one)."""
-    skipped = (*_library_paths(), f"{os.sep}launcher{os.sep}", "<frozen ")
+    skipped = _not_users()
     lines = text.splitlines(keepends=True)
     kept: list[str] = []
     frames: list[list[str]] = []  # the current run of frames

@@ -100,8 +100,8 @@ def test_config_without_an_app_still_shows_the_rest(tmp_path: Path) -> None:
     assert f"(missing: looked for {looked})" in text.stdout
     assert text.stderr.strip().splitlines() == [
         f"asgi-launcher: error: no app found: looked for {looked} "
-        f"(APP_DIR={str(tmp_path)!r}); set APP_DIR to the directory "
-        "holding your app, or MODULE_NAME or APP_MODULE=module:variable"
+        f"(APP_DIR={str(tmp_path)!r}); name it as MODULE:VARIABLE, such as 'asgi-launcher main:app' "
+        "or APP_MODULE=main:app, or set APP_DIR to the directory holding it"
     ]
     shown = cli("config", "--json", env=env)
     assert shown.returncode == 2
@@ -370,6 +370,42 @@ def test_app_raising_on_import_shows_its_traceback_once(app_dir: Path) -> None:
     assert result.returncode not in (0, 2)
     assert result.stderr.count("RuntimeError: boom at import") == 1
     assert result.stderr.count("Traceback") == 1
+
+
+@pytest.mark.parametrize(
+    ("source", "shown", "why"),
+    [
+        ("import helper\n", ['helper.py", line 2', "import fastapi_not_here"], "ModuleNotFoundError"),
+        ("x = (\n", ['main.py", line 1', "x = ("], "SyntaxError"),
+        ("import helper2\n", ['helper2.py", line 2, in f', "raise ValueError"], "ValueError"),
+    ],
+)
+def test_an_app_failing_at_import_shows_only_its_own_frames_then_one_line(
+    app_dir: Path, source: str, shown: list[str], why: str
+) -> None:
+    """A missing dependency, a syntax error, an exception: the user's frames only (no launcher,
+    importlib or frozen frames before them), then one line naming the module, exit status 1."""
+    (app_dir / "prestart.sh").unlink()
+    (app_dir / "helper.py").write_text("import os\nimport fastapi_not_here\n")
+    (app_dir / "helper2.py").write_text("def f():\n    raise ValueError('bad setting')\nf()\n")
+    (app_dir / "main.py").write_text(source)
+    result = cli("main:app", "--app-dir", str(app_dir), "--port", str(free_port()), timeout=20)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == "Traceback (most recent call last):", result.stderr
+    frames = [line for line in lines if line.startswith('  File "')]
+    assert all(str(app_dir) in frame for frame in frames), result.stderr
+    for part in shown:
+        assert part in result.stderr
+    assert lines[-1].startswith("asgi-launcher: error: the app's module 'main' failed to import"), lines[-1]
+    assert lines[-2].startswith(f"{why}: "), lines[-2]  # the exception: the traceback's, once
+    assert sum(line.startswith(f"{why}: ") for line in lines) == 1, result.stderr
+    ends = {
+        "ModuleNotFoundError": f" at {app_dir / 'helper.py'}:2; install the package that provides 'fastapi_not_here'",
+        "ValueError": f" at {app_dir / 'helper2.py'}:2",
+        "SyntaxError": "failed to import",  # a SyntaxError names its place itself
+    }
+    assert lines[-1].endswith(ends[why]), lines[-1]
 
 
 def test_help_on_every_command() -> None:

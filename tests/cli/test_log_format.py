@@ -96,8 +96,8 @@ def test_the_app_raising_on_import_is_one_json_object(app_dir: Path) -> None:
     raised = [e for e in objects(result.stderr) if "error.stack_trace" in e]
     assert len(raised) == 1, result.stderr
     assert (raised[0]["error.type"], raised[0]["error.message"]) == ("RuntimeError", "boom at import")
-    assert "raised while being imported" in raised[0]["message"]
-    assert result.stderr.count("RuntimeError: boom at import") == 1  # the traceback, once
+    assert "the app's module 'main' failed to import" in raised[0]["message"]
+    assert raised[0]["error.stack_trace"].count("RuntimeError: boom at import") == 1  # the traceback, once
 
 
 @pytest.mark.parametrize("command", ["config", "check", "run"])

@@ -2,7 +2,7 @@
 (strict: an unknown or misspelt field fails), and consistent with what the launcher does with the
 env the Deployment sets: the grace period covers SHUTDOWN_DELAY + GRACEFUL_TIMEOUT, the probes
 reach the operations listener, the Service reaches the app's port, the selectors select the pods,
-and the CPU and memory limits give the worker count the comments and the README claim."""
+and the CPU and memory limits give the worker count the comments and the docs claim."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from launcher.config.settings import BY_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "deploy" / "kubernetes"
-README = ROOT / "README.md"
+OPERATIONS = ROOT / "docs" / "operations.md"
 
 #: The Kubernetes version whose API schemas the manifests are validated against: the newest that
 #: kubernetes-validate bundles (1.37.0 bundles 1.25 to 1.37).
@@ -381,12 +381,15 @@ def test_limits_give_the_worker_count_the_deployment_comment_claims(
     assert _claimed(r"// \d+ MiB = (\d+) workers", text, "deployment.yaml") == allowed
 
 
-def test_limits_give_the_worker_count_the_readme_claims(container: Resource, env: dict[str, str]) -> None:
-    readme = README.read_text()
-    start = readme.index("## Running on Kubernetes")
-    end = readme.find("\n## ", start + 1)
-    section = readme[start : end if end != -1 else None]
-    assert _claimed(r"limits give (\d+) workers", section, "README") == workers_from_limits(container, env)[0]
+def test_limits_give_the_worker_count_the_docs_claim(container: Resource, env: dict[str, str]) -> None:
+    text = OPERATIONS.read_text()
+    start = text.index("## Kubernetes")
+    end = text.find("\n## ", start + 1)
+    section = text[start : end if end != -1 else None]
+    assert (
+        _claimed(r"limits give (\d+) workers", section, "docs/operations.md")
+        == workers_from_limits(container, env)[0]
+    )
 
 
 def test_requests_equal_limits(container: Resource) -> None:

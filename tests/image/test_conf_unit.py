@@ -40,8 +40,9 @@ def test_default_conf_changes_no_value(env: dict[str, str], monkeypatch: pytest.
         a.pop(key)
         b.pop(key)
     assert a == b
-    # It really was read: it sets the workers (to what the environment gave, so the value keeps
-    # its own source).
+    # It was read (it sets the workers), and it changed nothing, so it is the source of nothing.
     _, backend = discovery.select("gunicorn")
     read = backend.load_config_file(with_conf, dict(os.environ))
     assert read["workers"] == (without.workers, f"file:{CONF}")
+    assert with_conf.config_file == str(CONF)
+    assert with_conf.sources == {**without.sources, "config_file": "env:GUNICORN_CONF"}

@@ -92,9 +92,9 @@ def test_the_memory_limit_caps_the_worker_count(docker: Docker) -> None:
         assert isinstance(sources, dict)
         capped = workers < max(int(per_core * cpus), 2)
         bound = "computed (memory limit)" if capped else "computed (CPU formula)"
-        # The image's /gunicorn_conf.py spells the env contract as Gunicorn settings, so under
-        # Gunicorn the count comes from that file (the same count); the start-up line says why.
-        assert sources["workers"] == (bound if c in others.values() else "file:/gunicorn_conf.py"), shown
+        # The image's /gunicorn_conf.py spells the env contract as Gunicorn settings: it sets the
+        # same count, so the bound that decided it stays the source under Gunicorn too.
+        assert sources["workers"] == bound, shown
         assert c.workers() == workers, c.processes()  # the process list agrees
     if cpus == 2:  # this machine
         assert "2 workers: 2 CPUs (a 600 MiB memory limit allows 4 at 128 MiB a worker)" in default.logs()
@@ -175,7 +175,7 @@ def test_max_worker_memory_retires_a_growing_worker_without_a_failed_request(
     assert all(float(size) > 150 for _, size in retired), retired
     assert len({pid for pid, _ in retired}) == len(retired)  # one line a worker
     assert not DIED.findall(logs) and oom_kills(c) == 0, logs[-3000:]
-    if backend == "granian":  # see the README: a connection accepted as the worker stops
+    if backend == "granian":  # see docs/backends.md: a connection accepted as the worker stops
         assert statuses.count(None) <= 1 and set(statuses) <= {200, None}, statuses
     else:
         assert statuses == [200] * len(statuses), (statuses, logs[-3000:])

@@ -14,7 +14,7 @@ from launcher.testing.process import launcher
 
 pytestmark = pytest.mark.slow
 
-#: Connections closed unanswered that a backend may still show (see the README's backend notes).
+#: Connections closed unanswered that a backend may still show (see docs/backends.md).
 TOLERATED = {"gunicorn": 0.0, "hypercorn": 0.01, "granian": 0.01, "uvicorn": 0.0}
 
 

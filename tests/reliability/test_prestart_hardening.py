@@ -147,7 +147,7 @@ def test_after_prestart_the_signals_are_the_servers_again(tmp_path: Path) -> Non
     with start_launcher({"APP_DIR": str(d), "WEB_CONCURRENCY": "1"}) as server:
         server.wait_ready()
         server.signal(signal.SIGTERM)
-        assert server.wait(30) == 0, server.output()  # a graceful stop, as the README's table says
+        assert server.wait(30) == 0, server.output()  # a graceful stop, as docs/signals.md says
 
 
 # -- the probe finds where prestart moved the server -------------------------------------------

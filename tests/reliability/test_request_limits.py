@@ -1,5 +1,5 @@
 """Request limits and smuggling defences, the same under every backend: raw sockets against the
-real launcher serving the kit's hello app (see README, *Request limits*)."""
+real launcher serving the kit's hello app (see docs/backends.md, Request limits)."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def test_default_limits(backend: str, defaults: Callable[[str], Launcher], figur
     line, fields, size = 8190, 100, 8190  # the defaults
     target = line - len(b"GET  HTTP/1.1")
     big = 4 * 1024 * 1024
-    # Granian's head buffer is full before a 4 MB line ends: 431 (README, Granian backend).
+    # Granian's head buffer is full before a 4 MB line ends: 431 (docs/backends.md, Granian).
     long_line = 431 if backend == "granian" else 414
     cases = [
         ("a line of 8190 bytes", get(b"/" + b"a" * (target - 1)), 200),

@@ -61,3 +61,30 @@ def test_not_callable(app_dir: Path) -> None:
 def test_the_apps_own_missing_dependency_keeps_its_traceback(app_dir: Path) -> None:
     with pytest.raises(ModuleNotFoundError, match="a_dependency_that_is_not_installed"):
         import_app("needs_dep:app", str(app_dir))
+
+
+def test_a_misspelt_variable_suggests_the_closest_asgi_app_first(tmp_path: Path, app_dir: Path) -> None:
+    """Twelve imports sort before `app` alphabetically: the ASGI-looking names come first, the
+    closest to what was asked for first of all, and the message says which one was meant."""
+    imports = "\n".join(f"import {m}" for m in ("abc", "argparse", "array", "ast", "asyncio", "base64"))
+    (app_dir / "webapp.py").write_text(
+        f"{imports}\nfrom collections import Counter, OrderedDict, defaultdict, deque\n"
+        "from starlette.applications import Starlette\nfrom starlette.responses import JSONResponse\n"
+        "async def homepage(request): return JSONResponse({})\n"
+        "admin = Starlette()\napp = Starlette()\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        import_app("webapp:ap", str(app_dir), source="computed")
+    message = str(err.value)
+    assert message.startswith("VARIABLE_NAME: module 'webapp'")
+    assert "Did you mean 'app'?" in message
+    defined = message.split("It defines: ", 1)[1]
+    assert defined.startswith("app (ASGI app?), admin (ASGI app?), Counter"), defined
+    assert "homepage (ASGI app?)" not in defined and "Starlette (ASGI app?)" not in defined
+
+
+def test_the_app_argument_is_what_the_message_names(app_dir: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        import_app("pkg.web:ap", str(app_dir), source="argument APP")
+    assert str(err.value).startswith("APP: module 'pkg.web'")
+    assert "Did you mean 'api'?" in str(err.value)

@@ -1,5 +1,5 @@
-"""The image, built once per test run on a real Docker engine (see imagekit.py); every container a
-test starts is removed when that test ends."""
+"""The ``docker`` fixture: the image built once per test session on a real Docker engine, for
+tests/image and tests/docs (see tests/image/imagekit.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent / "image"))
 
 from imagekit import SETUP_DEADLINE, Docker, Unavailable, _unavailable, prepare
 
