@@ -783,11 +783,20 @@ class BackendConformance(Launches):
 
     # -- apps that cannot be served --------------------------------------------------------
 
-    def test_failed_lifespan_startup_is_non_zero(self, tmp_path: Path) -> None:
+    def test_failed_lifespan_startup_is_exit_3_with_the_traceback_once(self, tmp_path: Path) -> None:
+        """Workers whose lifespan startup fails are failed boots, told the same way under every
+        backend: the app's traceback once, a line a failed boot naming the error, and after
+        ``max(3, workers)`` of them in a row the master gives up with exit 3."""
         apps.install("startup_raises", tmp_path)
         with self.start(tmp_path, WEB_CONCURRENCY="2") as server:
             code = server.wait(DEADLINE)
-            assert code != 0, server.output()
+            out = server.output()
+            assert code == 3, out
+            assert out.count("Traceback (most recent call last)") == 1, out
+            assert out.count('raise ConnectionError("cannot reach the database")') == 1, out
+            assert "failed to boot: ConnectionError: cannot reach the database" in out, out
+            assert "3 of 3 failed boots in a row" in out, out
+            assert "workers cannot boot: giving up (exit 3)" in out, out
 
     # -- signals and faults ----------------------------------------------------------------
 
