@@ -77,6 +77,8 @@ CONFIG_KEYS = frozenset(
 #: enough that a loaded machine never misses it (a wait that is met returns at once). The few
 #: checks whose subject is a duration (``KEEP_ALIVE``, ``SHUTDOWN_DELAY``) say their own bounds.
 DEADLINE = 30
+#: What a stop with an idle TLS client may take: under asyncio's 30 s wait for its close_notify.
+TLS_CLOSE_DEADLINE = 20
 
 #: Printed by the kit's hello app when ``/slow`` starts, so tests wait for it rather than sleep.
 SLOW_STARTED = "slow request started"
@@ -1599,6 +1601,25 @@ class BackendConformance(Launches):
                 request(server.port, "/headers", timeout=5)
             server.wait_until(lambda: "GET /headers" in server.output(), 10, "the access line")
             assert self.stop(server) == 0
+
+    def test_sigterm_does_not_wait_on_an_idle_tls_client(
+        self, hello: Path, certificates: Certificates
+    ) -> None:
+        """An idle keep-alive TLS client that does not read (so never answers the server's
+        close_notify) does not hold the stop: asyncio would wait 30 s for its answer."""
+        self.require("supports_graceful_shutdown")
+        with self.serve_tls(hello, certificates.client(), **certificates.env(WEB_CONCURRENCY="1")) as server:
+            raw = socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE)
+            with certificates.client().wrap_socket(raw, server_hostname="127.0.0.1") as idle:
+                idle.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                assert idle.recv(65536).startswith(b"HTTP/1.1 200"), "no answer on the TLS connection"
+                sigterm = time.monotonic()
+                server.signal(signal.SIGTERM)
+                code = server.wait(DEADLINE)
+                took = time.monotonic() - sigterm
+            assert code == 0, server.output()
+            # Far below asyncio's 30 s wait for close_notify; a stop without it takes a second or two.
+            assert took < TLS_CLOSE_DEADLINE, f"the launcher took {took:.1f}s to stop"
 
     def test_tls_encrypted_key_with_its_password(self, hello: Path, certificates: Certificates) -> None:
         from launcher.testing.tls import KEY_PASSWORD

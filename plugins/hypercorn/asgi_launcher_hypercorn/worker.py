@@ -31,6 +31,8 @@ from launcher.worker import ServerTraits, WorkerApp, WorkerContext, accept_stop_
 
 #: How long a stopping worker lets connections it has just accepted deliver their request.
 SETTLE = 0.1
+#: Seconds a TLS connection the server has closed waits for its client's close_notify.
+CLOSE_NOTIFY_WAIT = 1.0
 
 
 @dataclass
@@ -103,7 +105,11 @@ def _serve_asyncio(
     original = asyncio.start_server
 
     async def start_server(*args: Any, **kwargs: Any) -> asyncio.Server:
-        # Hypercorn keeps its listening servers to itself; the stop trigger needs them.
+        # Hypercorn keeps its listening servers to itself; the stop trigger needs them. A TLS
+        # connection it closes waits for the client's close_notify CLOSE_NOTIFY_WAIT seconds, not
+        # asyncio's 30 (an idle keep-alive client, not reading, held the stop that long).
+        if kwargs.get("ssl") is not None:
+            kwargs.setdefault("ssl_shutdown_timeout", CLOSE_NOTIFY_WAIT)
         server = await original(*args, **kwargs)
         stop.listeners.append(server)
         return server

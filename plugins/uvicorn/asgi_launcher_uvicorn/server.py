@@ -59,6 +59,8 @@ RETIRE_DRAIN = 1.0
 #: How long a stopping server keeps the connections it has just accepted before closing the
 #: ones that are still idle (see ``LauncherServer.shutdown``).
 SETTLE = 0.1
+#: Seconds a closed TLS connection may wait for its client's close_notify once the server stops.
+CLOSE_NOTIFY_WAIT = 1.0
 
 
 def log_config(config: Config) -> dict[str, Any]:
@@ -155,7 +157,23 @@ class LauncherServer(Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.stop_accepting()
         await asyncio.sleep(SETTLE)
-        await super().shutdown(sockets)
+        cutting = asyncio.ensure_future(self._cut_unanswered_closes())
+        try:
+            await super().shutdown(sockets)
+        finally:
+            cutting.cancel()
+
+    async def _cut_unanswered_closes(self) -> None:
+        """A TLS connection the server has closed (idle, or its last response sent) stays open
+        until the client answers its close_notify, up to asyncio's 30 s: a client that is not
+        reading (an idle keep-alive connection) held the stop that long. Once everything it
+        had to send is sent, such a connection is cut after ``CLOSE_NOTIFY_WAIT`` seconds."""
+        while True:
+            await asyncio.sleep(CLOSE_NOTIFY_WAIT)
+            for connection in list(self.server_state.connections):
+                transport = getattr(connection, "transport", None)
+                if transport is not None and transport.is_closing() and not transport.get_write_buffer_size():
+                    transport.abort()
 
     def stop_accepting(self) -> None:
         for listener in self.servers:
