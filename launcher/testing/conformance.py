@@ -1363,7 +1363,7 @@ class BackendConformance(Launches):
 
     @staticmethod
     def traced_get(server: Launcher, path: str, traceparent: str) -> tuple[int, bytes]:
-        conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+        conn = http.client.HTTPConnection(server.host, server.port, timeout=DEADLINE)
         try:
             conn.request("GET", path, headers={"traceparent": traceparent, "Connection": "close"})
             response = conn.getresponse()
@@ -1461,9 +1461,11 @@ class BackendConformance(Launches):
             )
             slow.start()
             with self.websocket(server) as ws:
-                server.wait_until(lambda: SLOW_STARTED in server.output(), 10, "the slow request in flight")
+                server.wait_until(
+                    lambda: SLOW_STARTED in server.output(), DEADLINE, "the slow request in flight"
+                )
                 server.signal(signal.SIGTERM)
-                code = server.wait(30)
+                code = server.wait(DEADLINE)
                 closed_with = close_code(ws, 5)
             slow.join(10)
         assert code == 0 and answered and answered[0][0] == 200, (answered, server.output()[-3000:])
@@ -1524,7 +1526,7 @@ class BackendConformance(Launches):
         limit = 100  # MiB, as in the memory check above
 
         def grow(server: Launcher, pid: int) -> None:
-            assert server.get(f"/grow?mb={limit + 40}", timeout=20)[0] == 200
+            assert server.get(f"/grow?mb={limit + 40}", timeout=DEADLINE)[0] == 200
 
         self.flushed_before_the_worker_exits(traced, 2, grow, MAX_WORKER_MEMORY=str(limit))
 
@@ -1551,7 +1553,7 @@ class BackendConformance(Launches):
                 assert self.traced_get(server, "/pid", self.traceparent()[2])[0] == 200
             stopped = time.monotonic()
             server.signal(signal.SIGTERM)
-            code = server.wait(30)
+            code = server.wait(DEADLINE)
             took = time.monotonic() - stopped
         assert code == 0, server.output()[-3000:]
         # The SDK's default is 10 s a try, retried with backoff: far more than this bound.
@@ -1595,11 +1597,11 @@ class BackendConformance(Launches):
             assert status == 200 and json.loads(body)["scheme"] == "https", body
             with self.websocket(server) as ws:
                 ws.send("scheme?")
-                assert ws.recv(timeout=10) == "wss"
+                assert ws.recv(timeout=DEADLINE) == "wss"
             # Plain HTTP on the TLS port gets no HTTP answer from the app.
             with pytest.raises((OSError, http.client.HTTPException)):
                 request(server.port, "/headers", timeout=5)
-            server.wait_until(lambda: "GET /headers" in server.output(), 10, "the access line")
+            server.wait_until(lambda: "GET /headers" in server.output(), DEADLINE, "the access line")
             assert self.stop(server) == 0
 
     def test_sigterm_does_not_wait_on_an_idle_tls_client(
@@ -1692,11 +1694,11 @@ class BackendConformance(Launches):
         httpx = pytest.importorskip("httpx")
         pytest.importorskip("h2")
         with self.serve_tls(hello, certificates.client(), **env) as server:
-            with httpx.Client(http2=True, verify=certificates.client(), timeout=10) as client:
+            with httpx.Client(http2=True, verify=certificates.client(), timeout=DEADLINE) as client:
                 response = client.get(server.url("/headers?h2"))
             assert response.http_version == "HTTP/2", response.http_version
             assert response.json()["scheme"] == "https" and response.json()["http_version"] == "2"
-            with httpx.Client(http2=False, verify=certificates.client(), timeout=10) as client:
+            with httpx.Client(http2=False, verify=certificates.client(), timeout=DEADLINE) as client:
                 response = client.get(server.url("/headers?h1"))
             assert response.http_version == "HTTP/1.1"
             # The access lines name the protocol (each worker writes its own, when it gets to it).
@@ -1707,7 +1709,7 @@ class BackendConformance(Launches):
             assert self.stop(server) == 0
         with (
             self.serve_tls(hello, certificates.client(), **certificates.env()) as server,
-            httpx.Client(http2=True, verify=certificates.client(), timeout=10) as client,
+            httpx.Client(http2=True, verify=certificates.client(), timeout=DEADLINE) as client,
         ):
             assert client.get(server.url("/")).http_version == "HTTP/1.1"  # HTTP2 off: not offered
 
@@ -1721,7 +1723,7 @@ class BackendConformance(Launches):
         env = certificates.env(HTTP2="true", LIMIT_REQUEST_FIELDS="12", FORWARDED_ALLOW_IPS="127.0.0.1")
         with (
             self.serve_tls(hello, certificates.client(), **env, ACCESS_LOG="-") as server,
-            httpx.Client(http2=True, verify=certificates.client(), timeout=20) as client,
+            httpx.Client(http2=True, verify=certificates.client(), timeout=DEADLINE) as client,
         ):
             # The proxy headers of a trusted peer, as over HTTP/1.1.
             response = client.get(server.url("/headers"), headers={"X-Forwarded-Proto": "http"})
@@ -1744,14 +1746,14 @@ class BackendConformance(Launches):
 
             thread = threading.Thread(target=slow, daemon=True)
             thread.start()
-            server.wait_until(lambda: SLOW_STARTED in server.output(), 10, "the slow request")
+            server.wait_until(lambda: SLOW_STARTED in server.output(), DEADLINE, "the slow request")
             server.signal(signal.SIGTERM)
             thread.join(30)
             assert result.get("response") == (200, "HTTP/2"), result
             # The client leaves (an idle TLS connection whose client does not answer the server's
             # close_notify holds Hypercorn's and Uvicorn's stop for 30 s: see docs/tls.md).
             client.close()
-            assert server.wait(30) == 0
+            assert server.wait(DEADLINE) == 0
             assert "GET /headers HTTP/2" in server.output()
 
     def test_tls_certificate_replaced_in_place_is_served_after_sighup_without_failing_a_request(
@@ -1804,7 +1806,7 @@ class BackendConformance(Launches):
         ops_port = free_port()
         env = certificates.env(**self.ops_env(ops_port))
         with self.serve_tls(hello, certificates.client(), **env) as server:
-            server.wait_until(lambda: self.booted(ops_port) >= 1, 20, "a booted worker")
+            server.wait_until(lambda: self.booted(ops_port) >= 1, DEADLINE, "a booted worker")
             result = run_launcher(self.env(hello, BIND=f"127.0.0.1:{server.port}", **env), ("probe",))
             assert result.returncode == 0 and " over TLSv1." in result.stdout, result
             assert self.probe_ready(hello, ops_port)[0] == 0  # plain HTTP, /readyz
