@@ -37,7 +37,8 @@ outermost first:
 
 A layer whose setting is off is not in the chain at all, so it costs nothing per request; the
 layers that are on return the inner app's awaitable rather than adding a coroutine frame, except
-the request log (it must see the response end) and WebSocket sessions under the drain.
+the request log (it must see the response end), the root path (it puts the path back) and
+WebSocket sessions under the drain.
 """
 
 from __future__ import annotations
@@ -143,7 +144,12 @@ class ASGI2:
 
 
 class RootPath:
-    """``ROOT_PATH``: the app sees ``root_path`` and a ``path`` that includes it (Uvicorn's rule)."""
+    """``ROOT_PATH``: the app sees ``root_path`` and a ``path`` that includes it (Uvicorn's rule).
+
+    The scope is changed in place for the app's call and its path put back after, rather than
+    copied: the layers outside (the access log) keep the path the client sent, and still see
+    what the app's router left in the scope (the route tracing names its span after).
+    """
 
     def __init__(self, app: ASGIApp, root_path: str) -> None:
         self.app = app
@@ -151,14 +157,21 @@ class RootPath:
         self.raw = root_path.encode()
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        if scope["type"] != "lifespan":
-            # A copy, as the ASGI spec asks: the layers outside (the access log) keep the path
-            # the client sent.
-            scope = {**scope, "root_path": self.root_path, "path": self.root_path + scope["path"]}
-            raw = scope.get("raw_path")
+        if scope["type"] == "lifespan":
+            return self.app(scope, receive, send)
+        return self._rooted(scope, receive, send)
+
+    async def _rooted(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path, raw = scope["path"], scope.get("raw_path")
+        scope["root_path"], scope["path"] = self.root_path, self.root_path + path
+        if raw is not None:
+            scope["raw_path"] = self.raw + raw
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            scope["path"] = path
             if raw is not None:
-                scope["raw_path"] = self.raw + raw
-        return self.app(scope, receive, send)
+                scope["raw_path"] = raw
 
 
 class RequestLimit:

@@ -223,3 +223,25 @@ def _status(status: int) -> Any:
         await send({"type": "http.response.body", "body": b""})
 
     return app
+
+
+def test_the_route_is_named_under_root_path_too() -> None:
+    """ROOT_PATH's layer (inside the tracing one) gives the app the path with the root path,
+    and the span still gets the route the app's router left in the scope."""
+    from launcher.worker.pipeline import RootPath
+
+    seen: dict[str, Any] = {}
+
+    async def app(s: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.update(root_path=s["root_path"], path=s["path"])
+        s["route"] = Route()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    traced, exporter = tracer()
+    request = scope()
+    call(ServerSpans(RootPath(app, "/api"), traced), request)
+    (span,) = exporter.get_finished_spans()
+    assert seen == {"root_path": "/api", "path": "/api/items/7"}
+    assert span.attributes["http.route"] == "/items/{item_id}" and span.name == "GET /items/{item_id}"
+    assert span.attributes["url.path"] == "/items/7" and request["path"] == "/items/7"  # as sent
