@@ -6,7 +6,6 @@ source of a value the environment gave."""
 from __future__ import annotations
 
 import re
-import uuid
 from pathlib import Path
 
 import pytest
@@ -40,8 +39,7 @@ def test_a_users_config_file_is_named_only_where_it_changed_the_value(docker: Do
     (tmp_path / "gunicorn_conf.py").write_text(
         "import os\nworkers = int(os.environ.get('MY_WORKERS', os.environ.get('WEB_CONCURRENCY', '2')))\n"
     )
-    image = f"asgi-launcher-docs/user-conf-{uuid.uuid4().hex[:10]}"
-    docker.build(tmp_path, image)
+    image = docker.build(tmp_path, "user/conf-sources")
     try:
         assert (
             workers_line(docker, "-e", "WEB_CONCURRENCY=3", image=image) == "workers 3 (env:WEB_CONCURRENCY)"

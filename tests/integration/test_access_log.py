@@ -49,7 +49,7 @@ def test_the_text_line_is_the_same_under_every_backend(backend: str, tmp_path: P
     assert len(lines) == 1, lines
     line = masked(lines[0])
     assert line == (
-        '127.0.0.1 - - [TIME] "GET /headers?x=1&y=two HTTP/1.1" 200 41 "http://example.test/" '
+        '127.0.0.1 - - [TIME] "GET /headers?x=1&y=two HTTP/1.1" 200 64 "http://example.test/" '
         '"probe/1.0" Dms pid=PID rid=req-42'
     ), lines[0]
     _reference.setdefault("line", line)
@@ -60,7 +60,7 @@ def test_the_text_line_is_the_same_under_every_backend(backend: str, tmp_path: P
 def test_access_log_format_with_several_atoms(backend: str, tmp_path: Path) -> None:
     layout = "%(m)s %(U)s q=%(q)s %(s)s %(B)sB %({x-request-id}i)s %({content-type}o)s %(H)s"
     lines = access_lines(serve_one(backend, tmp_path, ACCESS_LOG_FORMAT=layout))
-    assert lines == ["GET /headers q=x=1&y=two 200 41B req-42 application/json HTTP/1.1"], lines
+    assert lines == ["GET /headers q=x=1&y=two 200 64B req-42 application/json HTTP/1.1"], lines
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -24,6 +24,7 @@ import pytest
 from harness import DEMO, REPO, base_env, copy_demo, free_port, run_launcher
 
 from launcher.testing.process import Launcher, start_launcher
+from launcher.testing.tls import KEY_PASSWORD, Certificates
 
 pytestmark = pytest.mark.slow
 
@@ -163,7 +164,11 @@ def test_a_log_target_that_cannot_be_written_starts_nothing(
 def test_config_shows_the_names_of_secrets_not_their_values(backend: str, tmp_path: Path) -> None:
     app_dir = copy_demo(tmp_path / "app")
     (app_dir / "gunicorn_conf.py").write_text("raw_env = ['API_TOKEN=tok-s3cret']\n")
-    (app_dir / "hypercorn.toml").write_text('keyfile_password = "key-s3cret"\ncertfile = "/certs/c.pem"\n')
+    certs = Certificates.make(tmp_path / "certs")
+    (app_dir / "hypercorn.toml").write_text(
+        f"certfile = {str(certs.cert)!r}\nkeyfile = {str(certs.encrypted_key)!r}\n"
+        f"keyfile_password = {KEY_PASSWORD!r}\n"
+    )
     env = {
         "SERVER_BACKEND": backend,
         "APP_DIR": str(app_dir),
@@ -173,14 +178,17 @@ def test_config_shows_the_names_of_secrets_not_their_values(backend: str, tmp_pa
     as_json = run_launcher(env, ("config", "--json"))
     for result in (text, as_json):
         assert result.returncode == 0, result.stderr
-        assert "s3cret" not in result.stdout + result.stderr, result.stdout + result.stderr
-    settings = json.loads(as_json.stdout)["server_settings"]
+        for secret in ("s3cret", KEY_PASSWORD):
+            assert secret not in result.stdout + result.stderr, result.stdout + result.stderr
+    data = json.loads(as_json.stdout)
+    settings = data["server_settings"]
     if backend == "gunicorn":
         assert settings["raw_env"] == "['DATABASE_URL=***']"
         assert "DATABASE_URL=***" in text.stdout
     if backend == "hypercorn":
-        assert settings["keyfile_password"] == "***" and settings["certfile"] == "/certs/c.pem"
-        assert "keyfile_password" in text.stdout
+        # hypercorn.toml's TLS keys are the launcher's TLS settings, masked where they are secret.
+        assert data["ssl_keyfile_password"] == "***" and data["ssl_certfile"] == str(certs.cert)
+        assert "ssl_keyfile_password" in text.stdout
 
 
 def test_an_error_in_gunicorn_cmd_args_names_the_option_only(backend: str) -> None:
