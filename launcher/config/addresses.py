@@ -14,7 +14,7 @@ import os
 import re
 import socket
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +40,7 @@ class Address:
         return self
 
 
-_BIND = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.%\w]+)\]|(?P<host>[^:\[\]\s/]+)):(?P<port>\d{1,5})$")
+_BIND = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.%\w]+)\]|(?P<host>[^:\[\]\s/]+)):(?P<port>[0-9]{1,5})$")
 
 
 def parse(bind: str) -> Address:
@@ -65,6 +65,40 @@ def parse(bind: str) -> Address:
     except OSError:
         family = socket.AF_INET
     return Address(family, host, port)
+
+
+def repeated(binds: Iterable[str]) -> str | None:
+    """What makes a list of listen addresses unusable together (None: nothing): an address
+    repeated, or two that take the same socket (``ValueError`` if one is no address at all)."""
+    seen: list[tuple[str, Address]] = []
+    for bind in binds:
+        address = parse(bind)
+        for earlier, other in seen:
+            if _same_socket(address, other):
+                return (
+                    f"{bind} is repeated" if earlier == bind else f"{bind} takes the same socket as {earlier}"
+                )
+        seen.append((bind, address))
+    return None
+
+
+def _same_socket(a: Address, b: Address) -> bool:
+    """Whether listening on ``a`` and on ``b`` would take the same socket address: the same path,
+    the same IP address (however written) and port, or a wildcard and any address of its family
+    on that port (Linux refuses the second bind with EADDRINUSE)."""
+    if a.family != b.family or a.port != b.port:
+        return False
+    if a.family == socket.AF_UNIX:
+        return os.path.normpath(a.host) == os.path.normpath(b.host)
+    hosts = {_canonical(a.host), _canonical(b.host)}
+    return len(hosts) == 1 or bool(hosts & {"0.0.0.0", "::"})
+
+
+def _canonical(host: str) -> str:
+    try:
+        return str(ipaddress.ip_address(host.split("%")[0]))
+    except ValueError:
+        return host.lower()
 
 
 _HINTS = {

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from launcher.config.settings import BY_ENV
+from launcher.config.addresses import repeated
+from launcher.config.settings import BY_ENV, MOST_WORKERS
 from launcher.errors import ConfigError
 
 #: What a backend's own config file sets (``Backend.load_config_file``): config key -> (value,
@@ -104,6 +105,7 @@ class Config:
         for key, (value, source) in settings.items():
             if key in known:
                 value = tuple(value) if key == "bind" else value
+                _check_file_value(key, value, source)
                 if value == getattr(self, key):
                     continue
                 changes[key] = value
@@ -135,6 +137,22 @@ class Config:
         ``keyfile`` and ``certfile`` are not secrets and are shown.
         """
         return _masked(name, value)
+
+
+def _check_file_value(key: str, value: Any, source: str) -> None:
+    """A config file's worker count and listen addresses, held to the environment's rules: a count
+    no machine holds, or two addresses that take one socket, stop before anything forks."""
+    if key == "workers" and not (isinstance(value, int) and 1 <= value <= MOST_WORKERS):
+        raise ConfigError(
+            f"{source}: workers={value!r} is invalid: expected a whole number from 1 to {MOST_WORKERS}"
+        )
+    if key == "bind":
+        try:
+            problem = repeated(value)
+        except ValueError:
+            return  # the server's own forms (fd://...): the server decides
+        if problem:
+            raise ConfigError(f"{source}: bind={list(value)!r} is invalid: {problem}")
 
 
 #: Words that mark a setting's value as a secret (``h11_pass_raw_headers`` is not one).

@@ -801,6 +801,33 @@ class BackendConformance:
         assert len(lines) == 1 and missing in lines[0], lines
         assert "Traceback" not in lines[0]
 
+    @pytest.mark.parametrize(
+        ("variable", "value"),
+        [
+            ("WEB_CONCURRENCY", "99999999999999999999"),  # no machine holds it: nothing may fork
+            ("WEB_CONCURRENCY", "2_0"),  # Python's int() reads 20
+            ("PORT", "\uff18\uff10\uff10\uff10"),  # fullwidth 8000: int() reads 8000
+            ("BIND", "127.0.0.1:{port},127.0.0.1:{port}"),  # the second bind would fail after retries
+            ("ACCESS_LOG", "/proc/x.log"),  # a directory that exists, where no file can be created
+            ("ERROR_LOG", "/proc/x.log"),
+        ],
+        ids=["workers-huge", "underscore", "fullwidth", "bind-repeated", "access-log", "error-log"],
+    )
+    def test_bad_values_are_exit_2_in_one_line_before_anything_starts(
+        self, hello: Path, variable: str, value: str
+    ) -> None:
+        value = value.format(port=free_port())
+        started = time.monotonic()
+        with self.start(hello, **{variable: value}) as server:
+            code = server.wait(20)
+            children = server.children()
+            output = server.output()
+        assert code == 2, output[-3000:]
+        lines = output.strip().splitlines()
+        assert len(lines) == 1 and f"{variable}={value!r}" in lines[0], lines
+        assert "Traceback" not in output and not children, (output, children)
+        assert time.monotonic() - started < 15, "refused only after the server had tried"
+
     def test_app_raising_on_import_is_non_zero_with_one_traceback(self, tmp_path: Path) -> None:
         apps.install("raises_on_import", tmp_path)
         with self.start(tmp_path, WEB_CONCURRENCY="2") as server:
