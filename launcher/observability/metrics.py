@@ -30,7 +30,7 @@ import importlib.util
 import os
 import shutil
 from bisect import bisect_left
-from collections import Counter
+from collections import Counter as Tally
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import Any, Protocol
 
@@ -172,7 +172,7 @@ class ServerMetrics:
     """
 
     def __init__(self) -> None:
-        from prometheus_client import Gauge, Histogram
+        from prometheus_client import Counter, Gauge, Histogram
 
         labels = ["http_request_method", "http_response_status_code"]
         self.duration = Histogram(
@@ -196,14 +196,24 @@ class ServerMetrics:
             multiprocess_mode="livesum",
             registry=None,
         )
+        self.dropped = Counter(
+            "asgi_launcher_access_log_dropped_lines",
+            "Access log lines dropped: the log's reader did not keep up, or a request's values could "
+            "not be formatted.",
+            registry=None,
+        )
         #: The method of each HTTP request begun since the last batch (``RequestLog`` appends).
         self.begun: list[str] = []
         self._active: dict[str, int] = {}
         self._active_written: dict[str, int] = {}
 
+    def lost(self, count: int) -> None:
+        """``count`` access lines dropped (the access log's ``Writer`` says so)."""
+        self.dropped.inc(count)
+
     def counted(self, entries: list[Entry]) -> None:
         """Count a batch of requests done (and those begun since the last): a ``RequestLog`` sink."""
-        begun, self.begun[:] = Counter(self.begun), []
+        begun, self.begun[:] = Tally(self.begun), []
         active = self._active
         for method, count in begun.items():
             label = method if method in METHODS else "_OTHER"

@@ -600,6 +600,198 @@ class BackendConformance:
         # lines may remain.
         assert not server_lines(output), output
 
+    # -- what goes out: access lines nobody can forge, the response the client got --------------
+
+    #: Every atom of ACCESS_LOG_FORMAT, the client's fields quoted: a line has exactly
+    #: ``KIT_QUOTED`` quoted fields and no other ``"``, whatever a request held.
+    KIT_FORMAT = (
+        'KIT %(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s %(B)s "%(f)s" "%(a)s" "%(m)s" "%(U)s" "%(q)s" '
+        '%(H)s %(T)s %(M)s %(D)s %(L)s %(p)s "%({x-kit}i)s" "%({content-type}o)s"'
+    )
+    KIT_QUOTED = 8
+
+    #: Requests a client may send to forge a line or a field: (marker, raw request). A server's
+    #: parser may refuse some (then the app sees nothing); what reaches the app must be escaped.
+    HOSTILE_REQUESTS: ClassVar[tuple[tuple[str, bytes], ...]] = (
+        # A decoded CR LF in the path (%(U)s) would end the line and start a forged one.
+        (
+            "crlf",
+            b"GET /x%0d%0a6.6.6.6%20-%20-%20[01/Jan/2027:00:00:00%20+0000]%20%22GET%20/admin%22%20200 HTTP/1.1",
+        ),
+        ("quotes", b'GET /a"b\\c?q="x\\y HTTP/1.1'),
+        ("agent", b'GET /agent HTTP/1.1\r\nUser-Agent: x" 200 "forged\r\nReferer: \\"ref'),
+        (
+            "control",
+            b"GET /control HTTP/1.1\r\nUser-Agent: a\x1b[31mred\x07bell\x7f\r\nReferer: \x1b]0;title\x07",
+        ),
+        ("latin1", b"GET /caf%C3%A9?q=%FF HTTP/1.1\r\nUser-Agent: caf\xe9 \xff"),
+    )
+
+    @staticmethod
+    def read_responses(sock: socket.socket, count: int) -> list[tuple[int, dict[str, str], bytes]]:
+        """Read up to ``count`` HTTP/1.x responses from ``sock`` in order (fewer if it closes):
+        (status, headers with lower-case names, body)."""
+        reader = sock.makefile("rb")
+
+        class Unclosed:  # each response closes its file once read: this one reads on
+            def __getattr__(self, name: str) -> Any:
+                return getattr(reader, name)
+
+            def close(self) -> None:
+                pass
+
+        class Source:
+            def makefile(self, *args: Any, **kwargs: Any) -> Any:
+                return Unclosed()
+
+        found = []
+        try:
+            for _ in range(count):
+                response = http.client.HTTPResponse(Source(), method="GET")  # type: ignore[arg-type]
+                try:
+                    response.begin()
+                    body = response.read()
+                except (OSError, http.client.HTTPException):
+                    break
+                found.append((response.status, {k.lower(): v for k, v in response.getheaders()}, body))
+        finally:
+            reader.close()
+        return found
+
+    def access_lines(self, output: str, marker: str = "KIT ") -> list[str]:
+        return [line for line in output.splitlines() if line.startswith(marker)]
+
+    def test_hostile_requests_cannot_forge_or_break_an_access_line(self, hello: Path) -> None:
+        self.require("supports_access_log")
+        with self.serve(hello, WEB_CONCURRENCY="1", ACCESS_LOG_FORMAT=self.KIT_FORMAT) as server:
+            answered = {}
+            for marker, head in self.HOSTILE_REQUESTS:
+                data = head + f"\r\nHost: x\r\nX-Kit: {marker}\r\nConnection: close\r\n\r\n".encode()
+                with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                    sock.sendall(data)
+                    got = self.read_responses(sock, 1)
+                answered[marker] = got[0][0] if got else None
+            assert self.stop(server) == 0
+            output = server.output()
+        lines = self.access_lines(output)
+        reached = [m for m, status in answered.items() if status == 200]
+        assert reached, (answered, output[-3000:])  # some hostile requests reach every app
+        for line in lines:
+            assert all(" " <= c <= "~" for c in line), f"a raw control or non-ASCII byte: {line!r}"
+            quoted = re.findall(r'"((?:[^"\\]|\\.)*)"', line)
+            rest = re.sub(r'"((?:[^"\\]|\\.)*)"', "", line)
+            assert len(quoted) == self.KIT_QUOTED and '"' not in rest, f"a field was forged: {line!r}"
+        assert not [line for line in output.splitlines() if line.startswith("6.6.6.6")], output[-3000:]
+        for marker in reached:
+            mine = [line for line in lines if f'"{marker}"' in line]
+            assert len(mine) == 1, (marker, lines)
+        crlf = next((line for line in lines if '"crlf"' in line), None)
+        if crlf is not None:
+            assert "/x\\x0D\\x0A6.6.6.6" in crlf, crlf
+        control = next((line for line in lines if '"control"' in line), None)
+        if control is not None:
+            assert "a\\x1B[31mred\\x07bell\\x7F" in control, control
+
+    def test_hostile_requests_keep_json_access_lines_valid(self, hello: Path) -> None:
+        self.require("supports_access_log")
+        with self.serve(hello, WEB_CONCURRENCY="1", LOG_FORMAT="json") as server:
+            answered = {}
+            for marker, head in self.HOSTILE_REQUESTS:
+                data = (
+                    head + f"\r\nHost: x\r\nX-Request-ID: kit-{marker}\r\nConnection: close\r\n\r\n".encode()
+                )
+                with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                    sock.sendall(data)
+                    got = self.read_responses(sock, 1)
+                answered[marker] = got[0][0] if got else None
+            assert self.stop(server) == 0
+            output = server.output()
+        events = {e.get("http.request.id"): e for e in json_lines(output) if e.get("http.request.id")}
+        for marker, status in answered.items():
+            if status == 200:
+                assert f"kit-{marker}" in events, (marker, output[-3000:])
+        control = events.get("kit-control")
+        if control is not None:
+            assert control["user_agent.original"] == "a\x1b[31mred\x07bell\x7f", control
+
+    @pytest.mark.parametrize(
+        "path",
+        [
+            "/status?999",  # Gunicorn and Uvicorn dropped the connection; the line said 999
+            "/status?1000",  # panicked Granian's worker (Rust, SIGABRT)
+            "/status?99",
+            "/status?x",  # not an int
+            "/bad-header?nul",  # the client got nothing or a 500; the line said 200
+            "/bad-header?crlf",
+            "/bad-header?name",
+            "/bad-header?unicode",
+            "/silent",  # each server's own 500; the line said 0
+        ],
+    )
+    def test_an_invalid_response_is_answered_500_and_the_line_says_so(self, hello: Path, path: str) -> None:
+        with self.serve(hello, WEB_CONCURRENCY="1") as server:
+            worker = server.get("/pid")[2]
+            data = (
+                f"GET {path} HTTP/1.1\r\nHost: x\r\nX-Request-ID: kit-bad\r\n\r\n"
+                "GET /pid HTTP/1.1\r\nHost: x\r\nX-Request-ID: kit-next\r\nConnection: close\r\n\r\n"
+            ).encode()
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                sock.sendall(data)
+                got = self.read_responses(sock, 2)
+            assert [status for status, _, _ in got] == [500, 200], (got, server.output()[-3000:])
+            assert "x-injected" not in got[0][1], got
+            assert got[1][2] == worker, "the worker was replaced: it died on the response"
+            assert self.stop(server) == 0
+            output = server.output()
+        if self.supports_access_log:
+            line = [text for text in output.splitlines() if "rid=kit-bad" in text]
+            assert len(line) == 1 and '" 500 21 "' in line[0], (line, output[-3000:])
+        assert output.count("answered 500") == 1, output[-3000:]
+
+    def test_the_connection_stays_usable_after_the_app_raised_after_its_response(self, hello: Path) -> None:
+        # FastAPI and Starlette answer an unhandled exception with their own 500 and then re-raise
+        # it: a pooled client's next request on that keep-alive connection must be served.
+        with self.serve(hello, WEB_CONCURRENCY="1") as server:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                sock.sendall(b"GET /raise-after?kit-after HTTP/1.1\r\nHost: x\r\n\r\n")
+                first = self.read_responses(sock, 1)
+                assert first and first[0][0] == 200 and first[0][2] == b"done", first
+                assert first[0][1].get("connection", "").lower() != "close", first
+                sock.sendall(b"GET /pid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                second = self.read_responses(sock, 1)
+            assert second and second[0][0] == 200, ("the keep-alive connection was closed", second)
+            assert self.stop(server) == 0
+            output = server.output()
+        assert output.count("hello app raised after its response kit-after") == 1, output[-3000:]
+
+    def test_an_exception_mid_response_cuts_the_connection_and_holds_up_no_stop(self, hello: Path) -> None:
+        # Only a cut connection tells the client its response is incomplete; a request pipelined
+        # behind it must not keep the worker (Hypercorn waited out GRACEFUL_TIMEOUT for it).
+        with self.serve(hello, WEB_CONCURRENCY="1", GRACEFUL_TIMEOUT="30") as server:
+            pipelined = b"GET /raise-midway?kit-midway HTTP/1.1\r\nHost: x\r\n\r\nGET /pid HTTP/1.1\r\nHost: x\r\n\r\n"
+            received, closed = self.exchange(server.port, pipelined)
+            assert closed, f"the connection is still open after {received!r}"
+            assert self.statuses(received) == [200] and received.endswith(b"half"), received
+            sigterm = time.monotonic()
+            server.signal(signal.SIGTERM)
+            code = server.wait(40)
+            took = time.monotonic() - sigterm
+        assert code == 0, server.output()[-3000:]
+        assert took < 5, f"exited {took:.1f}s after SIGTERM with nothing in flight"
+        assert server.output().count("hello app raised midway kit-midway") == 1, server.output()[-3000:]
+
+    def test_http_1_0_is_written_the_same_under_every_backend(self, hello: Path) -> None:
+        with self.serve(hello, WEB_CONCURRENCY="1") as server:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                sock.sendall(b"GET /version HTTP/1.0\r\nX-Request-ID: kit-10\r\n\r\n")
+                got = self.read_responses(sock, 1)
+            assert got and json.loads(got[0][2]) == {"http_version": "1.0"}, got
+            assert self.stop(server) == 0
+            output = server.output()
+        if self.supports_access_log:
+            line = [text for text in output.splitlines() if "rid=kit-10" in text]
+            assert len(line) == 1 and '"GET /version HTTP/1.0" 200 ' in line[0], line
+
     # -- LOG_FORMAT=json and LOG_CONFIG ----------------------------------------------------
 
     def test_json_logs_every_line_is_one_json_object(self, hello: Path) -> None:
@@ -859,6 +1051,20 @@ class BackendConformance:
             assert result["at"] > sigterm, "the request finished before SIGTERM: it proves nothing"
             assert code == 0, server.output()
             assert exited <= graceful, f"exited {exited:.1f}s after SIGTERM; GRACEFUL_TIMEOUT={graceful}"
+
+    def test_a_clients_websocket_close_code_reaches_the_app(self, hello: Path) -> None:
+        connect = websocket_connect()
+        with self.serve(hello, WEB_CONCURRENCY="1", ACCESS_LOG="") as server:
+            for code in (1000, 4001):
+                with connect(server.ws_url("/ws-close"), open_timeout=10, close_timeout=5) as ws:
+                    ws.close(code=code, reason="kit")
+                said = f"client closed with {code}"
+
+                def told(said: str = said) -> bool:
+                    return said in server.output()
+
+                server.wait_until(told, 10, f"the app got {code}")
+            assert "client closed with 1006" not in server.output(), server.output()[-3000:]
 
     def test_sigterm_closes_websocket_and_idle_connection_and_exits_0_at_once(self, hello: Path) -> None:
         self.require("supports_websocket_shutdown")

@@ -9,9 +9,10 @@ outermost first:
    failed boot, told the same way under every backend (``bootstrap.cannot_boot``);
 1. **watchdog** (``TIMEOUT`` > 0): the worker's event loop refreshes its heartbeat file, so
    the master (``launcher.master.Master.check``) can kill a worker whose loop is stuck;
-2. **int ports** and **CONNECT refused**: the ASGI scope's ports as ints where a server gives
-   strings; CONNECT answered 400, for servers that would pass it on: an app is not a proxy, and
-   a 2xx answer turns the connection into a tunnel (Hypercorn then fails with a traceback);
+2. **spec scope** and **CONNECT refused**: the ASGI scope's ports as ints and HTTP/1.0 as
+   ``"1.0"`` where a server says otherwise; CONNECT answered 400, for servers that would pass it
+   on: an app is not a proxy, and a 2xx answer turns the connection into a tunnel (Hypercorn
+   then fails with a traceback);
 3. **request checks**, for servers whose parser does not see to them: ``LIMIT_REQUEST_LINE``
    (414), ``LIMIT_REQUEST_FIELDS`` and ``LIMIT_REQUEST_FIELD_SIZE`` (431), Content-Length with
    Transfer-Encoding (400), each answered with ``connection: close``; an absolute-form target
@@ -26,10 +27,15 @@ outermost first:
    writes its line (the same under every backend: each server's own access logger is off) and
    the metrics count its duration, status and size (``launcher.observability.metrics``), after
    the proxy headers set the client address and before the root path changes the path;
-7. **root path** (``ROOT_PATH``): the ASGI ``root_path``, included in ``path`` as Uvicorn does;
-8. **WebSocket drain**, for servers that leave WebSockets open when they stop: on shutdown each
+7. **response check** (always, for HTTP): what the app sends is checked before the server sees
+   it, so every server answers the same and the request log records what the client got: an
+   invalid status or header, or no response at all, is answered 500 instead; an exception the
+   app raises once its response is complete is logged (once) and goes no further, so the
+   server keeps the connection for its next request (``ResponseCheck``);
+8. **root path** (``ROOT_PATH``): the ASGI ``root_path``, included in ``path`` as Uvicorn does;
+9. **WebSocket drain**, for servers that leave WebSockets open when they stop: on shutdown each
    open WebSocket is closed with 1012 (service restart) and the app's ``receive`` says so;
-9. **ASGI 2 adapter**, for apps in the legacy double-callable form.
+10. **ASGI 2 adapter**, for apps in the legacy double-callable form.
 
 A layer whose setting is off is not in the chain at all, so it costs nothing per request; the
 layers that are on return the inner app's awaitable rather than adding a coroutine frame, except
@@ -40,8 +46,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import os
 import random
+import re
 import traceback
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
@@ -92,9 +100,11 @@ class ServerTraits:
     #: It holds request heads to ``LIMIT_REQUEST_*`` itself (414, 431), refuses Content-Length
     #: with Transfer-Encoding (400) and serves an absolute-form target as its path.
     checks_requests: bool = False
-    #: Its scope's ``client`` and ``server`` ports are ints, as the ASGI spec says (Granian's
-    #: are strings, which reach ``request.client.port`` and Django's ``REMOTE_PORT``).
-    int_ports: bool = True
+    #: Its scope's ``client`` and ``server`` ports are ints and an HTTP/1.0 request's
+    #: ``http_version`` is ``"1.0"``, as the ASGI spec says (Granian's ports are strings, which
+    #: reach ``request.client.port`` and Django's ``REMOTE_PORT``, and its HTTP/1.0 is ``"1"``,
+    #: which reached the access line as ``HTTP/1``).
+    spec_scope: bool = True
     #: The names of its own loggers (not its access logger) as it has set them up in the worker
     #: by the time ``build`` runs: they keep their handlers, stop passing records on to the root
     #: logger, and with ``LOG_FORMAT=json`` write JSON (``launcher.logs.adopt``).
@@ -241,8 +251,9 @@ class ShutdownNotice:
         loop.call_later(self.CHECK_EVERY, self._look, loop)
 
 
-class IntPorts:
-    """``client`` and ``server`` ports as ints, for servers that give strings."""
+class SpecScope:
+    """``client`` and ``server`` ports as ints, and HTTP/1.0 as ``"1.0"``, for servers that say
+    otherwise (Granian: strings, and ``"1"``)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -252,7 +263,138 @@ class IntPorts:
             address = scope.get(key)
             if address and isinstance(address[1], str):
                 scope[key] = (address[0], int(address[1]) if address[1].isdigit() else None)
+        if scope.get("http_version") == "1":
+            scope["http_version"] = "1.0"
         return self.app(scope, receive, send)
+
+
+#: A header name: RFC 9110's token characters.
+_HEADER_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: What no header value may hold: it would end the header, or the head.
+_BAD_VALUE = re.compile(rb"[\x00\r\n]")
+_INTERNAL_ERROR = b"Internal Server Error"
+_log = logging.getLogger("asgi_launcher")
+
+
+def response_problem(message: Message) -> str | None:
+    """Why an ``http.response.start`` message is no valid response (None: it is one), and its
+    headers as bytes: a ``str`` name or value Latin-1 can spell is encoded in place."""
+    status = message.get("status")
+    if type(status) is not int or not 100 <= status <= 599:
+        return f"status {status!r} is not a whole number from 100 to 599"
+    try:
+        headers = message.get("headers") or ()
+        fixed = None
+        for index, (name, value) in enumerate(headers):
+            if isinstance(name, str) or isinstance(value, str):
+                fixed = fixed if fixed is not None else list(headers)
+                name, value = _latin1(name), _latin1(value)
+                fixed[index] = (name, value)
+            if not isinstance(name, bytes) or not _HEADER_NAME.fullmatch(name):
+                return f"header name {name!r} is not a token"
+            if not isinstance(value, bytes) or _BAD_VALUE.search(value):
+                return f"header {name.decode()!r} has a value with a NUL, CR or LF, or not bytes: {value!r}"
+    except (TypeError, ValueError, UnicodeEncodeError) as exc:
+        return f"headers are not (name, value) byte pairs ({exc})"
+    if fixed is not None:
+        message["headers"] = fixed
+    return None
+
+
+def _latin1(text: Any) -> Any:
+    return text.encode("latin-1") if isinstance(text, str) else text
+
+
+#: The messages that can end a response, each with the key that says more follows.
+_LAST_MESSAGE = {
+    "http.response.body": "more_body",
+    "http.response.trailers": "more_trailers",
+    "http.response.pathsend": "more_body",
+    "http.response.zerocopysend": "more_body",
+}
+
+
+class _Exchange:
+    """The ``send`` ``ResponseCheck`` gives the app: each start message checked, and where the
+    response stands: 0 not begun, 1 begun, 2 complete (or replaced by the check's own 500)."""
+
+    __slots__ = ("replaced", "send", "state", "trailers")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.state = 0
+        self.replaced = False
+        self.trailers = False
+
+    async def __call__(self, message: Message) -> None:
+        kind = message["type"]
+        if self.replaced:
+            return  # the rest of a response already answered 500
+        if kind == "http.response.start" and self.state == 0:
+            problem = response_problem(message)
+            if problem is not None:
+                _log.error("the app's response is invalid (%s): answered 500 instead", problem)
+                self.replaced = True
+                await self.internal_error()
+                return
+            self.state = 1
+            self.trailers = bool(message.get("trailers"))
+        elif (
+            kind in _LAST_MESSAGE
+            and not message.get(_LAST_MESSAGE[kind])
+            and not (self.trailers and kind == "http.response.body")
+        ):
+            self.state = 2
+        await self.send(message)
+
+    async def internal_error(self) -> None:
+        self.state = 2
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21")]
+        await self.send({"type": "http.response.start", "status": 500, "headers": headers})
+        await self.send({"type": "http.response.body", "body": _INTERNAL_ERROR})
+
+
+class ResponseCheck:
+    """What the app sends, checked before the server sees it, the same under every backend.
+
+    Servers differ on a broken response, and none tells the request log: a status of 999 is
+    written as it is by one, drops the connection under another, panics Granian's worker (in
+    Rust, outside 100-999); a NUL in a header value gets a 500 or nothing; an app that sends
+    nothing gets each server's own 500. Here each of those is answered 500 (one line says
+    why), so the client gets the same answer and the access line says what it got.
+
+    An exception raised once the response is complete (FastAPI and Starlette re-raise after
+    their own 500) is logged once and stops here: Gunicorn's and Uvicorn's workers would close
+    the keep-alive connection after a response that did not say so, and a pooled client's next
+    request on it would be reset. One raised before the response is answered 500 the same way.
+    One raised mid-response goes on to the server, which must cut the connection: the client
+    cannot be told otherwise that its response is incomplete.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        if scope["type"] != "http":
+            return self.app(scope, receive, send)
+        return self._checked(scope, receive, send)
+
+    async def _checked(self, scope: Scope, receive: Receive, send: Send) -> None:
+        exchange = _Exchange(send)
+        try:
+            await self.app(scope, receive, exchange)
+        except Exception:
+            if exchange.state == 1:
+                raise  # mid-response: only a cut connection tells the client
+            if exchange.state == 2:
+                _log.exception("the app raised after its response was complete (the connection stays open)")
+                return
+            _log.exception("the app raised before its response: answered 500")
+            await exchange.internal_error()
+            return
+        if exchange.state == 0:
+            _log.error("the app returned without sending a response: answered 500")
+            await exchange.internal_error()
 
 
 class RefuseConnect:
@@ -552,6 +694,7 @@ def build(
         app = drain = add("websocket-drain", WebSocketDrain(app))
     if config.root_path:
         app = add("root-path", RootPath(app, config.root_path))
+    app = add("response-check", ResponseCheck(app))
     counted = None
     if config.ops_port:
         from launcher.observability import metrics
@@ -584,8 +727,8 @@ def build(
         app = add("request-checks", RequestChecks(app, config))
     if not traits.refuses_connect:
         app = add("refuse-connect", RefuseConnect(app))
-    if not traits.int_ports:
-        app = add("int-ports", IntPorts(app))
+    if not traits.spec_scope:
+        app = add("spec-scope", SpecScope(app))
     if state_dir is not None and config.timeout > 0:
         app = add("watchdog", Watchdog(app, state_dir, config.timeout))
     app = add("boot", Boot(app, context))

@@ -197,3 +197,45 @@ def test_a_scrape_reads_past_a_file_a_worker_is_still_creating(tmp_path: Path) -
     out = script(tmp_path, SCRAPE_SCRIPT)
     line = 'http_server_request_duration_seconds_count{http_request_method="GET",http_response_status_code="200"} 1.0'
     assert line in out.splitlines()
+
+
+DROPPED_SCRIPT = r"""
+import asyncio, os, sys
+from launcher.observability.access_log import TextLayout, layer as make
+from launcher.observability.metrics import ServerMetrics, exposition
+
+class Master:  # what MasterCollector reads
+    workers_wanted, restarts = 1, {}
+    def booted_count(self): return 1
+
+async def app(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+async def noop(message): pass
+
+async def main():
+    metrics = ServerMetrics()
+    log = make(app, "-", TextLayout("%(U)s"), metrics)
+    writer = log.sinks[0]
+    read, write = os.pipe()  # a log collector that never reads: the pipe fills at 64 KiB
+    writer.fd = write
+    scope = {"type": "http", "method": "GET", "path": "/" + "x" * 500, "headers": []}
+    while writer.dropped < 1000:
+        await log(dict(scope), None, noop)
+    log.flush()
+    return writer.dropped
+
+dropped = asyncio.run(main())
+body, _ = exposition(Master(), sys.argv[1])
+print(dropped)
+print(body.decode())
+os._exit(0)
+"""
+
+
+def test_dropped_access_lines_are_counted_on_metrics(tmp_path: Path) -> None:
+    dropped, _, body = script(tmp_path, DROPPED_SCRIPT).partition("\n")
+    assert int(dropped) >= 1000
+    assert f"asgi_launcher_access_log_dropped_lines_total {float(dropped)}" in body.splitlines(), body
+

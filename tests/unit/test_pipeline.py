@@ -99,27 +99,38 @@ def test_asgi_version_tells_the_legacy_form_from_asgi3() -> None:
 def test_layers_are_absent_when_their_settings_are_off(tmp_path: Path) -> None:
     off = config(tmp_path, TIMEOUT="0")
     built = build(worker(off, tmp_path), retire=lambda: None, app=modern)
-    assert built.layers == ("boot", "refuse-connect", "request-checks", "proxy-headers", "websocket-drain")
+    assert built.layers == (
+        "boot",
+        "refuse-connect",
+        "request-checks",
+        "proxy-headers",
+        "response-check",
+        "websocket-drain",
+    )
     traits = ServerTraits(
         proxy_headers=True, closes_websockets=True, refuses_connect=True, checks_requests=True
     )
-    assert build(worker(off), retire=lambda: None, traits=traits, app=modern).layers == ("boot",)
+    assert build(worker(off), retire=lambda: None, traits=traits, app=modern).layers == (
+        "boot",
+        "response-check",
+    )
 
 
 def test_layers_follow_the_documented_order(tmp_path: Path) -> None:
     log = str(tmp_path / "access.log")
     on = config(tmp_path, TIMEOUT="30", MAX_REQUESTS="10", ROOT_PATH="/api", ACCESS_LOG=log)
-    traits = ServerTraits(int_ports=False)
+    traits = ServerTraits(spec_scope=False)
     built = build(worker(on, tmp_path), retire=lambda: None, app=Legacy, traits=traits)
     assert built.layers == (
         "boot",
         "watchdog",
-        "int-ports",
+        "spec-scope",
         "refuse-connect",
         "request-checks",
         "request-limit",
         "proxy-headers",
         "access-log",
+        "response-check",
         "root-path",
         "websocket-drain",
         "asgi2",

@@ -19,7 +19,7 @@ from launcher.worker import ServerTraits, WorkerApp, WorkerContext, accept_stop_
 #: Its graceful stop also closes idle keep-alive connections at once, under a next request
 #: already on its way: a retiring worker first tells every keep-alive client to leave
 #: (``retire_delay``; measured: 3.4 such failures a retirement without, about 1 with).
-TRAITS = ServerTraits(retire_settle=0.05, retire_delay=0.3, int_ports=False, loggers=("_granian",))
+TRAITS = ServerTraits(retire_settle=0.05, retire_delay=0.3, spec_scope=False, loggers=("_granian",))
 
 #: This worker's graceful stop, once Granian has set up its signals (see below).
 _stop_worker: Callable[[], None] | None = None

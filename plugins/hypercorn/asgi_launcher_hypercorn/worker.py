@@ -27,6 +27,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
 from hypercorn.utils import wrap_app
 
+from asgi_launcher_hypercorn import websocket
 from asgi_launcher_hypercorn.limits import install as install_limits
 from launcher.worker import ServerTraits, WorkerApp, WorkerContext, accept_stop_signals, build_worker_app
 
@@ -144,6 +145,7 @@ def _load(context: WorkerContext, hc: HypercornConfig, ready: Connection, stop: 
     # Hypercorn sets up its error logger when it is first asked for it (on serving): now, so
     # that the pipeline makes it follow LOG_FORMAT and LOG_CONFIG applies after it.
     hc.log  # noqa: B018
+    websocket.install()  # the client's close code reaches the app (asgi_launcher_hypercorn.websocket)
     # install_limits: request checks in Hypercorn's HTTP/1.1 protocol (asgi_launcher_hypercorn.limits)
     traits = ServerTraits(
         asyncio=hc.worker_class != "trio",
