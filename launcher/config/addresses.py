@@ -67,6 +67,17 @@ def parse(bind: str) -> Address:
     return Address(family, host, port)
 
 
+def ops_host_for(binds: Iterable[str]) -> str:
+    """Where the operations listener listens by default: the host of the app's first TCP address
+    (a loopback app keeps it loopback, a wildcard one serves the probes on every interface), or
+    ``127.0.0.1`` for an app on unix sockets only, which no other machine reaches either."""
+    for bind in binds:
+        address = parse(bind)
+        if address.family != socket.AF_UNIX:
+            return address.host
+    return "127.0.0.1"
+
+
 def repeated(binds: Iterable[str]) -> str | None:
     """What makes a list of listen addresses unusable together (None: nothing): an address
     repeated, or two that take the same socket (``ValueError`` if one is no address at all)."""

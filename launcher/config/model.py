@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from launcher.config.addresses import repeated
+from launcher.config.addresses import ops_host_for, repeated
 from launcher.config.settings import BY_ENV, MOST_WORKERS
 from launcher.errors import ConfigError
 
@@ -109,6 +109,8 @@ class Config:
                 if value == getattr(self, key):
                     continue
                 changes[key] = value
+                if key == "bind" and not self.sources.get("ops_host", "").startswith("env:"):
+                    changes["ops_host"] = ops_host_for(value)  # OPS_HOST follows the app's address
             else:
                 extra[key] = value
             sources[key] = source

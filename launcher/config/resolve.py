@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from launcher.config.addresses import ops_host_for
 from launcher.config.log_config import load_log_config
 from launcher.config.model import Config, MissingApp
 from launcher.config.resources import cpu_budget, memory_cap, memory_limit
@@ -388,12 +389,12 @@ def resolve(
         if config_file:
             sources["config_file"] = "computed"
 
-    # OPS_HOST: HOST's value when unset (whether HOST is set or defaulted).
+    # OPS_HOST: from the app's own address when unset (launcher.config.addresses.ops_host_for).
     if "OPS_HOST" in env:
         ops_host = direct("ops_host", "OPS_HOST")
     else:
-        ops_host = values["HOST"]
-        sources["ops_host"] = "computed" if "HOST" in env else "default"
+        ops_host = ops_host_for(bind)
+        sources["ops_host"] = "default" if sources["bind"] == "default" else "computed"
 
     if values["OPS_PORT"] is not None:
         clash = [

@@ -539,8 +539,10 @@ SETTINGS: tuple[Setting, ...] = (
         "ops_host",
         "host",
         None,
-        "`$HOST`",
-        "Address the operations listener listens on.",
+        "the app's address: the host of the first TCP address in `BIND` (`$HOST`), `127.0.0.1` "
+        "for unix sockets only",
+        "Address the operations listener listens on: by default no more public than the app "
+        "(`BIND=127.0.0.1:8000` keeps it on loopback; the image's `0.0.0.0` lets the kubelet probe it).",
     ),
     Setting(
         "SHUTDOWN_DELAY",

@@ -37,6 +37,7 @@ import os
 import re
 import signal
 import socket
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -155,6 +156,22 @@ def prometheus_samples(text: str) -> list[tuple[str, dict[str, str], float]]:
 def metric_sum(text: str, name: str) -> float:
     """The sum of every sample named exactly ``name``, whatever its labels (0 if there is none)."""
     return sum(value for sample, _, value in prometheus_samples(text) if sample == name)
+
+
+def listening_hosts(port: int) -> set[str]:
+    """The addresses something listens on at TCP ``port`` (``/proc/net/tcp`` and ``tcp6``)."""
+    hosts = set()
+    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+        with suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                address, _, hex_port = local.partition(":")
+                if state == "0A" and int(hex_port, 16) == port:
+                    raw = bytes.fromhex(address)
+                    # /proc prints each 32-bit word in host (little-endian) order
+                    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+                    hosts.add(socket.inet_ntop(family, words))
+    return hosts
 
 
 class BackendConformance:
@@ -397,6 +414,18 @@ class BackendConformance:
         assert took >= delay, f"stopped {took:.1f}s after SIGTERM; SHUTDOWN_DELAY={delay}"
         # probe --ready reads the status only and closes: that is no traceback in the master's log.
         assert "Traceback" not in server.output(), server.output()[-3000:]
+
+    @pytest.mark.parametrize("bind", ["127.0.0.1:{port}", "unix:{sock}"], ids=["loopback", "unix"])
+    def test_ops_listener_is_no_more_public_than_the_app(self, ops_app: Path, bind: str) -> None:
+        # OPS_HOST unset: /metrics and the probes listen where the app does (0.0.0.0 before).
+        ops_port = free_port()
+        with tempfile.TemporaryDirectory(prefix="kit-", dir="/tmp") as sock_dir:
+            address = bind.format(port=free_port(), sock=f"{sock_dir}/app.sock")
+            env = {"BIND": address, "OPS_PORT": str(ops_port), "ACCESS_LOG": "", "WEB_CONCURRENCY": "1"}
+            with self.start(ops_app, **env) as server:
+                server.wait_until(lambda: self.ops_status(ops_port, "/livez") == 200, 30, "/livez")
+                assert listening_hosts(ops_port) == {"127.0.0.1"}, listening_hosts(ops_port)
+                assert self.stop(server) == 0, server.output()[-3000:]
 
     def test_ops_a_second_sigterm_skips_shutdown_delay(self, ops_app: Path) -> None:
         delay, ops_port = 60, free_port()
