@@ -49,7 +49,16 @@ def test_a_log_file_on_a_read_only_root_is_exit_2_in_one_line(
     docker: Docker, user: str, path: str, why: str, variable: str
 ) -> None:
     done = docker(
-        "run", "--rm", "--user", user, "--read-only", "--tmpfs", "/tmp", f"-e{variable}={path}", TAG, check=False
+        "run",
+        "--rm",
+        "--user",
+        user,
+        "--read-only",
+        "--tmpfs",
+        "/tmp",
+        f"-e{variable}={path}",
+        TAG,
+        check=False,
     )
     lines = [line for line in done.stderr.strip().splitlines() if not line.startswith("WARNING: IPv4")]
     assert done.returncode == 2, done.stdout + done.stderr
