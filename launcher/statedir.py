@@ -7,6 +7,7 @@ worker; each side writes files the other looks at:
 * ``<pid>.booted``: the worker's app has started (lifespan startup done): ``/readyz``, and the
   line between a worker that failed to boot and one that died after serving;
 * ``<pid>.failed``: why the worker could not boot, one line, for the master's report;
+* ``<pid>.retiring``: the worker has asked to be retired, and why (``memory``);
 * ``shutting-down``: the master's notice that ``SHUTDOWN_DELAY`` has begun.
 
 This module only names them, so neither side imports the other.
@@ -23,6 +24,7 @@ PREFIX = "asgi-launcher-"
 SHUTDOWN_NOTICE = "shutting-down"
 BOOTED_SUFFIX = ".booted"
 FAILED_SUFFIX = ".failed"
+RETIRING_SUFFIX = ".retiring"
 
 
 def heartbeat(directory: str, pid: int) -> str:
@@ -35,6 +37,10 @@ def booted(directory: str, pid: int) -> str:
 
 def failed(directory: str, pid: int) -> str:
     return os.path.join(directory, f"{pid}{FAILED_SUFFIX}")
+
+
+def retiring(directory: str, pid: int) -> str:
+    return os.path.join(directory, f"{pid}{RETIRING_SUFFIX}")
 
 
 def heartbeat_interval(timeout: float) -> float:

@@ -523,7 +523,8 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "unset (off)",
         "A worker whose own memory (USS) exceeds this many MiB is retired gracefully and replaced, "
-        "as after `MAX_REQUESTS`; checked about once a second.",
+        "as after `MAX_REQUESTS`; checked by the worker after each request (so it passes the limit "
+        "by at most one request's allocation) and by the master about once a second.",
     ),
     Setting(
         "OPS_PORT",

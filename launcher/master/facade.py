@@ -203,6 +203,8 @@ class Master:
         if booted is None:
             booted = self.state.booted(pid)
         cause, trace = ("", "") if booted else self.state.failure(pid)
+        if code == 0 and self.state.retiring(pid) == "memory":  # it said so itself, in its line
+            self._stopped.setdefault(pid, "memory")
         started = self._alive.pop(pid, None)
         self.state.forget(pid)
         if self.metrics_dir is not None:
@@ -317,7 +319,9 @@ class Master:
     ) -> list[int]:
         """Retire every worker whose own memory exceeds MAX_WORKER_MEMORY; return them. It
         measures at most every ``MEMORY_CHECK_EVERY`` seconds, and a worker's USS only when its
-        RSS is over the limit (``launcher.procfs.memory_over``, the default ``measure``)."""
+        RSS is over the limit (``launcher.procfs.memory_over``, the default ``measure``). A
+        worker's pipeline looks after each of its requests and retires it itself (one line,
+        and a mark this reads): this look is for memory that grows between requests."""
         limit_mib = self.config.max_worker_memory
         now = time.monotonic()
         # A little slack: a loop that wakes every MEMORY_CHECK_EVERY (Gunicorn's arbiter sleeps
@@ -328,7 +332,7 @@ class Master:
         over = measure or memory_over
         stopped = []
         for pid in pids:
-            if pid in self._stopped:
+            if pid in self._stopped or self.state.retiring(pid):  # retired already, or retiring itself
                 continue
             used = over(pid, limit_mib * MIB)
             if used is None:

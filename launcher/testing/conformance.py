@@ -1297,6 +1297,39 @@ class BackendConformance:
             assert f"worker {grown} died" not in output, output[-3000:]  # not a crash
             assert server.ok("/pid")
 
+    def test_max_worker_memory_is_looked_at_after_every_request(self, hello: Path) -> None:
+        # A worker over the limit at the end of a request is retired then, not at the master's
+        # next look (about once a second: workers grew hundreds of MiB past the limit in
+        # between). Here it is over only between two requests on one keep-alive connection, a
+        # few milliseconds: only a look after the request sees it.
+        self.require("supports_max_worker_memory")
+        limit, grow = 100, 140
+        env = {"WEB_CONCURRENCY": "2", "MAX_WORKER_MEMORY": str(limit), "ACCESS_LOG": ""}
+        line = re.compile(
+            rf"\bworker (\d+) uses ([\d.]+) MiB \((?:USS|RSS)\), over MAX_WORKER_MEMORY={limit}\b"
+        )
+        with self.serve(hello, **env) as server:
+            server.wait_until(lambda: len(server.serving()) == 2, 20, "2 workers")
+            conn = http.client.HTTPConnection(server.host, server.port, timeout=30)
+            try:
+                conn.request("GET", f"/grow?mb={grow}")
+                response = conn.getresponse()
+                grown = int(json.loads(response.read())["pid"])
+                with suppress(OSError, http.client.HTTPException):  # (it may be closing by then)
+                    conn.request("GET", "/shrink")
+                    conn.getresponse().read()
+            finally:
+                conn.close()
+            server.wait_until(lambda: line.search(server.output()), 10, f"worker {grown} retired")
+            server.wait_until(
+                lambda: len(server.serving()) == 2 and grown not in server.serving(), 20, "replaced"
+            )
+            output = server.output()
+        found = line.findall(output)
+        assert [pid for pid, _ in found] == [str(grown)], (found, output[-3000:])
+        assert limit < float(found[0][1]) <= limit + grow, found
+        assert f"worker {grown} died" not in output, output[-3000:]
+
     def test_workers_are_the_oom_killers_choice_not_the_master(self, hello: Path) -> None:
         self.require("supports_worker_oom_score")
 

@@ -17,10 +17,11 @@ outermost first:
    (414), ``LIMIT_REQUEST_FIELDS`` and ``LIMIT_REQUEST_FIELD_SIZE`` (431), Content-Length with
    Transfer-Encoding (400), each answered with ``connection: close``; an absolute-form target
    (``GET http://host/path``) reaches the app as its path;
-4. **request limit** (``MAX_REQUESTS`` > 0): counts requests and, with the worker's last one,
-   asks the server to retire the worker gracefully (that request is still served);
-   **shutdown notice** (``SHUTDOWN_DELAY`` > 0): once the master's delay has begun, every
-   response carries ``connection: close``, so keep-alive clients leave before the drain;
+4. **retirement** (always): once the worker is on its way out (its ``MAX_REQUESTS``-th
+   request, its memory past ``MAX_WORKER_MEMORY`` after a request, the master's
+   ``SHUTDOWN_DELAY`` begun, or a drain), every response carries ``connection: close``, so
+   keep-alive clients leave between two requests; the first two also ask the server to retire
+   the worker gracefully (``Retirement``);
 5. **proxy headers** (``FORWARDED_ALLOW_IPS``), unless the server applies them itself;
 6. **request log** (``ACCESS_LOG`` not empty, or ``OPS_PORT`` with ``prometheus_client``;
    ``launcher.observability.access_log``): one record a request, from which the access log
@@ -57,6 +58,7 @@ from typing import TYPE_CHECKING, Any
 
 from launcher import statedir
 from launcher.errors import ConfigError
+from launcher.procfs import OwnMemory
 from launcher.worker import bootstrap
 from launcher.worker.bootstrap import WorkerContext
 from launcher.worker.importer import import_app
@@ -69,6 +71,7 @@ if TYPE_CHECKING:
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
+MIB = 1024 * 1024
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
@@ -166,49 +169,129 @@ class RootPath:
         return self.app(scope, receive, send)
 
 
-class RequestLimit:
-    """``MAX_REQUESTS``: the worker's ``limit``-th request starts its retirement.
+class Retirement:
+    """The worker's way out, the same under every backend: from the moment it is on its way, every
+    response closes its connection, so a keep-alive client moves to another worker between two
+    requests instead of finding its connection cut under the next one.
 
-    ``retire`` is the server's own graceful stop (stop accepting now, finish what is in flight,
-    including this request, then exit 0); the master then starts a fresh worker and does not
-    count the exit as a crash. Retiring when the last request *starts* rather than when it ends
-    means the worker accepts no connection it would then have to drop.
+    It is on its way when:
+
+    * **MAX_REQUESTS**: its ``limit``-th request starts (``retire``, the server's own graceful
+      stop: stop accepting, finish what is in flight, this request included, exit 0; retiring
+      as the last request *starts* means it accepts no connection it would have to drop);
+    * **MAX_WORKER_MEMORY**: a request has ended with the worker's own memory over the limit
+      (``launcher.procfs.OwnMemory``: its RSS read after every request, its USS only past the
+      limit), so it passes the limit by at most one request's allocation before it retires; it
+      says so in one line and leaves the master a mark (``statedir.retiring``), so the master's
+      own once-a-second look neither retires it twice nor takes its exit for anything else;
+    * **SHUTDOWN_DELAY**: the master's notice that the delay has begun is there (a timer on the
+      worker's loop looks every ``CHECK_EVERY`` seconds);
+    * **a drain**: the plugin's server begins a gentle stop (``WorkerApp.drain``).
+
+    A request costs an attribute test or two while none of that is on.
     """
 
+    CHECK_EVERY = 0.2
+
     def __init__(
-        self, app: ASGIApp, limit: int, retire: Callable[[], None], settle: float = 0.0, delay: float = 0.0
+        self,
+        app: ASGIApp,
+        context: WorkerContext,
+        retire: Callable[[], None],
+        *,
+        limit: int = 0,
+        settle: float = 0.0,
+        delay: float = 0.0,
     ) -> None:
+        config = context.config
         self.app = app
-        self.limit = limit
+        self.context = context
         self.retire = retire
+        self.limit = limit
         self.settle = settle
         self.delay = delay
         self.served = 0
+        #: Every response closes its connection from now on.
+        self.closing = False
+        #: Why the worker asked to be retired ("" while it has not).
+        self.retiring = ""
+        self.memory: OwnMemory | None = None
+        if config.max_worker_memory:
+            self.memory = OwnMemory(config.max_worker_memory * MIB)
+        self.notice = ""  # the master's SHUTDOWN_DELAY notice, looked for once the loop runs
+        self.watching = context.state_dir is None or config.shutdown_delay <= 0
+        if not self.watching:
+            self.notice = os.path.join(str(context.state_dir), statedir.SHUTDOWN_NOTICE)
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if scope["type"] == "lifespan":
             return self.app(scope, receive, send)
-        self.served += 1
-        if self.served < self.limit:
-            return self.app(scope, receive, send)
-        if self.served == self.limit:
-            if self.delay > 0:
-                asyncio.get_running_loop().call_later(self.delay, self.retire)
-            else:
-                self.retire()
-        # From the last request on, every response closes its connection: a keep-alive client
-        # moves to another worker between two requests, instead of finding its connection cut
-        # under the next one when the server stops.
-        return self._closing(scope, receive, send, self.settle if self.served == self.limit else 0.0)
+        if not self.watching:
+            self.watching = True
+            self._look(asyncio.get_running_loop())
+        if self.limit:
+            self.served += 1
+            if self.served == self.limit:
+                self.retire_for("max_requests")
+                return self._closing(scope, receive, send, self.settle)
+        if self.closing:
+            return self._closing(scope, receive, send, 0.0)
+        if self.memory is not None:
+            return self._measured(scope, receive, send)
+        return self.app(scope, receive, send)
+
+    def retire_for(self, reason: str) -> None:
+        """Ask the server to retire this worker (once), and close every connection from now on."""
+        self.closing = True
+        if self.retiring:
+            return
+        self.retiring = reason
+        if self.delay > 0:
+            asyncio.get_running_loop().call_later(self.delay, self.retire)
+        else:
+            self.retire()
+
+    async def _measured(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            if not self.retiring and self.memory is not None:
+                used = self.memory.over()
+                if used is not None:
+                    self._oversized(*used)
+
+    def _oversized(self, size: int, figure: str) -> None:
+        config, pid = self.context.config, os.getpid()
+        then = (
+            "retiring it gracefully, starting a new one"
+            if self.context.master_pid is not None
+            else "single-process mode: draining, then exiting (status 0) for the orchestrator to start a fresh process"
+        )
+        _log.warning(
+            "worker %d uses %.1f MiB (%s), over MAX_WORKER_MEMORY=%d MiB after a request; %s",
+            pid,
+            size / MIB,
+            figure,
+            config.max_worker_memory,
+            then,
+        )
+        if self.context.state_dir is not None:
+            statedir.write(statedir.retiring(self.context.state_dir, pid), "memory")
+        self.retire_for("memory")
 
     async def _closing(self, scope: Scope, receive: Receive, send: Send, settle: float) -> None:
         if settle > 0:
             await asyncio.sleep(settle)
-
         if scope["type"] == "http":
             await self.app(scope, receive, lambda message: _send_closing(send, message))
         else:
             await self.app(scope, receive, send)
+
+    def _look(self, loop: asyncio.AbstractEventLoop) -> None:
+        if os.path.exists(self.notice):
+            self.closing = True
+            return
+        loop.call_later(self.CHECK_EVERY, self._look, loop)
 
 
 async def _send_closing(send: Send, message: Message) -> None:
@@ -217,38 +300,6 @@ async def _send_closing(send: Send, message: Message) -> None:
         headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"connection"]
         message = {**message, "headers": [*headers, (b"connection", b"close")]}
     await send(message)
-
-
-class ShutdownNotice:
-    """``SHUTDOWN_DELAY``: once the master has left its notice, responses close their connection.
-
-    During the delay the server still serves everyone, but a keep-alive client that stays on
-    its connection would keep coming back to this replica until the drain closes that
-    connection under it. A timer on the worker's loop looks for the notice every
-    ``CHECK_EVERY`` seconds; a request costs one attribute test until then.
-    """
-
-    CHECK_EVERY = 0.2
-
-    def __init__(self, app: ASGIApp, directory: str) -> None:
-        self.app = app
-        self.path = os.path.join(directory, statedir.SHUTDOWN_NOTICE)
-        self.closing = False
-        self.watching = False
-
-    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        if not self.watching:
-            self.watching = True
-            self._look(asyncio.get_running_loop())
-        if self.closing and scope["type"] == "http":
-            return self.app(scope, receive, lambda message: _send_closing(send, message))
-        return self.app(scope, receive, send)
-
-    def _look(self, loop: asyncio.AbstractEventLoop) -> None:
-        if os.path.exists(self.path):
-            self.closing = True
-            return
-        loop.call_later(self.CHECK_EVERY, self._look, loop)
 
 
 class SpecScope:
@@ -638,6 +689,7 @@ class WorkerApp:
     app: ASGIApp
     #: The layers in the chain, outermost first (for ``describe`` and tests).
     layers: tuple[str, ...]
+    retirement: Retirement
     drain: WebSocketDrain | None = None
 
     def shutting_down(self) -> None:
@@ -715,14 +767,12 @@ def build(
             layers.append("metrics")
     if not traits.proxy_headers:
         app = add("proxy-headers", ProxyHeadersMiddleware(app, config.forwarded_allow_ips))
-    if config.max_requests > 0:
-        limit = config.max_requests + random.randint(0, config.max_requests_jitter)
-        app = add(
-            "request-limit", RequestLimit(app, limit, retire, traits.retire_settle, traits.retire_delay)
-        )
+    limit = config.max_requests + random.randint(0, config.max_requests_jitter) if config.max_requests else 0
+    app = retirement = add(
+        "retirement",
+        Retirement(app, context, retire, limit=limit, settle=traits.retire_settle, delay=traits.retire_delay),
+    )
     state_dir = context.state_dir
-    if state_dir is not None and config.shutdown_delay > 0:
-        app = add("shutdown-notice", ShutdownNotice(app, state_dir))
     if not traits.checks_requests:
         app = add("request-checks", RequestChecks(app, config))
     if not traits.refuses_connect:
@@ -732,4 +782,4 @@ def build(
     if state_dir is not None and config.timeout > 0:
         app = add("watchdog", Watchdog(app, state_dir, config.timeout))
     app = add("boot", Boot(app, context))
-    return WorkerApp(app, tuple(reversed(layers)), drain)
+    return WorkerApp(app, tuple(reversed(layers)), retirement, drain)

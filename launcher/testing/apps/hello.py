@@ -7,7 +7,7 @@ instead of sleeping; ``/block?seconds=N`` blocks the worker's event loop with ``
 names the worker process; ``/log?x`` logs ``hello app log line x`` at INFO through the
 ``logging`` logger ``hello`` with the extra field ``kit_extra`` (``kit-7``); ``/raise?x`` raises
 ``RuntimeError: hello app raised x``; ``/grow?mb=N`` makes the worker N MiB bigger (kept in a global list,
-for ``MAX_WORKER_MEMORY``) and answers its pid and how much it has grown; ``/headers`` echoes
+for ``MAX_WORKER_MEMORY``) and answers its pid and how much it has grown; ``/shrink`` lets it all go; ``/headers`` echoes
 the client address and scheme the server settled on (what proxy-header handling changes); any path ending in ``/scope`` echoes the scope's
 ``root_path`` and ``path`` (with ``ROOT_PATH`` set, the path the app sees starts with it);
 ``/version`` echoes the scope's ``http_version``. It
@@ -146,6 +146,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         mb = int(query.partition("mb=")[2] or 1)
         GROWN.append(b"\x01" * (mb * 1024 * 1024))  # written, so resident (not lazily zero pages)
         body = json.dumps({"pid": os.getpid(), "grown_mb": sum(map(len, GROWN)) // 2**20}).encode()
+    elif path == "/shrink":
+        GROWN.clear()
+        body = str(os.getpid()).encode()
     elif path == "/headers":
         client = scope.get("client") or ["", 0]
         body = json.dumps({"client": client[0], "scheme": scope["scheme"]}).encode()
