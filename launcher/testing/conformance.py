@@ -31,6 +31,7 @@ metrics check needs ``prometheus_client`` (``asgi-launcher[metrics]``) and is sk
 
 from __future__ import annotations
 
+import glob
 import http.client
 import json
 import os
@@ -524,6 +525,49 @@ class BackendConformance:
             }
             assert restarts.get("crash") == 1, restarts
             assert self.stop(server) == 0, server.output()[-3000:]
+
+    def test_ops_metrics_stay_bounded_through_worker_restarts(self, ops_app: Path) -> None:
+        # prometheus_client keeps a file per process and kind: a dead worker's stayed on /dev/shm
+        # (64 KiB each), every one read at each scrape, until the launcher exited. Folded into
+        # one file per kind, the directory stays the same size and no count is lost.
+        self.require("supports_max_requests")
+        if not metrics.available():
+            pytest.skip(f"the metrics check needs prometheus_client: {metrics.INSTALL_HINT}")
+        ops_port, restarts = free_port(), 12
+        env = self.ops_env(ops_port, WEB_CONCURRENCY="2", MAX_REQUESTS="1", MAX_REQUESTS_JITTER="0")
+        duration = "http_server_request_duration_seconds_count"
+        with self.start(ops_app, **env) as server:
+            server.wait_until(lambda: self.booted(ops_port) == 2, self.ready_timeout, "2 workers booted")
+            answered, most, retired = 0, 0, 0.0
+            deadline = time.monotonic() + 120
+            while retired < restarts:
+                assert time.monotonic() < deadline, (answered, retired, server.output()[-3000:])
+                with suppress(OSError, http.client.HTTPException):
+                    answered += server.get("/count", timeout=10)[0] == 200
+                time.sleep(self.retire_grace)  # a retiring worker serves that long past its limit
+                most = max(most, len(self.metrics_files(server)))
+                retired = metric_sum(self.scrape(ops_port), "asgi_launcher_worker_restarts_total")
+
+            def counted() -> bool:
+                return metric_sum(self.scrape(ops_port), duration) >= answered
+
+            server.wait_until(counted, 20, f"{answered} requests counted")
+            text = self.scrape(ops_port)
+            assert metric_sum(text, duration) == answered, text
+            assert metric_sum(text, "kit_app_hits_total") == answered, text
+            assert metric_sum(text, "http_server_active_requests") == 0, text
+            assert self.stop(server) == 0, server.output()[-3000:]
+        # Each of at most 3 workers at a time (two, and one retiring) has a file per kind it
+        # writes (histograms, the live gauge, counters), plus one folded file per kind.
+        assert most <= 3 * 3 + 3, f"{most} files in the metrics directory after {retired:g} restarts"
+
+    @staticmethod
+    def metrics_files(server: Launcher) -> list[str]:
+        """The multiprocess files in the metrics directory of ``server``'s master."""
+        found: list[str] = []
+        for parent in ("/dev/shm", tempfile.gettempdir()):
+            found += glob.glob(os.path.join(parent, f"asgi-launcher-{server.proc.pid}-*", "metrics", "*.db"))
+        return found
 
     # -- serving ---------------------------------------------------------------------------
 
