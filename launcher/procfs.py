@@ -152,3 +152,51 @@ class OwnMemory:
             return used
         self.next_look = rss + (self.limit - used[0])
         return None
+
+
+# -- this process's sockets on the app's addresses (a worker's drain) ------------------------
+
+#: /proc/net/unix's flag of a listening socket (__SO_ACCEPTCON).
+_UNIX_LISTENING = 0x10000
+
+
+def _socket_fds() -> dict[str, list[int]]:
+    """This process's sockets: inode -> its file descriptors."""
+    found: dict[str, list[int]] = {}
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc/self/fd"):
+            try:
+                target = os.readlink(f"/proc/self/fd/{entry}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                found.setdefault(target[8:-1], []).append(int(entry))
+    return found
+
+
+def _sockets(ports: frozenset[int], paths: frozenset[str]) -> Iterator[tuple[bool, str]]:
+    """(listening, inode) of every TCP socket on one of ``ports`` and unix socket at one of
+    ``paths``, in this process's network namespace."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in (read_text(Path(table)) or "").splitlines()[1:]:
+            fields = line.split()
+            if len(fields) > 9 and int(fields[1].rpartition(":")[2], 16) in ports:
+                yield fields[3] == "0A", fields[9]
+    if paths:
+        for line in (read_text(Path("/proc/net/unix")) or "").splitlines()[1:]:
+            fields = line.split()
+            if len(fields) > 7 and fields[7] in paths:
+                yield bool(int(fields[3], 16) & _UNIX_LISTENING), fields[6]
+
+
+def served_connections(ports: frozenset[int], paths: frozenset[str] = frozenset()) -> int:
+    """How many client connections this process holds on the app's addresses (``ports``, unix
+    socket ``paths``): what a draining worker waits to see closed, whatever its server."""
+    mine = _socket_fds()
+    return sum(1 for listening, inode in _sockets(ports, paths) if not listening and inode in mine)
+
+
+def listening_fds(ports: frozenset[int], paths: frozenset[str] = frozenset()) -> list[int]:
+    """This process's file descriptors of the sockets listening on the app's addresses."""
+    mine = _socket_fds()
+    return [fd for listening, inode in _sockets(ports, paths) if listening for fd in mine.get(inode, ())]

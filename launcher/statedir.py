@@ -8,7 +8,9 @@ worker; each side writes files the other looks at:
   line between a worker that failed to boot and one that died after serving;
 * ``<pid>.failed``: why the worker could not boot, one line, for the master's report;
 * ``<pid>.retiring``: the worker has asked to be retired, and why (``memory``);
-* ``shutting-down``: the master's notice that ``SHUTDOWN_DELAY`` has begun.
+* ``shutting-down``: the master's notice that ``SHUTDOWN_DELAY`` has begun;
+* ``stopping``: the master's notice that it is stopping (a stop signal reached its server):
+  without the one above, its workers stop promptly rather than drain gently.
 
 This module only names them, so neither side imports the other.
 """
@@ -22,6 +24,8 @@ import os
 PREFIX = "asgi-launcher-"
 #: The master's notice that a SHUTDOWN_DELAY has begun.
 SHUTDOWN_NOTICE = "shutting-down"
+#: The master's notice that it is stopping.
+STOP_NOTICE = "stopping"
 BOOTED_SUFFIX = ".booted"
 FAILED_SUFFIX = ".failed"
 RETIRING_SUFFIX = ".retiring"

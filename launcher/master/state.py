@@ -102,6 +102,9 @@ class StateDirectory:
     def notice_shutdown(self) -> None:
         statedir.write(os.path.join(self.path, statedir.SHUTDOWN_NOTICE))
 
+    def notice_stop(self) -> None:
+        statedir.write(os.path.join(self.path, statedir.STOP_NOTICE))
+
     def forget(self, pid: int) -> None:
         """A reaped worker's files go."""
         self._born.pop(pid, None)

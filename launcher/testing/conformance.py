@@ -211,10 +211,6 @@ class BackendConformance:
     #: without answering them (Granian: its Rust accept loop stops after the Python side asks).
     #: The SIGHUP test then allows a few failed connections (at most 5 %), never an error status.
     restart_drops_fresh_connections: ClassVar[bool] = False
-    #: Seconds a worker keeps serving after its MAX_REQUESTS-th request before it stops accepting
-    #: (``ServerTraits.retire_delay``: its keep-alive clients leave first). The recycling test
-    #: then paces its requests so that the worker still serves only a few past its limit.
-    retire_grace: ClassVar[float] = 0.0
     #: The master killed with SIGKILL: every worker exits within 1 s.
     supports_orphan_exit: ClassVar[bool] = True
     #: An ASGI 2 ("double callable") app is served, lifespan included.
@@ -544,7 +540,6 @@ class BackendConformance:
                 assert time.monotonic() < deadline, (answered, retired, server.output()[-3000:])
                 with suppress(OSError, http.client.HTTPException):
                     answered += server.get("/count", timeout=10)[0] == 200
-                time.sleep(self.retire_grace)  # a retiring worker serves that long past its limit
                 most = max(most, len(self.metrics_files(server)))
                 retired = metric_sum(self.scrape(ops_port), "asgi_launcher_worker_restarts_total")
 
@@ -1272,10 +1267,8 @@ class BackendConformance:
             pids: Counter[str] = Counter()
             failed: list[object] = []
             deadline = time.monotonic() + 60
-            pause = self.retire_grace / 3  # about 3 requests more within a retiring worker's grace
             for _ in range(60):
                 assert time.monotonic() < deadline, (pids, failed, server.output()[-3000:])
-                time.sleep(pause)
                 try:
                     # Connection: close: recycling under keep-alive is not what this checks.
                     status, _, body = server.get("/pid", timeout=10)
@@ -1292,7 +1285,7 @@ class BackendConformance:
             # A retiring worker stops accepting at once, but a request or two the kernel had
             # already handed it are in flight and finish; a worker that never retires serves
             # about half of all 60.
-            most = limit + 2 + (4 if self.retire_grace else 0)
+            most = limit + 2
             assert max(pids.values()) <= most, f"a worker served more than {most}: {pids}"
             server.wait_until(lambda: len(server.serving()) == 2, 10, "2 workers serving")
             assert server.proc.poll() is None, output
@@ -1395,11 +1388,17 @@ class BackendConformance:
 
     # -- the rest of the signal table ------------------------------------------------------
 
-    def test_sighup_restarts_the_workers_without_failing_a_request(self, hello: Path) -> None:
+    @pytest.mark.parametrize("keep_alive", [True, False], ids=["keep-alive", "new-connections"])
+    def test_sighup_restarts_the_workers_without_failing_a_request(
+        self, hello: Path, keep_alive: bool
+    ) -> None:
+        # Keep-alive clients, as pooled HTTP clients: a retiring worker answers each connection's
+        # next request with connection: close, and closes a connection only once it has been idle
+        # for KEEP_ALIVE (servers closed idle ones at once, under a request on its way).
         self.require("supports_signal_table")
         with self.serve(hello, WEB_CONCURRENCY="2", ACCESS_LOG="") as server:
             server.wait_until(lambda: len(server.serving()) == 2, 20, "2 workers")
-            load = Load(server.port, "/pid", clients=4, limit=60).start()
+            load = Load(server.port, "/pid", clients=4, limit=60, keep_alive=keep_alive).start()
             try:
                 # Three restarts within 30 s: never a crash loop (workers the master stops are
                 # not crashes, however they end).
@@ -1424,6 +1423,25 @@ class BackendConformance:
                 assert not failed, failed[:5]
             assert server.proc.poll() is None, server.output()[-3000:]
             assert self.stop(server) == 0
+
+    def test_the_drain_after_shutdown_delay_fails_no_request(self, hello: Path) -> None:
+        # Keep-alive clients until the launcher has exited: what they sent before it stopped
+        # accepting is answered (the master's socket refuses new connections, and the workers
+        # accept what its queue holds before they stop: closing it reset those); later they are
+        # refused, which is no failed request.
+        self.require("supports_graceful_shutdown")
+        with self.serve(hello, WEB_CONCURRENCY="2", ACCESS_LOG="", SHUTDOWN_DELAY="2") as server:
+            server.wait_until(lambda: len(server.serving()) == 2, 20, "2 workers")
+            load = Load(server.port, "/pid", clients=4, limit=60, keep_alive=True).start()
+            try:
+                time.sleep(1)
+                server.signal(signal.SIGTERM)
+                code = server.wait(40)
+            finally:
+                load.stop()
+        failed = [o for o in load.outcomes if o.status != 200]
+        assert code == 0, server.output()[-3000:]
+        assert len(load.outcomes) > 20 and not failed, (len(load.outcomes), failed[:5])
 
     def test_sigusr1_reopens_log_files(self, hello: Path, tmp_path: Path) -> None:
         self.require("supports_signal_table")

@@ -51,14 +51,16 @@ import logging
 import os
 import random
 import re
+import time
 import traceback
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from launcher import statedir
+from launcher.config.addresses import detach_listeners, ports_and_paths
 from launcher.errors import ConfigError
-from launcher.procfs import OwnMemory
+from launcher.procfs import OwnMemory, served_connections
 from launcher.worker import bootstrap
 from launcher.worker.bootstrap import WorkerContext
 from launcher.worker.importer import import_app
@@ -75,6 +77,11 @@ MIB = 1024 * 1024
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+#: Seconds between a draining worker's looks at its open connections.
+DRAIN_LOOK_EVERY = 0.1
+#: Seconds a worker draining at its master's stop goes on accepting what the socket's queue holds.
+ACCEPT_QUEUED = 0.2
+
 #: WebSocket close code for "service restart" (RFC 6455 registry), as Uvicorn sends on shutdown.
 SERVICE_RESTART = 1012
 
@@ -89,15 +96,6 @@ class ServerTraits:
     closes_websockets: bool = False
     #: Its event loop is asyncio's (the WebSocket drain uses asyncio primitives); False for trio.
     asyncio: bool = True
-    #: Seconds it takes to stop accepting after ``retire``, for servers that stop asynchronously
-    #: (their accept loop in other threads): the retiring request waits that long before it is
-    #: served, so its client cannot reconnect to the stopping worker and be dropped unanswered.
-    retire_settle: float = 0.0
-    #: Seconds a worker keeps serving between its last counted request and its retirement, every
-    #: response closing its connection, for servers whose graceful stop closes idle keep-alive
-    #: connections under a request already on its way (Granian): its keep-alive clients have
-    #: left by then. The worker serves a few more than MAX_REQUESTS.
-    retire_delay: float = 0.0
     #: It refuses CONNECT itself (Uvicorn's parsers answer 400).
     refuses_connect: bool = False
     #: It holds request heads to ``LIMIT_REQUEST_*`` itself (414, 431), refuses Content-Length
@@ -200,21 +198,19 @@ class Retirement:
         retire: Callable[[], None],
         *,
         limit: int = 0,
-        settle: float = 0.0,
-        delay: float = 0.0,
     ) -> None:
         config = context.config
         self.app = app
         self.context = context
         self.retire = retire
         self.limit = limit
-        self.settle = settle
-        self.delay = delay
         self.served = 0
         #: Every response closes its connection from now on.
         self.closing = False
         #: Why the worker asked to be retired ("" while it has not).
         self.retiring = ""
+        #: WebSocket sessions open.
+        self.websockets = 0
         self.memory: OwnMemory | None = None
         if config.max_worker_memory:
             self.memory = OwnMemory(config.max_worker_memory * MIB)
@@ -224,8 +220,11 @@ class Retirement:
             self.notice = os.path.join(str(context.state_dir), statedir.SHUTDOWN_NOTICE)
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        if scope["type"] == "lifespan":
+        kind = scope["type"]
+        if kind == "lifespan":
             return self.app(scope, receive, send)
+        if kind == "websocket":
+            return self._websocket(scope, receive, send)
         if not self.watching:
             self.watching = True
             self._look(asyncio.get_running_loop())
@@ -233,12 +232,19 @@ class Retirement:
             self.served += 1
             if self.served == self.limit:
                 self.retire_for("max_requests")
-                return self._closing(scope, receive, send, self.settle)
+                return self._closing(scope, receive, send)
         if self.closing:
-            return self._closing(scope, receive, send, 0.0)
+            return self._closing(scope, receive, send)
         if self.memory is not None:
             return self._measured(scope, receive, send)
         return self.app(scope, receive, send)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.websockets += 1  # (a drain does not wait for these: the server's stop closes them)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.websockets -= 1
 
     def retire_for(self, reason: str) -> None:
         """Ask the server to retire this worker (once), and close every connection from now on."""
@@ -246,10 +252,7 @@ class Retirement:
         if self.retiring:
             return
         self.retiring = reason
-        if self.delay > 0:
-            asyncio.get_running_loop().call_later(self.delay, self.retire)
-        else:
-            self.retire()
+        self.retire()
 
     async def _measured(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -279,9 +282,7 @@ class Retirement:
             statedir.write(statedir.retiring(self.context.state_dir, pid), "memory")
         self.retire_for("memory")
 
-    async def _closing(self, scope: Scope, receive: Receive, send: Send, settle: float) -> None:
-        if settle > 0:
-            await asyncio.sleep(settle)
+    async def _closing(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             await self.app(scope, receive, lambda message: _send_closing(send, message))
         else:
@@ -689,24 +690,73 @@ class WorkerApp:
     app: ASGIApp
     #: The layers in the chain, outermost first (for ``describe`` and tests).
     layers: tuple[str, ...]
+    context: WorkerContext
     retirement: Retirement
-    drain: WebSocketDrain | None = None
+    websocket_drain: WebSocketDrain | None = None
+
+    def gentle(self) -> bool:
+        """Whether the worker's stop now should be a drain (``drain``) rather than prompt: it
+        retires (SIGHUP, MAX_REQUESTS, MAX_WORKER_MEMORY), or its master stops after a
+        SHUTDOWN_DELAY. Only a master stopping without a delay (SIGTERM, SIGINT) asks for a prompt
+        stop: idle connections closed at once, as every server does."""
+        return not self._notice(statedir.STOP_NOTICE) or self._notice(statedir.SHUTDOWN_NOTICE)
+
+    def _notice(self, name: str) -> bool:
+        directory = self.context.state_dir
+        return directory is not None and os.path.exists(os.path.join(directory, name))
+
+    async def drain(
+        self,
+        stop_accepting: Callable[[], None] | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
+        """A gentle stop's first part, the same under every backend: no client is ever cut
+        between sending a request and reading its answer.
+
+        The worker stops accepting (``stop_accepting``, the server's own way; by default its
+        listening sockets are swapped for ones nobody connects to:
+        ``launcher.config.addresses.detach_listeners``); every
+        response from now on closes its connection, so each keep-alive client leaves after its
+        next request; a connection that stays idle is closed by the server's own keep-alive
+        timer (KEEP_ALIVE), as at any time. This returns once the worker holds no connection but
+        its WebSockets (which the server's stop then closes with 1012), or after
+        GRACEFUL_TIMEOUT: then the server's own graceful stop finds nothing idle to cut.
+        (Servers close every idle connection at once when they stop, one whose next request
+        was already on its way included: a few requests failed at each SIGHUP or retirement.)
+        """
+        retirement, binds = self.retirement, self.context.config.bind
+        retirement.closing = True
+        if self._notice(statedir.STOP_NOTICE):
+            # The master stops: its socket takes no new connection any more (it refuses them,
+            # ``refuse_new_connections``), and what its queue holds is accepted before the
+            # workers stop accepting, rather than reset when the socket closes.
+            await sleep(ACCEPT_QUEUED)
+        if stop_accepting is None:
+            detach_listeners(binds)
+        else:
+            stop_accepting()
+        ports, paths = ports_and_paths(binds)
+        deadline = time.monotonic() + self.context.config.graceful_timeout
+        while time.monotonic() < deadline:
+            if served_connections(ports, paths) <= retirement.websockets:
+                return
+            await sleep(DRAIN_LOOK_EVERY)
 
     def shutting_down(self) -> None:
         """Call on the worker's event loop when the server begins to stop."""
-        if self.drain is not None:
-            self.drain.shutting_down()
+        if self.websocket_drain is not None:
+            self.websocket_drain.shutting_down()
 
     def has_websockets(self) -> bool:
         """Whether any WebSocket session is open (always False without the drain layer)."""
-        return bool(self.drain and self.drain.sessions)
+        return bool(self.websocket_drain and self.websocket_drain.sessions)
 
     async def drain_websockets(self, timeout: float = 1.0) -> None:
         """``shutting_down``, then wait until the open WebSockets are closed (for servers that
         drop connections without a close frame once they stop)."""
         self.shutting_down()
-        if self.drain is not None:
-            await self.drain.closed(timeout)
+        if self.websocket_drain is not None:
+            await self.websocket_drain.closed(timeout)
 
 
 def build(
@@ -770,7 +820,7 @@ def build(
     limit = config.max_requests + random.randint(0, config.max_requests_jitter) if config.max_requests else 0
     app = retirement = add(
         "retirement",
-        Retirement(app, context, retire, limit=limit, settle=traits.retire_settle, delay=traits.retire_delay),
+        Retirement(app, context, retire, limit=limit),
     )
     state_dir = context.state_dir
     if not traits.checks_requests:
@@ -782,4 +832,4 @@ def build(
     if state_dir is not None and config.timeout > 0:
         app = add("watchdog", Watchdog(app, state_dir, config.timeout))
     app = add("boot", Boot(app, context))
-    return WorkerApp(app, tuple(reversed(layers)), retirement, drain)
+    return WorkerApp(app, tuple(reversed(layers)), context, retirement, drain)

@@ -10,7 +10,7 @@ default, or a subclass of it), the arbiter runs it with ``LauncherWorker`` mixed
   log (Uvicorn's off);
 * serves Uvicorn's protocol with the launcher's request limits (``asgi_launcher_uvicorn.limits``);
 * retires gracefully when the pipeline asks (Uvicorn's own ``should_exit`` path: stop
-  accepting, finish in-flight requests, close idle connections, lifespan shutdown, exit 0).
+  accepting, drain, finish in-flight requests, lifespan shutdown, exit 0).
 """
 
 from __future__ import annotations
@@ -37,29 +37,32 @@ TRAITS = ServerTraits(
 )
 
 
-#: How long a retiring worker (MAX_REQUESTS) waits for its keep-alive connections to close after
-#: their next response, before Uvicorn's shutdown closes the idle rest.
-RETIRE_DRAIN = 1.0
-
-#: How long a stopping worker keeps the connections it has just accepted before closing the ones
-#: that are still idle (see LauncherServer).
+#: How long a worker stopping promptly (the master's SIGTERM without SHUTDOWN_DELAY) keeps the
+#: connections it has just accepted before closing the ones that are still idle.
 SETTLE = 0.1
 
 
 class LauncherServer(Server):
-    """Uvicorn's server, whose graceful stop does not drop connections it has just accepted.
+    """Uvicorn's server, whose stop drops no request.
 
-    Uvicorn's shutdown closes every connection that has no request in progress at once, and a
-    connection accepted a moment ago whose request has not been read yet counts as idle: under
-    load a worker stopping (SIGHUP, MAX_REQUESTS, SIGTERM) drops a few requests unanswered. Here
-    it stops accepting first, lets such connections deliver their request for ``SETTLE``
-    seconds, then runs Uvicorn's shutdown, which finishes every request in progress.
+    Uvicorn's shutdown closes every connection that has no request in progress at once, a
+    keep-alive connection whose next request is on its way and one accepted a moment ago
+    included: under load a stopping worker (SIGHUP, MAX_REQUESTS) failed a few requests. Here it
+    stops accepting and, for a gentle stop, drains first (``WorkerApp.drain``: every response
+    closes its connection, idle ones close after KEEP_ALIVE); a prompt one (the master's SIGTERM
+    without SHUTDOWN_DELAY) gives just-accepted connections ``SETTLE`` seconds. Then Uvicorn's
+    shutdown finishes what is in flight.
     """
+
+    worker_app: WorkerApp | None = None
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for listener in self.servers:
             listener.close()
-        await asyncio.sleep(SETTLE)
+        if self.worker_app is not None and self.worker_app.gentle():
+            await self.worker_app.drain(stop_accepting=lambda: None)
+        else:
+            await asyncio.sleep(SETTLE)
         await super().shutdown(sockets)
 
 
@@ -101,6 +104,7 @@ class LauncherWorker:
         # UvicornWorker._serve, keeping the Server so that retire() can stop it.
         self.config.app = self.wsgi
         self.server = LauncherServer(config=self.config)
+        self.server.worker_app = self.worker_app
         self._install_sigquit_handler()  # type: ignore[attr-defined]
         await self.server.serve(sockets=self.sockets)
         if not self.server.started:
@@ -108,19 +112,13 @@ class LauncherWorker:
 
     def retire(self) -> None:
         """Stop accepting now (Uvicorn would notice ``should_exit`` only at its next 0.1 s tick
-        and accept meanwhile); give the keep-alive connections ``RETIRE_DRAIN`` seconds to end
-        by themselves (the pipeline answers on them with ``Connection: close``), then let
-        Uvicorn's graceful shutdown close the ones still idle and finish what is in flight."""
+        and accept meanwhile), then Uvicorn's stop, which drains (``LauncherServer``)."""
         server = self.server
         if server is None:
             return
         for listener in server.servers:
             listener.close()
-
-        def stop() -> None:
-            server.should_exit = True
-
-        asyncio.get_running_loop().call_later(min(RETIRE_DRAIN, self.cfg.keepalive or 0), stop)
+        server.should_exit = True
 
 
 def launcher_worker_class(cls: type) -> type:

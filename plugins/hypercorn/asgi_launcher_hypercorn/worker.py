@@ -37,7 +37,7 @@ ASGIApp = Callable[
     [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
 ]
 
-#: How long a stopping worker lets connections it has just accepted deliver their request.
+#: How long a worker stopping promptly lets connections it has just accepted deliver their request.
 SETTLE = 0.1
 
 #: The one message a worker sends on its pipe.
@@ -57,6 +57,10 @@ class Stop:
         self.retiring = True
         if self._wake is not None:
             self._wake.set()
+
+    def stop_accepting(self) -> None:
+        for listener in self.listeners:
+            listener.close()
 
     async def nap(self, seconds: float) -> None:
         """asyncio.sleep that ``retire`` cuts short, so a retiring worker stops accepting at once."""
@@ -120,15 +124,20 @@ async def _until_stopped(
     shutdown begins."""
     while not (shutdown.poll() or stop.retiring) and os.getppid() == master_pid:
         await sleep(0.1)
-    if stop.listeners:
-        # Stop accepting first and give the connections accepted a moment ago SETTLE seconds
-        # to deliver their request: Hypercorn's shutdown closes every connection that has no
-        # request yet, which drops them unanswered under load (a SIGHUP restart, MAX_REQUESTS).
-        for listener in stop.listeners:
-            listener.close()
-        await asyncio.sleep(SETTLE)
-    if stop.worker_app is not None:
-        stop.worker_app.shutting_down()
+    # Hypercorn's shutdown closes every connection that has no request in progress at once, a
+    # keep-alive connection whose next request is on its way and one accepted a moment ago
+    # included, which dropped requests under load (a SIGHUP restart, MAX_REQUESTS). Stop
+    # accepting first; a gentle stop then drains (WorkerApp.drain), a prompt one (the master's
+    # SIGTERM without SHUTDOWN_DELAY) gives just-accepted connections SETTLE seconds.
+    worker_app = stop.worker_app
+    if worker_app is not None and worker_app.gentle():
+        # (Under trio the listeners are not ours to close: the drain detaches them.)
+        await worker_app.drain(stop_accepting=stop.stop_accepting if stop.listeners else None, sleep=sleep)
+    elif stop.listeners:
+        stop.stop_accepting()
+        await sleep(SETTLE)
+    if worker_app is not None:
+        worker_app.shutting_down()
 
 
 def _load(context: WorkerContext, hc: HypercornConfig, ready: Connection, stop: Stop) -> Any:

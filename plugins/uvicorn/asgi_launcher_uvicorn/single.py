@@ -147,7 +147,8 @@ def serve(master: Master, sockets: list[socket.socket]) -> int:
         server.retire()
 
     pid = os.getpid()
-    uc.app = build_worker_app(master.worker_context(in_master=True), retire=retire, traits=traits).app
+    server.worker_app = build_worker_app(master.worker_context(in_master=True), retire=retire, traits=traits)
+    uc.app = server.worker_app.app
     _install_signals(server, master)
     log.info(
         "single-process mode (WEB_CONCURRENCY=1): serving in this process, %d, with no supervisor; "
