@@ -738,8 +738,8 @@ class WorkerApp:
         ports, paths = ports_and_paths(binds)
         deadline = time.monotonic() + self.context.config.graceful_timeout
         while time.monotonic() < deadline:
-            if served_connections(ports, paths) <= retirement.websockets:
-                return
+            if served_connections(ports, paths) <= retirement.websockets or not self.gentle():
+                return  # drained, or the master stops promptly meanwhile (a SIGTERM during a SIGHUP)
             await sleep(DRAIN_LOOK_EVERY)
 
     def shutting_down(self) -> None:
