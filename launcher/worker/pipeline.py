@@ -232,9 +232,8 @@ class Retirement:
             self.served += 1
             if self.served == self.limit:
                 self.retire_for("max_requests")
-                return self._closing(scope, receive, send)
         if self.closing:
-            return self._closing(scope, receive, send)
+            return self.app(scope, receive, lambda message: _send_closing(send, message))
         if self.memory is not None:
             return self._measured(scope, receive, send)
         return self.app(scope, receive, send)
@@ -282,12 +281,6 @@ class Retirement:
             statedir.write(statedir.retiring(self.context.state_dir, pid), "memory")
         self.retire_for("memory")
 
-    async def _closing(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            await self.app(scope, receive, lambda message: _send_closing(send, message))
-        else:
-            await self.app(scope, receive, send)
-
     def _look(self, loop: asyncio.AbstractEventLoop) -> None:
         if os.path.exists(self.notice):
             self.closing = True
@@ -321,40 +314,52 @@ class SpecScope:
 
 
 #: A header name: RFC 9110's token characters.
-_HEADER_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch
 #: What no header value may hold: it would end the header, or the head.
-_BAD_VALUE = re.compile(rb"[\x00\r\n]")
+_BAD_VALUE = re.compile(rb"[\x00\r\n]").search
 _INTERNAL_ERROR = b"Internal Server Error"
 _log = logging.getLogger("asgi_launcher")
 
 
 def response_problem(message: Message) -> str | None:
-    """Why an ``http.response.start`` message is no valid response (None: it is one), and its
-    headers as bytes: a ``str`` name or value Latin-1 can spell is encoded in place."""
+    """Why an ``http.response.start`` message is no valid response (None: it is one). A header
+    name or value given as ``str`` (or ``bytearray``) is made ``bytes`` in place where Latin-1
+    spells it, so every server gets the same bytes."""
     status = message.get("status")
     if type(status) is not int or not 100 <= status <= 599:
         return f"status {status!r} is not a whole number from 100 to 599"
     try:
-        headers = message.get("headers") or ()
-        fixed = None
-        for index, (name, value) in enumerate(headers):
-            if isinstance(name, str) or isinstance(value, str):
-                fixed = fixed if fixed is not None else list(headers)
-                name, value = _latin1(name), _latin1(value)
-                fixed[index] = (name, value)
-            if not isinstance(name, bytes) or not _HEADER_NAME.fullmatch(name):
-                return f"header name {name!r} is not a token"
-            if not isinstance(value, bytes) or _BAD_VALUE.search(value):
-                return f"header {name.decode()!r} has a value with a NUL, CR or LF, or not bytes: {value!r}"
-    except (TypeError, ValueError, UnicodeEncodeError) as exc:
+        for name, value in message.get("headers") or ():
+            if type(name) is not bytes or type(value) is not bytes:
+                return _bytes_headers(message)
+            if not _NAME(name) or _BAD_VALUE(value):
+                return _header_problem(name, value)
+    except (TypeError, ValueError) as exc:
         return f"headers are not (name, value) byte pairs ({exc})"
-    if fixed is not None:
-        message["headers"] = fixed
     return None
 
 
-def _latin1(text: Any) -> Any:
-    return text.encode("latin-1") if isinstance(text, str) else text
+def _bytes_headers(message: Message) -> str | None:
+    """``response_problem`` for headers some of which are not ``bytes``."""
+    headers = []
+    for name, value in message.get("headers") or ():
+        try:
+            pair = [
+                text.encode("latin-1") if isinstance(text, str) else bytes(text) for text in (name, value)
+            ]
+        except (TypeError, ValueError, UnicodeEncodeError):
+            return f"header {name!r} is not a (name, value) pair of bytes or Latin-1 text: {value!r}"
+        if not _NAME(pair[0]) or _BAD_VALUE(pair[1]):
+            return _header_problem(pair[0], pair[1])
+        headers.append((pair[0], pair[1]))
+    message["headers"] = headers
+    return None
+
+
+def _header_problem(name: bytes, value: bytes) -> str:
+    if not _NAME(name):
+        return f"header name {name!r} is not a token"
+    return f"header {name.decode('latin-1')!r} has a value with a NUL, CR or LF: {value!r}"
 
 
 #: The messages that can end a response, each with the key that says more follows.
@@ -366,41 +371,46 @@ _LAST_MESSAGE = {
 }
 
 
+async def _nothing() -> None:
+    return None
+
+
 class _Exchange:
     """The ``send`` ``ResponseCheck`` gives the app: each start message checked, and where the
-    response stands: 0 not begun, 1 begun, 2 complete (or replaced by the check's own 500)."""
+    response stands: 0 not begun, 1 begun, 2 complete, 3 replaced by the check's own 500 (the
+    rest of the app's response goes nowhere). Passes the server's awaitable on, no frame of its
+    own."""
 
-    __slots__ = ("replaced", "send", "state", "trailers")
+    __slots__ = ("send", "state", "trailers")
 
     def __init__(self, send: Send) -> None:
         self.send = send
         self.state = 0
-        self.replaced = False
         self.trailers = False
 
-    async def __call__(self, message: Message) -> None:
+    def __call__(self, message: Message) -> Awaitable[None]:
         kind = message["type"]
-        if self.replaced:
-            return  # the rest of a response already answered 500
-        if kind == "http.response.start" and self.state == 0:
-            problem = response_problem(message)
-            if problem is not None:
-                _log.error("the app's response is invalid (%s): answered 500 instead", problem)
-                self.replaced = True
-                await self.internal_error()
-                return
-            self.state = 1
-            self.trailers = bool(message.get("trailers"))
+        if self.state == 3:
+            return _nothing()
+        if kind == "http.response.start":
+            if self.state == 0:
+                problem = response_problem(message)
+                if problem is not None:
+                    _log.error("the app's response is invalid (%s): answered 500 instead", problem)
+                    self.state = 3
+                    return self.internal_error()
+                self.state = 1
+                self.trailers = message.get("trailers", False)
         elif (
             kind in _LAST_MESSAGE
             and not message.get(_LAST_MESSAGE[kind])
             and not (self.trailers and kind == "http.response.body")
         ):
             self.state = 2
-        await self.send(message)
+        return self.send(message)
 
     async def internal_error(self) -> None:
-        self.state = 2
+        self.state = max(self.state, 2)
         headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21")]
         await self.send({"type": "http.response.start", "status": 500, "headers": headers})
         await self.send({"type": "http.response.body", "body": _INTERNAL_ERROR})
@@ -438,7 +448,7 @@ class ResponseCheck:
         except Exception:
             if exchange.state == 1:
                 raise  # mid-response: only a cut connection tells the client
-            if exchange.state == 2:
+            if exchange.state >= 2:
                 _log.exception("the app raised after its response was complete (the connection stays open)")
                 return
             _log.exception("the app raised before its response: answered 500")
