@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             return time.perf_counter() - start, body
 
         print(
-            f"{'restarts':>8} {'files':>6} {'MiB':>8} {'scrape ms':>10}   ({'unfolded' if args.unfolded else 'folded'})"
+            f"{'restarts':>8} {'files':>6} {'KiB':>8} {'scrape ms':>10}   ({'unfolded' if args.unfolded else 'folded'})"
         )
         pid = 10_000_000
         for n in range(1, args.restarts + 1):
@@ -80,9 +80,9 @@ def main(argv: list[str] | None = None) -> int:
                 metrics.mark_dead(pid, directory)
             if n % args.every == 0 or n == args.restarts:
                 files = glob.glob(os.path.join(directory, "*.db"))
-                size = sum(os.stat(f).st_blocks * 512 for f in files) / 2**20
+                size = sum(os.stat(f).st_blocks * 512 for f in files) / 1024
                 took, body = scrape()
-                print(f"{n:8} {len(files):6} {size:8.1f} {took * 1000:10.1f}", flush=True)
+                print(f"{n:8} {len(files):6} {size:8.0f} {took * 1000:10.1f}", flush=True)
         line = next(x for x in body.decode().splitlines() if x.startswith("app_hits_total"))
         expected = 10 * (args.restarts + 1)  # each copy, and the template's own worker
         assert float(line.split()[-1]) == expected, (line, expected)
