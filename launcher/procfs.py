@@ -133,3 +133,86 @@ def memory_over(pid: int, limit: int, proc: Path = Path("/proc")) -> tuple[int, 
         return None
     used = worker_memory(pid, proc)
     return used if used is not None and used[0] > limit else None
+
+
+class OwnMemory:
+    """This process's own memory measured against a limit, cheaply enough to look after every
+    request (``MAX_WORKER_MEMORY`` in the worker pipeline).
+
+    The RSS is one ``pread`` of ``/proc/self/statm``, kept open (a few microseconds). Only past
+    ``next_look`` is the USS measured (``smaps_rollup``, milliseconds): while it is under the
+    limit, the RSS must grow by the USS's headroom before the USS could pass it, and that is
+    the next look. (A page shared with the master that this process writes becomes its own
+    without growing the RSS: the master's once-a-second look still sees that.)
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.next_look = limit
+        self._page = os.sysconf("SC_PAGE_SIZE")
+        self._statm = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
+        self._pid = os.getpid()
+
+    def rss(self) -> int:
+        return int(os.pread(self._statm, 64, 0).split()[1]) * self._page
+
+    def over(self) -> tuple[int, str] | None:
+        """``worker_memory`` of this process if it is over the limit, else None."""
+        rss = self.rss()
+        if rss <= self.next_look:
+            return None
+        used = worker_memory(self._pid)
+        if used is None:
+            return None
+        if used[0] > self.limit:
+            return used
+        self.next_look = rss + (self.limit - used[0])
+        return None
+
+
+# -- this process's sockets on the app's addresses (a worker's drain) ------------------------
+
+#: /proc/net/unix's flag of a listening socket (__SO_ACCEPTCON).
+_UNIX_LISTENING = 0x10000
+
+
+def _socket_fds() -> dict[str, list[int]]:
+    """This process's sockets: inode -> its file descriptors."""
+    found: dict[str, list[int]] = {}
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc/self/fd"):
+            try:
+                target = os.readlink(f"/proc/self/fd/{entry}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                found.setdefault(target[8:-1], []).append(int(entry))
+    return found
+
+
+def _sockets(ports: frozenset[int], paths: frozenset[str]) -> Iterator[tuple[bool, str]]:
+    """(listening, inode) of every TCP socket on one of ``ports`` and unix socket at one of
+    ``paths``, in this process's network namespace."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in (read_text(Path(table)) or "").splitlines()[1:]:
+            fields = line.split()
+            if len(fields) > 9 and int(fields[1].rpartition(":")[2], 16) in ports:
+                yield fields[3] == "0A", fields[9]
+    if paths:
+        for line in (read_text(Path("/proc/net/unix")) or "").splitlines()[1:]:
+            fields = line.split()
+            if len(fields) > 7 and fields[7] in paths:
+                yield bool(int(fields[3], 16) & _UNIX_LISTENING), fields[6]
+
+
+def served_connections(ports: frozenset[int], paths: frozenset[str] = frozenset()) -> int:
+    """How many client connections this process holds on the app's addresses (``ports``, unix
+    socket ``paths``): what a draining worker waits to see closed, whatever its server."""
+    mine = _socket_fds()
+    return sum(1 for listening, inode in _sockets(ports, paths) if not listening and inode in mine)
+
+
+def listening_fds(ports: frozenset[int], paths: frozenset[str] = frozenset()) -> list[int]:
+    """This process's file descriptors of the sockets listening on the app's addresses."""
+    mine = _socket_fds()
+    return [fd for listening, inode in _sockets(ports, paths) if listening for fd in mine.get(inode, ())]

@@ -7,7 +7,10 @@ worker; each side writes files the other looks at:
 * ``<pid>.booted``: the worker's app has started (lifespan startup done): ``/readyz``, and the
   line between a worker that failed to boot and one that died after serving;
 * ``<pid>.failed``: why the worker could not boot, one line, for the master's report;
-* ``shutting-down``: the master's notice that ``SHUTDOWN_DELAY`` has begun.
+* ``<pid>.retiring``: the worker has asked to be retired, and why (``memory``);
+* ``shutting-down``: the master's notice that ``SHUTDOWN_DELAY`` has begun;
+* ``stopping``: the master's notice that it is stopping (a stop signal reached its server):
+  without the one above, its workers stop promptly rather than drain gently.
 
 This module only names them, so neither side imports the other.
 """
@@ -21,8 +24,11 @@ import os
 PREFIX = "asgi-launcher-"
 #: The master's notice that a SHUTDOWN_DELAY has begun.
 SHUTDOWN_NOTICE = "shutting-down"
+#: The master's notice that it is stopping.
+STOP_NOTICE = "stopping"
 BOOTED_SUFFIX = ".booted"
 FAILED_SUFFIX = ".failed"
+RETIRING_SUFFIX = ".retiring"
 
 
 def heartbeat(directory: str, pid: int) -> str:
@@ -35,6 +41,10 @@ def booted(directory: str, pid: int) -> str:
 
 def failed(directory: str, pid: int) -> str:
     return os.path.join(directory, f"{pid}{FAILED_SUFFIX}")
+
+
+def retiring(directory: str, pid: int) -> str:
+    return os.path.join(directory, f"{pid}{RETIRING_SUFFIX}")
 
 
 def heartbeat_interval(timeout: float) -> float:

@@ -14,11 +14,12 @@ import os
 import re
 import socket
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from launcher.errors import ConfigError
+from launcher.procfs import listening_fds
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class Address:
         return self
 
 
-_BIND = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.%\w]+)\]|(?P<host>[^:\[\]\s/]+)):(?P<port>\d{1,5})$")
+_BIND = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.%\w]+)\]|(?P<host>[^:\[\]\s/]+)):(?P<port>[0-9]{1,5})$")
 
 
 def parse(bind: str) -> Address:
@@ -65,6 +66,131 @@ def parse(bind: str) -> Address:
     except OSError:
         family = socket.AF_INET
     return Address(family, host, port)
+
+
+def ops_host_for(binds: Iterable[str]) -> str:
+    """Where the operations listener listens by default: the host of the app's first TCP address
+    (a loopback app keeps it loopback, a wildcard one serves the probes on every interface), or
+    ``127.0.0.1`` for an app on unix sockets only, which no other machine reaches either."""
+    for bind in binds:
+        address = parse(bind)
+        if address.family != socket.AF_UNIX:
+            return address.host
+    return "127.0.0.1"
+
+
+def ports_and_paths(binds: Iterable[str]) -> tuple[frozenset[int], frozenset[str]]:
+    """The TCP ports and unix socket paths of listen addresses (what ``launcher.procfs`` matches)."""
+    addresses = [parse(bind) for bind in binds]
+    ports = frozenset(a.port for a in addresses if a.family != socket.AF_UNIX)
+    return ports, frozenset(a.host for a in addresses if a.family == socket.AF_UNIX)
+
+
+def detach_listeners(binds: Iterable[str]) -> int:
+    """Stop accepting on ``binds`` in this process without closing what a server holds: each of
+    this process's descriptors of a socket listening there becomes a non-blocking listening
+    socket nobody connects to (its server's accept finds nothing more); returns how many.
+
+    For what Python cannot close: Granian's accept loop runs in Rust, and a master's copy of a
+    shared socket may be owned by its server's objects. The socket itself stays open wherever
+    else it is held (the other workers accept its connections), and closes once no process
+    holds it (later connections are then refused, not left waiting in its queue).
+    """
+    ports, paths = ports_and_paths(binds)
+    fds = listening_fds(ports, paths)
+    for fd in fds:
+        with socket.socket() as dummy:
+            dummy.bind(("127.0.0.1", 0))
+            dummy.listen(1)
+            dummy.setblocking(False)
+            os.dup2(dummy.fileno(), fd, inheritable=False)
+    return len(fds)
+
+
+#: SO_ATTACH_FILTER (Linux; Python's socket module does not name it).
+_SO_ATTACH_FILTER = 26
+
+
+def _syn_dropping_filter() -> tuple[bytes, object]:
+    """A classic BPF socket filter that drops TCP segments opening a connection (SYN without
+    ACK) and passes everything else; ``(sock_fprog bytes, the program it points to)`` (keep the
+    second alive while the first is used). A socket filter sees a segment from its TCP header."""
+    import ctypes
+
+    class Instruction(ctypes.Structure):
+        _fields_ = (
+            ("code", ctypes.c_uint16),
+            ("jt", ctypes.c_uint8),
+            ("jf", ctypes.c_uint8),
+            ("k", ctypes.c_uint32),
+        )
+
+    class Program(ctypes.Structure):
+        _fields_ = (("len", ctypes.c_uint16), ("filter", ctypes.POINTER(Instruction)))
+
+    code = (Instruction * 5)(
+        Instruction(0x30, 0, 0, 13),  # ldb [13]: the flags
+        Instruction(0x54, 0, 0, 0x12),  # and #SYN|ACK
+        Instruction(0x15, 0, 1, 0x02),  # jeq #SYN: drop, else pass
+        Instruction(0x06, 0, 0, 0),  # ret #0: drop
+        Instruction(0x06, 0, 0, 0xFFFFFFFF),  # ret #-1: pass whole
+    )
+    return bytes(Program(len(code), code)), code
+
+
+def refuse_new_connections(binds: Iterable[str]) -> int:
+    """Make the TCP sockets listening on ``binds`` (held by this process and, shared, by the
+    workers) ignore new connections from now on, while connections already made wait in the
+    queue to be accepted; returns how many sockets.
+
+    A listening socket closed with connections in its queue resets them, after their client
+    has sent its request: at a stop, under load, a few requests failed that way. With this
+    first, a worker can accept what is queued before it stops accepting; a client that connects
+    later gets no answer to its SYN, and once the socket is closed, a refusal: it has sent
+    nothing. (Unix sockets have no such step: what is queued there when they close is lost.)
+    """
+    ports, _ = ports_and_paths(binds)
+    fds = listening_fds(ports)
+    program, code = _syn_dropping_filter()
+    for fd in fds:
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, program)
+    del code
+    return len(fds)
+
+
+def repeated(binds: Iterable[str]) -> str | None:
+    """What makes a list of listen addresses unusable together (None: nothing): an address
+    repeated, or two that take the same socket (``ValueError`` if one is no address at all)."""
+    seen: list[tuple[str, Address]] = []
+    for bind in binds:
+        address = parse(bind)
+        for earlier, other in seen:
+            if _same_socket(address, other):
+                return (
+                    f"{bind} is repeated" if earlier == bind else f"{bind} takes the same socket as {earlier}"
+                )
+        seen.append((bind, address))
+    return None
+
+
+def _same_socket(a: Address, b: Address) -> bool:
+    """Whether listening on ``a`` and on ``b`` would take the same socket address: the same path,
+    the same IP address (however written) and port, or a wildcard and any address of its family
+    on that port (Linux refuses the second bind with EADDRINUSE)."""
+    if a.family != b.family or a.port != b.port:
+        return False
+    if a.family == socket.AF_UNIX:
+        return os.path.normpath(a.host) == os.path.normpath(b.host)
+    hosts = {_canonical(a.host), _canonical(b.host)}
+    return len(hosts) == 1 or bool(hosts & {"0.0.0.0", "::"})
+
+
+def _canonical(host: str) -> str:
+    try:
+        return str(ipaddress.ip_address(host.split("%")[0]))
+    except ValueError:
+        return host.lower()
 
 
 _HINTS = {

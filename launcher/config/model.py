@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from launcher.config.settings import BY_ENV, from_command_line
+from launcher.config.addresses import ops_host_for, repeated
+from launcher.config.settings import BY_ENV, MOST_WORKERS, from_command_line
 from launcher.config.tracing import Tracing
 from launcher.errors import ConfigError
 
@@ -126,9 +127,13 @@ class Config:
         for key, (value, source) in settings.items():
             if key in known:
                 value = tuple(value) if key == "bind" else value
+                _check_file_value(key, value, source)
                 if value == getattr(self, key) or from_command_line(sources.get(key, "")):
                     continue
                 changes[key] = value
+                ops_source = self.sources.get("ops_host", "")
+                if key == "bind" and not (ops_source.startswith("env:") or from_command_line(ops_source)):
+                    changes["ops_host"] = ops_host_for(value)  # OPS_HOST follows the app's address
             else:
                 extra[key] = value
             sources[key] = source
@@ -158,6 +163,22 @@ class Config:
         ``keyfile`` and ``certfile`` are not secrets and are shown.
         """
         return _masked(name, value)
+
+
+def _check_file_value(key: str, value: Any, source: str) -> None:
+    """A config file's worker count and listen addresses, held to the environment's rules: a count
+    no machine holds, or two addresses that take one socket, stop before anything forks."""
+    if key == "workers" and not (isinstance(value, int) and 1 <= value <= MOST_WORKERS):
+        raise ConfigError(
+            f"{source}: workers={value!r} is invalid: expected a whole number from 1 to {MOST_WORKERS}"
+        )
+    if key == "bind":
+        try:
+            problem = repeated(value)
+        except ValueError:
+            return  # the server's own forms (fd://...): the server decides
+        if problem:
+            raise ConfigError(f"{source}: bind={list(value)!r} is invalid: {problem}")
 
 
 #: Words that mark a setting's value as a secret (``h11_pass_raw_headers`` is not one).

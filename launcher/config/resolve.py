@@ -14,19 +14,22 @@ options. An option wins over every variable of the same field (``--port`` over `
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import json
 import os
+import secrets
 import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from launcher.config.addresses import ops_host_for
 from launcher.config.log_config import load_log_config
 from launcher.config.model import Config, MissingApp
 from launcher.config.resources import cpu_budget, memory_cap, memory_limit
-from launcher.config.settings import BY_ENV, SETTINGS, WINNER, flag_source
+from launcher.config.settings import BY_ENV, MOST_WORKERS, SETTINGS, WINNER, flag_source
 from launcher.config.tracing import resolve_tracing
 from launcher.errors import ConfigError
 
@@ -170,7 +173,7 @@ def _log_file(variable: str, value: str | None) -> None:
     """Refuse a log target the server could not open for writing, before anything starts.
 
     Otherwise each server finds out its own way (a traceback in the master, or workers that
-    cannot boot). Only checks, no effects: nothing is created, truncated or written.
+    cannot boot). Nothing the user can see is created, truncated or written.
     """
     if value is None or value == "-":
         return
@@ -189,19 +192,18 @@ def _log_file(variable: str, value: str | None) -> None:
 def _unwritable(path: Path) -> str | None:
     """Why the server could not append to ``path`` (None: it can), decided without creating it.
 
-    A file that does not exist yet needs a directory this user may create files in. An existing
-    regular file must pass ``os.access`` and then be opened for append, without ``O_CREAT``, and
-    take a zero-byte write: root passes ``os.access`` for every file, even ``/proc/version``,
-    which can be opened but accepts no write at all (a zero-byte write changes nothing in a real
-    file). Other existing files (``/dev/stdout``, a FIFO) are only asked ``os.access``: opening
-    a FIFO with no reader would block.
+    A file that does not exist yet needs a directory where one can really be created
+    (``_cannot_create_in``). An existing regular file must pass ``os.access`` and then be opened
+    for append, without ``O_CREAT``, and take a zero-byte write: root passes ``os.access`` for
+    every file, even ``/proc/version``, which can be opened but accepts no write at all (a
+    zero-byte write changes nothing in a real file). Other existing files (``/dev/stdout``, a
+    FIFO) are only asked ``os.access``: opening a FIFO with no reader would block.
     """
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
-        if not os.access(path.parent, os.W_OK | os.X_OK):
-            return f"this user cannot create files in {str(path.parent)!r}"
-        return None
+        why = _cannot_create_in(path.parent)
+        return f"no file can be created in {str(path.parent)!r} ({why})" if why else None
     except OSError as exc:
         return f"it cannot be looked at ({exc.strerror})"
     if not os.access(path, os.W_OK):
@@ -217,6 +219,33 @@ def _unwritable(path: Path) -> str | None:
     except OSError as exc:
         reason = "it accepts no writes" if exc.errno == errno.EINVAL else exc.strerror
         return f"it cannot be written ({reason})"
+    return None
+
+
+def _cannot_create_in(directory: Path) -> str | None:
+    """Why no file can be created in ``directory`` (None: one can), found by creating one nobody
+    sees: an unnamed ``O_TMPFILE`` file, or, on filesystems without those (procfs, sysfs, some
+    overlays), a uniquely named one removed at once.
+
+    ``os.access`` is not enough: root passes it for ``/proc`` and ``/sys``, where nothing can be
+    created, and a directory may be writable by mode on a filesystem that is full or refuses.
+    """
+    try:
+        fd = os.open(directory, os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            return exc.strerror or str(exc)
+    else:
+        os.close(fd)
+        return None
+    probe = directory / f".asgi-launcher-probe-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
     return None
 
 
@@ -393,6 +422,13 @@ def resolve(
         worker_memory,
     )
     sources["workers"] = sources["WEB_CONCURRENCY"] if bound == "web_concurrency" else WORKER_BOUNDS[bound]
+    if workers > MOST_WORKERS:  # (WEB_CONCURRENCY's own kind holds it to the same bound)
+        raise ConfigError.bad_value(
+            "WORKERS_PER_CORE",
+            env.get("WORKERS_PER_CORE", "1"),
+            f"a number that gives at most {MOST_WORKERS} workers on {cpus} CPUs (it gives {workers}); "
+            "lower it, or set MAX_WORKERS",
+        )
 
     # BIND wins over HOST + PORT.
     if "BIND" in env:
@@ -446,12 +482,12 @@ def resolve(
         if config_file:
             sources["config_file"] = "computed"
 
-    # OPS_HOST: HOST's value when unset (whether HOST is set or defaulted).
+    # OPS_HOST: from the app's own address when unset (launcher.config.addresses.ops_host_for).
     if "OPS_HOST" in env:
         ops_host = direct("ops_host", "OPS_HOST")
     else:
-        ops_host = values["HOST"]
-        sources["ops_host"] = "computed" if "HOST" in env else "default"
+        ops_host = ops_host_for(bind)
+        sources["ops_host"] = "default" if sources["bind"] == "default" else "computed"
 
     if values["OPS_PORT"] is not None:
         clash = [

@@ -18,7 +18,7 @@ from typing import Any
 
 from launcher.config import tracing
 from launcher.config.access_format import parse_format
-from launcher.config.addresses import parse as parse_address
+from launcher.config.addresses import repeated
 from launcher.errors import BadPart, ConfigError
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -50,9 +50,24 @@ class Kind:
             raise ConfigError.bad_value(variable, shown, self.expected) from None
 
 
+#: Numbers as a person writes them: ASCII digits only. Python's ``int`` and ``float`` also take
+#: ``2_0`` (20), fullwidth and other Unicode digits (fullwidth 2 is 2), which no user meant.
+_WHOLE = re.compile(r"-?[0-9]+", re.ASCII)
+_DECIMAL = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?", re.ASCII)
+
+#: The most worker processes a launch may ask for (``WEB_CONCURRENCY``, or what the formula
+#: computes). Each is an interpreter with the app loaded, tens of MiB: past this, a count is a
+#: typo (``99999999999999999999``), not a machine, and forking it would take the host down
+#: before anything could be stopped.
+MOST_WORKERS = 1024
+
+
 def _int(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
     def convert(raw: str) -> int:
-        value = int(raw.strip())
+        text = raw.strip()
+        if not _WHOLE.fullmatch(text):
+            raise ValueError(raw)
+        value = int(text)
         if value < minimum or (maximum is not None and value > maximum):
             raise ValueError(raw)
         return value
@@ -61,7 +76,10 @@ def _int(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
 
 
 def _positive_float(raw: str) -> float:
-    value = float(raw.strip())
+    text = raw.strip()
+    if not _DECIMAL.fullmatch(text):
+        raise ValueError(raw)
+    value = float(text)
     if not value > 0 or value == float("inf"):
         raise ValueError(raw)
     return value
@@ -96,8 +114,9 @@ def _binds(raw: str) -> tuple[str, ...]:
     parts = [p for p in re.split(r"[,\s]+", raw.strip()) if p]
     if not parts:
         raise ValueError(raw)
-    for part in parts:
-        parse_address(part)  # ValueError: not an address
+    problem = repeated(parts)  # ValueError: not an address
+    if problem:
+        raise BadPart(problem)
     return tuple(parts)
 
 
@@ -223,6 +242,7 @@ KINDS: dict[str, Kind] = {
     "app": Kind("MODULE:VARIABLE, such as app.main:app", _app_module),
     "workers_per_core": Kind("a number greater than 0, such as 1 or 0.5", _positive_float),
     "count": Kind("a whole number, 1 or more", _int(1)),
+    "workers": Kind(f"a whole number from 1 to {MOST_WORKERS}", _int(1, MOST_WORKERS)),
     "count0": Kind("a whole number, 0 or more", _int(0)),
     "mib0": Kind("a whole number of MiB, 0 (off) or more", _int(0)),
     "mib_limit": Kind("a whole number of MiB, 1 or more (0 or unset: off)", _mib_limit),
@@ -408,11 +428,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "WEB_CONCURRENCY",
         "workers",
-        "count",
+        "workers",
         None,
         "`max(int(WORKERS_PER_CORE * cpus), 2)`, capped by the memory limit (`WORKER_MEMORY`) and `MAX_WORKERS`",
-        "Exact number of worker processes; wins over the formula (a warning when they need more "
-        "memory than the limit holds).",
+        "Exact number of worker processes, 1 to 1024 (more is refused, as is a formula giving more); "
+        "wins over the formula (a warning when they need more memory than the limit holds).",
         flags=("--workers", "-w"),
         group="Workers",
     ),
@@ -714,7 +734,8 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "unset (off)",
         "A worker whose own memory (USS) exceeds this many MiB is retired gracefully and replaced, "
-        "as after `MAX_REQUESTS`; checked about once a second.",
+        "as after `MAX_REQUESTS`; checked by the worker after each request (so it passes the limit "
+        "by at most one request's allocation) and by the master about once a second.",
         flags=("--max-worker-memory",),
         group="Timeouts and worker recycling",
     ),
@@ -734,8 +755,10 @@ SETTINGS: tuple[Setting, ...] = (
         "ops_host",
         "host",
         None,
-        "`$HOST`",
-        "Address the operations listener listens on.",
+        "the app's address: the host of the first TCP address in `BIND` (`$HOST`), `127.0.0.1` "
+        "for unix sockets only",
+        "Address the operations listener listens on: by default no more public than the app "
+        "(`BIND=127.0.0.1:8000` keeps it on loopback; the image's `0.0.0.0` lets the kubelet probe it).",
         flags=("--ops-host",),
         group="Operations",
     ),

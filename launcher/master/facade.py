@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
+from launcher.config.addresses import detach_listeners, refuse_new_connections
 from launcher.config.model import Config
 from launcher.errors import EXIT_WORKERS_FAILING
 from launcher.master.policy import (
@@ -75,6 +76,7 @@ class Master:
         self._delay_done = False
         self._pid = os.getpid()
         self._last_trace = ""
+        self._serves_in_process = False  # single-process mode: this process is its own worker
 
     # -- start and stop ------------------------------------------------------------------------
 
@@ -109,6 +111,7 @@ class Master:
     def worker_context(self, *, in_master: bool = False) -> WorkerContext:
         """What each worker needs from this master (picklable: spawned workers get a copy).
         ``in_master``: the app is served in this very process (single-process mode)."""
+        self._serves_in_process = self._serves_in_process or in_master
         return WorkerContext(
             config=dataclasses.replace(self.config, server_settings={}),
             state_dir=self.state.path,
@@ -168,6 +171,15 @@ class Master:
             if self._delay is not None and not self._delay_done:
                 self._delay_done = True
                 self._delay.cancel()
+            # Workers stopping now drain gently after a SHUTDOWN_DELAY (its notice is there: its
+            # responses have been closing connections), promptly without one. The master's own
+            # copies of the listening sockets go now: once the workers have stopped accepting too,
+            # a new connection is refused rather than left waiting for nobody in the queue.
+            self.state.notice_stop()
+            if os.getpid() == self._pid:
+                refuse_new_connections(self.config.bind)  # what is queued is still accepted
+                if not self._serves_in_process:  # (its server closes its own, once drained)
+                    detach_listeners(self.config.bind)
             return inner(signum, frame)
 
         return handler
@@ -203,6 +215,8 @@ class Master:
         if booted is None:
             booted = self.state.booted(pid)
         cause, trace = ("", "") if booted else self.state.failure(pid)
+        if code == 0 and self.state.retiring(pid) == "memory":  # it said so itself, in its line
+            self._stopped.setdefault(pid, "memory")
         started = self._alive.pop(pid, None)
         self.state.forget(pid)
         if self.metrics_dir is not None:
@@ -317,7 +331,9 @@ class Master:
     ) -> list[int]:
         """Retire every worker whose own memory exceeds MAX_WORKER_MEMORY; return them. It
         measures at most every ``MEMORY_CHECK_EVERY`` seconds, and a worker's USS only when its
-        RSS is over the limit (``launcher.procfs.memory_over``, the default ``measure``)."""
+        RSS is over the limit (``launcher.procfs.memory_over``, the default ``measure``). A
+        worker's pipeline looks after each of its requests and retires it itself (one line,
+        and a mark this reads): this look is for memory that grows between requests."""
         limit_mib = self.config.max_worker_memory
         now = time.monotonic()
         # A little slack: a loop that wakes every MEMORY_CHECK_EVERY (Gunicorn's arbiter sleeps
@@ -328,7 +344,7 @@ class Master:
         over = measure or memory_over
         stopped = []
         for pid in pids:
-            if pid in self._stopped:
+            if pid in self._stopped or self.state.retiring(pid):  # retired already, or retiring itself
                 continue
             used = over(pid, limit_mib * MIB)
             if used is None:

@@ -54,6 +54,9 @@ os.register_at_fork(after_in_child=_close_in_child)
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    #: The listen backlog: socketserver's default is 5, so a burst of connections (a scraper and
+    #: the probes behind stray clients) had its SYNs dropped and a probe timed out.
+    request_queue_size = socket.SOMAXCONN
     master: MasterState
 
     def handle_error(self, request: Any, client_address: Any) -> None:

@@ -91,8 +91,19 @@ class StateDirectory:
             return "", ""
         return cause.strip(), trace
 
+    def retiring(self, pid: int) -> str:
+        """Why a worker has asked to be retired (``memory``), or "" if it has not."""
+        try:
+            with open(statedir.retiring(self.path, pid), encoding="utf-8") as f:
+                return f.read().strip()
+        except OSError:
+            return ""
+
     def notice_shutdown(self) -> None:
         statedir.write(os.path.join(self.path, statedir.SHUTDOWN_NOTICE))
+
+    def notice_stop(self) -> None:
+        statedir.write(os.path.join(self.path, statedir.STOP_NOTICE))
 
     def forget(self, pid: int) -> None:
         """A reaped worker's files go."""
@@ -101,6 +112,7 @@ class StateDirectory:
             statedir.heartbeat(self.path, pid),
             statedir.booted(self.path, pid),
             statedir.failed(self.path, pid),
+            statedir.retiring(self.path, pid),
         ):
             with contextlib.suppress(OSError):
                 os.unlink(path)

@@ -449,16 +449,18 @@ class Writer:
     ``__call__`` (a ``RequestLog`` sink) formats a batch and queues it; the thread writes each in
     whole lines of at most ``ATOMIC_WRITE`` bytes, so a slow reader (a full pipe) stalls the
     thread, never the event loop. When ``QUEUED`` batches are waiting, a new one is dropped and
-    counted (``dropped``), with one warning line on stderr the first time. Reopened on SIGUSR1
-    like every log file (``launcher.observability.logs``); drained at exit.
+    counted (``dropped``, and ``on_lost``: the metrics' counter), with one warning line on stderr
+    the first time. Reopened on SIGUSR1 like every log file (``launcher.observability.logs``);
+    drained at exit.
     """
 
-    def __init__(self, target: str, layout: Layout) -> None:
+    def __init__(self, target: str, layout: Layout, on_lost: Callable[[int], None] | None = None) -> None:
         self.target = target
         self.layout = layout
         self.fd = self._open()
         #: Lines that could not be written: dropped when the queue was full, or unformattable.
         self.dropped = 0
+        self.on_lost = on_lost
         self._queue: queue.Queue[bytes | None] = queue.Queue(QUEUED)
         self._thread: threading.Thread | None = None
         self._fd_lock = threading.Lock()  # held by a write, and by a reopen's swap
@@ -503,6 +505,8 @@ class Writer:
 
     def _lost(self, count: int, why: str) -> None:
         self.dropped += count
+        if self.on_lost is not None:
+            self.on_lost(count)
         if not self._warned:
             self._warned = True
             from launcher.observability.logs import launcher_line
@@ -567,7 +571,7 @@ def layer(
     request_headers: tuple[bytes, ...] = ()
     response_headers: tuple[bytes, ...] = ()
     if access_log is not None and layout is not None:
-        sinks.append(Writer(access_log, layout))
+        sinks.append(Writer(access_log, layout, metrics.lost if metrics is not None else None))
         request_headers, response_headers = layout.request_headers, layout.response_headers
     begun = None
     if metrics is not None:

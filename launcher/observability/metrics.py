@@ -3,7 +3,7 @@
 ``prometheus_client`` counts per process; across workers it needs its multiprocess mode: a
 directory where every process keeps its values in memory-mapped files, named by the
 ``PROMETHEUS_MULTIPROC_DIR`` variable *before* ``prometheus_client`` is imported, read back by a
-``MultiProcessCollector``, and cleaned of a dead worker's live gauges (``mark_process_dead``).
+``MultiProcessCollector``; a dead worker's files are folded into one per kind (``mark_dead``).
 Projects set this up by hand, one by one; here the master does it (``prepare_directory``,
 ``mark_dead``), so the app's own ``prometheus_client`` metrics are aggregated too, with no code
 from the user.
@@ -25,13 +25,16 @@ says so and the rest of the operations listener works.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import importlib.util
+import operator
 import os
 import shutil
+import threading
 from bisect import bisect_left
-from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from typing import Any, Protocol
 
 from launcher.observability.access_log import DURATION, KIND, METHOD, SIZE, STATUS, Entry
@@ -88,11 +91,70 @@ def prepare_directory(state_dir: str, environ: MutableMapping[str, str] = os.env
     return path, True
 
 
-def mark_dead(pid: int, directory: str) -> None:
-    """A reaped worker's live gauges leave the sums; its counters and histograms stay."""
-    from prometheus_client import multiprocess
+#: The name dead workers' values are kept under (``counter_folded.db``, ...), in place of a pid.
+FOLDED = "folded"
 
-    multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+#: How the values of one kind of file add up across processes, as ``MultiProcessCollector``
+#: merges them: by file name prefix (``counter_123.db``, ``gauge_max_123.db``, ...).
+_FOLD: dict[str, Callable[[float, float], float]] = {
+    "counter": operator.add,
+    "histogram": operator.add,
+    "summary": operator.add,
+    "gauge_sum": operator.add,
+    "gauge_max": max,
+    "gauge_min": min,
+}
+
+#: Dead workers not folded yet (a scrape in progress had the lock); folded at the next chance.
+_dead: list[tuple[int, str]] = []
+#: Held by a scrape and by a fold: a scrape must see a dead worker's values either in its own
+#: files or in the folded ones, never both or neither (a counter going back is a reset).
+_folding = threading.Lock()
+
+
+def mark_dead(pid: int, directory: str) -> None:
+    """A reaped worker's values: its counters, histograms and summed, min and max gauges are
+    folded into one file per kind (``<kind>_folded.db``) and its own files removed; its live gauges
+    and its per-process (``all``) gauges leave with it, as ``mark_process_dead`` and
+    ``mostrecent`` would keep only a value nobody can tell apart.
+
+    ``prometheus_client`` keeps a file per process and kind (64 KiB each on ``/dev/shm``, every
+    one read at each scrape) until the directory goes: over thousands of worker restarts
+    (``MAX_REQUESTS``) the directory and the scrape grew without bound. Never blocks: a scrape
+    holding the lock folds what is left before it reads.
+    """
+    _dead.append((pid, directory))
+    if _folding.acquire(blocking=False):
+        try:
+            _fold_dead()
+        finally:
+            _folding.release()
+
+
+def _fold_dead() -> None:
+    while _dead:
+        pid, directory = _dead.pop(0)
+        for path in glob.glob(os.path.join(directory, f"*_{pid}.db")):
+            kind = os.path.basename(path)[: -len(f"_{pid}.db")]
+            fold = _FOLD.get(kind)
+            if fold is not None and _sized(path):
+                _fold_file(path, os.path.join(directory, f"{kind}_{FOLDED}.db"), fold)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+
+
+def _fold_file(path: str, into: str, fold: Callable[[float, float], float]) -> None:
+    """Add the values of ``path`` to those of ``into`` (created if need be)."""
+    from prometheus_client.mmap_dict import MmapedDict
+
+    read: Callable[[str], Iterable[tuple[str, float, float, int]]] = MmapedDict.read_all_values_from_file
+    kept = {key: value for key, value, _, _ in read(into)} if _sized(into) else {}
+    folded: Any = MmapedDict(into)  # type: ignore[no-untyped-call]
+    try:
+        for key, value, timestamp, _ in read(path):
+            folded.write_value(key, fold(kept[key], value) if key in kept else value, timestamp)
+    finally:
+        folded.close()
 
 
 def exposition(master: MasterView, directory: str) -> tuple[bytes, str]:
@@ -102,7 +164,9 @@ def exposition(master: MasterView, directory: str) -> tuple[bytes, str]:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(WorkerFiles(directory))
     registry.register(MasterCollector(master))
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+    with _folding:
+        _fold_dead()
+        return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
 class WorkerFiles:
@@ -172,7 +236,7 @@ class ServerMetrics:
     """
 
     def __init__(self) -> None:
-        from prometheus_client import Gauge, Histogram
+        from prometheus_client import Counter, Gauge, Histogram
 
         labels = ["http_request_method", "http_response_status_code"]
         self.duration = Histogram(
@@ -196,14 +260,24 @@ class ServerMetrics:
             multiprocess_mode="livesum",
             registry=None,
         )
+        self.dropped = Counter(
+            "asgi_launcher_access_log_dropped_lines",
+            "Access log lines dropped: the log's reader did not keep up, or a request's values could "
+            "not be formatted.",
+            registry=None,
+        )
         #: The method of each HTTP request begun since the last batch (``RequestLog`` appends).
         self.begun: list[str] = []
         self._active: dict[str, int] = {}
         self._active_written: dict[str, int] = {}
 
+    def lost(self, count: int) -> None:
+        """``count`` access lines dropped (the access log's ``Writer`` says so)."""
+        self.dropped.inc(count)
+
     def counted(self, entries: list[Entry]) -> None:
         """Count a batch of requests done (and those begun since the last): a ``RequestLog`` sink."""
-        begun, self.begun[:] = Counter(self.begun), []
+        begun, self.begun[:] = Tally(self.begun), []
         active = self._active
         for method, count in begun.items():
             label = method if method in METHODS else "_OTHER"

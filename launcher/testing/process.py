@@ -362,13 +362,18 @@ class Outcome:
 
 @dataclass
 class Load:
-    """Closed-loop clients, each sending Connection: close requests until stopped (bounded in time);
-    over TLS with ``tls`` (a failed handshake counts as a failed request)."""
+    """Closed-loop clients, each sending requests until stopped (bounded in time): a new
+    connection for each (``Connection: close``), or with ``keep_alive`` one connection for as long
+    as the server keeps it (a new one only after a response that closes it, or a failure), as
+    a pooled HTTP client does; over TLS with ``tls``. A connection that cannot be made is
+    ``refused`` (nothing was sent); a failed TLS handshake, or a request sent without a complete
+    response back, is an ``Outcome`` with no status."""
 
     port: int
     path: str
     clients: int
     limit: float = 30.0
+    keep_alive: bool = False
     tls: ssl.SSLContext | None = None
     outcomes: list[Outcome] = field(default_factory=list)
     refused: int = 0
@@ -378,42 +383,45 @@ class Load:
 
     def _client(self) -> None:
         deadline = time.monotonic() + self.limit
+        conn: http.client.HTTPConnection | None = None
+        headers = {} if self.keep_alive else {"Connection": "close"}
         while not self._stop.is_set() and time.monotonic() < deadline:
-            try:
-                sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
-            except OSError:
-                with self._lock:
-                    self.refused += 1
-                time.sleep(0.02)
-                continue
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
-            conn.sock = sock
-            try:
+            if conn is None:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
+                try:
+                    conn.connect()
+                except OSError:
+                    with self._lock:
+                        self.refused += 1
+                    conn = None
+                    time.sleep(0.02)
+                    continue
                 if self.tls is not None:
                     try:
-                        conn.sock = self.tls.wrap_socket(sock, server_hostname="127.0.0.1")
+                        conn.sock = self.tls.wrap_socket(conn.sock, server_hostname="127.0.0.1")
                     except OSError as exc:
                         with self._lock:
                             self.outcomes.append(Outcome(time.monotonic(), None, type(exc).__name__))
-                        sock.close()
+                        conn.close()
+                        conn = None
                         continue
-                conn.request("GET", self.path, headers={"Connection": "close"})
-                sent = time.monotonic()
-            except OSError:
-                with self._lock:
-                    self.refused += 1
-                conn.close()
-                continue
+            sent = time.monotonic()
             try:
+                conn.request("GET", self.path, headers=headers)
+                sent = time.monotonic()
                 response = conn.getresponse()
                 response.read()
                 outcome = Outcome(sent, response.status)
+                closing = response.will_close or not self.keep_alive
             except (OSError, http.client.HTTPException) as exc:
-                outcome = Outcome(sent, None, type(exc).__name__)
-            finally:
+                outcome, closing = Outcome(sent, None, type(exc).__name__), True
+            if closing:
                 conn.close()
+                conn = None
             with self._lock:
                 self.outcomes.append(outcome)
+        if conn is not None:
+            conn.close()
 
     def start(self) -> Load:
         self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(self.clients)]

@@ -81,10 +81,11 @@ def started(context: WorkerContext, loggers: Iterable[str] = ()) -> None:
     killed with SIGKILL (or by the OOM killer) leaves no worker serving on with the port held.
     ``loggers`` are the server's own, as it has set them up in this process.
     """
-    from launcher.observability.logs import configure, reopen_files
+    from launcher.observability.logs import configure, launcher_logger, reopen_files
     from launcher.signals import die_with, worker_signals
 
     configure(context.config, loggers)
+    launcher_logger(context.config)  # the launcher's own lines, as the master writes them
     if context.config.tracing.enabled:  # this process's own provider and export thread, after the fork
         from launcher.observability import tracing
 

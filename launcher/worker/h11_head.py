@@ -24,7 +24,9 @@ class CheckedConnection(h11.Connection):
     A head that breaks a rule raises ``h11.RemoteProtocolError`` from ``next_event``, as h11's own
     errors do, with the status to answer as its hint (and in ``status``). The HTTP/2 preface is
     refused unless ``preface_allowed``; an absolute-form target reaches the app as its path.
-    ``head_started`` is called when a request head is complete.
+    ``head_started`` is called when a request head is complete. Once ``ended`` (the server is
+    closing the connection), ``next_event`` says ``ConnectionClosed``: a reading loop paused on a
+    pipelined request that will never be served ends instead of waiting for ever.
     """
 
     def __init__(
@@ -40,6 +42,7 @@ class CheckedConnection(h11.Connection):
         self.preface_allowed = preface_allowed
         self.head_started = head_started
         self.status = 400
+        self.ended = False
         self._unchecked = 0  # bytes received since the request line was last looked at
         self._line_ok = False
 
@@ -48,6 +51,8 @@ class CheckedConnection(h11.Connection):
         self._unchecked += len(data)
 
     def next_event(self) -> Any:
+        if self.ended:
+            return h11.ConnectionClosed()
         line = self.head.line  # checked first: a long line also makes h11 find the head too large
         if not self._line_ok and self._unchecked > line + 1 and self.their_state is h11.IDLE:
             self._check_first_line(line)

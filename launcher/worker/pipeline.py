@@ -9,18 +9,20 @@ outermost first:
    failed boot, told the same way under every backend (``bootstrap.cannot_boot``);
 1. **watchdog** (``TIMEOUT`` > 0): the worker's event loop refreshes its heartbeat file, so
    the master (``launcher.master.Master.check``) can kill a worker whose loop is stuck;
-2. **int ports** and **CONNECT refused**: the ASGI scope's ports as ints where a server gives
-   strings; CONNECT answered 400, for servers that would pass it on: an app is not a proxy, and
-   a 2xx answer turns the connection into a tunnel (Hypercorn then fails with a traceback);
+2. **spec scope** and **CONNECT refused**: the ASGI scope's ports as ints and HTTP/1.0 as
+   ``"1.0"`` where a server says otherwise; CONNECT answered 400, for servers that would pass it
+   on: an app is not a proxy, and a 2xx answer turns the connection into a tunnel (Hypercorn
+   then fails with a traceback);
 3. **request checks**, for servers whose parser does not see to them (and for HTTP/2 requests,
    which no server's HTTP/1.1 parser sees): ``LIMIT_REQUEST_LINE``
    (414), ``LIMIT_REQUEST_FIELDS`` and ``LIMIT_REQUEST_FIELD_SIZE`` (431), Content-Length with
    Transfer-Encoding (400), each answered with ``connection: close``; an absolute-form target
    (``GET http://host/path``) reaches the app as its path;
-4. **request limit** (``MAX_REQUESTS`` > 0): counts requests and, with the worker's last one,
-   asks the server to retire the worker gracefully (that request is still served);
-   **shutdown notice** (``SHUTDOWN_DELAY`` > 0): once the master's delay has begun, every
-   response carries ``connection: close``, so keep-alive clients leave before the drain;
+4. **retirement** (always): once the worker is on its way out (its ``MAX_REQUESTS``-th
+   request, its memory past ``MAX_WORKER_MEMORY`` after a request, the master's
+   ``SHUTDOWN_DELAY`` begun, or a drain), every response carries ``connection: close``, so
+   keep-alive clients leave between two requests; the first two also ask the server to retire
+   the worker gracefully (``Retirement``);
 5. **proxy headers** (``FORWARDED_ALLOW_IPS``), unless the server applies them itself;
    **tracing** (an ``OTEL_*`` variable turns it on: ``launcher.config.tracing``): one OpenTelemetry
    server span a request, current while the layers inside and the app run
@@ -30,10 +32,15 @@ outermost first:
    writes its line (the same under every backend: each server's own access logger is off) and
    the metrics count its duration, status and size (``launcher.observability.metrics``), after
    the proxy headers set the client address and before the root path changes the path;
-7. **root path** (``ROOT_PATH``): the ASGI ``root_path``, included in ``path`` as Uvicorn does;
-8. **WebSocket drain**, for servers that leave WebSockets open when they stop: on shutdown each
+7. **response check** (always, for HTTP): what the app sends is checked before the server sees
+   it, so every server answers the same and the request log records what the client got: an
+   invalid status or header, or no response at all, is answered 500 instead; an exception the
+   app raises once its response is complete is logged (once) and goes no further, so the
+   server keeps the connection for its next request (``ResponseCheck``);
+8. **root path** (``ROOT_PATH``): the ASGI ``root_path``, included in ``path`` as Uvicorn does;
+9. **WebSocket drain**, for servers that leave WebSockets open when they stop: on shutdown each
    open WebSocket is closed with 1012 (service restart) and the app's ``receive`` says so;
-9. **ASGI 2 adapter**, for apps in the legacy double-callable form.
+10. **ASGI 2 adapter**, for apps in the legacy double-callable form.
 
 A layer whose setting is off is not in the chain at all, so it costs nothing per request; the
 layers that are on return the inner app's awaitable rather than adding a coroutine frame, except
@@ -45,15 +52,20 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import os
 import random
+import re
+import time
 import traceback
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from launcher import statedir
+from launcher.config.addresses import detach_listeners, ports_and_paths
 from launcher.errors import ConfigError
+from launcher.procfs import OwnMemory, served_connections
 from launcher.worker import bootstrap
 from launcher.worker.bootstrap import WorkerContext
 from launcher.worker.importer import import_app
@@ -66,8 +78,14 @@ if TYPE_CHECKING:
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
+MIB = 1024 * 1024
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: Seconds between a draining worker's looks at its open connections.
+DRAIN_LOOK_EVERY = 0.1
+#: Seconds a worker draining at its master's stop goes on accepting what the socket's queue holds.
+ACCEPT_QUEUED = 0.2
 
 #: WebSocket close code for "service restart" (RFC 6455 registry), as Uvicorn sends on shutdown.
 SERVICE_RESTART = 1012
@@ -83,24 +101,17 @@ class ServerTraits:
     closes_websockets: bool = False
     #: Its event loop is asyncio's (the WebSocket drain uses asyncio primitives); False for trio.
     asyncio: bool = True
-    #: Seconds it takes to stop accepting after ``retire``, for servers that stop asynchronously
-    #: (their accept loop in other threads): the retiring request waits that long before it is
-    #: served, so its client cannot reconnect to the stopping worker and be dropped unanswered.
-    retire_settle: float = 0.0
-    #: Seconds a worker keeps serving between its last counted request and its retirement, every
-    #: response closing its connection, for servers whose graceful stop closes idle keep-alive
-    #: connections under a request already on its way (Granian): its keep-alive clients have
-    #: left by then. The worker serves a few more than MAX_REQUESTS.
-    retire_delay: float = 0.0
     #: It refuses CONNECT itself (Uvicorn's parsers answer 400).
     refuses_connect: bool = False
     #: It holds HTTP/1.1 request heads to ``LIMIT_REQUEST_*`` itself (414, 431), refuses
     #: Content-Length with Transfer-Encoding (400) and serves an absolute-form target as its path.
     #: HTTP/2 requests (``HTTP2``, ``HTTP2_CLEARTEXT``) are still checked by the pipeline.
     checks_requests: bool = False
-    #: Its scope's ``client`` and ``server`` ports are ints, as the ASGI spec says (Granian's
-    #: are strings, which reach ``request.client.port`` and Django's ``REMOTE_PORT``).
-    int_ports: bool = True
+    #: Its scope's ``client`` and ``server`` ports are ints and an HTTP/1.0 request's
+    #: ``http_version`` is ``"1.0"``, as the ASGI spec says (Granian's ports are strings, which
+    #: reach ``request.client.port`` and Django's ``REMOTE_PORT``, and its HTTP/1.0 is ``"1"``,
+    #: which reached the access line as ``HTTP/1``).
+    spec_scope: bool = True
     #: The names of its own loggers (not its access logger) as it has set them up in the worker
     #: by the time ``build`` runs: they keep their handlers, stop passing records on to the root
     #: logger, and with ``LOG_FORMAT=json`` write JSON (``launcher.logs.adopt``).
@@ -174,49 +185,125 @@ class RootPath:
                 scope["raw_path"] = raw
 
 
-class RequestLimit:
-    """``MAX_REQUESTS``: the worker's ``limit``-th request starts its retirement.
+class Retirement:
+    """The worker's way out, the same under every backend: from the moment it is on its way, every
+    response closes its connection, so a keep-alive client moves to another worker between two
+    requests instead of finding its connection cut under the next one.
 
-    ``retire`` is the server's own graceful stop (stop accepting now, finish what is in flight,
-    including this request, then exit 0); the master then starts a fresh worker and does not
-    count the exit as a crash. Retiring when the last request *starts* rather than when it ends
-    means the worker accepts no connection it would then have to drop.
+    It is on its way when:
+
+    * **MAX_REQUESTS**: its ``limit``-th request starts (``retire``, the server's own graceful
+      stop: stop accepting, finish what is in flight, this request included, exit 0; retiring
+      as the last request *starts* means it accepts no connection it would have to drop);
+    * **MAX_WORKER_MEMORY**: a request has ended with the worker's own memory over the limit
+      (``launcher.procfs.OwnMemory``: its RSS read after every request, its USS only past the
+      limit), so it passes the limit by at most one request's allocation before it retires; it
+      says so in one line and leaves the master a mark (``statedir.retiring``), so the master's
+      own once-a-second look neither retires it twice nor takes its exit for anything else;
+    * **SHUTDOWN_DELAY**: the master's notice that the delay has begun is there (a timer on the
+      worker's loop looks every ``CHECK_EVERY`` seconds);
+    * **a drain**: the plugin's server begins a gentle stop (``WorkerApp.drain``).
+
+    A request costs an attribute test or two while none of that is on.
     """
 
+    CHECK_EVERY = 0.2
+
     def __init__(
-        self, app: ASGIApp, limit: int, retire: Callable[[], None], settle: float = 0.0, delay: float = 0.0
+        self,
+        app: ASGIApp,
+        context: WorkerContext,
+        retire: Callable[[], None],
+        *,
+        limit: int = 0,
     ) -> None:
+        config = context.config
         self.app = app
-        self.limit = limit
+        self.context = context
         self.retire = retire
-        self.settle = settle
-        self.delay = delay
+        self.limit = limit
         self.served = 0
+        #: Every response closes its connection from now on.
+        self.closing = False
+        #: Why the worker asked to be retired ("" while it has not).
+        self.retiring = ""
+        #: WebSocket sessions open.
+        self.websockets = 0
+        self.memory: OwnMemory | None = None
+        if config.max_worker_memory:
+            self.memory = OwnMemory(config.max_worker_memory * MIB)
+        self.notice = ""  # the master's SHUTDOWN_DELAY notice, looked for once the loop runs
+        self.watching = context.state_dir is None or config.shutdown_delay <= 0
+        if not self.watching:
+            self.notice = os.path.join(str(context.state_dir), statedir.SHUTDOWN_NOTICE)
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        if scope["type"] == "lifespan":
+        kind = scope["type"]
+        if kind == "lifespan":
             return self.app(scope, receive, send)
-        self.served += 1
-        if self.served < self.limit:
-            return self.app(scope, receive, send)
-        if self.served == self.limit:
-            if self.delay > 0:
-                asyncio.get_running_loop().call_later(self.delay, self.retire)
-            else:
-                self.retire()
-        # From the last request on, every response closes its connection: a keep-alive client
-        # moves to another worker between two requests, instead of finding its connection cut
-        # under the next one when the server stops.
-        return self._closing(scope, receive, send, self.settle if self.served == self.limit else 0.0)
+        if kind == "websocket":
+            return self._websocket(scope, receive, send)
+        if not self.watching:
+            self.watching = True
+            self._look(asyncio.get_running_loop())
+        if self.limit:
+            self.served += 1
+            if self.served == self.limit:
+                self.retire_for("max_requests")
+        if self.closing:
+            return self.app(scope, receive, lambda message: _send_closing(send, message))
+        if self.memory is not None:
+            return self._measured(scope, receive, send)
+        return self.app(scope, receive, send)
 
-    async def _closing(self, scope: Scope, receive: Receive, send: Send, settle: float) -> None:
-        if settle > 0:
-            await asyncio.sleep(settle)
-
-        if scope["type"] == "http":
-            await self.app(scope, receive, lambda message: _send_closing(send, message))
-        else:
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.websockets += 1  # (a drain does not wait for these: the server's stop closes them)
+        try:
             await self.app(scope, receive, send)
+        finally:
+            self.websockets -= 1
+
+    def retire_for(self, reason: str) -> None:
+        """Ask the server to retire this worker (once), and close every connection from now on."""
+        self.closing = True
+        if self.retiring:
+            return
+        self.retiring = reason
+        self.retire()
+
+    async def _measured(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            if not self.retiring and self.memory is not None:
+                used = self.memory.over()
+                if used is not None:
+                    self._oversized(*used)
+
+    def _oversized(self, size: int, figure: str) -> None:
+        config, pid = self.context.config, os.getpid()
+        then = (
+            "retiring it gracefully, starting a new one"
+            if self.context.master_pid is not None
+            else "single-process mode: draining, then exiting (status 0) for the orchestrator to start a fresh process"
+        )
+        _log.warning(
+            "worker %d uses %.1f MiB (%s), over MAX_WORKER_MEMORY=%d MiB after a request; %s",
+            pid,
+            size / MIB,
+            figure,
+            config.max_worker_memory,
+            then,
+        )
+        if self.context.state_dir is not None:
+            statedir.write(statedir.retiring(self.context.state_dir, pid), "memory")
+        self.retire_for("memory")
+
+    def _look(self, loop: asyncio.AbstractEventLoop) -> None:
+        if os.path.exists(self.notice):
+            self.closing = True
+            return
+        loop.call_later(self.CHECK_EVERY, self._look, loop)
 
 
 async def _send_closing(send: Send, message: Message) -> None:
@@ -227,40 +314,9 @@ async def _send_closing(send: Send, message: Message) -> None:
     await send(message)
 
 
-class ShutdownNotice:
-    """``SHUTDOWN_DELAY``: once the master has left its notice, responses close their connection.
-
-    During the delay the server still serves everyone, but a keep-alive client that stays on
-    its connection would keep coming back to this replica until the drain closes that
-    connection under it. A timer on the worker's loop looks for the notice every
-    ``CHECK_EVERY`` seconds; a request costs one attribute test until then.
-    """
-
-    CHECK_EVERY = 0.2
-
-    def __init__(self, app: ASGIApp, directory: str) -> None:
-        self.app = app
-        self.path = os.path.join(directory, statedir.SHUTDOWN_NOTICE)
-        self.closing = False
-        self.watching = False
-
-    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        if not self.watching:
-            self.watching = True
-            self._look(asyncio.get_running_loop())
-        if self.closing and scope["type"] == "http":
-            return self.app(scope, receive, lambda message: _send_closing(send, message))
-        return self.app(scope, receive, send)
-
-    def _look(self, loop: asyncio.AbstractEventLoop) -> None:
-        if os.path.exists(self.path):
-            self.closing = True
-            return
-        loop.call_later(self.CHECK_EVERY, self._look, loop)
-
-
-class IntPorts:
-    """``client`` and ``server`` ports as ints, for servers that give strings."""
+class SpecScope:
+    """``client`` and ``server`` ports as ints, and HTTP/1.0 as ``"1.0"``, for servers that say
+    otherwise (Granian: strings, and ``"1"``)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -270,7 +326,155 @@ class IntPorts:
             address = scope.get(key)
             if address and isinstance(address[1], str):
                 scope[key] = (address[0], int(address[1]) if address[1].isdigit() else None)
+        if scope.get("http_version") == "1":
+            scope["http_version"] = "1.0"
         return self.app(scope, receive, send)
+
+
+#: A header name: RFC 9110's token characters.
+_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch
+#: What no header value may hold: it would end the header, or the head.
+_BAD_VALUE = re.compile(rb"[\x00\r\n]").search
+_INTERNAL_ERROR = b"Internal Server Error"
+_log = logging.getLogger("asgi_launcher")
+
+
+def response_problem(message: Message) -> str | None:
+    """Why an ``http.response.start`` message is no valid response (None: it is one). A header
+    name or value given as ``str`` (or ``bytearray``) is made ``bytes`` in place where Latin-1
+    spells it, so every server gets the same bytes."""
+    status = message.get("status")
+    if type(status) is not int or not 100 <= status <= 599:
+        return f"status {status!r} is not a whole number from 100 to 599"
+    try:
+        for name, value in message.get("headers") or ():
+            if type(name) is not bytes or type(value) is not bytes:
+                return _bytes_headers(message)
+            if not _NAME(name) or _BAD_VALUE(value):
+                return _header_problem(name, value)
+    except (TypeError, ValueError) as exc:
+        return f"headers are not (name, value) byte pairs ({exc})"
+    return None
+
+
+def _bytes_headers(message: Message) -> str | None:
+    """``response_problem`` for headers some of which are not ``bytes``."""
+    headers = []
+    for name, value in message.get("headers") or ():
+        try:
+            pair = [
+                text.encode("latin-1") if isinstance(text, str) else bytes(text) for text in (name, value)
+            ]
+        except (TypeError, ValueError, UnicodeEncodeError):
+            return f"header {name!r} is not a (name, value) pair of bytes or Latin-1 text: {value!r}"
+        if not _NAME(pair[0]) or _BAD_VALUE(pair[1]):
+            return _header_problem(pair[0], pair[1])
+        headers.append((pair[0], pair[1]))
+    message["headers"] = headers
+    return None
+
+
+def _header_problem(name: bytes, value: bytes) -> str:
+    if not _NAME(name):
+        return f"header name {name!r} is not a token"
+    return f"header {name.decode('latin-1')!r} has a value with a NUL, CR or LF: {value!r}"
+
+
+#: The messages that can end a response, each with the key that says more follows.
+_LAST_MESSAGE = {
+    "http.response.body": "more_body",
+    "http.response.trailers": "more_trailers",
+    "http.response.pathsend": "more_body",
+    "http.response.zerocopysend": "more_body",
+}
+
+
+async def _nothing() -> None:
+    return None
+
+
+class _Exchange:
+    """The ``send`` ``ResponseCheck`` gives the app: each start message checked, and where the
+    response stands: 0 not begun, 1 begun, 2 complete, 3 replaced by the check's own 500 (the
+    rest of the app's response goes nowhere). Passes the server's awaitable on, no frame of its
+    own."""
+
+    __slots__ = ("send", "state", "trailers")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.state = 0
+        self.trailers = False
+
+    def __call__(self, message: Message) -> Awaitable[None]:
+        kind = message["type"]
+        if self.state == 3:
+            return _nothing()
+        if kind == "http.response.start":
+            if self.state == 0:
+                problem = response_problem(message)
+                if problem is not None:
+                    _log.error("the app's response is invalid (%s): answered 500 instead", problem)
+                    self.state = 3
+                    return self.internal_error()
+                self.state = 1
+                self.trailers = message.get("trailers", False)
+        elif (
+            kind in _LAST_MESSAGE
+            and not message.get(_LAST_MESSAGE[kind])
+            and not (self.trailers and kind == "http.response.body")
+        ):
+            self.state = 2
+        return self.send(message)
+
+    async def internal_error(self) -> None:
+        self.state = max(self.state, 2)
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21")]
+        await self.send({"type": "http.response.start", "status": 500, "headers": headers})
+        await self.send({"type": "http.response.body", "body": _INTERNAL_ERROR})
+
+
+class ResponseCheck:
+    """What the app sends, checked before the server sees it, the same under every backend.
+
+    Servers differ on a broken response, and none tells the request log: a status of 999 is
+    written as it is by one, drops the connection under another, panics Granian's worker (in
+    Rust, outside 100-999); a NUL in a header value gets a 500 or nothing; an app that sends
+    nothing gets each server's own 500. Here each of those is answered 500 (one line says
+    why), so the client gets the same answer and the access line says what it got.
+
+    An exception raised once the response is complete (FastAPI and Starlette re-raise after
+    their own 500) is logged once and stops here: Gunicorn's and Uvicorn's workers would close
+    the keep-alive connection after a response that did not say so, and a pooled client's next
+    request on it would be reset. One raised before the response is answered 500 the same way.
+    One raised mid-response goes on to the server, which must cut the connection: the client
+    cannot be told otherwise that its response is incomplete.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        if scope["type"] != "http":
+            return self.app(scope, receive, send)
+        return self._checked(scope, receive, send)
+
+    async def _checked(self, scope: Scope, receive: Receive, send: Send) -> None:
+        exchange = _Exchange(send)
+        try:
+            await self.app(scope, receive, exchange)
+        except Exception:
+            if exchange.state == 1:
+                raise  # mid-response: only a cut connection tells the client
+            if exchange.state >= 2:
+                _log.exception("the app raised after its response was complete (the connection stays open)")
+                return
+            _log.exception("the app raised before its response: answered 500")
+            await exchange.internal_error()
+            return
+        if exchange.state == 0:
+            _log.error("the app returned without sending a response: answered 500")
+            await exchange.internal_error()
 
 
 class RefuseConnect:
@@ -517,23 +721,73 @@ class WorkerApp:
     app: ASGIApp
     #: The layers in the chain, outermost first (for ``describe`` and tests).
     layers: tuple[str, ...]
-    drain: WebSocketDrain | None = None
+    context: WorkerContext
+    retirement: Retirement
+    websocket_drain: WebSocketDrain | None = None
+
+    def gentle(self) -> bool:
+        """Whether the worker's stop now should be a drain (``drain``) rather than prompt: it
+        retires (SIGHUP, MAX_REQUESTS, MAX_WORKER_MEMORY), or its master stops after a
+        SHUTDOWN_DELAY. Only a master stopping without a delay (SIGTERM, SIGINT) asks for a prompt
+        stop: idle connections closed at once, as every server does."""
+        return not self._notice(statedir.STOP_NOTICE) or self._notice(statedir.SHUTDOWN_NOTICE)
+
+    def _notice(self, name: str) -> bool:
+        directory = self.context.state_dir
+        return directory is not None and os.path.exists(os.path.join(directory, name))
+
+    async def drain(
+        self,
+        stop_accepting: Callable[[], None] | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
+        """A gentle stop's first part, the same under every backend: no client is ever cut
+        between sending a request and reading its answer.
+
+        The worker stops accepting (``stop_accepting``, the server's own way; by default its
+        listening sockets are swapped for ones nobody connects to:
+        ``launcher.config.addresses.detach_listeners``); every
+        response from now on closes its connection, so each keep-alive client leaves after its
+        next request; a connection that stays idle is closed by the server's own keep-alive
+        timer (KEEP_ALIVE), as at any time. This returns once the worker holds no connection but
+        its WebSockets (which the server's stop then closes with 1012), or after
+        GRACEFUL_TIMEOUT: then the server's own graceful stop finds nothing idle to cut.
+        (Servers close every idle connection at once when they stop, one whose next request
+        was already on its way included: a few requests failed at each SIGHUP or retirement.)
+        """
+        retirement, binds = self.retirement, self.context.config.bind
+        retirement.closing = True
+        if self._notice(statedir.STOP_NOTICE):
+            # The master stops: its socket takes no new connection any more (it refuses them,
+            # ``refuse_new_connections``), and what its queue holds is accepted before the
+            # workers stop accepting, rather than reset when the socket closes.
+            await sleep(ACCEPT_QUEUED)
+        if stop_accepting is None:
+            detach_listeners(binds)
+        else:
+            stop_accepting()
+        ports, paths = ports_and_paths(binds)
+        deadline = time.monotonic() + self.context.config.graceful_timeout
+        while time.monotonic() < deadline:
+            if served_connections(ports, paths) <= retirement.websockets or not self.gentle():
+                return  # drained, or the master stops promptly meanwhile (a SIGTERM during a SIGHUP)
+            await sleep(DRAIN_LOOK_EVERY)
 
     def shutting_down(self) -> None:
         """Call on the worker's event loop when the server begins to stop."""
-        if self.drain is not None:
-            self.drain.shutting_down()
+        if self.websocket_drain is not None:
+            self.websocket_drain.shutting_down()
 
     def has_websockets(self) -> bool:
         """Whether any WebSocket session is open (always False without the drain layer)."""
-        return bool(self.drain and self.drain.sessions)
+        return bool(self.websocket_drain and self.websocket_drain.sessions)
 
     async def drain_websockets(self, timeout: float = 1.0) -> None:
         """``shutting_down``, then wait until the open WebSockets are closed (for servers that
         drop connections without a close frame once they stop)."""
         self.shutting_down()
-        if self.drain is not None:
-            await self.drain.closed(timeout)
+        if self.websocket_drain is not None:
+            await self.websocket_drain.closed(timeout)
 
 
 def build(
@@ -573,6 +827,7 @@ def build(
         app = drain = add("websocket-drain", WebSocketDrain(app))
     if config.root_path:
         app = add("root-path", RootPath(app, config.root_path))
+    app = add("response-check", ResponseCheck(app))
     counted = None
     if config.ops_port:
         from launcher.observability import metrics
@@ -603,14 +858,12 @@ def build(
         app = add("tracing", ServerSpans(app, drop_all=config.tracing.sampler == "always_off"))
     if not traits.proxy_headers:
         app = add("proxy-headers", ProxyHeadersMiddleware(app, config.forwarded_allow_ips))
-    if config.max_requests > 0:
-        limit = config.max_requests + random.randint(0, config.max_requests_jitter)
-        app = add(
-            "request-limit", RequestLimit(app, limit, retire, traits.retire_settle, traits.retire_delay)
-        )
+    limit = config.max_requests + random.randint(0, config.max_requests_jitter) if config.max_requests else 0
+    app = retirement = add(
+        "retirement",
+        Retirement(app, context, retire, limit=limit),
+    )
     state_dir = context.state_dir
-    if state_dir is not None and config.shutdown_delay > 0:
-        app = add("shutdown-notice", ShutdownNotice(app, state_dir))
     if not traits.checks_requests:
         app = add("request-checks", RequestChecks(app, config))
     elif config.http2 or config.http2_cleartext:
@@ -619,9 +872,9 @@ def build(
         app = add("request-checks", RequestChecks(app, config, only_http2=True))
     if not traits.refuses_connect:
         app = add("refuse-connect", RefuseConnect(app))
-    if not traits.int_ports:
-        app = add("int-ports", IntPorts(app))
+    if not traits.spec_scope:
+        app = add("spec-scope", SpecScope(app))
     if state_dir is not None and config.timeout > 0:
         app = add("watchdog", Watchdog(app, state_dir, config.timeout))
     app = add("boot", Boot(app, context))
-    return WorkerApp(app, tuple(reversed(layers)), drain)
+    return WorkerApp(app, tuple(reversed(layers)), context, retirement, drain)

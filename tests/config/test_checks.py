@@ -158,7 +158,7 @@ def test_a_directory_or_file_the_user_cannot_write_is_refused(sock_dir: Path) ->
     new, ro = str(locked / "new.log"), str(locked / "ro.log")
     expected = "is invalid: expected - or a file path this user can write, but"
     assert _as_nobody([new, ro]) == [
-        f"ERROR_LOG={new!r} {expected} this user cannot create files in {str(locked)!r}",
+        f"ERROR_LOG={new!r} {expected} no file can be created in {str(locked)!r} (Permission denied)",
         f"ERROR_LOG={ro!r} {expected} it is not writable",
     ]
 

@@ -17,7 +17,8 @@ import pytest
 import yaml
 from kubernetes_validate.utils import all_versions
 
-from launcher.config.resolve import worker_bound
+from launcher import Backend
+from launcher.config.resolve import resolve, worker_bound
 from launcher.config.resources import memory_cap
 from launcher.config.settings import BY_ENV
 
@@ -233,6 +234,14 @@ def test_no_pre_stop_hook_adds_to_the_delay(container: Resource) -> None:
 def test_ops_port_env_is_the_ops_container_port(container: Resource, env: dict[str, str]) -> None:
     assert setting(env, "OPS_PORT") is not None, "OPS_PORT must be set for the probes"
     assert setting(env, "OPS_PORT") == container_port(container, "ops")
+
+
+def test_the_ops_listener_listens_where_the_kubelet_probes(env: dict[str, str], tmp_path: Path) -> None:
+    # The kubelet probes the pod's address: OPS_HOST's default follows the app's bind, so the
+    # manifest's app must listen on every interface (or OPS_HOST be set to).
+    (tmp_path / "main.py").write_text("app = None\n")
+    config = resolve({**env, "APP_DIR": str(tmp_path)}, Backend)
+    assert config.ops_host in ("0.0.0.0", "::"), config.ops_host
 
 
 @pytest.mark.parametrize(

@@ -34,3 +34,32 @@ def test_the_health_check_follows_the_port_prestart_exports(docker: Docker, tmp_
     probe = docker("exec", c.name, "asgi-launcher", "probe", check=False)
     assert probe.returncode == 0, probe.stdout + probe.stderr
     assert ":8081" in probe.stdout, probe.stdout
+
+
+@pytest.mark.parametrize(
+    ("user", "path", "why"),
+    [
+        ("0", "/app/access.log", "Read-only file system"),  # --read-only: even root creates nothing
+        ("10001", "/app/access.log", "Read-only file system"),
+        ("0", "/proc/x.log", "No such file or directory"),  # root passes os.access on /proc
+    ],
+)
+@pytest.mark.parametrize("variable", ["ACCESS_LOG", "ERROR_LOG"])
+def test_a_log_file_on_a_read_only_root_is_exit_2_in_one_line(
+    docker: Docker, user: str, path: str, why: str, variable: str
+) -> None:
+    done = docker(
+        "run",
+        "--rm",
+        "--user",
+        user,
+        "--read-only",
+        "--tmpfs",
+        "/tmp",
+        f"-e{variable}={path}",
+        TAG,
+        check=False,
+    )
+    lines = [line for line in done.stderr.strip().splitlines() if not line.startswith("WARNING: IPv4")]
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert len(lines) == 1 and f"{variable}={path!r}" in lines[0] and why in lines[0], lines

@@ -358,6 +358,9 @@ def test_layer_sinks_both_the_log_and_the_metrics_from_one_record(tmp_path: Path
         def counted(self, entries: list[Entry]) -> None:
             seen.append(len(entries))
 
+        def lost(self, count: int) -> None:
+            raise AssertionError("no line is lost here")
+
     log = layer(ok, str(tmp_path / "a.log"), TextLayout("%(U)s"), Metrics())
 
     async def send(message: Any) -> None:

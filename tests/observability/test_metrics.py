@@ -197,3 +197,111 @@ def test_a_scrape_reads_past_a_file_a_worker_is_still_creating(tmp_path: Path) -
     out = script(tmp_path, SCRAPE_SCRIPT)
     line = 'http_server_request_duration_seconds_count{http_request_method="GET",http_response_status_code="200"} 1.0'
     assert line in out.splitlines()
+
+
+DROPPED_SCRIPT = r"""
+import asyncio, os, sys
+from launcher.observability.access_log import TextLayout, layer as make
+from launcher.observability.metrics import ServerMetrics, exposition
+
+class Master:  # what MasterCollector reads
+    workers_wanted, restarts = 1, {}
+    def booted_count(self): return 1
+
+async def app(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+async def noop(message): pass
+
+async def main():
+    metrics = ServerMetrics()
+    log = make(app, "-", TextLayout("%(U)s"), metrics)
+    writer = log.sinks[0]
+    read, write = os.pipe()  # a log collector that never reads: the pipe fills at 64 KiB
+    writer.fd = write
+    scope = {"type": "http", "method": "GET", "path": "/" + "x" * 500, "headers": []}
+    while writer.dropped < 1000:
+        await log(dict(scope), None, noop)
+    log.flush()
+    return writer.dropped
+
+dropped = asyncio.run(main())
+body, _ = exposition(Master(), sys.argv[1])
+print(dropped)
+print(body.decode())
+os._exit(0)
+"""
+
+
+def test_dropped_access_lines_are_counted_on_metrics(tmp_path: Path) -> None:
+    dropped, _, body = script(tmp_path, DROPPED_SCRIPT).partition("\n")
+    assert int(dropped) >= 1000
+    assert f"asgi_launcher_access_log_dropped_lines_total {float(dropped)}" in body.splitlines(), body
+
+
+WORKER_SCRIPT = r"""
+import os, sys
+from launcher.observability.metrics import ServerMetrics
+from prometheus_client import Counter, Gauge, Histogram, Summary
+metrics = ServerMetrics()
+entry = (0.0, 0.01, 200, 5, "http", "GET", None, None, "/", None, b"", "1.1", (), ())
+metrics.begun.extend(["GET"] * 3)
+metrics.counted([entry] * 3)
+Counter("kit_hits", "hits", ["path"]).labels("/x").inc(2)
+Summary("kit_seconds", "seconds").observe(0.5)
+Histogram("kit_sizes", "sizes", buckets=(1, 10)).observe(5)
+Gauge("kit_peak", "peak", multiprocess_mode="max").set(int(sys.argv[1]))
+Gauge("kit_total", "total", multiprocess_mode="sum").set(1)
+Gauge("kit_live", "live", multiprocess_mode="livesum").set(1)
+Gauge("kit_each", "each").set(1)  # mode "all": one series a process
+"""
+
+FOLD_SCRIPT = r"""
+import glob, os, subprocess, sys
+from launcher.observability import metrics
+
+class Master:
+    workers_wanted, restarts = 1, {}
+    def booted_count(self): return 1
+
+directory, workers = sys.argv[1], int(sys.argv[2])
+most_files = 0
+for n in range(workers):
+    child = subprocess.run([sys.executable, "-c", sys.argv[3], str(n)], env=os.environ)
+    assert child.returncode == 0
+    # (the child's pid is gone with it: find its files by the pid in their names)
+    pids = {os.path.basename(f).rpartition("_")[2][:-3] for f in glob.glob(os.path.join(directory, "*.db"))}
+    for pid in pids - {metrics.FOLDED}:
+        metrics.mark_dead(int(pid), directory)
+    most_files = max(most_files, len(glob.glob(os.path.join(directory, "*.db"))))
+body, _ = metrics.exposition(Master(), directory)
+print(most_files)
+print(sorted(os.path.basename(f) for f in glob.glob(os.path.join(directory, "*.db"))))
+print(body.decode())
+"""
+
+
+def test_dead_workers_files_are_folded_and_no_count_is_lost(tmp_path: Path) -> None:
+    """Each dead worker leaves its counters in files of its own (64 KiB each on /dev/shm, read at
+    every scrape): folded into one file per kind, the directory stays the same size whatever the
+    number of restarts, and every count is still there."""
+    workers = 12
+    out = script(tmp_path, FOLD_SCRIPT, str(workers), WORKER_SCRIPT)
+    most, files, body = out.split("\n", 2)
+    assert int(most) <= 7, files  # one folded file per kind of value, nothing a worker
+    assert all("_folded.db" in name for name in eval(files)), files
+    samples = {
+        line.rpartition(" ")[0]: float(line.rpartition(" ")[2])
+        for line in body.splitlines()
+        if line and line[0] != "#"
+    }
+    ok = 'http_request_method="GET",http_response_status_code="200"'
+    assert samples[f"http_server_request_duration_seconds_count{{{ok}}}"] == 3 * workers
+    assert samples['kit_hits_total{path="/x"}'] == 2 * workers
+    assert samples["kit_seconds_count"] == workers and samples["kit_seconds_sum"] == 0.5 * workers
+    assert samples['kit_sizes_bucket{le="10.0"}'] == workers
+    assert samples["kit_peak"] == workers - 1
+    assert samples["kit_total"] == workers
+    assert samples.get('http_server_active_requests{http_request_method="GET"}', 0) == 0
+    assert "kit_live" not in samples and not any(key.startswith("kit_each") for key in samples), samples

@@ -16,7 +16,7 @@ from launcher.worker.bootstrap import WorkerContext
 from launcher.worker.pipeline import (
     ASGI2,
     SERVICE_RESTART,
-    RequestLimit,
+    Retirement,
     ServerTraits,
     WebSocketDrain,
     asgi_version,
@@ -99,27 +99,40 @@ def test_asgi_version_tells_the_legacy_form_from_asgi3() -> None:
 def test_layers_are_absent_when_their_settings_are_off(tmp_path: Path) -> None:
     off = config(tmp_path, TIMEOUT="0")
     built = build(worker(off, tmp_path), retire=lambda: None, app=modern)
-    assert built.layers == ("boot", "refuse-connect", "request-checks", "proxy-headers", "websocket-drain")
+    assert built.layers == (
+        "boot",
+        "refuse-connect",
+        "request-checks",
+        "retirement",
+        "proxy-headers",
+        "response-check",
+        "websocket-drain",
+    )
     traits = ServerTraits(
         proxy_headers=True, closes_websockets=True, refuses_connect=True, checks_requests=True
     )
-    assert build(worker(off), retire=lambda: None, traits=traits, app=modern).layers == ("boot",)
+    assert build(worker(off), retire=lambda: None, traits=traits, app=modern).layers == (
+        "boot",
+        "retirement",
+        "response-check",
+    )
 
 
 def test_layers_follow_the_documented_order(tmp_path: Path) -> None:
     log = str(tmp_path / "access.log")
     on = config(tmp_path, TIMEOUT="30", MAX_REQUESTS="10", ROOT_PATH="/api", ACCESS_LOG=log)
-    traits = ServerTraits(int_ports=False)
+    traits = ServerTraits(spec_scope=False)
     built = build(worker(on, tmp_path), retire=lambda: None, app=Legacy, traits=traits)
     assert built.layers == (
         "boot",
         "watchdog",
-        "int-ports",
+        "spec-scope",
         "refuse-connect",
         "request-checks",
-        "request-limit",
+        "retirement",
         "proxy-headers",
         "access-log",
+        "response-check",
         "root-path",
         "websocket-drain",
         "asgi2",
@@ -165,7 +178,7 @@ def test_request_limit_jitter_stays_within_bounds(tmp_path: Path) -> None:
             app=modern,
         )
         layer: Any = built.app
-        while not isinstance(layer, RequestLimit):
+        while not isinstance(layer, Retirement):
             layer = layer.app
         limits.add(layer.limit)
     assert limits <= {5, 6, 7, 8} and len(limits) > 1
@@ -237,9 +250,7 @@ def test_operations_layers_take_their_documented_places(tmp_path: Path) -> None:
     on = config(tmp_path, TIMEOUT="30", MAX_REQUESTS="10", OPS_PORT="9000", SHUTDOWN_DELAY="3")
     built = build(worker(on, tmp_path), retire=lambda: None, app=modern)
     assert built.layers[:2] == ("boot", "watchdog")
-    assert built.layers.index("shutdown-notice") == built.layers.index("request-limit") - 1
-    # Without the master's directory there is no notice to look for.
-    assert "shutdown-notice" not in build(worker(on), retire=lambda: None, app=modern).layers
+    assert built.layers.index("retirement") < built.layers.index("proxy-headers")
 
 
 def test_responses_close_their_connection_once_the_shutdown_notice_is_there(tmp_path: Path) -> None:

@@ -7,11 +7,21 @@ instead of sleeping; ``/block?seconds=N`` blocks the worker's event loop with ``
 names the worker process; ``/log?x`` logs ``hello app log line x`` at INFO through the
 ``logging`` logger ``hello`` with the extra field ``kit_extra`` (``kit-7``); ``/raise?x`` raises
 ``RuntimeError: hello app raised x``; ``/grow?mb=N`` makes the worker N MiB bigger (kept in a global list,
-for ``MAX_WORKER_MEMORY``) and answers its pid and how much it has grown; ``/headers`` echoes
-the client address and scheme the server settled on (what proxy-header handling changes); any path ending in ``/scope`` echoes the scope's
-``root_path`` and ``path`` (with ``ROOT_PATH`` set, the path the app sees starts with it). It
+for ``MAX_WORKER_MEMORY``) and answers its pid and how much it has grown; ``/shrink`` lets it all go; ``/headers`` echoes
+the client address, scheme and HTTP version the server settled on (what proxy-header handling
+changes); any path ending in ``/scope`` echoes the scope's ``root_path`` and ``path`` (with
+``ROOT_PATH`` set, the path the app sees starts with it). It
 supports lifespan, and WebSockets on ``/ws``: accepted, each text or bytes message echoed back
-until the client disconnects.
+until the client disconnects; ``/ws-close`` is accepted and then echoes the close code the
+client sent, printing ``client closed with CODE`` to stderr.
+
+Apps that break the ASGI rules (what the pipeline must turn into the 500 the client gets):
+``/status?N`` answers status ``N`` (``/status?x``: the string ``"x"``); ``/bad-header?KIND``
+sends a header whose value holds a NUL (``nul``), a CR LF (``crlf``), or whose name holds a
+space (``name``), or a ``str`` value outside Latin-1 (``unicode``); ``/silent`` returns without
+sending anything; ``/raise-after?x`` sends a complete response, then raises (as FastAPI and
+Starlette re-raise after their own 500); ``/raise-midway?x`` sends the head and half the body,
+then raises.
 """
 
 import asyncio
@@ -46,6 +56,61 @@ async def websocket(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await send({"type": "websocket.send", "bytes": message["bytes"]})
 
 
+async def websocket_close(receive: Any, send: Any) -> None:
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            print(f"client closed with {message.get('code')}", file=sys.stderr, flush=True)
+            return
+
+
+async def status(query: str, send: Any) -> None:
+    code: Any = int(query) if query.lstrip("-").isdigit() else query
+    await send({"type": "http.response.start", "status": code, "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"no"})
+
+
+BAD_HEADERS: dict[str, Any] = {
+    "nul": (b"x-bad", b"a\x00b"),
+    "crlf": (b"x-bad", b"a\r\nx-injected: 1"),
+    "name": (b"x bad", b"a"),
+    "unicode": ("x-bad", "\u2603"),
+}
+
+
+async def bad_header(query: str, send: Any) -> None:
+    headers = [(b"content-length", b"2"), BAD_HEADERS[query]]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"no"})
+
+
+async def silent(query: str, send: Any) -> None:
+    return
+
+
+async def raise_after(query: str, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
+    await send({"type": "http.response.body", "body": b"done"})
+    raise RuntimeError(f"hello app raised after its response {query}")
+
+
+async def raise_midway(query: str, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"8")]})
+    await send({"type": "http.response.body", "body": b"half", "more_body": True})
+    raise RuntimeError(f"hello app raised midway {query}")
+
+
+BROKEN = {
+    "/status": status,
+    "/bad-header": bad_header,
+    "/silent": silent,
+    "/raise-after": raise_after,
+    "/raise-midway": raise_midway,
+}
+
+
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
         while True:
@@ -55,9 +120,15 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             if kind == "shutdown":
                 return
     if scope["type"] == "websocket":
-        await websocket(scope, receive, send)
+        if scope["path"] == "/ws-close":
+            await websocket_close(receive, send)
+        else:
+            await websocket(scope, receive, send)
         return
     path, query = scope["path"], scope.get("query_string", b"").decode()
+    if path in BROKEN:
+        await BROKEN[path](query, send)
+        return
     if path == "/slow":
         print(f"slow request started in {os.getpid()}", file=sys.stderr, flush=True)
         await asyncio.sleep(float(query.partition("seconds=")[2] or 1))
@@ -77,6 +148,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         mb = int(query.partition("mb=")[2] or 1)
         GROWN.append(b"\x01" * (mb * 1024 * 1024))  # written, so resident (not lazily zero pages)
         body = json.dumps({"pid": os.getpid(), "grown_mb": sum(map(len, GROWN)) // 2**20}).encode()
+    elif path == "/shrink":
+        GROWN.clear()
+        body = str(os.getpid()).encode()
     elif path == "/headers":
         client = scope.get("client") or ["", 0]
         body = json.dumps(

@@ -13,13 +13,10 @@ from typing import Any
 
 from launcher.worker import ServerTraits, WorkerApp, WorkerContext, accept_stop_signals, build_worker_app
 
-#: Granian's accept loop runs in its own threads and stops a moment after the worker is told to:
-#: the request that retires a worker waits that long before it is served, so its client cannot
-#: open a new connection that the stopping worker would accept and then drop unanswered.
-#: Its graceful stop also closes idle keep-alive connections at once, under a next request
-#: already on its way: a retiring worker first tells every keep-alive client to leave
-#: (``retire_delay``; measured: 3.4 such failures a retirement without, about 1 with).
-TRAITS = ServerTraits(retire_settle=0.05, retire_delay=0.3, int_ports=False, loggers=("_granian",))
+#: Granian's scope says HTTP/1.0 as "1" and gives ports as strings (the pipeline's spec-scope
+#: layer fixes both). Its accept loop runs in Rust and its graceful stop closes idle keep-alive
+#: connections at once: a gentle stop drains first (``WorkerApp.drain``, listeners detached).
+TRAITS = ServerTraits(spec_scope=False, loggers=("_granian",))
 
 #: This worker's graceful stop, once Granian has set up its signals (see below).
 _stop_worker: Callable[[], None] | None = None
@@ -70,8 +67,10 @@ def _drain_before_stopping(worker_app: WorkerApp) -> None:
         event = WorkerSignal()
         stopping = False
 
-        async def stop() -> None:
+        async def stop(gentle: bool) -> None:
             try:
+                if gentle:  # the Rust server stops accepting only when it stops: detach first
+                    await worker_app.drain()
                 await worker_app.drain_websockets()
             finally:
                 event.set()
@@ -81,10 +80,11 @@ def _drain_before_stopping(worker_app: WorkerApp) -> None:
             if stopping:  # WorkerSignal.set must be called once: a second call blocks
                 return
             stopping = True
-            if worker_app.has_websockets():
-                loop.create_task(stop())
+            gentle = worker_app.gentle()
+            if gentle or worker_app.has_websockets():
+                loop.create_task(stop(gentle))
             else:
-                event.set()  # nothing to drain: stop accepting now
+                event.set()  # a prompt stop with nothing to close first
 
         stop_signals(loop, handler)
         global _stop_worker

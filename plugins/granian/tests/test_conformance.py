@@ -2,7 +2,6 @@
 
 import pytest
 
-from asgi_launcher_granian.app import TRAITS
 from launcher.testing.conformance import BackendConformance
 
 pytestmark = pytest.mark.slow
@@ -13,12 +12,6 @@ class TestConformance(BackendConformance):
     # Granian's Rust side accepts connections in its own threads: a worker whose Python loop is
     # blocked still takes some, and they are lost when TIMEOUT kills it (see docs/backends.md).
     blocked_worker_still_accepts = True
-    # Its graceful stop closes connections accepted an instant before without answering them:
-    # a few requests fail while SIGHUP restarts workers under load (see docs/backends.md).
-    restart_drops_fresh_connections = True
-    # A retiring worker serves 0.3 s past its limit, each response closing its connection, so
-    # its keep-alive clients have left when Granian's stop closes idle connections (see app.py).
-    retire_grace = TRAITS.retire_delay
     # Granian's parser frames a request with both Content-Length and Transfer-Encoding as chunked,
     # drops its Content-Length before the app sees it and closes the connection after the answer:
     # never smuggled, but not answered 400 either (see docs/backends.md).

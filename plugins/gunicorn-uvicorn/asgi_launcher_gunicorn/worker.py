@@ -12,8 +12,8 @@ default, or a subclass of it), the arbiter runs it with ``LauncherWorker`` mixed
 * serves TLS with the launcher's context (``launcher.worker.server_context``);
 * serves with the Uvicorn backend's ``LauncherServer``: the same graceful stop (SIGTERM and
   SIGINT drain and exit 0, SIGQUIT stops at once) and the same retirement when the pipeline
-  asks (MAX_REQUESTS: stop accepting, let keep-alive clients leave, finish in-flight requests,
-  lifespan shutdown, exit 0).
+  asks (MAX_REQUESTS: stop accepting, drain, finish in-flight requests, lifespan shutdown,
+  exit 0).
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ class LauncherWorker:
         # SIGINT drain (exit 0), SIGQUIT stops at once.
         self.config.app = self.wsgi
         server = self.server = LauncherServer(self.config)
+        server.worker_app = self.worker_app
         signal.signal(signal.SIGTERM, lambda _signum, _frame: server.stop())
         signal.signal(signal.SIGINT, lambda _signum, _frame: server.stop())
         signal.signal(signal.SIGQUIT, lambda _signum, _frame: server.stop(now=True))
@@ -94,7 +95,7 @@ class LauncherWorker:
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
 
     def retire(self) -> None:
-        """MAX_REQUESTS: the server's own retirement (``LauncherServer.retire``)."""
+        """MAX_REQUESTS: the server's own retirement (``LauncherServer.retire``: it drains)."""
         if self.server is not None:
             self.server.retire()
 

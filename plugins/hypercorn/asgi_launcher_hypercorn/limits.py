@@ -18,7 +18,10 @@ previous response ends) until a complete request head arrives: a slow head is cl
   (the request is served as HTTP/1.1) and the prior-knowledge preface is answered 400. HTTP/2
   negotiated by TLS (ALPN) is untouched;
 * ``KEEP_ALIVE=0``: Hypercorn's timer would close every connection at once, before its request
-  is read; here a connection then serves one request, and its head gets the default 5 s.
+  is read; here a connection then serves one request, and its head gets the default 5 s;
+* a connection Hypercorn closes instead of serving its next request (the app raised mid-response,
+  or shutdown) stops reading: with a pipelined request waiting it would otherwise stay open, and
+  a SIGTERM would wait the whole GRACEFUL_TIMEOUT for it.
 
 A refused request is answered by Hypercorn itself (its answer to an h11 protocol error: the
 status, ``content-length: 0``, ``connection: close``) and the connection is closed. HTTP/2
@@ -66,6 +69,19 @@ class CheckedH11Protocol(H11Protocol):
             self.config.h11_max_incomplete_size,
             preface_allowed=self.launcher.http2_cleartext,
         )
+
+    async def _maybe_recycle(self) -> None:
+        # Where Hypercorn closes the connection instead of serving its next request (a response
+        # the app left incomplete by raising, or shutdown), its reading loop may be paused on a
+        # pipelined request: it would wait there for ever, and a SIGTERM for GRACEFUL_TIMEOUT.
+        connection = self.connection
+        if isinstance(connection, CheckedConnection) and (
+            self.context.terminated.is_set()
+            or connection.our_state is not h11.DONE
+            or connection.their_state is not h11.DONE
+        ):
+            connection.ended = True
+        await super()._maybe_recycle()
 
     async def _check_protocol(self, event: h11.Request) -> None:
         # Where Hypercorn switches to HTTP/2 (h2c upgrade, prior-knowledge preface).

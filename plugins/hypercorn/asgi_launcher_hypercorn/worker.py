@@ -26,10 +26,11 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
 from hypercorn.utils import wrap_app
 
+from asgi_launcher_hypercorn import websocket
 from asgi_launcher_hypercorn.limits import install as install_limits
 from launcher.worker import ServerTraits, WorkerApp, WorkerContext, accept_stop_signals, build_worker_app
 
-#: How long a stopping worker lets connections it has just accepted deliver their request.
+#: How long a worker stopping promptly lets connections it has just accepted deliver their request.
 SETTLE = 0.1
 #: Seconds a TLS connection the server has closed waits for its client's close_notify.
 CLOSE_NOTIFY_WAIT = 1.0
@@ -49,6 +50,10 @@ class Stop:
         if self._wake is not None:
             self._wake.set()
 
+    def stop_accepting(self) -> None:
+        for listener in self.listeners:
+            listener.close()
+
     async def nap(self, seconds: float) -> None:
         """asyncio.sleep that ``retire`` cuts short, so a retiring worker stops accepting at once."""
         if self._wake is None:
@@ -65,21 +70,27 @@ async def _until_stopped(
     shutdown begins."""
     while not (shutdown.poll() or stop.retiring) and os.getppid() == master_pid:
         await sleep(0.1)
-    if stop.listeners:
-        # Stop accepting first and give the connections accepted a moment ago SETTLE seconds
-        # to deliver their request: Hypercorn's shutdown closes every connection that has no
-        # request yet, which drops them unanswered under load (a SIGHUP restart, MAX_REQUESTS).
-        for listener in stop.listeners:
-            listener.close()
-        await asyncio.sleep(SETTLE)
-    if stop.worker_app is not None:
-        stop.worker_app.shutting_down()
+    # Hypercorn's shutdown closes every connection that has no request in progress at once, a
+    # keep-alive connection whose next request is on its way and one accepted a moment ago
+    # included, which dropped requests under load (a SIGHUP restart, MAX_REQUESTS). Stop
+    # accepting first; a gentle stop then drains (WorkerApp.drain), a prompt one (the master's
+    # SIGTERM without SHUTDOWN_DELAY) gives just-accepted connections SETTLE seconds.
+    worker_app = stop.worker_app
+    if worker_app is not None and worker_app.gentle():
+        # (Under trio the listeners are not ours to close: the drain detaches them.)
+        await worker_app.drain(stop_accepting=stop.stop_accepting if stop.listeners else None, sleep=sleep)
+    elif stop.listeners:
+        stop.stop_accepting()
+        await sleep(SETTLE)
+    if worker_app is not None:
+        worker_app.shutting_down()
 
 
 def _load(context: WorkerContext, hc: HypercornConfig, stop: Stop) -> Any:
     # Hypercorn sets up its error logger when it is first asked for it (on serving): now, so
     # that the pipeline makes it follow LOG_FORMAT and LOG_CONFIG applies after it.
     hc.log  # noqa: B018
+    websocket.install()  # the client's close code reaches the app (asgi_launcher_hypercorn.websocket)
     # install_limits: request checks in Hypercorn's HTTP/1.1 protocol (asgi_launcher_hypercorn.limits)
     traits = ServerTraits(
         asyncio=hc.worker_class != "trio",

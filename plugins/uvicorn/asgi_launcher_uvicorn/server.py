@@ -35,7 +35,7 @@ from uvicorn.server import Server
 from asgi_launcher_uvicorn.limits import checked_protocol
 from launcher import Config
 from launcher.master import parse_address
-from launcher.worker import ServerTraits, server_context
+from launcher.worker import ServerTraits, WorkerApp, server_context
 
 #: WORKER_CLASS under this backend: the event loop and the HTTP/1.1 parser, as Uvicorn's
 #: ``--loop`` and ``--http`` take them. ``uvloop`` is what ``uvicorn_worker.UvicornWorker``
@@ -53,11 +53,8 @@ TRAITS = ServerTraits(
 
 #: Listen backlog (Uvicorn's and Gunicorn's default).
 BACKLOG = 2048
-#: How long a retiring worker (MAX_REQUESTS) waits for its keep-alive connections to close after
-#: their next response, before Uvicorn's shutdown closes the idle rest (as the Gunicorn backend).
-RETIRE_DRAIN = 1.0
-#: How long a stopping server keeps the connections it has just accepted before closing the
-#: ones that are still idle (see ``LauncherServer.shutdown``).
+#: How long a server stopping promptly (the master's SIGTERM without SHUTDOWN_DELAY) keeps the
+#: connections it has just accepted before closing the ones that are still idle.
 SETTLE = 0.1
 #: Seconds a closed TLS connection may wait for its client's close_notify once the server stops.
 CLOSE_NOTIFY_WAIT = 1.0
@@ -135,18 +132,22 @@ async def _not_loaded(scope: Any, receive: Any, send: Any) -> None:  # pragma: n
 
 
 class LauncherServer(Server):
-    """Uvicorn's server, minus its own signal handling, plus a boot report and a graceful retire.
+    """Uvicorn's server, minus its own signal handling, plus a stop that drops no request.
 
-    Uvicorn's graceful stop closes every connection with no request in progress at once, and
-    one accepted a moment ago whose request has not been read yet counts as idle: under load a
-    server stopping (SIGHUP, MAX_REQUESTS, SIGTERM) would drop a few requests unanswered. Here it
-    stops accepting first, lets such connections deliver their request for ``SETTLE`` seconds,
-    then runs Uvicorn's shutdown, which finishes every request in progress.
+    Uvicorn's shutdown closes every connection that has no request in progress at once, a
+    keep-alive connection whose next request is on its way and one accepted a moment ago
+    included: under load a stopping server (SIGHUP, MAX_REQUESTS) failed a few requests. Here it
+    stops accepting and, for a gentle stop, drains first (``WorkerApp.drain``: every response
+    closes its connection, idle ones close after KEEP_ALIVE); a prompt one (the master's SIGTERM
+    without SHUTDOWN_DELAY) gives just-accepted connections ``SETTLE`` seconds. Then Uvicorn's
+    shutdown finishes what is in flight.
     """
 
     def __init__(self, config: UvicornConfig) -> None:
         super().__init__(config)
         self.servers: list[asyncio.base_events.Server] = []
+        #: The pipeline this server serves (set once built): its drain.
+        self.worker_app: WorkerApp | None = None
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -156,9 +157,12 @@ class LauncherServer(Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.stop_accepting()
-        await asyncio.sleep(SETTLE)
         cutting = asyncio.ensure_future(self._cut_unanswered_closes())
         try:
+            if self.worker_app is not None and self.worker_app.gentle():
+                await self.worker_app.drain(stop_accepting=lambda: None)
+            else:
+                await asyncio.sleep(SETTLE)
             await super().shutdown(sockets)
         finally:
             cutting.cancel()
@@ -187,12 +191,9 @@ class LauncherServer(Server):
 
     def retire(self) -> None:
         """``MAX_REQUESTS``: stop accepting now (Uvicorn would notice ``should_exit`` only at its
-        next 0.1 s tick and accept meanwhile), give keep-alive connections ``RETIRE_DRAIN``
-        seconds (or ``KEEP_ALIVE``, if shorter) to end by themselves (the pipeline answers on
-        them with ``Connection: close``), then Uvicorn's graceful stop."""
+        next 0.1 s tick and accept meanwhile), then the graceful stop, which drains."""
         self.stop_accepting()
-        delay = min(RETIRE_DRAIN, float(self.config.timeout_keep_alive or 0))
-        asyncio.get_running_loop().call_later(delay, self.stop)
+        self.stop()
 
 
 def create_sockets(binds: tuple[str, ...]) -> list[socket.socket]:

@@ -113,6 +113,8 @@ class Monitor(threading.Thread):
 
     def _oversized(self) -> bool:
         assert self.limit is not None
+        if self.master.state.retiring(os.getpid()):
+            return True  # the pipeline found it over after a request, and is retiring it
         used = memory_over(os.getpid(), self.limit * MIB)  # as a master measures a worker
         if used is None:
             return False
@@ -137,7 +139,7 @@ def serve(master: Master, sockets: list[socket.socket]) -> int:
     retired: list[str] = []
 
     def retire() -> None:
-        if not retired:
+        if not retired and not master.state.retiring(os.getpid()):  # (the pipeline's memory line said it)
             retired.append("max_requests")
             log.info(
                 "served MAX_REQUESTS=%d requests; single-process mode: draining, then exiting (status 0) "
@@ -147,7 +149,8 @@ def serve(master: Master, sockets: list[socket.socket]) -> int:
         server.retire()
 
     pid = os.getpid()
-    uc.app = build_worker_app(master.worker_context(in_master=True), retire=retire, traits=traits).app
+    server.worker_app = build_worker_app(master.worker_context(in_master=True), retire=retire, traits=traits)
+    uc.app = server.worker_app.app
     _install_signals(server, master)
     log.info(
         "single-process mode (WEB_CONCURRENCY=1): serving in this process, %d, with no supervisor; "

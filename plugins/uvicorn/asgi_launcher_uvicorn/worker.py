@@ -39,7 +39,8 @@ def run_worker(context: WorkerContext, sockets: list[socket]) -> None:
 
     uc, traits = uvicorn_config(context.config)  # sets up Uvicorn's loggers, before the pipeline adopts them
     server = LauncherServer(uc)
-    uc.app = build_worker_app(context, retire=server.retire, traits=traits).app
+    server.worker_app = build_worker_app(context, retire=server.retire, traits=traits)
+    uc.app = server.worker_app.app
 
     def on_term(_signum: int, _frame: FrameType | None) -> None:
         server.stop()
