@@ -189,7 +189,6 @@ def listening_hosts(port: int) -> set[str]:
     return hosts
 
 
-
 class Launches:
     """Launching the real launcher under one backend: what the kit's test classes share.
 
