@@ -19,6 +19,13 @@ class ConfigError(Exception):
     expected, so the CLI can print it as the only line of output.
     """
 
+    def __init__(self, message: str) -> None:
+        # One line, whatever a value quoted in it holds (a CR from the environment would
+        # otherwise start a second line, or rewrite the first on a terminal).
+        if not message.isprintable():
+            message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+        super().__init__(message)
+
     @classmethod
     def bad_value(cls, variable: str, value: object, expected: str) -> ConfigError:
         return cls(f"{variable}={str(value)!r} is invalid: expected {expected}")

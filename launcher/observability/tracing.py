@@ -263,6 +263,17 @@ class _Status:
         return self.send(message)
 
 
+def record_error(exc: Exception, span: Any = None) -> None:
+    """``exc`` recorded on ``span`` (by default the current one, the request's while its app
+    runs): the exception event, ``error.type`` and the error status. The pipeline's response
+    check calls it for an exception it answers with a 500 itself, which the span never sees."""
+    span = span if span is not None else trace.get_current_span()
+    if span.is_recording():
+        span.record_exception(exc)
+        span.set_attribute("error.type", type(exc).__qualname__)
+        span.set_status(StatusCode.ERROR, f"{type(exc).__qualname__}: {exc}")
+
+
 class ServerSpans:
     """The pipeline's tracing layer: a ``SERVER`` span a request (see the module docstring).
 
@@ -328,9 +339,7 @@ class ServerSpans:
             await self.app(scope, receive, response)
         except Exception as exc:
             self._ended(span, scope, method, response.status or 500)
-            span.record_exception(exc)
-            span.set_attribute("error.type", type(exc).__qualname__)
-            span.set_status(StatusCode.ERROR, f"{type(exc).__qualname__}: {exc}")
+            record_error(exc, span)
             span.end()
             raise  # the span stays current: the server's error line carries its ids
         except BaseException:
@@ -338,7 +347,7 @@ class ServerSpans:
             otel_context.detach(token)
             raise
         self._ended(span, scope, method, response.status)
-        if response.status >= 500:
+        if response.status >= 500 and "error.type" not in (getattr(span, "attributes", None) or {}):
             span.set_attribute("error.type", str(response.status))
             span.set_status(StatusCode.ERROR)
         span.end()

@@ -451,8 +451,11 @@ class ResponseCheck:
     cannot be told otherwise that its response is incomplete.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, on_error: Callable[[Exception], None] | None = None) -> None:
         self.app = app
+        #: Told of an exception that stops here (the tracing layer outside records it on the
+        #: request's span, which would otherwise see only the 500).
+        self.on_error = on_error
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if scope["type"] != "http":
@@ -463,9 +466,11 @@ class ResponseCheck:
         exchange = _Exchange(send)
         try:
             await self.app(scope, receive, exchange)
-        except Exception:
+        except Exception as exc:
             if exchange.state == 1:
                 raise  # mid-response: only a cut connection tells the client
+            if self.on_error is not None:
+                self.on_error(exc)
             if exchange.state >= 2:
                 _log.exception("the app raised after its response was complete (the connection stays open)")
                 return
@@ -827,7 +832,12 @@ def build(
         app = drain = add("websocket-drain", WebSocketDrain(app))
     if config.root_path:
         app = add("root-path", RootPath(app, config.root_path))
-    app = add("response-check", ResponseCheck(app))
+    on_error: Callable[[Exception], None] | None = None
+    if config.tracing.enabled:
+        from launcher.observability import tracing
+
+        on_error = tracing.record_error
+    app = add("response-check", ResponseCheck(app, on_error))
     counted = None
     if config.ops_port:
         from launcher.observability import metrics
