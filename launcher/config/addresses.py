@@ -8,6 +8,7 @@ socket file, even one another server is listening on; Granian refuses a stale on
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
 import os
@@ -148,15 +149,21 @@ def refuse_new_connections(binds: Iterable[str]) -> int:
     first, a worker can accept what is queued before it stops accepting; a client that connects
     later gets no answer to its SYN, and once the socket is closed, a refusal: it has sent
     nothing. (Unix sockets have no such step: what is queued there when they close is lost.)
+
+    Best effort: some kernels let only a process with ``CAP_NET_ADMIN`` attach a socket filter,
+    which a container does not have by default (``docker run --cap-add NET_ADMIN`` gives it).
+    Without it the stop goes on as servers' own do: what is queued when the socket closes is
+    reset.
     """
     ports, _ = ports_and_paths(binds)
-    fds = listening_fds(ports)
     program, code = _syn_dropping_filter()
-    for fd in fds:
-        with socket.socket(fileno=os.dup(fd)) as sock:
+    refused = 0
+    for fd in listening_fds(ports):
+        with socket.socket(fileno=os.dup(fd)) as sock, contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, program)
+            refused += 1
     del code
-    return len(fds)
+    return refused
 
 
 def repeated(binds: Iterable[str]) -> str | None:
