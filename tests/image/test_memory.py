@@ -172,7 +172,7 @@ def test_max_worker_memory_retires_a_growing_worker_without_a_failed_request(
     logs = c.logs()
     retired = line.findall(logs)
     assert len(retired) >= 2, logs[-3000:]
-    assert all(float(size) > 150 for _, size in retired), retired
+    assert all(float(size) >= 150 for _, size in retired), retired  # (150.04 MiB shows as 150.0)
     assert len({pid for pid, _ in retired}) == len(retired)  # one line a worker
     assert not DIED.findall(logs) and oom_kills(c) == 0, logs[-3000:]
     if backend == "granian":  # see docs/backends.md: a connection accepted as the worker stops
