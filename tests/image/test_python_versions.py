@@ -221,7 +221,7 @@ def test_reload_serves_an_edit(
     c.wait_ready()
     assert c.get("/") == (200, b"v1")
     c.write("/app/main.py", APP.format(version="v2"))
-    c.until(lambda: answer(c) == (200, b"v2"), 10, "the edit served")
+    c.until(lambda: answer(c) == (200, b"v2"), 60, "the edit served")
     docker("stop", "-t", "20", c.name, timeout=60)
     assert c.wait_exit(30) == 0, c.logs()[-3000:]
     assert own_warnings(c) == []
