@@ -38,6 +38,7 @@ import ssl
 import statistics
 import subprocess
 import sys
+import sysconfig
 import time
 import urllib.request
 from collections.abc import Iterable
@@ -52,7 +53,8 @@ from launcher.procfs import descendants
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "demo"
-BIN = Path(sys.executable).parent
+#: Where pip put the servers' commands: the venv's bin/, or /usr/local/bin under a distribution's python3.
+BIN = Path(sysconfig.get_path("scripts"))
 WORKERS = "2"
 #: Pinned runs (--logging, --metrics): the server's whole tree on one CPU, wrk on the other.
 SERVER_CPU, WRK_CPU = "1", "0"

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -415,7 +416,7 @@ def test_help_on_every_command() -> None:
 
 
 def test_console_script_and_module_agree(app_dir: Path) -> None:
-    script = Path(sys.executable).with_name("asgi-launcher")
+    script = Path(sysconfig.get_path("scripts")) / "asgi-launcher"  # a venv's bin/, or /usr/local/bin
     env = {"APP_DIR": str(app_dir), "PATH": os.environ["PATH"]}
     via_script = subprocess.run(
         [str(script), "config", "--json"], env=env, capture_output=True, text=True, timeout=30

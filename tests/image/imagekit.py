@@ -29,7 +29,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
@@ -279,6 +279,20 @@ class Container:
     def logs(self) -> str:
         r = self.docker("logs", self.name, check=False)
         return r.stdout + r.stderr
+
+    def until(self, predicate: Callable[[], bool], timeout: float, what: str) -> float:
+        """Poll ``predicate`` until true; how long it took, or fail with the container's logs."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if predicate():
+                return time.monotonic() - started
+            time.sleep(0.05)
+        raise AssertionError(f"{what}: not within {timeout}s\n{self.logs()[-3000:]}")
+
+    def write(self, path: str, text: str) -> None:
+        """Write ``text`` to ``path`` inside the container, as root (the app may run as any user)."""
+        script = f"cat > {path} <<'END_OF_FILE'\n{text}END_OF_FILE\n"
+        self.docker("exec", "-u", "0", self.name, "sh", "-c", script)
 
     def processes(self) -> list[str]:
         """Command lines of the processes in the container (from its /proc)."""

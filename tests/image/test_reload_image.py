@@ -8,7 +8,6 @@ exit 0; non-root with a read-only root filesystem it serves a bind-mounted app t
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -51,21 +50,6 @@ def _answer(c: Container) -> str | None:
     return data.decode() if status == 200 else None
 
 
-def _until(predicate: Callable[[], bool], timeout: float, what: str, c: Container) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if predicate():
-            return time.monotonic() - started
-        time.sleep(0.05)
-    raise AssertionError(f"{what}: not within {timeout}s\n{c.logs()[-3000:]}")
-
-
-def _edit(docker: Docker, c: Container, path: str, text: str) -> None:
-    """Write ``text`` to ``path`` inside the container, as root (the app may run as any user)."""
-    script = f"cat > {path} <<'END_OF_APP'\n{text}END_OF_APP\n"
-    docker("exec", "-u", "0", c.name, "sh", "-c", script)
-
-
 def test_start_reload_serves_edits_made_with_docker_exec(docker: Docker, tmp_path: Path) -> None:
     (tmp_path / "Dockerfile").write_text(
         f'FROM {TAG}\nCOPY main.py prestart.sh /app/\nCMD ["/start-reload.sh"]\n'
@@ -77,18 +61,18 @@ def test_start_reload_serves_edits_made_with_docker_exec(docker: Docker, tmp_pat
     c.wait_ready()
     assert _answer(c) == "v1 exported"
 
-    _edit(docker, c, "/app/main.py", APP.format(version="v2"))
-    took = _until(lambda: _answer(c) == "v2 exported", DEADLINE, "the edit served", c)
+    c.write("/app/main.py", APP.format(version="v2"))
+    took = c.until(lambda: _answer(c) == "v2 exported", DEADLINE, "the edit served")
 
-    _edit(docker, c, "/app/main.py", "VERSION = (\n")
-    _until(lambda: "waiting for a change" in c.logs(), DEADLINE, "the broken edit reported", c)
+    c.write("/app/main.py", "VERSION = (\n")
+    c.until(lambda: "waiting for a change" in c.logs(), DEADLINE, "the broken edit reported")
     time.sleep(1.5)  # a restart loop would show more tracebacks by now
     logs = c.logs()
     assert logs.count("SyntaxError") == 1, logs[-3000:]
     assert c.state()["Status"] == "running"
 
-    _edit(docker, c, "/app/main.py", APP.format(version="v3"))
-    _until(lambda: _answer(c) == "v3 exported", DEADLINE, "the fix served", c)
+    c.write("/app/main.py", APP.format(version="v3"))
+    c.until(lambda: _answer(c) == "v3 exported", DEADLINE, "the fix served")
     logs = c.logs()
     assert logs.count("prestart-ran") == 1, logs[-3000:]  # once, not per restart
     assert "reload: watching /app for changes to *.py" in logs
@@ -122,8 +106,8 @@ def test_start_reload_non_root_read_only(docker: Docker, tmp_path: Path, backend
     )
     c.wait_ready()
     assert _answer(c) == "v1 -"
-    _edit(docker, c, "/app/main.py", APP.format(version="v2"))
-    _until(lambda: _answer(c) == "v2 -", DEADLINE, "the edit served", c)
+    c.write("/app/main.py", APP.format(version="v2"))
+    c.until(lambda: _answer(c) == "v2 -", DEADLINE, "the edit served")
     assert "Traceback" not in c.logs()
     docker("stop", "-t", "20", c.name, timeout=60)
     assert c.wait_exit(30) == 0, c.logs()[-3000:]

@@ -9,6 +9,7 @@ that dies is replaced; ``launcher.supervision.CrashLoop`` decides when deaths me
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import signal
 import socket
@@ -94,6 +95,10 @@ class LauncherGranian(MPServer):  # type: ignore[misc]
     def _spawn_worker(self, idx: Any, target: Any, callback_loader: Any, *args: Any) -> Any:
         worker = super()._spawn_worker(idx, target, callback_loader, *args)
         worker.__class__ = _Worker  # before start(), which starts the watcher thread
+        # Forked on every Python version, as under the other backends: Granian starts workers
+        # by multiprocessing's default method, and spawns them where that is forkserver (Linux
+        # from Python 3.14 on), each worker then importing the launcher and the server again.
+        worker.inner.__class__ = multiprocessing.get_context("fork").Process
         return worker
 
     def _note_spawned(self) -> None:

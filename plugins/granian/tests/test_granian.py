@@ -17,6 +17,7 @@ import uvloop
 
 from asgi_launcher_granian.app import stop_signals
 from launcher.testing.process import free_port, run_launcher
+from launcher.testing.process import launcher as serving
 
 pytestmark = pytest.mark.slow
 
@@ -118,3 +119,24 @@ async def serve_until(seen: list[str], count: int) -> None:
     """A serving run of the loop, until ``seen`` holds ``count`` entries."""
     while len(seen) < count:
         await asyncio.sleep(0.01)
+
+
+def test_workers_are_forked_whatever_multiprocessing_defaults_to(tmp_path: Path) -> None:
+    """Python 3.14 made forkserver multiprocessing's default start method on Linux, and Granian
+    then spawns its workers (an interpreter each, the launcher and the server imported again per
+    worker). The plugin forks on every version, as Gunicorn's and Uvicorn's masters do: here the
+    launcher's process starts with forkserver as its default, as on 3.14, whatever runs the test."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import multiprocessing\nmultiprocessing.set_start_method('forkserver')\n"
+    )
+    env = {
+        "APP_DIR": str(DEMO),
+        "SERVER_BACKEND": "granian",
+        "WEB_CONCURRENCY": "2",
+        "PYTHONPATH": str(tmp_path),
+    }
+    with serving(env) as server:
+        server.wait_until(lambda: len(server.workers()) == 2, 30, "two workers")
+        commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in server.workers()]
+        assert all(c.split(b"\0")[1:3] == [b"-m", b"launcher"] for c in commands), commands
+        assert server.get("/json")[0] == 200

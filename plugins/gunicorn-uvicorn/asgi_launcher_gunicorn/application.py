@@ -12,6 +12,7 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.errors import HaltServer
 
+import asgi_launcher_gunicorn.settings  # noqa: F401  (Gunicorn's defaults, before BaseApplication makes a Config)
 from asgi_launcher_gunicorn.worker import launcher_worker_class
 from launcher import EXIT_WORKERS_FAILING, Config
 from launcher.master import Master, forking

@@ -14,8 +14,17 @@ import shlex
 from typing import Any, NoReturn
 
 from gunicorn.config import Config as GunicornConfig
+from gunicorn.config import ForwardedAllowIPS
 
 from launcher import Config, ConfigError, parse_setting
+
+# Gunicorn takes this setting's default from FORWARDED_ALLOW_IPS when gunicorn.config is imported
+# and checks it by its own rules (commas only, no host bits) whenever a Config is made, before
+# anything is set: a value the launcher takes ("10.0.0.1/8 ::1") stopped Gunicorn with its
+# traceback. The launcher resolves the variable for every backend and sets the setting from that
+# (``gunicorn_settings``), so Gunicorn keeps its built-in default. Imported before any Config is
+# made (``asgi_launcher_gunicorn.application`` imports this module).
+ForwardedAllowIPS.default = "127.0.0.1,::1"
 
 # Gunicorn setting -> Config field, for the settings the env contract covers.
 CONTRACT = {

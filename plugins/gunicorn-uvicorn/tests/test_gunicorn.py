@@ -203,3 +203,19 @@ def test_a_worker_class_in_app_dir_is_found_and_serves(tmp_path: Path) -> None:
         assert server.get("/")[0] == 200
         # The launcher's layers wrap the user's class (it is Uvicorn's, so it serves ASGI).
         assert server.get("/headers")[0] == 200
+
+
+@pytest.mark.parametrize("conf", ["", "workers = 1\n"], ids=["no conf file", "a conf file"])
+def test_forwarded_allow_ips_that_gunicorn_would_refuse(tmp_path: Path, conf: str) -> None:
+    """Gunicorn also reads FORWARDED_ALLOW_IPS itself, by stricter rules (commas only, no host
+    bits): a value the launcher takes must not stop Gunicorn, with or without a config file (the
+    image always has one, /gunicorn_conf.py)."""
+    d = app_dir(tmp_path)
+    if conf:
+        (d / "gunicorn_conf.py").write_text(conf)
+    env = {"APP_DIR": str(d), "FORWARDED_ALLOW_IPS": "10.0.0.1/8 ::1"}
+    result = run_launcher(env, ("config", "--json"))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["forwarded_allow_ips"] == "10.0.0.0/8,::1"
+    with launcher(env) as server:
+        assert server.get("/")[0] == 200
