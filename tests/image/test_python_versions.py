@@ -46,15 +46,16 @@ BACKENDS = ("gunicorn", "hypercorn", "granian", "uvicorn")
 #: (a minute more; what it runs for real the kit runs too).
 CORE_TESTS = (
     *("tests/config", "tests/launch", "tests/master", "tests/worker", "tests/observability"),
-    *("tests/unit", "tests/architecture", "plugins/gunicorn-uvicorn/tests"),
+    *("tests/core", "tests/architecture", "plugins/gunicorn-uvicorn/tests"),
 )
 #: The version running this suite: the whole suite runs on it already, so not again in a container.
 HOST = f"{sys.version_info.major}.{sys.version_info.minor}"
-#: Left out: the Kubernetes manifests' schema check (YAML against Kubernetes' schemas: nothing
-#: in it depends on the Python version, and kubernetes-validate is a large install).
-SKIPPED = ("--ignore=tests/unit/test_kubernetes_manifests.py",)
 #: What the test image adds to the image: the test runner and what CORE_TESTS import.
-TEST_REQUIREMENTS = ("pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6")
+TEST_REQUIREMENTS = (
+    *("pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "hypothesis>=6"),
+    *("trustme>=1.1", "httpx[http2]>=0.27", "websockets>=12"),
+    *("opentelemetry-proto>=1.40", "opentelemetry-instrumentation-httpx>=0.60b0"),
+)
 #: A DeprecationWarning line that points into the launcher's or a plugin's code.
 OWN_WARNING = re.compile(r"/(launcher|asgi_launcher_\w+)/\S+\.py:\d+: \w*DeprecationWarning")
 
@@ -230,7 +231,7 @@ def test_reload_serves_an_edit(
 @pytest.mark.parametrize("version", [v for v in declared_versions() if v != HOST], ids=lambda v: f"py{v}")
 def test_core_tests_pass_inside(docker: Docker, pythons: dict[str, Version], version: str) -> None:
     tests = [path for path in CORE_TESTS if (REPO / path).is_dir()]
-    command = ["pytest", "-q", "-p", "no:cacheprovider", *SKIPPED, *tests]
+    command = ["pytest", "-q", "-p", "no:cacheprovider", *tests]
     result = docker(
         "run", "--rm", "--network", "none", pythons[version].tests, *command, timeout=1800, check=False
     )
