@@ -139,6 +139,19 @@ def _syn_dropping_filter() -> tuple[bytes, object]:
     return bytes(Program(len(code), code)), code
 
 
+def can_refuse_new_connections() -> bool:
+    """Whether this process may attach the filter ``refuse_new_connections`` uses (some kernels
+    ask for ``CAP_NET_ADMIN``, which a container lacks by default)."""
+    program, code = _syn_dropping_filter()
+    with socket.socket() as sock:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, program)
+        except PermissionError:
+            return False
+    del code
+    return True
+
+
 def refuse_new_connections(binds: Iterable[str]) -> int:
     """Make the TCP sockets listening on ``binds`` (held by this process and, shared, by the
     workers) ignore new connections from now on, while connections already made wait in the

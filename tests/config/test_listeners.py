@@ -12,12 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher.config.addresses import (
-    _SO_ATTACH_FILTER,
-    _syn_dropping_filter,
-    detach_listeners,
-    refuse_new_connections,
-)
+from launcher.config.addresses import can_refuse_new_connections, detach_listeners, refuse_new_connections
 from launcher.procfs import listening_fds, served_connections
 
 
@@ -28,19 +23,8 @@ def listener() -> tuple[socket.socket, int]:
     return sock, sock.getsockname()[1]
 
 
-def can_filter() -> bool:
-    """Whether this process may attach a socket filter (some kernels ask for CAP_NET_ADMIN)."""
-    program, _code = _syn_dropping_filter()  # (the program points into the code: keep both)
-    with socket.socket() as sock:
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, program)
-        except PermissionError:
-            return False
-    return True
-
-
 def test_refused_new_connections_leave_the_queued_ones_to_be_accepted() -> None:
-    if not can_filter():
+    if not can_refuse_new_connections():
         pytest.skip("this process may not attach a socket filter (no CAP_NET_ADMIN)")
     sock, port = listener()
     with sock:

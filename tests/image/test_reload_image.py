@@ -7,6 +7,7 @@ exit 0; non-root with a read-only root filesystem it serves a bind-mounted app t
 
 from __future__ import annotations
 
+import http.client
 import time
 from pathlib import Path
 
@@ -45,7 +46,7 @@ async def app(scope, receive, send):
 def _answer(c: Container) -> str | None:
     try:
         status, data = c.get("/", timeout=2)
-    except OSError:
+    except (OSError, http.client.HTTPException):  # (a request the reload restart cut)
         return None
     return data.decode() if status == 200 else None
 
