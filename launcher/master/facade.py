@@ -143,6 +143,7 @@ class Master:
             )
             return
         self.metrics_dir, own = metrics.prepare_directory(self.state.path)
+        metrics.preload()  # (before any worker is forked: see its docstring)
         if not own:
             self.log.info(
                 "metrics: using %s=%s as set (shared, so not wiped at start or exit)",

@@ -91,6 +91,20 @@ def prepare_directory(state_dir: str, environ: MutableMapping[str, str] = os.env
     return path, True
 
 
+def preload() -> None:
+    """Import now, in the master before it forks a worker, what a scrape and a fold import.
+
+    They run on the operations listener's threads while the master forks workers: a fork in the
+    instant another thread is importing ``prometheus_client`` left it half imported in the child,
+    and a worker whose app imports it too waited forever for the lock of a thread that does not
+    exist there (seen under Granian, which forks replacements while scrapes come in). Call after
+    ``prepare_directory``.
+    """
+    import prometheus_client.core
+    import prometheus_client.mmap_dict
+    import prometheus_client.multiprocess  # noqa: F401
+
+
 #: The name dead workers' values are kept under (``counter_folded.db``, ...), in place of a pid.
 FOLDED = "folded"
 

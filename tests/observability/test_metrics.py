@@ -305,3 +305,36 @@ def test_dead_workers_files_are_folded_and_no_count_is_lost(tmp_path: Path) -> N
     assert samples["kit_total"] == workers
     assert samples.get('http_server_active_requests{http_request_method="GET"}', 0) == 0
     assert "kit_live" not in samples and not any(key.startswith("kit_each") for key in samples), samples
+
+
+NO_IMPORT_SCRIPT = r"""
+import json, os, sys
+from launcher.observability import metrics
+
+metrics.preload()
+before = set(sys.modules)
+# A dead worker's counter, to fold, then a scrape: what the operations listener's threads run
+# while the master forks workers.
+pid = os.fork()
+if pid == 0:  # a worker that counted 3 and died
+    from prometheus_client import Counter
+    Counter("kit_hits", "Hits.").inc(3)
+    os._exit(0)
+os.waitpid(pid, 0)
+
+class Master:  # what MasterCollector reads
+    workers_wanted, restarts = 1, {}
+    def booted_count(self): return 1
+
+metrics.mark_dead(pid, sys.argv[1])
+body, _ = metrics.exposition(Master(), sys.argv[1])
+print(json.dumps({"new": sorted(set(sys.modules) - before), "folded": "kit_hits_total 3.0" in body.decode()}))
+"""
+
+
+def test_a_scrape_and_a_fold_import_nothing_once_the_master_preloaded(tmp_path: Path) -> None:
+    """They run on the operations listener's threads while the master forks workers: a fork in
+    the instant one of them imported prometheus_client left it half imported in the worker, whose
+    app then hung on its own import of it (a Granian replacement worker never started)."""
+    result = json.loads(script(tmp_path, NO_IMPORT_SCRIPT))
+    assert result == {"new": [], "folded": True}, result
