@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -54,15 +54,20 @@ def _items(raw: str) -> list[str]:
     return [part.strip() for part in raw.split(",") if part.strip()]
 
 
-def exporters(raw: str) -> tuple[str, ...]:
-    """``OTEL_TRACES_EXPORTER``: ``otlp``, ``console`` or both (comma-separated), or ``none``."""
+def _names(raw: str, known: Iterable[str]) -> tuple[str, ...]:
+    """A comma-separated list of ``known`` names (each once, in order), or ``none``: ``()``."""
     names = [name.lower() for name in _items(raw)]
     if names == ["none"]:
         return ()
-    unknown = [name for name in names if name not in EXPORTERS]
+    unknown = [name for name in names if name not in known]
     if not names or unknown:
         raise BadPart(f"unknown: {', '.join(unknown)}" if unknown else "empty")
     return tuple(dict.fromkeys(names))
+
+
+def exporters(raw: str) -> tuple[str, ...]:
+    """``OTEL_TRACES_EXPORTER``: ``otlp``, ``console`` or both (comma-separated), or ``none``."""
+    return _names(raw, EXPORTERS)
 
 
 def protocol(raw: str) -> str:
@@ -126,13 +131,8 @@ def ratio(raw: str) -> float:
 
 
 def propagators(raw: str) -> tuple[str, ...]:
-    names = [name.lower() for name in _items(raw)]
-    if names == ["none"]:
-        return ()
-    unknown = [name for name in names if name not in PROPAGATORS]
-    if not names or unknown:
-        raise BadPart(f"unknown: {', '.join(unknown)}" if unknown else "empty")
-    return tuple(dict.fromkeys(names))
+    """``OTEL_PROPAGATORS``: a comma-separated list of known propagators, or ``none``."""
+    return _names(raw, PROPAGATORS)
 
 
 def true_or_false(raw: str) -> bool:
