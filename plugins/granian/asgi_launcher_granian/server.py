@@ -58,7 +58,10 @@ class _Worker(WorkerProcess):  # type: ignore[misc]
 
     def _watcher(self) -> None:
         self.inner.join()
-        if not self.interrupt_by_parent:
+        # Once the launcher stops (``draining``), a worker's exit is no failure: one retiring by
+        # itself (MAX_REQUESTS, memory) as the stop began was counted, and Granian's shutdown
+        # then exited 1 instead of 0.
+        if not self.interrupt_by_parent and not self.parent.draining:
             self.parent.interrupt_children.append(self.idx)
             self.parent.main_loop_interrupt.set()
 
