@@ -61,7 +61,7 @@ class _Worker(WorkerProcess):  # type: ignore[misc]
         # Once the launcher stops (``draining``), a worker's exit is no failure: one retiring by
         # itself (MAX_REQUESTS, memory) as the stop began was counted, and Granian's shutdown
         # then exited 1 instead of 0.
-        if not self.interrupt_by_parent and not self.parent.draining:
+        if not self.interrupt_by_parent and not getattr(self.parent, "draining", False):
             self.parent.interrupt_children.append(self.idx)
             self.parent.main_loop_interrupt.set()
 
