@@ -90,13 +90,25 @@ class Stopped(BaseException):
         self.signum = signum
 
 
+#: The stop signal this process raised as ``Stopped`` (its pid, the signal), if any.
+_raised: tuple[int, int] | None = None
+
+
 def before_serving(note: Callable[[str], None]) -> None:
     """The table's meanings in a launcher that does not serve yet (until its master installs
     its own handlers): a stop signal raises ``Stopped``; SIGHUP, SIGUSR1 and the rest change
     nothing (there is no worker to restart, no log file open yet) and ``note`` says so in one
-    line. ``note`` runs inside the handler: it must write with one system call."""
+    line. ``note`` runs inside the handler: it must write with one system call.
+
+    A handler's exception is raised wherever the main thread happens to be, and Python prints
+    and drops one raised inside a finalizer (``__del__``, a weakref callback: the garbage
+    collector runs them at any allocation); the launcher would then go on to serve as if the
+    signal had never come. So the stop is also noted, and ``own_handlers_installed`` delivers
+    it again to the handlers that replace these."""
 
     def stop(signum: int, _frame: FrameType | None) -> None:
+        global _raised
+        _raised = (os.getpid(), signum)
         raise Stopped(signum)
 
     def other(signum: int, _frame: FrameType | None) -> None:
@@ -106,6 +118,17 @@ def before_serving(note: Callable[[str], None]) -> None:
         signal.signal(signum, stop)
     for signum in OTHER_SIGNALS:
         signal.signal(signum, other)
+
+
+def own_handlers_installed() -> None:
+    """Call once this process has replaced ``before_serving``'s handlers with its own (a master,
+    the reloader): a stop signal that raised ``Stopped`` here and did not end the process (it was
+    dropped, see ``before_serving``) reaches them now, so it keeps its meaning."""
+    global _raised
+    if _raised is not None and _raised[0] == os.getpid():
+        signum = _raised[1]
+        _raised = None
+        signal.raise_signal(signum)
 
 
 _PR_SET_PDEATHSIG = 1

@@ -129,3 +129,43 @@ def test_worker_signals_give_sigusr1_its_handler() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert (done.returncode, done.stdout) == (0, "reopened\nalive\n")
+
+
+def test_a_stop_signal_dropped_in_a_finalizer_reaches_the_handlers_that_serve() -> None:
+    """A ``Stopped`` raised inside ``__del__`` is printed and dropped by Python; the process
+    would go on to serve as if the signal had never come (seen: a reload server SIGTERMed as it
+    booted served until killed). The handlers installed to serve get it."""
+    code = (
+        "import os, signal\n"
+        "from launcher.launch import note\n"
+        "from launcher.signals import before_serving, own_handlers_installed\n"
+        "before_serving(note)\n"
+        "class Finalized:\n"
+        "    def __del__(self):\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        sum(range(1000))  # the handler runs here, inside the finalizer\n"
+        "Finalized()\n"
+        "print('went on', flush=True)\n"
+        "signal.signal(signal.SIGTERM, lambda *_: print('stopped by its own handler', flush=True))\n"
+        "own_handlers_installed()\n"
+        "own_handlers_installed()  # delivered once\n"
+        "print('end', flush=True)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert "Exception ignored in" in done.stderr and "Stopped: 15" in done.stderr, done.stderr
+    assert (done.returncode, done.stdout) == (0, "went on\nstopped by its own handler\nend\n"), done.stderr
+
+
+def test_a_stop_signal_not_raised_here_is_not_delivered() -> None:
+    """Nothing is delivered without a dropped stop, nor in a child forked after one."""
+    code = (
+        "import os, signal\n"
+        "from launcher.launch import note\n"
+        "from launcher.signals import before_serving, own_handlers_installed\n"
+        "before_serving(note)\n"
+        "signal.signal(signal.SIGTERM, lambda *_: print('delivered', flush=True))\n"
+        "own_handlers_installed()\n"
+        "print('nothing', flush=True)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert (done.returncode, done.stdout) == (0, "nothing\n"), done.stderr

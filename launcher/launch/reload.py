@@ -47,6 +47,7 @@ from launcher.backend import Backend
 from launcher.config.model import Config
 from launcher.errors import ConfigError
 from launcher.procfs import exited, live_group_members, processes
+from launcher.signals import own_handlers_installed
 
 #: Files whose changes restart the server when ``RELOAD_INCLUDE`` adds none.
 PATTERNS = ("*.py",)
@@ -278,7 +279,9 @@ class Reloader:
             signal.SIGHUP: self._on_hup,
             signal.SIGUSR1: self._on_forward,  # reopen log files: the child's backend does it
         }
-        return {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+        previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+        own_handlers_installed()  # a stop signal dropped before now (launcher.signals)
+        return previous
 
     # -- the watcher thread --------------------------------------------------------------
 

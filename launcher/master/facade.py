@@ -28,6 +28,7 @@ from launcher.master.policy import (
 )
 from launcher.master.state import StateDirectory
 from launcher.procfs import memory_over
+from launcher.signals import own_handlers_installed
 from launcher.statedir import heartbeat_interval
 from launcher.worker.bootstrap import WorkerContext
 
@@ -133,6 +134,7 @@ class Master:
             from launcher.master import ops
 
             self._ops = ops.start(self, self.config.ops_host, self.config.ops_port)
+        own_handlers_installed()  # a stop signal dropped before serving (launcher.signals)
 
     def _prepare_metrics(self) -> None:
         from launcher.observability import metrics

@@ -9,6 +9,7 @@ workers. Every launch is in its own process group, killed on the way out (``star
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import threading
@@ -174,3 +175,25 @@ def test_json_logs_in_one_process(hello: Path) -> None:
     raised = [e for e in events if "hello app raised single-json" in json.dumps(e)]
     assert len(raised) == 1 and "Traceback" in raised[0]["error.stack_trace"], raised
     assert any(e["log.logger"] == "uvicorn.error" for e in events)
+
+
+def test_a_sigterm_dropped_in_a_finalizer_while_booting_still_stops_it(tmp_path: Path) -> None:
+    """The app is imported in the launcher's own process here: a SIGTERM that lands while one of
+    its finalizers runs is dropped by Python (``Exception ignored``); the server must still stop
+    on it once its handlers are in place, instead of serving until killed."""
+    apps.install("hello", tmp_path)
+    main = tmp_path / "main.py"
+    main.write_text(
+        "import os as _os, signal as _signal\n"
+        "class _Finalized:\n"
+        "    def __del__(self):\n"
+        "        if _os.getppid() == int(_os.environ['TEST_PID']):  # the launcher, not its app check\n"
+        "            _os.kill(_os.getpid(), _signal.SIGTERM)\n"
+        "            sum(range(1000))  # the handler runs here, inside the finalizer\n"
+        "_Finalized()\n" + main.read_text()
+    )
+    with start_launcher(env(tmp_path, TEST_PID=str(os.getpid()), GRACEFUL_TIMEOUT="30")) as server:
+        status = server.proc.wait(20)
+        output = server.output()
+    assert "Exception ignored" in output, output[-3000:]
+    assert status == 0, output[-3000:]
