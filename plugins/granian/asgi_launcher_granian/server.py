@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from functools import partial
 from typing import Any
@@ -66,11 +67,31 @@ class _Worker(WorkerProcess):  # type: ignore[misc]
             self.parent.main_loop_interrupt.set()
 
 
+class _Wakeup(threading.Event):
+    """Granian's main-loop event (``main_loop_interrupt``), on a reentrant lock.
+
+    Granian's SIGINT, SIGTERM and SIGHUP handlers set it, and a handler runs in the main thread
+    between any two of its bytecodes: also while that thread holds the event's lock, inside the
+    loop's own ``wait()`` or ``clear()``. On ``Event``'s plain lock, ``set()`` then waits for ever
+    for a lock its own thread holds: the master hung and the stop was never acted on (1 in
+    1,000 stops sent just after a TIMEOUT kill). A reentrant lock lets the handler through; the
+    loop reads the handler's flags after its ``clear()``, so no stop is missed either way.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cond = threading.Condition(threading.RLock())
+
+
 class LauncherGranian(MPServer):  # type: ignore[misc]
     exit_status = 0
     draining = False
     master: Master
-    _noted: set[int]  # workers the master has been told about
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.main_loop_interrupt = _Wakeup()
+        self._noted: set[int] = set()  # workers the master has been told about
 
     def _init_shared_socket(self) -> None:
         """One listening socket, made by the master and inherited by every worker.
@@ -252,7 +273,6 @@ def serve(config: Config) -> int:
         **kwargs,
         **tls_options(config),
     )
-    server._noted = set()
     # Granian has set up its loggers (_log_config): LOG_FORMAT, LOG_LEVEL and LOG_CONFIG as under
     # every backend. Each worker sets them up again, then the pipeline does this there.
     with Master(config, loggers=("_granian",)) as master:

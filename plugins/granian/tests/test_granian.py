@@ -140,3 +140,30 @@ def test_workers_are_forked_whatever_multiprocessing_defaults_to(tmp_path: Path)
         commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in server.workers()]
         assert all(c.split(b"\0")[1:3] == [b"-m", b"launcher"] for c in commands), commands
         assert server.get("/json")[0] == 200
+
+
+@pytest.mark.parametrize(
+    "signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"]
+)
+def test_a_signal_landing_inside_the_main_loops_own_wait_is_handled(signum: int) -> None:
+    """Granian's handlers set the main loop's event, and a handler runs in the main thread while
+    that thread may hold the event's lock (inside its own ``wait()`` or ``clear()``): on
+    ``threading.Event``'s plain lock the master then waited for ever (seen once in 1,000 stops
+    after a TIMEOUT kill)."""
+    handler = {signal.SIGHUP: "signal_handler_reload"}.get(signum, "signal_handler_interrupt")
+    code = (
+        "import os, signal\n"
+        "from granian.constants import Interfaces\n"
+        "from asgi_launcher_granian.server import LauncherGranian\n"
+        "server = LauncherGranian('main:app', interface=Interfaces.ASGI)\n"
+        f"signal.signal({int(signum)}, server.{handler})\n"
+        "with server.main_loop_interrupt._cond:  # where the loop's wait() and clear() are\n"
+        f"    os.kill(os.getpid(), {int(signum)})\n"
+        "    sum(range(1000))  # the handler runs here\n"
+        "print(server.main_loop_interrupt.wait(5), server.interrupt_signal or server.reload_signal)\n"
+    )
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the handler waited for a lock its own thread held")
+    assert done.stdout == "True True\n", done.stderr
