@@ -11,7 +11,8 @@ import json
 import math
 import os
 import sys
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from launcher import __version__
@@ -162,8 +163,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run(os.environ)
 
 
-COMMANDS = ("run", "config", "backends", "check", "probe")
-
 #: Options of other servers' command lines that have no equivalent here, and what to type instead.
 FOREIGN_OPTIONS = {
     "--interface": "asgi-launcher serves ASGI apps only: leave --interface out",
@@ -293,6 +292,60 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"asgi-launcher: error: {message}{more}; see {self.prog} --help\n")
 
 
+@dataclass(frozen=True)
+class _Command:
+    """One command of the command line, as its parser declares it."""
+
+    run: Callable[[argparse.Namespace], int]
+    help: str
+    description: str
+    usage: str | None = None  # None: "asgi-launcher NAME"
+    settings: bool = False  # takes the settings' options ([APP] [OPTIONS])
+    json: str | None = None  # the help of its --json, if it has one
+
+
+_COMMANDS = {
+    "run": _Command(
+        cmd_run,
+        "serve the app (the default)",
+        "Run prestart, then serve the app. Each option sets the environment variable shown with it "
+        "(the same value, the same checks), and wins over the environment and over the backend's "
+        "config file.",
+        usage="asgi-launcher [run] [APP] [OPTIONS]",
+        settings=True,
+    ),
+    "config": _Command(
+        cmd_config,
+        "print the resolved configuration and where each value came from",
+        "Resolve the configuration without starting anything or running prestart.",
+        usage="asgi-launcher config [APP] [OPTIONS] [--json]",
+        settings=True,
+        json="print one JSON object (stable keys)",
+    ),
+    "backends": _Command(
+        cmd_backends,
+        "list installed backend plugins",
+        "List installed backends without importing them.",
+        json="print a JSON list",
+    ),
+    "check": _Command(
+        cmd_check,
+        "resolve, load the backend and import the app once",
+        "Resolve the configuration, load the backend and import the app; say OK or what is wrong.",
+        usage="asgi-launcher check [APP] [OPTIONS]",
+        settings=True,
+    ),
+    "probe": _Command(
+        cmd_probe,
+        "send one HTTP request to the server (health check)",
+        "Exit 0 if the server on the resolved bind (or where a running launcher's prestart moved "
+        "it) answers HTTP at all; over TLS, without verifying the certificate, when SSL_CERTFILE "
+        "is set.",
+    ),
+}
+COMMANDS = tuple(_COMMANDS)
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; with ``command``, only that command gets its options (the settings' options
     cost tens of milliseconds to declare, on every start, health checks included), and only the
@@ -306,63 +359,23 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"asgi-launcher {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    p = sub.add_parser(
-        "run",
-        prog="asgi-launcher run",
-        help="serve the app (the default)",
-        usage="asgi-launcher [run] [APP] [OPTIONS]",
-        description="Run prestart, then serve the app. Each option sets the environment variable "
-        "shown with it (the same value, the same checks), and wins over the environment and over "
-        "the backend's config file.",
-    )
-    if command in (None, "run"):
-        add_setting_options(p)
-    p.set_defaults(func=cmd_run)
-    p = sub.add_parser(
-        "config",
-        prog="asgi-launcher config",
-        usage="asgi-launcher config [APP] [OPTIONS] [--json]",
-        help="print the resolved configuration and where each value came from",
-        description="Resolve the configuration without starting anything or running prestart.",
-    )
-    p.add_argument("--json", action="store_true", help="print one JSON object (stable keys)")
-    if command in (None, "config"):
-        add_setting_options(p)
-    p.set_defaults(func=cmd_config)
-    p = sub.add_parser(
-        "backends",
-        prog="asgi-launcher backends",
-        help="list installed backend plugins",
-        description="List installed backends without importing them.",
-    )
-    p.add_argument("--json", action="store_true", help="print a JSON list")
-    p.set_defaults(func=cmd_backends)
-    p = sub.add_parser(
-        "check",
-        prog="asgi-launcher check",
-        usage="asgi-launcher check [APP] [OPTIONS]",
-        help="resolve, load the backend and import the app once",
-        description="Resolve the configuration, load the backend and import the app; say OK or what is wrong.",
-    )
-    if command in (None, "check"):
-        add_setting_options(p)
-    p.set_defaults(func=cmd_check)
-    p = sub.add_parser(
-        "probe",
-        prog="asgi-launcher probe",
-        help="send one HTTP request to the server (health check)",
-        description="Exit 0 if the server on the resolved bind (or where a running launcher's "
-        "prestart moved it) answers HTTP at all; over TLS, without verifying the certificate, "
-        "when SSL_CERTFILE is set.",
-    )
-    p.add_argument("--path", default="/", help="request path (default /)")
-    p.add_argument("--timeout", default="5", help="seconds to wait, more than 0 (default 5)")
-    p.add_argument(
+    for name, spec in _COMMANDS.items():
+        p = sub.add_parser(
+            name, prog=f"asgi-launcher {name}", help=spec.help, usage=spec.usage, description=spec.description
+        )
+        if spec.json:
+            p.add_argument("--json", action="store_true", help=spec.json)
+        if spec.settings and command in (None, name):
+            add_setting_options(p)
+        p.set_defaults(func=spec.run)
+    probe = sub.choices["probe"]
+    probe.add_argument("--path", default="/", help="request path (default /)")
+    probe.add_argument("--timeout", default="5", help="seconds to wait, more than 0 (default 5)")
+    probe.add_argument(
         "--ready",
         action="store_true",
         help="ask the operations listener's /readyz (OPS_PORT) instead; exit 0 only on 200",
     )
-    p.set_defaults(func=cmd_probe)
     return parser
 
 

@@ -778,16 +778,22 @@ class BackendConformance(Launches):
     def access_lines(self, output: str, marker: str = "KIT ") -> list[str]:
         return [line for line in output.splitlines() if line.startswith(marker)]
 
+    def send_hostile(self, server: Launcher, header: str) -> dict[str, int | None]:
+        """Each of ``HOSTILE_REQUESTS`` on a connection of its own, with ``header`` (its ``{}``
+        the request's marker) added; the status each got (None: no answer)."""
+        answered: dict[str, int | None] = {}
+        for marker, head in self.HOSTILE_REQUESTS:
+            data = head + f"\r\nHost: x\r\n{header.format(marker)}\r\nConnection: close\r\n\r\n".encode()
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                sock.sendall(data)
+                got = self.read_responses(sock, 1)
+            answered[marker] = got[0][0] if got else None
+        return answered
+
     def test_hostile_requests_cannot_forge_or_break_an_access_line(self, hello: Path) -> None:
         self.require("supports_access_log")
         with self.serve(hello, WEB_CONCURRENCY="1", ACCESS_LOG_FORMAT=self.KIT_FORMAT) as server:
-            answered = {}
-            for marker, head in self.HOSTILE_REQUESTS:
-                data = head + f"\r\nHost: x\r\nX-Kit: {marker}\r\nConnection: close\r\n\r\n".encode()
-                with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-                    sock.sendall(data)
-                    got = self.read_responses(sock, 1)
-                answered[marker] = got[0][0] if got else None
+            answered = self.send_hostile(server, "X-Kit: {}")
             assert self.stop(server) == 0
             output = server.output()
         lines = self.access_lines(output)
@@ -812,15 +818,7 @@ class BackendConformance(Launches):
     def test_hostile_requests_keep_json_access_lines_valid(self, hello: Path) -> None:
         self.require("supports_access_log")
         with self.serve(hello, WEB_CONCURRENCY="1", LOG_FORMAT="json") as server:
-            answered = {}
-            for marker, head in self.HOSTILE_REQUESTS:
-                data = (
-                    head + f"\r\nHost: x\r\nX-Request-ID: kit-{marker}\r\nConnection: close\r\n\r\n".encode()
-                )
-                with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-                    sock.sendall(data)
-                    got = self.read_responses(sock, 1)
-                answered[marker] = got[0][0] if got else None
+            answered = self.send_hostile(server, "X-Request-ID: kit-{}")
             assert self.stop(server) == 0
             output = server.output()
         events = {e.get("http.request.id"): e for e in json_lines(output) if e.get("http.request.id")}
