@@ -52,6 +52,24 @@ def heartbeat_interval(timeout: float) -> float:
     return max(0.05, min(1.0, timeout / 4))
 
 
+def claim(path: str, text: str) -> bool:
+    """Create ``path`` holding ``text`` unless it exists; whether this call made it. Two
+    processes that may both act on one event (the master and a worker both finding the worker
+    over MAX_WORKER_MEMORY) then act once: the one that claims it. A directory already gone
+    leaves nobody to race with: True."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    except OSError:
+        return True
+    try:
+        os.write(fd, text.encode(errors="replace"))
+    finally:
+        os.close(fd)
+    return True
+
+
 def write(path: str, text: str = "") -> None:
     """Create ``path`` (mode 0600) holding ``text``; a directory already gone is no error (the
     master removes it when it stops)."""

@@ -352,6 +352,8 @@ class Master:
             used = over(pid, limit_mib * MIB)
             if used is None:
                 continue
+            if not self.state.claim_retiring(pid):
+                continue  # it found itself over after a request, just now, and said so
             size, figure = used
             self.log.warning(
                 "worker %d uses %.1f MiB (%s), over MAX_WORKER_MEMORY=%d MiB; retiring it gracefully, "

@@ -99,6 +99,11 @@ class StateDirectory:
         except OSError:
             return ""
 
+    def claim_retiring(self, pid: int) -> bool:
+        """Retire worker ``pid`` for its memory unless it is retiring itself (``statedir.claim``):
+        whether the master is the one to say so."""
+        return statedir.claim(statedir.retiring(self.path, pid), "memory")
+
     def notice_shutdown(self) -> None:
         statedir.write(os.path.join(self.path, statedir.SHUTDOWN_NOTICE))
 

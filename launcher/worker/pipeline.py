@@ -282,6 +282,9 @@ class Retirement:
 
     def _oversized(self, size: int, figure: str) -> None:
         config, pid = self.context.config, os.getpid()
+        directory = self.context.state_dir
+        if directory is not None and not statedir.claim(statedir.retiring(directory, pid), "memory"):
+            return  # its master found it first (during this request): it said so, and stops it
         then = (
             "retiring it gracefully, starting a new one"
             if self.context.master_pid is not None
@@ -295,8 +298,6 @@ class Retirement:
             config.max_worker_memory,
             then,
         )
-        if self.context.state_dir is not None:
-            statedir.write(statedir.retiring(self.context.state_dir, pid), "memory")
         self.retire_for("memory")
 
     def _look(self, loop: asyncio.AbstractEventLoop) -> None:

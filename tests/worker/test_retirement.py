@@ -81,3 +81,35 @@ def test_the_master_counts_a_self_retired_worker_and_does_not_retire_it_again(tm
         assert master.restarts == {"memory": 1}
     finally:
         master.close()
+
+
+def test_a_worker_its_master_retires_during_a_request_does_not_say_so_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The master's once-a-second look found the worker over while its request ran (and said
+    so, and stops it): the worker's own look after that request adds no second line."""
+    retired: list[int] = []
+    context = WorkerContext(config(tmp_path, MAX_WORKER_MEMORY="1"), str(tmp_path), os.getppid())
+    built = build(context, retire=lambda: retired.append(1), app=answer)
+    statedir.write(statedir.retiring(str(tmp_path), os.getpid()), "memory")  # the master's look
+    serve(built.app, 1)
+    assert retired == []
+    assert "MAX_WORKER_MEMORY=1 MiB" not in capsys.readouterr().err
+
+
+def test_a_master_whose_worker_said_so_first_does_not_retire_it_again(tmp_path: Path) -> None:
+    """The other order: the worker's look after a request claims the retirement while the
+    master measures it; the master neither says so nor stops it."""
+    master = Master(config(tmp_path, MAX_WORKER_MEMORY="1"))
+    try:
+        me = os.getpid()
+        master.spawned(me)
+
+        def measure(pid: int, limit: int) -> tuple[int, str]:
+            statedir.write(statedir.retiring(master.state.path, pid), "memory")  # the worker, meanwhile
+            return 2 * MIB, "USS"
+
+        stopped: list[int] = []
+        assert master.stop_oversized([me], stopped.append, measure) == [] and stopped == []
+    finally:
+        master.close()

@@ -118,6 +118,8 @@ class Monitor(threading.Thread):
         used = memory_over(os.getpid(), self.limit * MIB)  # as a master measures a worker
         if used is None:
             return False
+        if not self.master.state.claim_retiring(os.getpid()):
+            return True  # the pipeline found it over after a request, just now, and said so
         self.log.warning(
             "worker %d uses %.1f MiB (%s), over MAX_WORKER_MEMORY=%d MiB; single-process mode: draining, "
             "then exiting (status 0) for the orchestrator to start a fresh process",
