@@ -225,6 +225,7 @@ def instructions(args: argparse.Namespace) -> None:
             capture_output=True,
             text=True,
             check=True,
+            env={**os.environ, "PYTHONHASHSEED": "0"},  # the same dict layouts, run to run
         )
         return int(re.findall(r"Collected : (\d+)", done.stderr)[-1])
 
