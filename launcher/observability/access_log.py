@@ -327,8 +327,9 @@ class Layout:
 #: The default line's own quotes, as what is left of a line that needs no escaping once every
 #: ``_SAFE`` byte is taken out.
 _SIX_QUOTES = b'"' * 6
-#: ``_SAFE`` and the newline that ends each line of a batch.
-_SAFE_LINES = _SAFE + b"\n"
+#: What is left of a batch's bytes that needs no escaping once every ``_SAFE`` byte is taken
+#: out: each line's six quotes and the newline that ends it, nothing else.
+_CLEAN_LINE = _SIX_QUOTES + b"\n"
 
 
 class TextLayout(Layout):
@@ -376,7 +377,7 @@ class TextLayout(Layout):
         text = "\n".join(lines) + "\n"
         if text.isascii():
             data = text.encode("ascii")
-            if data.translate(None, _SAFE_LINES) == _SIX_QUOTES * len(lines):
+            if data.translate(None, _SAFE) == _CLEAN_LINE * len(lines):
                 return data, len(lines), failed
         return super().batch(entries)
 

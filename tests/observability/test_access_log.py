@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from launcher.config.access_format import parse_format
@@ -197,6 +197,8 @@ def test_each_default_field_reads_back_exactly_what_the_client_sent(fields: list
         assert unescaped(match[name]) == (sent or b"-")
 
 
+@example(batch=[[b"\n", b"", b""]])  # a newline where the batch's own go
+@example(batch=[[b"ok", b"", b""], [b'"', b"\\", b""]])
 @given(
     batch=st.lists(
         st.lists(
