@@ -153,6 +153,11 @@ def main() -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(work, "metrics")  # before prometheus_client
 
     if args.child:
+        # Under callgrind a batch of 64 requests takes longer than FLUSH_INTERVAL, which would
+        # flush batches by time, smaller than a busy server's; batches here are by count.
+        from launcher.observability import access_log
+
+        access_log.FLUSH_INTERVAL = 3600
         names = [args.child]
     else:
         names = ["off", *(args.profile.split(",") if args.profile else args.only.split(","))]
