@@ -4,6 +4,8 @@ directly on one event loop with synthetic scope, receive and send, access log of
 
     .venv/bin/python bench/access_layer.py                 # text, json, text+metrics, metrics only
     .venv/bin/python bench/access_layer.py --rounds 15 --requests 20000 --only text,json
+    .venv/bin/python bench/access_layer.py --cpu           # CPU time, not wall: for a loaded machine
+    .venv/bin/python bench/access_layer.py --instructions --requests 1000   # callgrind; exact, slow
     .venv/bin/python bench/access_layer.py --profile text  # cProfile of the text variant
 
 Every variant is the same pipeline but for its settings (``ACCESS_LOG=/dev/null`` for the log,
