@@ -171,8 +171,8 @@ class RequestLog:
         await self.app(scope, flushing_receive, send)
 
     async def _recorded(self, scope: Scope, receive: Any, send: Any) -> None:
-        # What runs here runs once a request: the entry is built inline (no call of its own),
-        # with one lookup a field and the headers' values found through one dict built in C.
+        # What runs here runs once a request: the entry is built inline where the app's call
+        # ends (no call of its own), one lookup a field, the headers' values in one pass.
         if self.begun is not None and scope["type"] == "http":
             self.begun.append(scope["method"])
             if self._timer is None:
