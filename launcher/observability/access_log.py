@@ -35,6 +35,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
+from time import perf_counter
 from typing import Any
 
 from launcher.config.access_format import ATOM, DEFAULT_FORMAT
@@ -71,16 +72,15 @@ class Response:
 
     ``status``: the response's, 101 once a WebSocket is accepted, 403 for one closed before it
     was (what the server answers), 0 before either; ``size``: body bytes, or WebSocket message
-    bytes; ``headers``: the response's.
+    bytes; ``headers``: the response's. ``RequestLog`` sets all four as it makes one (no
+    ``__init__``: a Python call less a request).
     """
 
     __slots__ = ("headers", "send", "size", "status")
-
-    def __init__(self, send: Send) -> None:
-        self.send = send
-        self.status: Any = 0
-        self.size = 0
-        self.headers: Iterable[tuple[bytes, bytes]] = ()
+    send: Send
+    status: Any
+    size: int
+    headers: Iterable[tuple[bytes, bytes]]
 
     def __call__(self, message: Message) -> Awaitable[None]:
         kind = message["type"]
@@ -98,19 +98,26 @@ class Response:
         return self.send(message)
 
 
-def _values(headers: Iterable[tuple[bytes, bytes]], names: tuple[bytes, ...]) -> tuple[bytes | None, ...]:
-    """The value of each of ``names`` (lower-case) in ``headers``, None where absent (the last,
-    where one is repeated). A request's header names are lower-case (the ASGI spec, which every
-    server keeps), so one dict built in C finds them all."""
-    found = dict(headers)
-    return tuple(map(found.get, names))
+#: A scope's ``client`` when it has none: no host, no port.
+_NO_CLIENT = (None, None)
 
 
-def _response_values(
-    headers: Iterable[tuple[bytes, bytes]], names: tuple[bytes, ...]
+def _values(
+    headers: Iterable[tuple[bytes, bytes]], index: dict[bytes, int], lower: bool = False
 ) -> tuple[bytes | None, ...]:
-    """``_values`` for a response's headers, whose names an app may send in any case."""
-    return _values(((key.lower(), value) for key, value in headers), names)
+    """The value of each header ``index`` names (lower-case, at its position), None where absent
+    (the last, where one is repeated). A request's header names are lower-case (the ASGI spec,
+    which every server keeps); a response's are made so (``lower``): an app may send any case.
+
+    One pass over the headers, one set lookup each: cheaper than a dict of them all (which
+    hashes and stores every pair) for the few names a line shows."""
+    values: list[bytes | None] = [None] * len(index)
+    for key, value in headers:
+        if lower:
+            key = key.lower()
+        if key in index:
+            values[index[key]] = value
+    return tuple(values)
 
 
 class RequestLog:
@@ -133,6 +140,9 @@ class RequestLog:
         self.sinks = sinks
         self.request_headers = request_headers
         self.response_headers = response_headers
+        #: The position in an entry's header values of each name, request's and response's.
+        self._request_index = {name: at for at, name in enumerate(request_headers)}
+        self._response_index = {name: at for at, name in enumerate(response_headers)}
         #: The current span's (trace id, span id), read as the request ends, inside its span.
         self.ids = ids
         #: The method of each HTTP request begun (the metrics' active-requests gauge), or None.
@@ -161,42 +171,47 @@ class RequestLog:
         await self.app(scope, flushing_receive, send)
 
     async def _recorded(self, scope: Scope, receive: Any, send: Any) -> None:
+        # What runs here runs once a request: the entry is built inline where the app's call
+        # ends (no call of its own), one lookup a field, the headers' values in one pass.
         if self.begun is not None and scope["type"] == "http":
             self.begun.append(scope["method"])
-            self._arm()  # the active-requests gauge follows a request begun, even if none ends
-        response = Response(send)
-        start = time.perf_counter()
+            if self._timer is None:
+                self._arm()  # the active-requests gauge follows a request begun, even if none ends
+        response = Response()
+        response.send, response.status, response.size, response.headers = send, 0, 0, ()
+        start = perf_counter()
         try:
             await self.app(scope, receive, response)
         except BaseException:
-            self._ended(scope, response.status or 500, response, start)  # what the server answers
+            if not response.status:
+                response.status = 500  # what the server answers
             raise
-        self._ended(scope, response.status, response, start)
-
-    def _ended(self, scope: Scope, status: Any, response: Response, start: float) -> None:
-        end = time.perf_counter()
-        client = scope.get("client") or (None, None)
-        entry = (
-            start,
-            end - start,
-            status,
-            response.size,
-            scope["type"],
-            scope.get("method", "GET"),
-            client[0],
-            client[1],
-            scope.get("path", ""),
-            scope.get("raw_path"),
-            scope.get("query_string", b""),
-            scope.get("http_version", "1.1"),
-            _values(scope.get("headers", ()), self.request_headers) if self.request_headers else (),
-            _response_values(response.headers, self.response_headers) if self.response_headers else (),
-        )
-        self.entries.append(entry if self.ids is None else entry + self.ids())
-        if len(self.entries) >= BATCH:
-            self.flush()
-        else:
-            self._arm()
+        finally:
+            duration = perf_counter() - start
+            get = scope.get
+            client = get("client") or _NO_CLIENT
+            entry = (
+                start,
+                duration,
+                response.status,
+                response.size,
+                scope["type"],
+                get("method", "GET"),
+                client[0],
+                client[1],
+                get("path", ""),
+                get("raw_path"),
+                get("query_string", b""),
+                get("http_version", "1.1"),
+                _values(get("headers", ()), self._request_index) if self.request_headers else (),
+                _values(response.headers, self._response_index, True) if self.response_headers else (),
+            )
+            entries = self.entries
+            entries.append(entry if self.ids is None else entry + self.ids())
+            if len(entries) >= BATCH:
+                self.flush()
+            elif self._timer is None:
+                self._arm()
 
     def _arm(self) -> None:
         if self._timer is None:
@@ -252,15 +267,16 @@ class _Clock:
     ) -> None:
         self._layout = layout
         self._convert = convert
-        self._second = -1
-        self._text = ""
+        #: The second ``text`` shows (a line whose second is this one reads ``text`` directly).
+        self.second = -1
+        self.text = ""
 
     def now(self, wall: float) -> str:
         second = int(wall)
-        if second != self._second:
-            self._second = second
-            self._text = time.strftime(self._layout, self._convert(second))
-        return self._text
+        if second != self.second:
+            self.second = second
+            self.text = time.strftime(self._layout, self._convert(second))
+        return self.text
 
 
 class Layout:
@@ -276,20 +292,44 @@ class Layout:
     def line(self, entry: Entry, wall: float) -> str:
         raise NotImplementedError
 
-    def lines(self, entries: list[Entry]) -> tuple[list[str], int]:
-        """The lines of ``entries``, and how many could not be formatted (a request whose scope
-        held what no line can show loses its own line, not its batch's)."""
+    def formatter(self) -> Callable[[Entry, float], str]:
+        """What ``lines`` calls for each entry: ``line``, or a layout's quicker equivalent."""
+        return self.line
+
+    def lines(
+        self, entries: list[Entry], formatter: Callable[[Entry, float], str] | None = None
+    ) -> tuple[list[str], int]:
+        """The lines of ``entries`` (each by ``formatter``, ``formatter()`` unless given), and how
+        many could not be formatted (a request whose scope held what no line can show loses its
+        own line, not its batch's)."""
         # Wall-clock times from the monotonic starts: one time.time() a batch, not a request.
         offset = time.time() - time.perf_counter()
-        line = self.line
+        line = formatter or self.formatter()
         out: list[str] = []
+        append = out.append
         failed = 0
         for entry in entries:
             try:
-                out.append(line(entry, entry[START] + offset))
+                append(line(entry, entry[START] + offset))
             except Exception:
                 failed += 1
         return out, failed
+
+    def batch(self, entries: list[Entry]) -> tuple[bytes, int, int]:
+        """What the writer writes of ``entries``: their lines, each ended by a newline, in UTF-8;
+        how many lines that is, and how many could not be formatted."""
+        lines, failed = self.lines(entries)
+        if not lines:
+            return b"", 0, failed
+        return ("\n".join(lines) + "\n").encode("utf-8", "replace"), len(lines), failed
+
+
+#: The default line's own quotes, as what is left of a line that needs no escaping once every
+#: ``_SAFE`` byte is taken out.
+_SIX_QUOTES = b'"' * 6
+#: What is left of a batch's bytes that needs no escaping once every ``_SAFE`` byte is taken
+#: out: each line's six quotes and the newline that ends it, nothing else.
+_CLEAN_LINE = _SIX_QUOTES + b"\n"
 
 
 class TextLayout(Layout):
@@ -320,23 +360,55 @@ class TextLayout(Layout):
             return self._default(entry, wall)
         return self.layout % {atom: self._value(entry, atom, wall) for atom in self.atoms}
 
-    def _default(self, entry: Entry, wall: float) -> str:
-        """The default line. Formatted from the raw values first: where that line is all printable
-        ASCII with no ``\\`` and only the layout's own six ``"``, no field needed escaping (the
-        common case: four C calls on the line instead of one escape a field)."""
+    def formatter(self) -> Callable[[Entry, float], str]:
+        return self._default if self.default else self.line
+
+    def batch(self, entries: list[Entry]) -> tuple[bytes, int, int]:
+        """The default layout's batch: every line formatted from the raw values, then the whole
+        batch checked at once. Where it is all printable ASCII with no ``\\`` and only the
+        layout's own six ``"`` a line, no field needed escaping (the common case: one
+        ``translate`` of the bytes the writer writes anyway, not a check a line); otherwise each
+        line is formatted again, escaped where it needs."""
+        if not self.default:
+            return super().batch(entries)
+        lines, failed = self.lines(entries, self._raw)
+        if not lines:
+            return b"", 0, failed
+        text = "\n".join(lines) + "\n"
+        if text.isascii():
+            data = text.encode("ascii")
+            if data.translate(None, _SAFE) == _CLEAN_LINE * len(lines):
+                return data, len(lines), failed
+        return super().batch(entries)
+
+    def _raw(self, entry: Entry, wall: float) -> str:
+        """The default line from the raw values, escaped nowhere."""
         referer, agent, request_id = entry[HEADERS]
-        target = _target(entry)
-        line = (
-            f'{entry[CLIENT] or "-"} - - {self.clock.now(wall)} "{entry[METHOD]} '
-            f'{(target or b"-").decode("latin1")} HTTP/{entry[VERSION]}" {entry[STATUS]} {entry[SIZE] or "-"} '
-            f'"{(referer or b"-").decode("latin1")}" "{(agent or b"-").decode("latin1")}" '
-            f"{entry[DURATION] * 1000:.3f}ms pid={self.pid} rid={(request_id or b'-').decode('latin1')}"
+        raw = entry[TARGET]
+        target = raw if type(raw) is bytes and not entry[QUERY] else _target(entry)
+        clock = self.clock
+        stamp = clock.text if int(wall) == clock.second else clock.now(wall)
+        # (A header that is absent, the common case for two of them, costs no decode.)
+        shown_target = target.decode("latin1") if target else "-"
+        shown_referer = referer.decode("latin1") if referer else "-"
+        shown_agent = agent.decode("latin1") if agent else "-"
+        shown_id = request_id.decode("latin1") if request_id else "-"
+        return (
+            f'{entry[CLIENT] or "-"} - - {stamp} "{entry[METHOD]} {shown_target} HTTP/{entry[VERSION]}" '
+            f'{entry[STATUS]} {entry[SIZE] or "-"} "{shown_referer}" "{shown_agent}" '
+            f"{entry[DURATION] * 1000:.3f}ms pid={self.pid} rid={shown_id}"
         )
-        if line.isascii() and line.isprintable() and line.count('"') == 6 and "\\" not in line:
+
+    def _default(self, entry: Entry, wall: float) -> str:
+        """The default line: the raw one where that is all printable ASCII with no ``\\`` and
+        only the layout's own six ``"`` (no field needed escaping), else each field escaped."""
+        line = self._raw(entry, wall)
+        if line.isascii() and line.encode("ascii").translate(None, _SAFE) == _SIX_QUOTES:
             return line
+        referer, agent, request_id = entry[HEADERS]
         return (
             f'{escape(entry[CLIENT])} - - {self.clock.now(wall)} "{escape(entry[METHOD])} '
-            f'{escape(target)} HTTP/{escape(entry[VERSION])}" {entry[STATUS]} {entry[SIZE] or "-"} '
+            f'{escape(_target(entry))} HTTP/{escape(entry[VERSION])}" {entry[STATUS]} {entry[SIZE] or "-"} '
             f'"{escape(referer)}" "{escape(agent)}" {entry[DURATION] * 1000:.3f}ms pid={self.pid} '
             f"rid={escape(request_id)}"
         )
@@ -391,7 +463,7 @@ class JsonLayout(Layout):
     """One JSON object a request, keyed by Elastic Common Schema / OpenTelemetry names; strings go
     through the json module's C escaper, so the line is valid JSON whatever a client sent."""
 
-    request_headers = (b"referer", b"user-agent", b"x-request-id")
+    request_headers: tuple[bytes, ...] = (b"referer", b"user-agent", b"x-request-id")
     trace_ids = True
 
     def __init__(self) -> None:
@@ -399,34 +471,40 @@ class JsonLayout(Layout):
         self.pid = os.getpid()
 
     def line(self, entry: Entry, wall: float) -> str:
+        # One string built at the end (no ``+=`` copying the line a field at a time), and the
+        # common case of each value found without a call (a bytes target, an int port).
         quote = encode_basestring_ascii
         method, version, status = str(entry[METHOD]), str(entry[VERSION]), int(entry[STATUS])
         client, port, query = entry[CLIENT], entry[PORT], entry[QUERY]
         referer, agent, request_id = entry[HEADERS]
-        message = quote(f"{method} {_target(entry).decode('latin1')} HTTP/{version} {status}")
+        raw = entry[TARGET]
+        target = (raw if type(raw) is bytes and not query else _target(entry)).decode("latin1")
+        clock = self.clock
+        stamp = clock.text if int(wall) == clock.second else clock.now(wall)
         address = quote(str(client)) if client is not None else '"-"'
-        client_port = f',"client.port":{int(port)}' if _is_port(port) else ""
+        client_port = f',"client.port":{int(port)}' if type(port) is int or _is_port(port) else ""
         url_query = f',"url.query":{quote(_text(query))}' if query else ""
-        line = (
-            f'{{"@timestamp":"{self.clock.now(wall)}.{int(wall % 1 * 1000):03d}Z","log.level":"info",'
-            f'"log.logger":"asgi_launcher.access","event.dataset":"asgi.access","message":{message}'
+        shown_referer = (
+            "" if referer is None else f',"http.request.referrer":{quote(referer.decode("latin1"))}'
+        )
+        shown_agent = "" if agent is None else f',"user_agent.original":{quote(agent.decode("latin1"))}'
+        shown_id = "" if request_id is None else f',"http.request.id":{quote(request_id.decode("latin1"))}'
+        trace = (
+            f',"trace_id":"{entry[TRACE_ID]}","span_id":"{entry[SPAN_ID]}"'
+            if len(entry) > TRACE_ID and entry[TRACE_ID]
+            else ""
+        )
+        protocol = ',"network.protocol.name":"websocket"' if entry[KIND] == "websocket" else ""
+        return (
+            f'{{"@timestamp":"{stamp}.{int(wall % 1 * 1000):03d}Z","log.level":"info",'
+            f'"log.logger":"asgi_launcher.access","event.dataset":"asgi.access",'
+            f'"message":{quote(f"{method} {target} HTTP/{version} {status}")}'
             f',"client.address":{address}{client_port},"http.request.method":{quote(method)}'
             f',"url.path":{quote(str(entry[PATH]))}{url_query},"network.protocol.version":{quote(version)}'
             f',"http.response.status_code":{status},"http.response.body.bytes":{int(entry[SIZE])}'
             f',"event.duration":{int(entry[DURATION] * 1_000_000_000)}'
+            f'{shown_referer}{shown_agent}{shown_id},"process.pid":{self.pid}{trace}{protocol}}}'
         )
-        if referer is not None:
-            line += f',"http.request.referrer":{quote(referer.decode("latin1"))}'
-        if agent is not None:
-            line += f',"user_agent.original":{quote(agent.decode("latin1"))}'
-        if request_id is not None:
-            line += f',"http.request.id":{quote(request_id.decode("latin1"))}'
-        line += f',"process.pid":{self.pid}'
-        if len(entry) > TRACE_ID and entry[TRACE_ID]:
-            line += f',"trace_id":"{entry[TRACE_ID]}","span_id":"{entry[SPAN_ID]}"'
-        if entry[KIND] == "websocket":
-            line += ',"network.protocol.name":"websocket"'
-        return line + "}"
 
 
 def _is_port(port: Any) -> bool:
@@ -486,11 +564,11 @@ class Writer:
             os.close(old)
 
     def __call__(self, entries: list[Entry]) -> None:
-        lines, failed = self.layout.lines(entries)
+        data, count, failed = self.layout.batch(entries)
         if failed:
             self._lost(failed, "a request's values could not be formatted")
-        if lines:
-            self.put(("\n".join(lines) + "\n").encode("utf-8", "replace"), len(lines))
+        if count:
+            self.put(data, count)
 
     def put(self, data: bytes, count: int = 1) -> None:
         """Queue ``data`` (whole lines) for the thread; ``count`` lines are lost if it is full."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from launcher.config.access_format import parse_format
@@ -195,6 +195,49 @@ def test_each_default_field_reads_back_exactly_what_the_client_sent(fields: list
     assert unescaped(match["target"]) == target
     for name, sent in (("referer", referer), ("agent", agent), ("rid", rid)):
         assert unescaped(match[name]) == (sent or b"-")
+
+
+@example(batch=[[b"\n", b"", b""]])  # a newline where the batch's own go
+@example(batch=[[b"ok", b"", b""], [b'"', b"\\", b""]])
+@given(
+    batch=st.lists(
+        st.lists(
+            st.binary(max_size=4).map(lambda b: b.translate(FEW)) | st.sampled_from([b"", b"ok", b'a"b']),
+            min_size=3,
+            max_size=3,
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_a_batch_is_written_as_its_lines_are_formatted_one_by_one(batch: list[list[bytes]]) -> None:
+    """The default layout checks a whole batch at once for fields that need escaping: what it
+    writes is byte for byte what the lines formatted one at a time say, clean or hostile, and a
+    single hostile request escapes its own line only."""
+    layout = TextLayout()
+    entries = entries_of(
+        *(
+            scope(raw_path=b"/" + path, headers=[(b"referer", referer), (b"user-agent", agent)])
+            for path, referer, agent in batch
+        ),
+        layout=layout,
+    )
+    lines, failed = layout.lines(entries)
+    data, count, batch_failed = layout.batch(entries)
+    assert (count, batch_failed, failed) == (len(batch), 0, 0)
+    assert data == ("\n".join(lines) + "\n").encode()
+    assert len(data.splitlines()) == len(batch)
+
+
+def test_header_values_the_last_of_a_repeated_one_and_a_responses_in_any_case() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"Content-Type", b"text/plain"), (b"X-Trace", b"one"), (b"x-trace", b"two")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    layout = TextLayout("%({x-a}i)s %({content-type}o)s %({x-trace}o)s %({x-missing}o)s")
+    sent = scope(headers=[(b"x-a", b"first"), (b"x-b", b"other"), (b"x-a", b"last")])
+    assert lines_of(sent, layout=layout, app=app) == ["last text/plain two -"]
 
 
 #: The bytes a hostile field is made of: the ones escaping is about, and two plain ones.
