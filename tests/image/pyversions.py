@@ -3,8 +3,8 @@ inside a container of each version as soon as its test image is there.
 
 tests/image/test_python_versions.py checks what these make; this module only makes them, with
 the standard library only, so that ``.ci/run`` can start it in the background at its very start
-(``python3 tests/image/pyversions.py prepare``: the engine and the run's image first, as
-``imagekit.py prepare``, then every version's images). The core tests then run in their
+(``python3 tests/image/pyversions.py prepare``: the engine first, then the run's image, as
+``imagekit.py prepare``, and every other version's images at once). The core tests then run in their
 containers, detached, while the venv installs and the rest of the suite runs; the test that
 checks them waits for each container's exit and reads its log. Without ``.ci/run`` the first test
 of test_python_versions.py that needs the images makes them (under the run's lock ``versions``:
@@ -37,6 +37,7 @@ from imagekit import (
     TAG,
     UP_TIMEOUT,
     Docker,
+    _engine,
     prepare,
     run_lock,
 )
@@ -103,6 +104,8 @@ def build(docker: Docker, version: str, context: Path) -> Version:
     """The image on this version's base (the run's image, for the default base), its test image,
     and the core tests started in a detached container of it."""
     base = base_of(docker, version)
+    if base == docker.base:
+        prepare()  # the run's image (.ci/run's background builds it beside the other versions)
     image, note = TAG, ""
     if base != docker.base:
         image = f"{TAG}-py{version}"
@@ -175,9 +178,16 @@ def main(argv: list[str]) -> int:
         print("usage: pyversions.py prepare  (run with $ASGI_LAUNCHER_TEST_RUN set)", file=sys.stderr)
         return 2
     try:
-        docker = prepare()
+        with run_lock():
+            docker = _engine()
+        # The run's image and the other versions' images at once: each mostly waits on the package
+        # index, and the core tests start sooner.
+        with ThreadPoolExecutor(1) as pool:
+            image = pool.submit(prepare)
+            versions = prepare_versions(docker)
+            image.result()
         print(f"pyversions: {TAG} built on {docker.env.get('DOCKER_HOST', 'the default engine')}")
-        for python in prepare_versions(docker).values():
+        for python in versions.values():
             print(f"pyversions: Python {python.version}: {python.image} {python.core} {python.note}")
     except Exception as exc:  # (the tests try again and say why)
         print(f"pyversions: prepare failed (the image tests will try again and say why): {exc!r}")
