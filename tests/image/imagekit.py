@@ -7,7 +7,7 @@ tests are skipped with the reason, except under CI=true, where they fail instead
 One test run (``RUN``, from ``$ASGI_LAUNCHER_TEST_RUN``, which the root conftest sets for every
 pytest process of the run, xdist workers included) builds the image once: ``prepare()`` takes
 this run's lock, starts the engine and builds ``TAG``; whoever comes next finds both done.
-``.ci/run`` calls it (``python3 tests/image/imagekit.py prepare``, standard library only) in the
+``.ci/run`` calls it (through ``python3 tests/image/pyversions.py prepare``, standard library only) in the
 background at its start, so the engine and the build overlap the install and the other tests.
 Every image and container of the run carries the label ``LABEL=RUN`` and every image name this
 run's tag, so ``clean()`` at the end removes what this run made and nothing of anyone else's
@@ -134,10 +134,11 @@ class Docker:
 
 
 @contextlib.contextmanager
-def run_lock(deadline: float = SETUP_DEADLINE) -> Iterator[None]:
-    """This run's lock (shared by its pytest processes and ``.ci/run``), waited for at most ``deadline`` s."""
+def run_lock(deadline: float = SETUP_DEADLINE, name: str = "lock") -> Iterator[None]:
+    """This run's lock ``name`` (shared by its pytest processes and ``.ci/run``), waited for at
+    most ``deadline`` s. "lock" guards the engine and the image; others, setups of their own."""
     RUN_DIR.mkdir(parents=True, exist_ok=True)
-    with (RUN_DIR / "lock").open("w") as lock:
+    with (RUN_DIR / name).open("w") as lock:
         end = time.monotonic() + deadline
         while True:
             try:

@@ -13,49 +13,36 @@ is that version (SUITES). For each:
 * a test image on it (pytest and this repository's tests) running CORE_TESTS inside a container
   of that version, the launcher's own DeprecationWarnings turned into errors (pyproject.toml's
   ``filterwarnings``).
+
+The images are made once per run by pyversions.py, which also starts each version's core tests
+in a detached container as soon as its test image is built (under ``.ci/run``, in the background
+from the run's start), so that they run beside the rest of the suite; the test here waits for
+that container's exit and checks its result.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import sys
 import threading
 import time
-import tomllib
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from imagekit import BUILD_TIMEOUT, REPO, SANDBOX, TAG, UP_TIMEOUT, Container, Docker
+from imagekit import Container, Docker
+from pyversions import (
+    HOST,
+    VERSIONS_DEADLINE,
+    Version,
+    core_result,
+    core_tests,
+    declared_versions,
+    prepare_versions,
+)
 
-#: The Debian suite whose python3 is each version (image-sandbox's ISB_SUITE).
-SUITES = {"3.11": "bookworm", "3.13": "trixie", "3.14": "sid"}
-#: The first test waits for every version's base (image-sandbox up: a debootstrap each on a cold
-#: machine, one after the other) and their image builds (at once), then for its own run.
-pytestmark = [pytest.mark.image, pytest.mark.timeout(len(SUITES) * UP_TIMEOUT + 2 * BUILD_TIMEOUT + 1800)]
+#: The first test waits for every version's images (pyversions.py), then for its own run.
+pytestmark = [pytest.mark.image, pytest.mark.timeout(VERSIONS_DEADLINE + 1800)]
 BACKENDS = ("gunicorn", "hypercorn", "granian", "uvicorn")
-#: What runs inside each version's container, chosen to take a couple of minutes there: the
-#: core's own tests (config, pipeline, logs, signals, discovery, importer, the master's façade,
-#: the access log and metrics, the public API) and the default backend's conformance kit (real
-#: launchers and workers: signals, limits, drain, reload, the command line), which drives what
-#: differs between versions: fork, signals, asyncio, importlib's entry points. Not tests/cli
-#: (a minute more; what it runs for real the kit runs too).
-CORE_TESTS = (
-    *("tests/config", "tests/launch", "tests/master", "tests/worker", "tests/observability"),
-    *("tests/core", "tests/architecture", "plugins/gunicorn-uvicorn/tests"),
-)
-#: The version running this suite: the whole suite runs on it already, so not again in a container.
-HOST = f"{sys.version_info.major}.{sys.version_info.minor}"
-#: What the test image adds to the image: the test runner and what CORE_TESTS import.
-TEST_REQUIREMENTS = (
-    *("pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "hypothesis>=6"),
-    *("trustme>=1.1", "httpx[http2]>=0.27", "websockets>=12"),
-    *("opentelemetry-proto>=1.40", "opentelemetry-instrumentation-httpx>=0.60b0"),
-)
 #: A DeprecationWarning line that points into the launcher's or a plugin's code.
 OWN_WARNING = re.compile(r"/(launcher|asgi_launcher_\w+)/\S+\.py:\d+: \w*DeprecationWarning")
 
@@ -70,70 +57,14 @@ async def app(scope, receive, send):
 """
 
 
-def declared_versions() -> list[str]:
-    classifiers = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["classifiers"]
-    return [
-        c.rsplit(" ", 1)[1]
-        for c in classifiers
-        if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)
-    ]
-
-
-@dataclass(frozen=True)
-class Version:
-    version: str
-    image: str  # the image, built on this version's base
-    tests: str  # the image plus pytest and this repository ("" for HOST)
-
-
-def base_of(docker: Docker, version: str) -> str:
-    """The stand-in base whose python3 is ``version``, made by image-sandbox if not there yet."""
-    assert version in SUITES, f"no Debian suite known for Python {version}: add it to SUITES"
-    env = {**docker.env, "ISB_SUITE": SUITES[version]}
-    up = subprocess.run([str(SANDBOX), "up"], env=env, capture_output=True, text=True, timeout=UP_TIMEOUT)
-    assert up.returncode == 0, up.stderr[-2000:]
-    tag = subprocess.run([str(SANDBOX), "base-tag"], env=env, capture_output=True, text=True, timeout=30)
-    return tag.stdout.strip()
-
-
-def build(docker: Docker, version: str, context: Path) -> Version:
-    """The image on this version's base (conftest's, for the default base), and the test image."""
-    base = base_of(docker, version)
-    image = TAG
-    if base != docker.base:
-        image = f"{TAG}-py{version}"
-        started = time.monotonic()
-        docker.build(REPO, image, "--build-arg", f"BASE_IMAGE={base}")
-        print(f"Python {version}: the image built on {base} in {time.monotonic() - started:.0f} s")
-    shown = docker("run", "--rm", image, "python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])")
-    assert shown.stdout.strip() == version, f"{base} runs Python {shown.stdout.strip()}, not {version}"
-    if version == HOST:
-        return Version(version, image, "")
-    requirements = " ".join(f"'{r}'" for r in TEST_REQUIREMENTS)
-    dockerfile = context / f"Dockerfile.py{version}"
-    dockerfile.write_text(
-        f"FROM {image}\nRUN python3 -m pip install {requirements}\nCOPY . /src\nWORKDIR /src\n"
-    )
-    docker.build(context, f"{image}-tests", "-f", str(dockerfile))
-    return Version(version, image, f"{image}-tests")
-
-
 @pytest.fixture(scope="module")
-def pythons(docker: Docker, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Version]:
-    """Every declared version's images, built at once: the builds mostly wait on the package
-    index, so together they take about as long as the longest."""
-    context = tmp_path_factory.mktemp("repository") / "context"
-    shutil.copytree(
-        REPO,
-        context,
-        ignore=shutil.ignore_patterns(
-            ".git", ".venv*", "__pycache__", "*.egg-info", ".*_cache", ".hypothesis", "out"
-        ),
-    )
-    (context / ".dockerignore").write_text("")  # the image's leaves the tests out
-    versions = declared_versions()
-    with ThreadPoolExecutor(len(versions)) as pool:
-        return dict(zip(versions, pool.map(lambda v: build(docker, v, context), versions), strict=True))
+def pythons(docker: Docker) -> dict[str, Version]:
+    """Every declared version's images (made once per run, whichever process asks first)."""
+    made = prepare_versions(docker)
+    for python in made.values():
+        if python.note:
+            print(python.note)
+    return made
 
 
 def each_version(test: Callable[..., None]) -> Callable[..., None]:
@@ -230,11 +161,7 @@ def test_reload_serves_an_edit(
 
 @pytest.mark.parametrize("version", [v for v in declared_versions() if v != HOST], ids=lambda v: f"py{v}")
 def test_core_tests_pass_inside(docker: Docker, pythons: dict[str, Version], version: str) -> None:
-    tests = [path for path in CORE_TESTS if (REPO / path).is_dir()]
-    command = ["pytest", "-q", "-p", "no:cacheprovider", *tests]
-    result = docker(
-        "run", "--rm", "--network", "none", pythons[version].tests, *command, timeout=1800, check=False
-    )
-    summary = result.stdout.strip().splitlines()[-1:] or [result.stderr[-500:]]
-    print(f"Python {version}: {' '.join(tests)}: {summary[0]}")
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    status, output = core_result(docker, pythons[version])
+    summary = output.strip().splitlines()[-1:] or ["(no output)"]
+    print(f"Python {version}: {' '.join(core_tests())}: {summary[0]}")
+    assert status == 0, output[-8000:]
