@@ -534,8 +534,11 @@ class BackendConformance(Launches):
             # /readyz, not a request to the app: every request the app gets is counted below.
             server.wait_until(lambda: self.booted(ops_port) == 2, self.ready_timeout, "2 workers booted")
             pids: Counter[int] = Counter()
+            # The kernel (or a server's accept threads) picks the worker: one can take a long run
+            # of new connections on a busy machine, so the bound is a deadline, not a count.
+            deadline = time.monotonic() + DEADLINE
             while len(pids) < 2 or sum(pids.values()) < 10:
-                assert sum(pids.values()) < 300, f"300 requests all went to {pids}"
+                assert time.monotonic() < deadline, f"requests for {DEADLINE}s all went to {pids}"
                 status, _, body = server.get("/count")
                 assert status == 200, body
                 pids[int(body)] += 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from harness import DEMO, backend_skip_reason, base_env, copy_demo, free_port
 
 from launcher import ConfigError
 from launcher.launch.prepare import prepare
+from launcher.procfs import live_group_members
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "config"))
 from test_resolve import BAD_VALUES
@@ -60,20 +60,23 @@ def test_a_broken_server_config_file_starts_nothing(
     (app_dir / "prestart.sh").write_text(f"touch {marker}\n")
     port = free_port()
     env = {**base_env(), "SERVER_BACKEND": backend, "APP_DIR": str(app_dir), "BIND": f"127.0.0.1:{port}"}
-    result = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "launcher"],
         env={**env, variable: str(conf)},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=30,
+        start_new_session=True,
     )
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and str(conf) in lines[0] and fragment in lines[0], result.stderr
-    assert "Traceback" not in result.stderr
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 2, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and str(conf) in lines[0] and fragment in lines[0], stderr
+    assert "Traceback" not in stderr
     assert not marker.exists()
-    with socket.socket() as s:  # nothing is listening: the port is still free
-        s.bind(("127.0.0.1", port))
+    # Nothing was started: no process of its own is left (a free port would not prove it: another
+    # test may take the same one meanwhile).
+    assert not live_group_members(proc.pid)
 
 
 def test_prestart_through_the_real_launcher(tmp_path: Path) -> None:
