@@ -125,7 +125,7 @@ def build(docker: Docker, version: str, context: Path) -> Version:
     core = f"asgi-launcher-test-core-{RUN}-py{version}"
     docker(
         "run", "-d", "--name", core, "--label", f"{LABEL}={RUN}", "--network", "none", "--no-healthcheck", tests,
-        "pytest", "-q", "-p", "no:cacheprovider", *core_tests(),
+        "pytest", "-q", "-p", "no:cacheprovider", "-n", "2", *core_tests(),
     )  # fmt: skip
     return Version(version, image, tests, core, note)
 
