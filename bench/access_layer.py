@@ -7,6 +7,7 @@ directly on one event loop with synthetic scope, receive and send, access log of
     .venv/bin/python bench/access_layer.py --cpu           # CPU time, not wall: for a loaded machine
     .venv/bin/python bench/access_layer.py --instructions --requests 1000   # callgrind; exact, slow
     .venv/bin/python bench/access_layer.py --profile text  # cProfile of the text variant
+    .venv/bin/python bench/access_layer.py --app fastapi   # bench/fastapi_app.py's /items/1
 
 Every variant is the same pipeline but for its settings (``ACCESS_LOG=/dev/null`` for the log,
 so the writer thread runs and writes, at no cost of a reader; ``OPS_PORT`` with a
@@ -19,7 +20,10 @@ request (a real server spends more elsewhere, so its ratio is closer to 1).
 
 The garbage collector runs as in a server (thresholds left alone), and each request allocates a
 fresh scope, headers list and messages, as a server does. The trivial app sends a start and one
-body, ``Content-Length`` set, as the bench's hello app.
+body, ``Content-Length`` set, as the bench's hello app. ``--app fastapi`` serves the FastAPI
+endpoint of ``bench/run.py --app fastapi`` (``/items/1``) instead: the case the on/off target is
+set for, where the layer's instructions are the same but its microseconds are not (the app's
+larger working set leaves the layer's code and data colder).
 """
 
 from __future__ import annotations
@@ -58,6 +62,10 @@ async def hello(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"Hello, world!"})
 
 
+#: The path each request asks for: the hello app answers any; ``--app fastapi`` sets its endpoint.
+PATH = "/"
+
+
 def new_scope() -> dict[str, Any]:
     """A request's scope as a server builds it: every object fresh."""
     return {
@@ -69,8 +77,8 @@ def new_scope() -> dict[str, Any]:
         "scheme": "http",
         "method": "GET",
         "root_path": "",
-        "path": "/",
-        "raw_path": b"/",
+        "path": PATH,
+        "raw_path": PATH.encode(),
         "query_string": b"",
         "headers": [
             (b"host", b"127.0.0.1:8000"),
@@ -89,14 +97,14 @@ async def send(message: Any) -> None:
     return None
 
 
-def build(env: dict[str, str], app_dir: str) -> Any:
+def build(env: dict[str, str], app_dir: str, app: Any = hello) -> Any:
     from launcher import Backend
     from launcher.config.resolve import resolve
     from launcher.worker import build_worker_app
     from launcher.worker.bootstrap import WorkerContext
 
     config = resolve({"APP_DIR": app_dir, "APP": "main:app", **env}, Backend)
-    built = build_worker_app(WorkerContext(config, None, None), retire=lambda: None, app=hello)
+    built = build_worker_app(WorkerContext(config, None, None), retire=lambda: None, app=app)
     return built.app
 
 
@@ -140,6 +148,9 @@ def main() -> None:
         action="store_true",
         help="instructions a request (valgrind's callgrind; exact, slow: use fewer --requests)",
     )
+    parser.add_argument(
+        "--app", choices=["hello", "fastapi"], default="hello", help="the app behind the layer"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--profile", metavar="VARIANT", help="profile one variant with cProfile instead")
     args = parser.parse_args()
@@ -163,7 +174,14 @@ def main() -> None:
         names = [args.child]
     else:
         names = ["off", *(args.profile.split(",") if args.profile else args.only.split(","))]
-    apps = {name: build(VARIANTS[name], work) for name in names}
+    app: Any = hello
+    if args.app == "fastapi":
+        global PATH
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from fastapi_app import app
+
+        PATH = "/items/1"
+    apps = {name: build(VARIANTS[name], work, app) for name in names}
 
     async def run() -> dict[str, list[float]]:
         for app in apps.values():
@@ -226,6 +244,8 @@ def instructions(args: argparse.Namespace) -> None:
                 __file__,
                 "--child",
                 name,
+                "--app",
+                args.app,
                 "--requests",
                 str(requests),
             ],
