@@ -327,7 +327,11 @@ class BackendConformance(Launches):
         connect = websocket_connect()
         ws: ClientConnection
         tls = {"ssl": server.tls} if server.tls else {}
-        with connect(server.ws_url("/ws"), open_timeout=10, close_timeout=2, **tls) as ws:
+        try:
+            opened = connect(server.ws_url("/ws"), open_timeout=10, close_timeout=2, **tls)
+        except Exception as exc:  # the handshake failed: what the launcher said explains why
+            raise AssertionError(f"the WebSocket did not open ({exc!r}):\n{server.output()[-3000:]}") from exc
+        with opened as ws:
             ws.send("echo me")
             assert ws.recv(timeout=10) == "echo me", "the WebSocket does not echo"
             yield ws
