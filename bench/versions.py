@@ -135,59 +135,65 @@ def main() -> int:
         return 2
     env = {**engine_env(), "DOCKER_BUILDKIT": "0"}
     rows: dict[str, dict[str, object]] = {}
-    for version in args.versions:
-        base = base_tag(env, version)
-        image = f"asgi-launcher-bench:py{version}"
-        python = docker(
-            env, "run", "--rm", base, "python3", "-c", "import platform; print(platform.python_version())"
-        )
-        install = timed(
-            docker,
-            env,
-            "run",
-            "--rm",
-            "--network",
-            "host",
-            "-v",
-            f"{ROOT}:/src:ro",
-            base,
-            "sh",
-            "-c",
-            INSTALL,
-        )
-        with tempfile.TemporaryDirectory():
-            build = timed(
-                docker, env, "build", "-q", "--no-cache", "--network", "host",
-                "--build-arg", f"BASE_IMAGE={base}", "-t", image, str(ROOT),
-            )  # fmt: skip
-        size = int(docker(env, "image", "inspect", "-f", "{{.Size}}", image).strip())
-        rows[version] = {"python": python.strip(), "base": base, "install": install, "build": build,
-                         "size": size, "startup": [], "rps": []}  # fmt: skip
-        print(
-            f"Python {python.strip()}: install {install:.0f} s, build {build:.0f} s, {size / 1e6:.0f} MB",
-            flush=True,
-        )
-    for round_ in range(args.rounds):
-        order = args.versions if round_ % 2 == 0 else list(reversed(args.versions))
-        for version in order:
-            startup, rps = serve(env, f"asgi-launcher-bench:py{version}", args.seconds)
-            rows[version]["startup"].append(startup)  # type: ignore[union-attr]
-            rows[version]["rps"].append(rps)  # type: ignore[union-attr]
+    built: list[str] = []  # removed at the end, whatever happens: a bench leaves nothing behind
+    try:
+        for version in args.versions:
+            base = base_tag(env, version)
+            image = f"asgi-launcher-bench:py{version}"
+            python = docker(
+                env, "run", "--rm", base, "python3", "-c", "import platform; print(platform.python_version())"
+            )
+            install = timed(
+                docker,
+                env,
+                "run",
+                "--rm",
+                "--network",
+                "host",
+                "-v",
+                f"{ROOT}:/src:ro",
+                base,
+                "sh",
+                "-c",
+                INSTALL,
+            )
+            with tempfile.TemporaryDirectory():
+                build = timed(
+                    docker, env, "build", "-q", "--no-cache", "--network", "host",
+                    "--build-arg", f"BASE_IMAGE={base}", "-t", image, str(ROOT),
+                )  # fmt: skip
+            built.append(image)
+            size = int(docker(env, "image", "inspect", "-f", "{{.Size}}", image).strip())
+            rows[version] = {"python": python.strip(), "base": base, "install": install, "build": build,
+                             "size": size, "startup": [], "rps": []}  # fmt: skip
             print(
-                f"round {round_ + 1} Python {version}: start-up {startup:.2f} s, {rps:.0f} requests/s",
+                f"Python {python.strip()}: install {install:.0f} s, build {build:.0f} s, {size / 1e6:.0f} MB",
                 flush=True,
             )
-    print()
-    print(
-        "| Python | Base | Install | Image build (no cache) | Image size | Start-up (median) | Hello-world requests/s (median) |"
-    )
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    for row in rows.values():
+        for round_ in range(args.rounds):
+            order = args.versions if round_ % 2 == 0 else list(reversed(args.versions))
+            for version in order:
+                startup, rps = serve(env, f"asgi-launcher-bench:py{version}", args.seconds)
+                rows[version]["startup"].append(startup)  # type: ignore[union-attr]
+                rows[version]["rps"].append(rps)  # type: ignore[union-attr]
+                print(
+                    f"round {round_ + 1} Python {version}: start-up {startup:.2f} s, {rps:.0f} requests/s",
+                    flush=True,
+                )
+        print()
         print(
-            f"| {row['python']} | `{row['base']}` | {row['install']:.0f} s | {row['build']:.0f} s "
-            f"| {int(row['size']) / 1e6:.0f} MB | {statistics.median(row['startup']):.2f} s "  # type: ignore[arg-type]
-            f"| {statistics.median(row['rps']):.0f} |"  # type: ignore[arg-type]
+            "| Python | Base | Install | Image build (no cache) | Image size | Start-up (median) | Hello-world requests/s (median) |"
         )
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for row in rows.values():
+            print(
+                f"| {row['python']} | `{row['base']}` | {row['install']:.0f} s | {row['build']:.0f} s "
+                f"| {int(row['size']) / 1e6:.0f} MB | {statistics.median(row['startup']):.2f} s "  # type: ignore[arg-type]
+                f"| {statistics.median(row['rps']):.0f} |"  # type: ignore[arg-type]
+            )
+    finally:
+        if built:
+            docker(env, "rmi", "-f", *built)
     return 0
 
 
