@@ -1,7 +1,7 @@
 """What each request did, kept the same way under every backend: the access log and the metrics.
 
-Every backend's own access logger is turned off; the worker pipeline's ``RequestLog`` layer sees
-each request and response instead, so the line is the same whichever server runs (only the
+Every backend's own access logger is turned off; the worker pipeline's response check records
+each request and response in a ``RequestLog`` instead, so the line is the same whichever server runs (only the
 values differ). The default line is the combined log format that Gunicorn and nginx write, plus
 the duration, the worker's pid and the ``X-Request-ID``::
 
@@ -10,14 +10,14 @@ the duration, the worker's pid and the ``X-Request-ID``::
 ``ACCESS_LOG_FORMAT`` lays the same fields out with Gunicorn's atoms; ``LOG_FORMAT=json`` makes
 each line one JSON object with Elastic Common Schema / OpenTelemetry names.
 
-Where the cost is, and so the shape of this module: as a request ends, the layer copies the few
+Where the cost is, and so the shape of this module: as a request ends, ``record`` copies the few
 values a line needs out of the scope into one flat tuple of ``str``, ``bytes`` and numbers (an
 ``Entry``) and keeps nothing else of the request; tuples of such values are untracked by the
 garbage collector, so holding a batch costs it nothing (holding scopes made each collection
 walk them, which was most of what the access log cost). Entries are formatted a batch at a time,
 every ``BATCH`` requests or ``FLUSH_INTERVAL`` seconds, and handed to the writer thread, so no
 write blocks the event loop. The metrics (``launcher.observability.metrics``) count the same
-entries: one layer, one record a request, for both.
+entries: one record a request, for both.
 
 Every field a client sends is escaped in a text line (``"``, ``\\`` and any byte outside printable
 ASCII as ``\\xHH``, as nginx does), so a request cannot forge a line or a field, and a JSON line
@@ -66,30 +66,21 @@ TRACE_ID, SPAN_ID = 14, 15
 Entry = tuple[Any, ...]
 
 
-class Response:
-    """The ``send`` the app is given: passes each message on unchanged (the server's own
-    awaitable is returned: no coroutine frame) and keeps what it says about the response.
+class _Session:
+    """The ``send`` a WebSocket session's app is given: passes each message on unchanged and
+    keeps what it says: ``status`` 101 once accepted, 403 for one closed before it was (what the
+    server answers), 0 before either; ``size``, the message bytes sent."""
 
-    ``status``: the response's, 101 once a WebSocket is accepted, 403 for one closed before it
-    was (what the server answers), 0 before either; ``size``: body bytes, or WebSocket message
-    bytes; ``headers``: the response's. ``RequestLog`` sets all four as it makes one (no
-    ``__init__``: a Python call less a request).
-    """
+    __slots__ = ("send", "size", "status")
 
-    __slots__ = ("headers", "send", "size", "status")
-    send: Send
-    status: Any
-    size: int
-    headers: Iterable[tuple[bytes, bytes]]
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.status = 0
+        self.size = 0
 
     def __call__(self, message: Message) -> Awaitable[None]:
         kind = message["type"]
-        if kind == "http.response.body":
-            self.size += len(message.get("body") or b"")
-        elif kind == "http.response.start":
-            self.status = message["status"]
-            self.headers = message.get("headers", ())
-        elif kind == "websocket.send":
+        if kind == "websocket.send":
             self.size += len(message.get("bytes") or b"") + len((message.get("text") or "").encode())
         elif kind == "websocket.accept":
             self.status = 101
@@ -121,22 +112,24 @@ def _values(
 
 
 class RequestLog:
-    """The pipeline layer: one ``Entry`` a request (and WebSocket session), handed in batches to
-    the access log's ``Writer`` and the metrics (``sinks``).
+    """One ``Entry`` a request (and WebSocket session), handed in batches to the access log's
+    ``Writer`` and the metrics (``sinks``).
 
-    Lifespan goes through untouched, but its shutdown flushes what is pending.
+    Not a layer of its own: the pipeline's response check (``launcher.worker.pipeline``), which
+    sees every message of an HTTP response anyway, calls ``record`` as the request ends, so
+    recording adds no coroutine frame and no ``send`` wrapper to a request's path. WebSocket
+    sessions are recorded through ``session``; the lifespan through ``lifespan``, whose
+    shutdown flushes what is pending.
     """
 
     def __init__(
         self,
-        app: Any,
         sinks: Sequence[Callable[[list[Entry]], None]],
         request_headers: tuple[bytes, ...] = (),
         response_headers: tuple[bytes, ...] = (),
         begun: list[str] | None = None,
         ids: Callable[[], tuple[str, str]] | None = None,
     ) -> None:
-        self.app = app
         self.sinks = sinks
         self.request_headers = request_headers
         self.response_headers = response_headers
@@ -156,62 +149,66 @@ class RequestLog:
 
         util.Finalize(self, RequestLog.flush, args=(self,), exitpriority=100)
 
-    def __call__(self, scope: Scope, receive: Any, send: Any) -> Awaitable[None]:
-        if scope["type"] == "lifespan":
-            return self._lifespan(scope, receive, send)
-        return self._recorded(scope, receive, send)
+    def begin(self, scope: Scope) -> None:
+        """An HTTP request begins (called only with the metrics on, ``begun`` not None)."""
+        self.begun.append(scope["method"])  # type: ignore[union-attr]
+        if self._timer is None:
+            self._arm()  # the active-requests gauge follows a request begun, even if none ends
 
-    async def _lifespan(self, scope: Scope, receive: Any, send: Any) -> None:
+    def record(
+        self, scope: Scope, start: float, status: int, size: int, headers: Iterable[tuple[bytes, bytes]]
+    ) -> None:
+        """A request or session begun at ``start`` (``perf_counter``) has ended with ``status``,
+        ``size`` body bytes and the response ``headers``: its entry, copied out of the scope."""
+        duration = perf_counter() - start
+        get = scope.get
+        client = get("client") or _NO_CLIENT
+        entry = (
+            start,
+            duration,
+            status,
+            size,
+            scope["type"],
+            get("method", "GET"),
+            client[0],
+            client[1],
+            scope["path"],
+            get("raw_path"),
+            get("query_string", b""),
+            get("http_version", "1.1"),
+            _values(scope["headers"], self._request_index) if self.request_headers else (),
+            _values(headers, self._response_index, True) if self.response_headers else (),
+        )
+        entries = self.entries
+        entries.append(entry if self.ids is None else entry + self.ids())
+        if len(entries) >= BATCH:
+            self.flush()
+        elif self._timer is None:
+            self._arm()
+
+    async def session(self, app: Any, scope: Scope, receive: Any, send: Any) -> None:
+        """Serve a WebSocket session through ``app``, and record it."""
+        session = _Session(send)
+        start = perf_counter()
+        try:
+            await app(scope, receive, session)
+        except BaseException:
+            if not session.status:
+                session.status = 500  # what the server answers
+            raise
+        finally:
+            self.record(scope, start, session.status, session.size, ())
+
+    async def lifespan(self, app: Any, scope: Scope, receive: Any, send: Any) -> None:
+        """Serve the lifespan through ``app``; its shutdown flushes what is pending."""
+
         async def flushing_receive() -> Message:
             message: Message = await receive()
             if message["type"] == "lifespan.shutdown":
                 self.flush()
             return message
 
-        await self.app(scope, flushing_receive, send)
-
-    async def _recorded(self, scope: Scope, receive: Any, send: Any) -> None:
-        # What runs here runs once a request: the entry is built inline where the app's call
-        # ends (no call of its own), one lookup a field, the headers' values in one pass.
-        if self.begun is not None and scope["type"] == "http":
-            self.begun.append(scope["method"])
-            if self._timer is None:
-                self._arm()  # the active-requests gauge follows a request begun, even if none ends
-        response = Response()
-        response.send, response.status, response.size, response.headers = send, 0, 0, ()
-        start = perf_counter()
-        try:
-            await self.app(scope, receive, response)
-        except BaseException:
-            if not response.status:
-                response.status = 500  # what the server answers
-            raise
-        finally:
-            duration = perf_counter() - start
-            get = scope.get
-            client = get("client") or _NO_CLIENT
-            entry = (
-                start,
-                duration,
-                response.status,
-                response.size,
-                scope["type"],
-                get("method", "GET"),
-                client[0],
-                client[1],
-                get("path", ""),
-                get("raw_path"),
-                get("query_string", b""),
-                get("http_version", "1.1"),
-                _values(get("headers", ()), self._request_index) if self.request_headers else (),
-                _values(response.headers, self._response_index, True) if self.response_headers else (),
-            )
-            entries = self.entries
-            entries.append(entry if self.ids is None else entry + self.ids())
-            if len(entries) >= BATCH:
-                self.flush()
-            elif self._timer is None:
-                self._arm()
+        await app(scope, flushing_receive, send)
 
     def _arm(self) -> None:
         if self._timer is None:
@@ -635,14 +632,13 @@ class Writer:
                 view = view[written:]
 
 
-def layer(
-    app: Any,
+def recorder(
     access_log: str | None,
     layout: Layout | None,
     metrics: Any = None,
     ids: Callable[[], tuple[str, str]] | None = None,
 ) -> RequestLog:
-    """The ``RequestLog`` layer for the access log (``access_log`` not None) and the metrics
+    """The ``RequestLog`` for the access log (``access_log`` not None) and the metrics
     (``metrics``: a ``ServerMetrics``), whichever are on; ``ids``, with tracing on, gives each
     entry the request's trace and span ids."""
     sinks: list[Callable[[list[Entry]], None]] = []
@@ -655,4 +651,4 @@ def layer(
     if metrics is not None:
         sinks.append(metrics.counted)
         begun = metrics.begun
-    return RequestLog(app, sinks, request_headers, response_headers, begun, ids)
+    return RequestLog(sinks, request_headers, response_headers, begun, ids)

@@ -30,8 +30,9 @@ from launcher.observability.access_log import (
     RequestLog,
     TextLayout,
     Writer,
-    layer,
+    recorder,
 )
+from launcher.worker.pipeline import ResponseCheck
 
 
 def scope(**more: Any) -> dict[str, Any]:
@@ -62,7 +63,7 @@ def entries_of(*scopes: dict[str, Any], layout: Layout | None = None, app: Any =
     """Serve ``scopes`` through a ``RequestLog`` and return the entries it recorded."""
     got: list[Entry] = []
     layout = layout or TextLayout()
-    log = RequestLog(app, [got.extend], layout.request_headers, layout.response_headers)
+    log = ResponseCheck(app, log=RequestLog([got.extend], layout.request_headers, layout.response_headers))
 
     async def send(message: Any) -> None:
         pass
@@ -71,7 +72,7 @@ def entries_of(*scopes: dict[str, Any], layout: Layout | None = None, app: Any =
         for s in scopes:
             with contextlib.suppress(RuntimeError):  # an app that raised: still logged
                 await log(s, None, send)
-        log.flush()
+        log.log.flush()  # type: ignore[union-attr]
 
     asyncio.run(serve())
     return got
@@ -110,7 +111,7 @@ def test_an_app_that_raised_is_logged_as_the_500_the_server_answers() -> None:
     layout = TextLayout("%(s)s %(B)s %(U)s")
     assert lines_of(scope(), scope(path="/boom", raw_path=b"/boom"), layout=layout) == [
         "200 27 /items",
-        "500 0 /boom",
+        "500 21 /boom",  # the response check's own answer: what the client got
     ]
 
 
@@ -303,7 +304,7 @@ def test_requests_are_formatted_and_written_a_batch_at_a_time() -> None:
             return super().lines(entries)
 
     batches: list[int] = []
-    log = RequestLog(ok, [lambda es: batches.append(len(es))])
+    log = ResponseCheck(ok, log=RequestLog([lambda es: batches.append(len(es))]))
 
     async def send(message: Any) -> None:
         pass
@@ -324,14 +325,15 @@ def test_no_line_is_lost_at_exit(tmp_path: Path, ending: str) -> None:
     target = tmp_path / "access.log"
     body = f"""
 import asyncio, sys, multiprocessing
-from launcher.observability.access_log import TextLayout, layer
+from launcher.observability.access_log import TextLayout, recorder
+from launcher.worker.pipeline import ResponseCheck
 async def app(scope, receive, send):
     await send({{"type": "http.response.start", "status": 200, "headers": []}})
     await send({{"type": "http.response.body", "body": b""}})
 async def send(message):
     pass
 def work():
-    log = layer(app, {str(target)!r}, TextLayout("%(U)s"))
+    log = ResponseCheck(app, log=recorder({str(target)!r}, TextLayout("%(U)s")))
     async def serve():
         for n in range(6):
             await log({{"type": "http", "path": f"/line{{n}}", "headers": []}}, None, send)
@@ -404,13 +406,13 @@ def test_layer_sinks_both_the_log_and_the_metrics_from_one_record(tmp_path: Path
         def lost(self, count: int) -> None:
             raise AssertionError("no line is lost here")
 
-    log = layer(ok, str(tmp_path / "a.log"), TextLayout("%(U)s"), Metrics())
+    log = recorder(str(tmp_path / "a.log"), TextLayout("%(U)s"), Metrics())
 
     async def send(message: Any) -> None:
         pass
 
     async def serve() -> None:
-        await log(scope(), None, send)
+        await ResponseCheck(ok, log=log)(scope(), None, send)
         log.flush()
 
     asyncio.run(serve())

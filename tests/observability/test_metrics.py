@@ -37,13 +37,15 @@ async def noop(message): pass
 async def receive(): return {"type": "http.request"}
 
 async def main():
-    from launcher.observability.access_log import TextLayout, layer as make
+    from launcher.observability.access_log import TextLayout, recorder
+    from launcher.worker.pipeline import ResponseCheck
+    make = lambda app, *args: ResponseCheck(app, log=recorder(*args))
     metrics = ServerMetrics()
     if sys.argv[2] == "access-log":  # one record a request for both
         layer = make(app, sys.argv[1] + "/../access.log", TextLayout("%(s)s"), metrics)
     else:
         layer = make(app, None, None, metrics)
-    flush = layer.flush
+    flush = layer.log.flush
     for size in sizes:
         await layer({"type": "http", "method": "GET", "path": "/200", "size": size}, receive, noop)
     await layer({"type": "http", "method": "BREW", "path": "/418", "size": 1}, receive, noop)
@@ -155,8 +157,9 @@ def active():
     return sum(s.value for f in registry.collect() for s in f.samples if s.name == "http_server_active_requests")
 
 async def main():
-    from launcher.observability.access_log import layer as make
-    layer = make(slow, None, None, ServerMetrics())
+    from launcher.observability.access_log import recorder
+    from launcher.worker.pipeline import ResponseCheck
+    layer = ResponseCheck(slow, log=recorder(None, None, ServerMetrics()))
     task = asyncio.create_task(layer({"type": "http", "method": "GET", "path": "/"}, receive, noop))
     await asyncio.sleep(0.4)  # one flush has run with the request in flight
     during = active()
@@ -201,8 +204,10 @@ def test_a_scrape_reads_past_a_file_a_worker_is_still_creating(tmp_path: Path) -
 
 DROPPED_SCRIPT = r"""
 import asyncio, os, sys
-from launcher.observability.access_log import TextLayout, layer as make
+from launcher.observability.access_log import TextLayout, recorder
 from launcher.observability.metrics import ServerMetrics, exposition
+from launcher.worker.pipeline import ResponseCheck
+make = lambda app, *args: ResponseCheck(app, log=recorder(*args))
 
 class Master:  # what MasterCollector reads
     workers_wanted, restarts = 1, {}
@@ -217,13 +222,13 @@ async def noop(message): pass
 async def main():
     metrics = ServerMetrics()
     log = make(app, "-", TextLayout("%(U)s"), metrics)
-    writer = log.sinks[0]
+    writer = log.log.sinks[0]
     read, write = os.pipe()  # a log collector that never reads: the pipe fills at 64 KiB
     writer.fd = write
     scope = {"type": "http", "method": "GET", "path": "/" + "x" * 500, "headers": []}
     while writer.dropped < 1000:
         await log(dict(scope), None, noop)
-    log.flush()
+    log.log.flush()
     return writer.dropped
 
 dropped = asyncio.run(main())

@@ -20,6 +20,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from launcher.observability import access_log
 from launcher.observability.tracing import ServerSpans, _with_ids, current_ids
+from launcher.worker.pipeline import ResponseCheck
 
 TRACE_ID, PARENT = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
 TRACEPARENT = f"00-{TRACE_ID}-{PARENT}-01".encode()
@@ -182,16 +183,16 @@ def test_the_access_log_and_the_log_records_carry_the_ids() -> None:
     text = access_log.TextLayout("%(s)s trace_id=%(trace_id)s span_id=%(span_id)s")
     assert layout.trace_ids and text.trace_ids and not access_log.TextLayout().trace_ids
     entries: list[Any] = []
-    log = access_log.RequestLog(_ok, [entries.extend], layout.request_headers, (), None, current_ids)
-    call(ServerSpans(log, traced), scope(headers=[(b"traceparent", TRACEPARENT)]))
+    log = access_log.RequestLog([entries.extend], layout.request_headers, (), None, current_ids)
+    call(ServerSpans(ResponseCheck(_ok, log=log), traced), scope(headers=[(b"traceparent", TRACEPARENT)]))
     log.flush()
     lines = layout.lines(entries)[0] + text.lines(entries)[0]
     event = json.loads(lines[0])
     assert event["trace_id"] == TRACE_ID and len(event["span_id"]) == 16
     assert lines[1] == f"200 trace_id={TRACE_ID} span_id={event['span_id']}"
     entries.clear()
-    untraced = access_log.RequestLog(_ok, [entries.extend], layout.request_headers)
-    call(untraced, scope())
+    untraced = access_log.RequestLog([entries.extend], layout.request_headers)
+    call(ResponseCheck(_ok, log=untraced), scope())
     untraced.flush()
     assert "trace_id" not in json.loads(layout.lines(entries)[0][0])
     assert text.lines(entries)[0] == ["200 trace_id=- span_id=-"]

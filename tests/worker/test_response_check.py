@@ -24,10 +24,10 @@ def serve(app: Any) -> tuple[list[dict[str, Any]], list[int]]:
     async def send(message: Any) -> None:
         sent.append(dict(message))
 
-    log = RequestLog(ResponseCheck(app), [lambda entries: recorded.extend(e[STATUS] for e in entries)])
+    log = RequestLog([lambda entries: recorded.extend(e[STATUS] for e in entries)])
 
     async def run() -> None:
-        await log(dict(SCOPE), None, send)
+        await ResponseCheck(app, log=log)(dict(SCOPE), None, send)
         log.flush()
 
     asyncio.run(run())
