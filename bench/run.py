@@ -53,6 +53,8 @@ from launcher.procfs import descendants
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "demo"
+#: Where the servers start: the demo's directory, or bench/ for ``--app fastapi``.
+APP_CWD = DEMO
 #: Where pip put the servers' commands: the venv's bin/, or /usr/local/bin under a distribution's python3.
 BIN = Path(sysconfig.get_path("scripts"))
 WORKERS = "2"
@@ -623,7 +625,7 @@ def start(setup: Setup, timeout: float = 30, pinned: bool = False) -> Running | 
     env = {**os.environ, **extra_env}
     started = time.perf_counter()
     proc = subprocess.Popen(
-        argv, cwd=DEMO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        argv, cwd=APP_CWD, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     scheme = "https" if setup.tls else "http"
     while time.perf_counter() - started < timeout:
@@ -1194,9 +1196,15 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.app == "fastapi":
-        for setup in SETUPS.values():
+        # Every setup serves the FastAPI endpoint, the servers started directly included (the
+        # launcher against a server's own access log compared FastAPI with the demo before).
+        global APP_CWD
+        APP_CWD = ROOT / "bench"
+        for name, setup in SETUPS.items():
             if "SERVER_BACKEND" in setup.env:
                 setup.env.update(APP_DIR=str(ROOT / "bench"), APP_MODULE="fastapi_app:app")
+            argv = tuple("fastapi_app:app" if a == "main:app" else a for a in setup.argv)
+            SETUPS[name] = dataclasses.replace(setup, argv=argv)
     # Stopped from outside, still stop the servers it started (the `finally` blocks do).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.self_check:
