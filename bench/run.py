@@ -238,13 +238,6 @@ SETUPS = {
             "uvicorn",
             f"--workers {{workers}} --host 127.0.0.1 --port {{port}} {_TLS_OPTIONS['uvicorn']}",
         ),
-        # bench/floor.py: the demo behind a bare send wrapper (--floor), the access log off.
-        *(
-            _launcher(
-                b, " send wrapper", ACCESS_LOG="", APP_MODULE="floor:app", PYTHONPATH=str(ROOT / "bench")
-            )
-            for b in ("gunicorn", "hypercorn", "granian", "uvicorn")
-        ),
     ]
 }
 
@@ -327,24 +320,6 @@ TRACING_COMPARISONS = [
 #: The OTLP/HTTP collector the always_off/always_on setups export to (``--tracing`` starts it):
 #: it answers every export and keeps nothing.
 OTLP_SINK: Any = None
-#: `--floor`: what a layer that only looks at each response (bench/floor.py) costs, against no
-#: layer, and the access log and the metrics against that floor: how much of each layer's cost
-#: any layer observing the response would pay, and how much is the recording itself.
-FLOOR_COMPARISONS = [
-    c
-    for b in BACKENDS
-    for c in (
-        Comparison(
-            f"{b}: bare send wrapper vs no layer",
-            f"launcher {b} send wrapper",
-            f"launcher {b} access log off",
-            "access_log_on_vs_off",
-        ),
-        Comparison(
-            f"{b}: text access log vs bare send wrapper", f"launcher {b}", f"launcher {b} send wrapper", None
-        ),
-    )
-]
 #: `--tls`: each launcher with TLS against its server started directly with the same TLS settings,
 #: and TLS on against off, in one run.
 TLS_COMPARISONS = [
@@ -396,7 +371,6 @@ class Plan:
         metrics: bool = False,
         reps: int = 12,
         only: str = "",
-        floor: bool = False,
         at_once: bool = False,
         same: bool = False,
         tracing: bool = False,
@@ -410,7 +384,6 @@ class Plan:
             chosen = [c for c in TRACING_COMPARISONS if only in c.name]
             return cls(True, chosen, ["fastapi model c64"], rounds, seconds, 1, pinned, reps, at_once)
         for chosen_mode, pool in (
-            (floor, FLOOR_COMPARISONS),
             (logging, LOGGING_COMPARISONS),
             (metrics, METRICS_COMPARISONS),
             (same, SAME_COMPARISONS),
@@ -625,7 +598,12 @@ def start(setup: Setup, timeout: float = 30, pinned: bool = False) -> Running | 
     env = {**os.environ, **extra_env}
     started = time.perf_counter()
     proc = subprocess.Popen(
-        argv, cwd=APP_CWD, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        argv,
+        cwd=APP_CWD,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     scheme = "https" if setup.tls else "http"
     while time.perf_counter() - started < timeout:
@@ -1154,11 +1132,6 @@ def main() -> int:
         help="only the metrics on/off comparisons (about 2 minutes with --rounds 3)",
     )
     parser.add_argument(
-        "--floor",
-        action="store_true",
-        help="only what a bare send wrapper costs, and the access log against it (pinned)",
-    )
-    parser.add_argument(
         "--reps",
         type=int,
         default=12,
@@ -1170,7 +1143,7 @@ def main() -> int:
     parser.add_argument(
         "--at-once",
         action="store_true",
-        help="--logging/--metrics/--floor/--same: measure A and B at the same time, sharing one CPU",
+        help="--logging/--metrics/--same: measure A and B at the same time, sharing one CPU",
     )
     parser.add_argument(
         "--same", action="store_true", help="each launcher against itself (A/A): the method's own noise"
@@ -1216,7 +1189,6 @@ def main() -> int:
         args.metrics,
         args.reps,
         args.only,
-        args.floor,
         args.at_once,
         args.same,
         args.tracing,
@@ -1235,7 +1207,7 @@ def main() -> int:
     result = run(plan, None if plan.quick else args.out)
     if args.tracing:
         print(per_span(result))
-    if args.logging or args.metrics or args.floor or args.same or args.tracing or args.tls:
+    if args.logging or args.metrics or args.same or args.tracing or args.tls:
         for name, c in result["comparisons"].items():
             comparison = next(x for x in plan.comparisons if x.name == name)
             if "failed" in c:

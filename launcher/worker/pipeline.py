@@ -505,7 +505,9 @@ class ResponseCheck:
                 if self.on_error is not None:
                     self.on_error(exc)
                 if exchange.state >= 2:
-                    _log.exception("the app raised after its response was complete (the connection stays open)")
+                    _log.exception(
+                        "the app raised after its response was complete (the connection stays open)"
+                    )
                     return
                 _log.exception("the app raised before its response: answered 500")
                 await exchange.internal_error()

@@ -102,39 +102,3 @@ def test_pinned_setups_run_one_worker_on_the_server_cpu() -> None:
     plan = bench.Plan.for_mode(False, 3, logging=True, reps=5, only="JSON")
     assert plan.reps == 5 and plan.comparisons and all("JSON" in c.name for c in plan.comparisons)
     assert not bench.Plan.for_mode(False, 3).pinned and bench.Plan.for_mode(False, 3).reps == 1
-
-
-def test_the_floor_serves_the_demo_behind_a_bare_send_wrapper(tmp_path: Path) -> None:
-    """--floor: bench/floor.py is the demo app, its messages passed through unchanged, served
-    with the access log off; it is compared with no layer and with the access log."""
-    import subprocess
-
-    _, env = bench.SETUPS["launcher granian send wrapper"].command(8000, pinned=True)
-    assert env["APP_MODULE"] == "floor:app" and env["ACCESS_LOG"] == ""
-    names = {(c.a, c.b) for c in bench.Plan.for_mode(False, 3, floor=True).comparisons}
-    assert ("launcher granian send wrapper", "launcher granian access log off") in names
-    assert ("launcher granian", "launcher granian send wrapper") in names
-    script = """
-import asyncio, json, sys
-from floor import app
-async def main():
-    sent = []
-    async def send(message): sent.append(message)
-    async def receive(): return {"type": "http.request", "body": b"", "more_body": False}
-    scope = {"type": "http", "method": "GET", "path": "/plaintext", "raw_path": b"/plaintext",
-             "query_string": b"", "headers": [], "http_version": "1.1", "scheme": "http",
-             "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1), "root_path": ""}
-    await app(scope, receive, send)
-    print(json.dumps([[m["type"], m.get("status"), len(m.get("body", b""))] for m in sent]))
-asyncio.run(main())
-"""
-    path = os.pathsep.join([env["PYTHONPATH"], str(bench.DEMO)])
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        env={**os.environ, "PYTHONPATH": path},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == '[["http.response.start", 200, 0], ["http.response.body", null, 13]]'
