@@ -30,8 +30,8 @@ import asyncio
 import atexit
 import contextlib
 import os
-import queue
-import threading
+import select
+import stat
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
@@ -51,8 +51,8 @@ BATCH = 64
 #: Bytes one write(2) may carry and stay atomic on a pipe (PIPE_BUF): lines of several workers
 #: sharing stdout never interleave.
 ATOMIC_WRITE = 4096
-#: Batches of lines the writer thread may hold before the newest are dropped (and counted).
-QUEUED = 256
+#: Bytes of lines held for a full pipe to drain before the newest are dropped (and counted).
+HELD = 4 * 1024 * 1024
 
 #: An ``Entry``'s fields, by position: what a line or a metric needs of one request.
 START, DURATION, STATUS, SIZE, KIND, METHOD, CLIENT, PORT, PATH, TARGET, QUERY, VERSION, HEADERS, RESPONSE = (
@@ -519,27 +519,34 @@ def layout_for(log_format: str, access_log_format: str | None) -> Layout:
 
 
 class Writer:
-    """Lines to ``-`` (stdout) or a file opened for append, written by a thread of their own.
+    """Lines to ``-`` (stdout) or a file opened for append, written on the event loop, which a
+    slow reader never stalls.
 
-    ``__call__`` (a ``RequestLog`` sink) formats a batch and queues it; the thread writes each in
-    whole lines of at most ``ATOMIC_WRITE`` bytes, so a slow reader (a full pipe) stalls the
-    thread, never the event loop. When ``QUEUED`` batches are waiting, a new one is dropped and
-    counted (``dropped``, and ``on_lost``: the metrics' counter), with one warning line on stderr
-    the first time. Reopened on SIGUSR1 like every log file (``launcher.observability.logs``);
-    drained at exit.
+    ``__call__`` (a ``RequestLog`` sink) formats a batch and writes it at once, in whole lines of
+    at most ``ATOMIC_WRITE`` bytes. Stdout that is a pipe (as under Docker or a process manager)
+    is written through a file description of the writer's own, opened anew through
+    ``/proc/self/fd/1`` and non-blocking: the flag touches no other writer of the pipe, and a
+    write of at most ``PIPE_BUF`` bytes is all or nothing. When the pipe is full, the rest waits
+    (at most ``HELD`` bytes) and is written as the pipe drains (the loop watches it); past that,
+    new lines are dropped and counted (``dropped``, and ``on_lost``: the metrics' counter), with
+    one warning line on stderr the first time. A file or a terminal is written directly.
+    Reopened on SIGUSR1 like every log file (``launcher.observability.logs``); what waits is
+    written at exit.
+
+    No thread: handing each batch to one cost the event loop's thread a GIL hand-off a batch,
+    measured at 1 to 7 % of a hello-world request (``docs/benchmarks.md``).
     """
 
     def __init__(self, target: str, layout: Layout, on_lost: Callable[[int], None] | None = None) -> None:
         self.target = target
         self.layout = layout
         self.fd = self._open()
-        #: Lines that could not be written: dropped when the queue was full, or unformattable.
+        #: Lines that could not be written: dropped when too much waited, or unformattable.
         self.dropped = 0
         self.on_lost = on_lost
-        self._queue: queue.Queue[bytes | None] = queue.Queue(QUEUED)
-        self._thread: threading.Thread | None = None
-        self._fd_lock = threading.Lock()  # held by a write, and by a reopen's swap
-        self._pid = os.getpid()
+        #: Whole lines waiting for a full pipe to drain, and the loop watching it meanwhile.
+        self._held = b""
+        self._watcher: asyncio.AbstractEventLoop | None = None
         self._warned = False
         from launcher.observability.logs import on_reopen
 
@@ -550,14 +557,16 @@ class Writer:
         util.Finalize(self, Writer.close, args=(self,), exitpriority=50)  # after RequestLog's flush (100)
 
     def _open(self) -> int:
-        if self.target == "-":
-            return 1
-        return os.open(self.target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        if self.target != "-":
+            return os.open(self.target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        with contextlib.suppress(OSError):
+            if stat.S_ISFIFO(os.fstat(1).st_mode):
+                return os.open("/proc/self/fd/1", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        return 1
 
     def reopen(self) -> None:
-        if self.fd != 1:
-            with self._fd_lock:
-                old, self.fd = self.fd, self._open()
+        if self.target != "-":
+            old, self.fd = self.fd, self._open()
             os.close(old)
 
     def __call__(self, entries: list[Entry]) -> None:
@@ -565,18 +574,31 @@ class Writer:
         if failed:
             self._lost(failed, "a request's values could not be formatted")
         if count:
-            self.put(data, count)
+            self.put(data)
 
-    def put(self, data: bytes, count: int = 1) -> None:
-        """Queue ``data`` (whole lines) for the thread; ``count`` lines are lost if it is full."""
-        if self._thread is None or self._pid != os.getpid():  # started in the process that writes
-            self._pid = os.getpid()
-            self._thread = threading.Thread(target=self._run, name="asgi-launcher-access-log", daemon=True)
-            self._thread.start()
-        try:
-            self._queue.put_nowait(data)
-        except queue.Full:
-            self._lost(count, "the log's reader is not keeping up")
+    def put(self, data: bytes) -> None:
+        """Write ``data`` (whole lines) now, or after what waits; hold what a full pipe refuses."""
+        if self._held:
+            rest = data  # after what waits, in order
+        else:
+            rest = self._write_lines(data)
+            if not rest:
+                return
+        if len(self._held) + len(rest) > HELD:
+            self._lost(rest.count(b"\n"), "the log's reader is not keeping up")
+            return
+        self._held += rest
+        if self._watcher is None:
+            with contextlib.suppress(RuntimeError):  # no running loop: ``close`` writes it
+                self._watcher = asyncio.get_running_loop()
+                self._watcher.add_writer(self.fd, self._drain)
+
+    def _drain(self) -> None:
+        """The full pipe has room again: write what waits."""
+        self._held = self._write_lines(self._held)
+        if not self._held and self._watcher is not None:
+            self._watcher.remove_writer(self.fd)
+            self._watcher = None
 
     def _lost(self, count: int, why: str) -> None:
         self.dropped += count
@@ -590,46 +612,49 @@ class Writer:
             with contextlib.suppress(OSError):
                 os.write(2, (launcher_line(message, "warning") + "\n").encode())
 
-    def _run(self) -> None:
-        while True:
-            data = self._queue.get()
-            try:
-                if data is None:
-                    return
-                self._write_lines(data)
-            finally:
-                self._queue.task_done()
-
     def close(self) -> None:
-        """Write what is queued (at most a few seconds' wait), then stop the thread."""
-        if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
-            return
-        with contextlib.suppress(queue.Full):
-            self._queue.put(None, timeout=5)
-        self._thread.join(5)
+        """Write what waits for a full pipe, waiting at most a few seconds for it to drain."""
+        if self._watcher is not None:
+            with contextlib.suppress(Exception):  # the loop may be closed by now
+                self._watcher.remove_writer(self.fd)
+            self._watcher = None
+        deadline = time.monotonic() + 5
+        while self._held and time.monotonic() < deadline:
+            with contextlib.suppress(OSError, ValueError):
+                select.select([], [self.fd], [], max(0.0, deadline - time.monotonic()))
+            self._held = self._write_lines(self._held)
 
-    def _write_lines(self, data: bytes) -> None:
+    def _write_lines(self, data: bytes) -> bytes:
+        """Write ``data`` in whole lines of at most ``ATOMIC_WRITE`` bytes; what a full pipe
+        refused (b"": all written, or the reader is gone)."""
         start, end = 0, len(data)
-        while end - start > ATOMIC_WRITE:
-            cut = data.rfind(b"\n", start, start + ATOMIC_WRITE) + 1
-            if cut <= start:  # one line longer than an atomic write: it goes alone
-                cut = data.index(b"\n", start) + 1
-            self._write(data[start:cut])
+        while start < end:
+            cut = end
+            if end - start > ATOMIC_WRITE:
+                cut = data.rfind(b"\n", start, start + ATOMIC_WRITE) + 1
+                if cut <= start:  # one line longer than an atomic write: it goes alone
+                    cut = data.index(b"\n", start) + 1
+            written = self._write(data[start:cut] if start or cut < end else data)
+            if written < cut - start:
+                return data[start + written :]
             start = cut
-        if start < end:
-            self._write(data[start:] if start else data)
+        return b""
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes) -> int:
+        """Write ``data`` (one write(2) where it fits a pipe's atomic size): the bytes written,
+        fewer where a full pipe refused the rest (all of it, for an atomic write)."""
         view = memoryview(data)
-        with self._fd_lock:
-            while view:
-                try:
-                    written = os.write(self.fd, view)
-                except InterruptedError:
-                    continue
-                except OSError:
-                    return  # the reader is gone (a closed pipe): nothing to log to
-                view = view[written:]
+        while view:
+            try:
+                written = os.write(self.fd, view)
+            except BlockingIOError:
+                return len(data) - len(view)
+            except InterruptedError:
+                continue
+            except OSError:
+                return len(data)  # the reader is gone (a closed pipe): nothing to log to
+            view = view[written:]
+        return len(data)
 
 
 def recorder(

@@ -283,7 +283,12 @@ def test_writes_are_whole_lines_of_at_most_a_pipes_atomic_size(tmp_path: Path, c
     target = tmp_path / "access.log"
     writer = Writer(str(target), TextLayout("%(U)s"))
     writes: list[bytes] = []
-    writer._write = writes.append  # type: ignore[method-assign]  # observe the write(2) calls
+
+    def write(data: bytes) -> int:  # observe the write(2) calls
+        writes.append(data)
+        return len(data)
+
+    writer._write = write  # type: ignore[method-assign]
     entries = entries_of(
         *(scope(path=f"line {n:04d} " + char * 80, raw_path=None, query_string=b"") for n in range(500)),
         layout=TextLayout("%(U)s"),
@@ -354,21 +359,54 @@ def test_a_reader_that_does_not_keep_up_never_stalls_the_event_loop() -> None:
     code = """
 import os, sys, time
 from launcher.observability.access_log import TextLayout, Writer
+out = os.dup(1)  # the test reads what this prints
 read, write = os.pipe()  # nobody reads: it fills at 64 KiB
+os.dup2(write, 1)  # stdout, which the access log writes to
 w = Writer("-", TextLayout("%(U)s"))
-w.fd = write
 entry = (0.0, 0.0, 200, 0, "http", "GET", None, None, "/" + "x" * 500, None, b"", "1.1", (), ())
 slowest = 0.0
 for _ in range(2000):
     start = time.perf_counter()
     w([entry] * 10)
     slowest = max(slowest, time.perf_counter() - start)
-print(w.dropped > 0, slowest < 0.5, flush=True)
+os.write(out, f"{w.dropped > 0} {slowest < 0.5}".encode())
 os._exit(0)
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.split() == ["True", "True"], done.stderr
     assert done.stderr.count("dropped") == 1, done.stderr
+
+
+def test_lines_a_full_pipe_refused_are_written_in_order_once_it_drains() -> None:
+    """A log collector that pauses: what the full pipe refuses waits and is written, in order and
+    whole, as soon as the collector reads again; nothing is lost."""
+    code = """
+import asyncio, os
+from launcher.observability.access_log import TextLayout, Writer
+out = os.dup(1)  # the test reads what this prints
+read, write = os.pipe()
+os.dup2(write, 1)  # stdout, which the access log writes to
+os.close(write)
+w = Writer("-", TextLayout("%(U)s"))
+entries = [(0.0, 0.0, 200, 0, "http", "GET", None, None, f"/{n:06d}" + "x" * 100, None, b"", "1.1", (), ())
+           for n in range(3000)]
+async def main():
+    for at in range(0, 3000, 100):
+        w(entries[at:at + 100])
+    held = len(w._held)  # 64 KiB fit; the rest waits
+    got = bytearray()
+    with open(read, "rb", buffering=0) as pipe:
+        while got.count(b"\\n") < 3000:
+            chunk = await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(None, pipe.read, 65536), 30)
+            got += chunk
+    lines = got.decode().splitlines()
+    ok = lines == [f"/{n:06d}" + "x" * 100 for n in range(3000)]
+    os.write(out, f"{held > 0} {ok} {w.dropped} {len(w._held)}".encode())
+asyncio.run(main())
+os._exit(0)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["True", "True", "0", "0"], done.stderr
 
 
 def test_a_lines_time_is_when_its_request_started() -> None:
