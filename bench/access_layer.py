@@ -10,7 +10,7 @@ directly on one event loop with synthetic scope, receive and send, access log of
     .venv/bin/python bench/access_layer.py --app fastapi   # bench/fastapi_app.py's /items/1
 
 Every variant is the same pipeline but for its settings (``ACCESS_LOG=/dev/null`` for the log,
-so the writer thread runs and writes, at no cost of a reader; ``OPS_PORT`` with a
+so the writer formats and writes, at no cost of a reader; ``OPS_PORT`` with a
 ``PROMETHEUS_MULTIPROC_DIR`` for the metrics); "off" is the pipeline with neither. Rounds are
 interleaved (off, then each variant, then off again ...) so a machine whose load changes under
 the run moves every variant alike, and each figure is the median over rounds of microseconds a
@@ -108,8 +108,8 @@ def build(env: dict[str, str], app_dir: str, app: Any = hello) -> Any:
     return built.app
 
 
-#: What a round measures: wall time (what a client sees, GIL handoffs to the writer thread
-#: included), or CPU time of the process (both threads; not moved by the machine's other load).
+#: What a round measures: wall time (what a client sees), or CPU time of the process (not moved
+#: by the machine's other load).
 CLOCK = time.perf_counter
 
 
@@ -229,8 +229,8 @@ def main() -> None:
 
 def instructions(args: argparse.Namespace) -> None:
     """Each variant run alone under callgrind, with ``--requests`` requests and with twice as many:
-    the difference over ``--requests`` is its instructions a request (the writer thread's
-    included, and the start, imports and exit cancelled out)."""
+    the difference over ``--requests`` is its instructions a request (the start, imports and
+    exit cancelled out)."""
     import re
     import subprocess
 

@@ -493,7 +493,7 @@ class JsonLayout(Layout):
         )
         protocol = ',"network.protocol.name":"websocket"' if entry[KIND] == "websocket" else ""
         return (
-            f'{{"@timestamp":"{stamp}.{int(wall % 1 * 1000):03d}Z","log.level":"info",'
+            f'{{"@timestamp":"{stamp}.{_MILLIS[int(wall % 1 * 1000)]}Z","log.level":"info",'
             f'"log.logger":"asgi_launcher.access","event.dataset":"asgi.access",'
             f'"message":{quote(f"{method} {target} HTTP/{version} {status}")}'
             f',"client.address":{address}{client_port},"http.request.method":{quote(method)}'
@@ -502,6 +502,10 @@ class JsonLayout(Layout):
             f',"event.duration":{int(entry[DURATION] * 1_000_000_000)}'
             f'{shown_referer}{shown_agent}{shown_id},"process.pid":{self.pid}{trace}{protocol}}}'
         )
+
+
+#: "000" to "999": a JSON line's milliseconds, looked up (formatting them cost an eighth of a line).
+_MILLIS = [f"{n:03d}" for n in range(1000)]
 
 
 def _is_port(port: Any) -> bool:
@@ -526,12 +530,13 @@ class Writer:
     at most ``ATOMIC_WRITE`` bytes. Stdout that is a pipe (as under Docker or a process manager)
     is written through a file description of the writer's own, opened anew through
     ``/proc/self/fd/1`` and non-blocking: the flag touches no other writer of the pipe, and a
-    write of at most ``PIPE_BUF`` bytes is all or nothing. When the pipe is full, the rest waits
-    (at most ``HELD`` bytes) and is written as the pipe drains (the loop watches it); past that,
-    new lines are dropped and counted (``dropped``, and ``on_lost``: the metrics' counter), with
-    one warning line on stderr the first time. A file or a terminal is written directly.
-    Reopened on SIGUSR1 like every log file (``launcher.observability.logs``); what waits is
-    written at exit.
+    write of at most ``PIPE_BUF`` bytes is all or nothing. Where that open is refused (a process
+    whose user did not create the pipe: ``--user 10001``), each write first asks the kernel
+    whether the pipe has room (a free page, enough for one atomic write). When the pipe is full,
+    the rest waits (at most ``HELD`` bytes) and is written as the pipe drains (the loop watches
+    it); past that, new lines are dropped and counted (``dropped``, and ``on_lost``: the
+    metrics' counter), with one warning line on stderr the first time. Reopened on SIGUSR1 like
+    every log file (``launcher.observability.logs``); what waits is written at exit.
 
     No thread: handing each batch to one cost the event loop's thread a GIL hand-off a batch,
     measured at 1 to 7 % of a hello-world request (``docs/benchmarks.md``).
@@ -557,11 +562,15 @@ class Writer:
         util.Finalize(self, Writer.close, args=(self,), exitpriority=50)  # after RequestLog's flush (100)
 
     def _open(self) -> int:
+        #: Whether a write never waits (a non-blocking pipe), or must first ask for room.
+        self.nonblocking = False
         if self.target != "-":
             return os.open(self.target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         with contextlib.suppress(OSError):
             if stat.S_ISFIFO(os.fstat(1).st_mode):
-                return os.open("/proc/self/fd/1", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                fd = os.open("/proc/self/fd/1", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                self.nonblocking = True
+                return fd
         return 1
 
     def reopen(self) -> None:
@@ -620,9 +629,17 @@ class Writer:
             self._watcher = None
         deadline = time.monotonic() + 5
         while self._held and time.monotonic() < deadline:
-            with contextlib.suppress(OSError, ValueError):
-                select.select([], [self.fd], [], max(0.0, deadline - time.monotonic()))
+            self._room(max(0.0, deadline - time.monotonic()))
             self._held = self._write_lines(self._held)
+
+    def _room(self, wait: float = 0.0) -> bool:
+        """Whether the output can take a write now (waiting at most ``wait`` seconds for it)."""
+        poll = select.poll()
+        poll.register(self.fd, select.POLLOUT)
+        try:
+            return bool(poll.poll(wait * 1000))
+        except OSError:
+            return True  # (interrupted: the write says the rest)
 
     def _write_lines(self, data: bytes) -> bytes:
         """Write ``data`` in whole lines of at most ``ATOMIC_WRITE`` bytes; what a full pipe
@@ -643,6 +660,8 @@ class Writer:
     def _write(self, data: bytes) -> int:
         """Write ``data`` (one write(2) where it fits a pipe's atomic size): the bytes written,
         fewer where a full pipe refused the rest (all of it, for an atomic write)."""
+        if not self.nonblocking and not self._room():
+            return 0
         view = memoryview(data)
         while view:
             try:

@@ -353,10 +353,27 @@ else:
     assert target.read_text().splitlines() == [f"/line{n}" for n in range(6)]
 
 
-def test_a_reader_that_does_not_keep_up_never_stalls_the_event_loop() -> None:
+#: What a test's child runs first where the pipe may not be opened anew through /proc (a
+#: process whose user did not create the pipe: ``docker run --user 10001``), so the writer asks
+#: for room before each write instead.
+REFUSED_REOPEN = """
+import os
+_open = os.open
+def _refused(path, *args, **kwargs):
+    if path == "/proc/self/fd/1":
+        raise PermissionError(13, "Permission denied", path)
+    return _open(path, *args, **kwargs)
+os.open = _refused
+"""
+
+
+@pytest.mark.parametrize("reopen", [True, False], ids=["own-description", "reopen-refused"])
+def test_a_reader_that_does_not_keep_up_never_stalls_the_event_loop(reopen: bool) -> None:
     """A full pipe (a slow log collector): lines are dropped and counted, with one warning, and
     handing over a batch stays immediate."""
-    code = """
+    code = (
+        ("" if reopen else REFUSED_REOPEN)
+        + """
 import os, sys, time
 from launcher.observability.access_log import TextLayout, Writer
 out = os.dup(1)  # the test reads what this prints
@@ -369,18 +386,22 @@ for _ in range(2000):
     start = time.perf_counter()
     w([entry] * 10)
     slowest = max(slowest, time.perf_counter() - start)
-os.write(out, f"{w.dropped > 0} {slowest < 0.5}".encode())
+os.write(out, f"{w.dropped > 0} {slowest < 0.5} {w.nonblocking}".encode())
 os._exit(0)
 """
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.stdout.split() == ["True", "True"], done.stderr
+    assert done.stdout.split() == ["True", "True", str(reopen)], done.stderr
     assert done.stderr.count("dropped") == 1, done.stderr
 
 
-def test_lines_a_full_pipe_refused_are_written_in_order_once_it_drains() -> None:
+@pytest.mark.parametrize("reopen", [True, False], ids=["own-description", "reopen-refused"])
+def test_lines_a_full_pipe_refused_are_written_in_order_once_it_drains(reopen: bool) -> None:
     """A log collector that pauses: what the full pipe refuses waits and is written, in order and
     whole, as soon as the collector reads again; nothing is lost."""
-    code = """
+    code = (
+        ("" if reopen else REFUSED_REOPEN)
+        + """
 import asyncio, os
 from launcher.observability.access_log import TextLayout, Writer
 out = os.dup(1)  # the test reads what this prints
@@ -401,12 +422,13 @@ async def main():
             got += chunk
     lines = got.decode().splitlines()
     ok = lines == [f"/{n:06d}" + "x" * 100 for n in range(3000)]
-    os.write(out, f"{held > 0} {ok} {w.dropped} {len(w._held)}".encode())
+    os.write(out, f"{held > 0} {ok} {w.dropped} {len(w._held)} {w.nonblocking}".encode())
 asyncio.run(main())
 os._exit(0)
 """
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.stdout.split() == ["True", "True", "0", "0"], done.stderr
+    assert done.stdout.split() == ["True", "True", "0", "0", str(reopen)], done.stderr
 
 
 def test_a_lines_time_is_when_its_request_started() -> None:
