@@ -550,7 +550,7 @@ class Writer:
         self.dropped = 0
         self.on_lost = on_lost
         #: Whole lines waiting for a full pipe to drain, and the loop watching it meanwhile.
-        self._held = b""
+        self._held = bytearray()
         self._watcher: asyncio.AbstractEventLoop | None = None
         self._warned = False
         from launcher.observability.logs import on_reopen
@@ -587,14 +587,12 @@ class Writer:
 
     def put(self, data: bytes) -> None:
         """Write ``data`` (whole lines) now, or after what waits; hold what a full pipe refuses."""
-        if self._held:
-            rest = data  # after what waits, in order
-        else:
-            rest = self._write_lines(data)
-            if not rest:
-                return
+        written = 0 if self._held else self._write_lines(data)  # after what waits, in order
+        if written == len(data):
+            return
+        rest = memoryview(data)[written:]
         if len(self._held) + len(rest) > HELD:
-            self._lost(rest.count(b"\n"), "the log's reader is not keeping up")
+            self._lost(data.count(b"\n", written), "the log's reader is not keeping up")
             return
         self._held += rest
         if self._watcher is None:
@@ -604,7 +602,7 @@ class Writer:
 
     def _drain(self) -> None:
         """The full pipe has room again: write what waits."""
-        self._held = self._write_lines(self._held)
+        del self._held[: self._write_lines(self._held)]
         if not self._held and self._watcher is not None:
             self._watcher.remove_writer(self.fd)
             self._watcher = None
@@ -630,7 +628,7 @@ class Writer:
         deadline = time.monotonic() + 5
         while self._held and time.monotonic() < deadline:
             self._room(max(0.0, deadline - time.monotonic()))
-            self._held = self._write_lines(self._held)
+            del self._held[: self._write_lines(self._held)]
 
     def _room(self, wait: float = 0.0) -> bool:
         """Whether the output can take a write now (waiting at most ``wait`` seconds for it)."""
@@ -641,9 +639,9 @@ class Writer:
         except OSError:
             return True  # (interrupted: the write says the rest)
 
-    def _write_lines(self, data: bytes) -> bytes:
-        """Write ``data`` in whole lines of at most ``ATOMIC_WRITE`` bytes; what a full pipe
-        refused (b"": all written, or the reader is gone)."""
+    def _write_lines(self, data: bytes | bytearray) -> int:
+        """Write ``data`` in whole lines of at most ``ATOMIC_WRITE`` bytes: how many bytes were
+        written, fewer than all where a full pipe refused the rest (all, if the reader is gone)."""
         start, end = 0, len(data)
         while start < end:
             cut = end
@@ -653,11 +651,11 @@ class Writer:
                     cut = data.index(b"\n", start) + 1
             written = self._write(data[start:cut] if start or cut < end else data)
             if written < cut - start:
-                return data[start + written :]
+                return start + written
             start = cut
-        return b""
+        return end
 
-    def _write(self, data: bytes) -> int:
+    def _write(self, data: bytes | bytearray) -> int:
         """Write ``data`` (one write(2) where it fits a pipe's atomic size): the bytes written,
         fewer where a full pipe refused the rest (all of it, for an atomic write)."""
         if not self.nonblocking and not self._room():
