@@ -36,7 +36,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from time import perf_counter
-from typing import Any
+from typing import Any, Final
 
 from launcher.config.access_format import ATOM, DEFAULT_FORMAT
 
@@ -47,19 +47,32 @@ Send = Callable[[Message], Awaitable[None]]
 #: Seconds a request's line may wait before it is written.
 FLUSH_INTERVAL = 0.2
 #: Requests formatted and written together.
-BATCH = 64
+BATCH: Final = 64
 #: Bytes one write(2) may carry and stay atomic on a pipe (PIPE_BUF): lines of several workers
 #: sharing stdout never interleave.
-ATOMIC_WRITE = 4096
+ATOMIC_WRITE: Final = 4096
 #: Bytes of lines held for a full pipe to drain before the newest are dropped (and counted).
-HELD = 4 * 1024 * 1024
+HELD: Final = 4 * 1024 * 1024
 
-#: An ``Entry``'s fields, by position: what a line or a metric needs of one request.
-START, DURATION, STATUS, SIZE, KIND, METHOD, CLIENT, PORT, PATH, TARGET, QUERY, VERSION, HEADERS, RESPONSE = (
-    range(14)
-)
+#: An ``Entry``'s fields, by position: what a line or a metric needs of one request. (``Final``:
+#: compiled by mypyc, each is a constant, not a lookup of the module's globals.)
+START: Final = 0
+DURATION: Final = 1
+STATUS: Final = 2
+SIZE: Final = 3
+KIND: Final = 4
+METHOD: Final = 5
+CLIENT: Final = 6
+PORT: Final = 7
+PATH: Final = 8
+TARGET: Final = 9
+QUERY: Final = 10
+VERSION: Final = 11
+HEADERS: Final = 12
+RESPONSE: Final = 13
 #: With tracing on and a layout that shows them, two more: the trace and span ids (hex, or "").
-TRACE_ID, SPAN_ID = 14, 15
+TRACE_ID: Final = 14
+SPAN_ID: Final = 15
 #: (perf_counter at its start, seconds, status, body bytes, scope type, method, client host,
 #: client port, path, raw path (bytes, or None), query (bytes), HTTP version, the request header
 #: values the layout names, the response header values it names[, trace id, span id]).
@@ -144,10 +157,11 @@ class RequestLog:
         self._timer: asyncio.TimerHandle | None = None
         atexit.register(self.flush)
         # multiprocessing's workers leave through os._exit, which skips atexit; its own exit
-        # hooks run first.
+        # hooks run first. (Registered without an object to watch: compiled by mypyc, a class takes
+        # no weak reference, and atexit holds this one for the process's life anyway.)
         from multiprocessing import util
 
-        util.Finalize(self, RequestLog.flush, args=(self,), exitpriority=100)
+        util.Finalize(None, self.flush, exitpriority=100)
 
     def begin(self, scope: Scope) -> None:
         """An HTTP request begins (called only with the metrics on, ``begun`` not None)."""
@@ -231,6 +245,17 @@ class RequestLog:
 #: The bytes a text line shows as they are: printable ASCII but ``"`` and ``\\``.
 _SAFE = bytes(range(0x20, 0x7F)).replace(b'"', b"").replace(b"\\", b"")
 _SHOWN = [chr(byte) if chr(byte).encode() in _SAFE else f"\\x{byte:02X}" for byte in range(256)]
+
+
+#: "000" to "999": the digits after a decimal point, looked up (formatting a float with a format
+#: spec cost an eighth of a line; compiled, it is the one generic call left in one).
+_MILLIS: Final = [f"{n:03d}" for n in range(1000)]
+
+
+def _millis(seconds: float) -> str:
+    """``seconds`` in milliseconds to the microsecond (what ``f"{seconds * 1000:.3f}"`` shows)."""
+    micros = int(seconds * 1_000_000 + 0.5)
+    return f"{micros // 1000}.{_MILLIS[micros % 1000]}"
 
 
 def escape(value: Any) -> str:
@@ -364,25 +389,40 @@ class TextLayout(Layout):
         """The default layout's batch: every line formatted from the raw values, then the whole
         batch checked at once. Where it is all printable ASCII with no ``\\`` and only the
         layout's own six ``"`` a line, no field needed escaping (the common case: one
-        ``translate`` of the bytes the writer writes anyway, not a check a line); otherwise each
-        line is formatted again, escaped where it needs."""
+        ``translate`` of the bytes the writer writes anyway, not a check a line); otherwise, or
+        where an entry could not be formatted raw, each line is formatted again, escaped where it
+        needs."""
         if not self.default:
             return super().batch(entries)
         lines, failed = self.lines(entries, self._raw)
         if not lines:
-            return b"", 0, failed
+            return super().batch(entries)
         text = "\n".join(lines) + "\n"
-        if text.isascii():
+        if not failed and text.isascii():
             data = text.encode("ascii")
             if data.translate(None, _SAFE) == _CLEAN_LINE * len(lines):
                 return data, len(lines), failed
         return super().batch(entries)
 
     def _raw(self, entry: Entry, wall: float) -> str:
-        """The default line from the raw values, escaped nowhere."""
+        """The default line from the raw values, escaped nowhere.
+
+        The locals are typed, and the f-string has no format spec, for the module compiled by
+        mypyc (``docs/benchmarks.md``): each value is then read and turned into text without a
+        generic call, and the line built in one allocation. A value of another type (from a
+        server outside the ASGI spec) fails there, and ``batch`` formats that entry again, as
+        ``_default`` does, with each field escaped."""
+        referer: bytes | None
+        agent: bytes | None
+        request_id: bytes | None
         referer, agent, request_id = entry[HEADERS]
         raw = entry[TARGET]
-        target = raw if type(raw) is bytes and not entry[QUERY] else _target(entry)
+        target: bytes = raw if type(raw) is bytes and not entry[QUERY] else _target(entry)
+        client: str = entry[CLIENT] or "-"
+        method: str = entry[METHOD]
+        version: str = entry[VERSION]
+        status: int = entry[STATUS]
+        size: int = entry[SIZE]
         clock = self.clock
         stamp = clock.text if int(wall) == clock.second else clock.now(wall)
         # (A header that is absent, the common case for two of them, costs no decode.)
@@ -390,23 +430,24 @@ class TextLayout(Layout):
         shown_referer = referer.decode("latin1") if referer else "-"
         shown_agent = agent.decode("latin1") if agent else "-"
         shown_id = request_id.decode("latin1") if request_id else "-"
+        shown_size = str(size) if size else "-"
         return (
-            f'{entry[CLIENT] or "-"} - - {stamp} "{entry[METHOD]} {shown_target} HTTP/{entry[VERSION]}" '
-            f'{entry[STATUS]} {entry[SIZE] or "-"} "{shown_referer}" "{shown_agent}" '
-            f"{entry[DURATION] * 1000:.3f}ms pid={self.pid} rid={shown_id}"
+            f'{client} - - {stamp} "{method} {shown_target} HTTP/{version}" {status} {shown_size} '
+            f'"{shown_referer}" "{shown_agent}" {_millis(entry[DURATION])}ms pid={self.pid} rid={shown_id}'
         )
 
     def _default(self, entry: Entry, wall: float) -> str:
         """The default line: the raw one where that is all printable ASCII with no ``\\`` and
         only the layout's own six ``"`` (no field needed escaping), else each field escaped."""
-        line = self._raw(entry, wall)
-        if line.isascii() and line.encode("ascii").translate(None, _SAFE) == _SIX_QUOTES:
-            return line
+        with contextlib.suppress(TypeError):  # (compiled: a value of a type ``_raw`` does not take)
+            line = self._raw(entry, wall)
+            if line.isascii() and line.encode("ascii").translate(None, _SAFE) == _SIX_QUOTES:
+                return line
         referer, agent, request_id = entry[HEADERS]
         return (
             f'{escape(entry[CLIENT])} - - {self.clock.now(wall)} "{escape(entry[METHOD])} '
             f'{escape(_target(entry))} HTTP/{escape(entry[VERSION])}" {entry[STATUS]} {entry[SIZE] or "-"} '
-            f'"{escape(referer)}" "{escape(agent)}" {entry[DURATION] * 1000:.3f}ms pid={self.pid} '
+            f'"{escape(referer)}" "{escape(agent)}" {_millis(entry[DURATION])}ms pid={self.pid} '
             f"rid={escape(request_id)}"
         )
 
@@ -443,7 +484,7 @@ _TEXT_ATOMS: dict[str, Callable[[Entry], Any]] = {
     "B": lambda e: e[SIZE],
     "b": lambda e: e[SIZE] or "-",
     "T": lambda e: int(e[DURATION]),
-    "M": lambda e: f"{e[DURATION] * 1000:.3f}",
+    "M": lambda e: _millis(e[DURATION]),
     "D": lambda e: int(e[DURATION] * 1_000_000),
     "L": lambda e: f"{e[DURATION]:.6f}",
     "trace_id": lambda e: (e[TRACE_ID] if len(e) > TRACE_ID else "") or "-",
@@ -504,10 +545,6 @@ class JsonLayout(Layout):
         )
 
 
-#: "000" to "999": a JSON line's milliseconds, looked up (formatting them cost an eighth of a line).
-_MILLIS = [f"{n:03d}" for n in range(1000)]
-
-
 def _is_port(port: Any) -> bool:
     return isinstance(port, int) or (isinstance(port, str) and port.isdigit())
 
@@ -559,7 +596,7 @@ class Writer:
         atexit.register(self.close)
         from multiprocessing import util
 
-        util.Finalize(self, Writer.close, args=(self,), exitpriority=50)  # after RequestLog's flush (100)
+        util.Finalize(None, self.close, exitpriority=50)  # after RequestLog's flush (100)
 
     def _open(self) -> int:
         #: Whether a write never waits (a non-blocking pipe), or must first ask for room.
