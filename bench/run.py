@@ -14,6 +14,7 @@ server alone, interleaved the same way.
     python bench/run.py --quick     # at most ~60 s; the last line gives the launcher/direct ratios
     python bench/run.py --self-check  # parses sample wrk output and starts one config briefly
     python bench/run.py --tls --at-once --rounds 3  # TLS: launcher vs direct, and on vs off
+    python bench/run.py --compiled --at-once --rounds 3 --reps 6  # the access log compiled by mypyc
 
 Figures: requests/s at 64 and 256 connections, p50/p99 latency, errors (socket errors and
 non-2xx), time from process start to the first 200, memory of the whole process tree after
@@ -93,6 +94,7 @@ class Setup:
         """
         values = {
             "bind": f"127.0.0.1:{port}",
+            "compiled": str(COMPILED),
             "port": str(port),
             "workers": "1" if pinned else WORKERS,
             **CERTS,
@@ -186,6 +188,13 @@ SETUPS = {
         *(
             _launcher(b, " metrics", OPS_PORT="{ops_port}")
             for b in ("gunicorn", "hypercorn", "granian", "uvicorn")
+        ),
+        # --compiled: the access log's module compiled by mypyc (build_compiled puts it first on
+        # the launcher's path; a console script's own directory is first, not the tree).
+        *(
+            _launcher(b, f"{variant} compiled", PYTHONPATH="{compiled}", **more)
+            for b in ("gunicorn", "hypercorn", "granian", "uvicorn")
+            for variant, more in (("", {}), (" json access log", {"LOG_FORMAT": "json"}))
         ),
         # --tracing: bench/fastapi_app.py, tracing off, always_off and always_on (spans sent to
         # the bench's own OTLP sink, {otlp}), against the launcher without the otel extra.
@@ -299,6 +308,84 @@ LOGGING_COMPARISONS = [
         ),
     )
 ]
+#: `--compiled`: the access log's module compiled by mypyc (the optional build) against the same
+#: module run as it is, and on against off compiled, in text and in JSON.
+COMPILED_COMPARISONS = [
+    c
+    for b in BACKENDS
+    for c in (
+        Comparison(f"{b}: text access log compiled vs not", f"launcher {b} compiled", f"launcher {b}", None),
+        Comparison(
+            f"{b}: JSON access log compiled vs not",
+            f"launcher {b} json access log compiled",
+            f"launcher {b} json access log",
+            None,
+        ),
+        Comparison(
+            f"{b}: text access log on vs off, compiled",
+            f"launcher {b} compiled",
+            f"launcher {b} access log off",
+            "access_log_on_vs_off",
+        ),
+        Comparison(
+            f"{b}: JSON access log on vs off, compiled",
+            f"launcher {b} json access log compiled",
+            f"launcher {b} access log off",
+            "access_log_on_vs_off",
+        ),
+    )
+]
+#: Where ``--compiled`` unpacks the compiled build of the core (bench/out is git-ignored).
+COMPILED = ROOT / "bench" / "out" / "compiled"
+
+
+def build_compiled() -> None:
+    """Build the core with its mypyc hook from a copy of the tree (the build leaves its objects
+    beside the module, where the editable install would import them) and unpack the wheel at
+    ``COMPILED``; check that the module imported from there is the compiled one."""
+    import tempfile
+    import zipfile
+
+    with tempfile.TemporaryDirectory(prefix="asgi-launcher-compiled-") as work:
+        source = Path(work) / "source"
+        source.mkdir()
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy(ROOT / name, source / name)
+        shutil.copytree(
+            ROOT / "launcher", source / "launcher", ignore=shutil.ignore_patterns("__pycache__", "*.so")
+        )
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "-q",
+                "--no-deps",
+                "--no-build-isolation",
+                "-w",
+                work,
+                str(source),
+            ],
+            env={**os.environ, "HATCH_BUILD_HOOK_ENABLE_MYPYC": "1"},
+            check=True,
+        )
+        (wheel,) = Path(work).glob("*.whl")
+        shutil.rmtree(COMPILED, ignore_errors=True)
+        with zipfile.ZipFile(wheel) as archive:
+            archive.extractall(COMPILED)
+    found = subprocess.run(
+        [sys.executable, "-c", "import launcher.observability.access_log as m; print(m.__file__)"],
+        env={**os.environ, "PYTHONPATH": str(COMPILED)},
+        cwd=COMPILED,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    if not found.endswith(".so"):
+        raise SystemExit(f"the compiled build did not import: {found}")
+
+
 #: `--metrics`: the operations listener with Prometheus metrics (a pipeline layer writing each
 #: request to prometheus_client's multiprocess files) on against off.
 METRICS_COMPARISONS = [
@@ -375,6 +462,7 @@ class Plan:
         same: bool = False,
         tracing: bool = False,
         tls: bool = False,
+        compiled: bool = False,
     ) -> Plan:
         pinned = (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
         at_once = at_once and pinned
@@ -388,6 +476,7 @@ class Plan:
             (metrics, METRICS_COMPARISONS),
             (same, SAME_COMPARISONS),
             (tls, TLS_COMPARISONS),
+            (compiled, COMPILED_COMPARISONS),
         ):
             if chosen_mode:
                 chosen = [c for c in pool if only in c.name]
@@ -1167,6 +1256,12 @@ def main() -> int:
         help="each launcher with TLS against its server started directly with the same TLS "
         "settings, and TLS on against off (pinned; with --at-once, at the same time)",
     )
+    parser.add_argument(
+        "--compiled",
+        action="store_true",
+        help="the access log's module compiled by mypyc against it run as it is, and on vs off "
+        "compiled (pinned; builds the compiled core first: needs a C compiler)",
+    )
     args = parser.parse_args()
     if args.app == "fastapi":
         # Every setup serves the FastAPI endpoint, the servers started directly included (the
@@ -1193,7 +1288,10 @@ def main() -> int:
         args.same,
         args.tracing,
         args.tls,
+        args.compiled,
     )
+    if args.compiled:
+        build_compiled()
     if args.app == "fastapi":  # its JSON model, not the text the harness polls
         plan = dataclasses.replace(plan, loads=["fastapi model c64"])
     if args.tracing:
@@ -1207,7 +1305,7 @@ def main() -> int:
     result = run(plan, None if plan.quick else args.out)
     if args.tracing:
         print(per_span(result))
-    if args.logging or args.metrics or args.same or args.tracing or args.tls:
+    if args.logging or args.metrics or args.same or args.tracing or args.tls or args.compiled:
         for name, c in result["comparisons"].items():
             comparison = next(x for x in plan.comparisons if x.name == name)
             if "failed" in c:

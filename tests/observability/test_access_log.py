@@ -260,6 +260,47 @@ def test_json_lines_stay_valid_json_whatever_a_client_sent() -> None:
     assert events[0]["url.path"].startswith("/x\r\n") and events[1]["client.address"] == "1.2.3.4\n5.6.7.8"
 
 
+@given(
+    fields=st.lists(
+        st.binary(max_size=6).map(lambda b: b.translate(FEW))
+        | st.text(alphabet="a-/ ", max_size=4).map(str.encode),
+        min_size=5,
+        max_size=5,
+    ),
+    client=st.text(alphabet='a."\\\n\x1b\u00e9', max_size=5),
+)
+def test_each_json_field_reads_back_exactly_what_the_client_sent(fields: list[bytes], client: str) -> None:
+    """A request whose values need no escaping has them put between their quotes as they are; one
+    where any does has each escaped: either way every field parses back to what was sent."""
+    path, query, referer, agent, rid = fields
+    (line,) = lines_of(
+        scope(
+            path="/" + path.decode("latin1"),
+            raw_path=b"/" + path,
+            query_string=query,
+            client=(client, 1),
+            headers=[(b"referer", referer), (b"user-agent", agent), (b"x-request-id", rid)],
+        ),
+        layout=JsonLayout(),
+    )
+    event = json.loads(line)
+    assert line.isascii() and "\n" not in line
+    target = (b"/" + path + (b"?" + query if query else b"")).decode("latin1")
+    assert event["message"] == f"GET {target} HTTP/1.1 200"
+    assert (event["client.address"], event["client.port"], event["url.path"]) == (
+        client,
+        1,
+        "/" + path.decode("latin1"),
+    )
+    assert event.get("url.query") == (query.decode("latin1") if query else None)
+    for name, sent in (
+        ("http.request.referrer", referer),
+        ("user_agent.original", agent),
+        ("http.request.id", rid),
+    ):
+        assert event[name] == sent.decode("latin1")
+
+
 def test_a_bad_scope_loses_only_its_own_line() -> None:
     """Middleware that left a str where the spec says bytes: its request's line is lost, with a
     count; the others of the batch are written."""
