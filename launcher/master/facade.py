@@ -74,6 +74,7 @@ class Master:
         self._last_memory_check = 0.0
         self._ops: Any = None
         self._delay: threading.Timer | None = None
+        self._delay_begun = False
         self._delay_done = False
         self._pid = os.getpid()
         self._last_trace = ""
@@ -158,7 +159,12 @@ class Master:
             self.draining = True
             delay = self.config.shutdown_delay
             if signum == signal.SIGTERM and delay > 0 and not self._delay_done:
-                if self._delay is None:
+                if not self._delay_begun:
+                    # Claimed first, by a plain assignment: a second SIGTERM whose handler runs
+                    # inside this one (Python runs a handler at the next call or loop of the
+                    # code it interrupts, this handler's own included) finds the delay begun and
+                    # skips it, rather than beginning it again and being lost.
+                    self._delay_begun = True
                     self.log.info(
                         "got SIGTERM: not ready (/readyz 503); serving on for SHUTDOWN_DELAY=%ss, then stopping",
                         delay,
@@ -171,9 +177,10 @@ class Master:
                     self._delay.start()
                     return None
                 self.log.info("got a second SIGTERM: skipping the rest of SHUTDOWN_DELAY")
-            if self._delay is not None and not self._delay_done:
-                self._delay_done = True
-                self._delay.cancel()
+            if self._delay_begun and not self._delay_done:
+                self._delay_done = True  # (the timer, if this interrupted its start, then does nothing)
+                if self._delay is not None:
+                    self._delay.cancel()
             # Workers stopping now drain gently after a SHUTDOWN_DELAY (its notice is there: its
             # responses have been closing connections), promptly without one. The master's own
             # copies of the listening sockets go now: once the workers have stopped accepting too,

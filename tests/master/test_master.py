@@ -186,3 +186,37 @@ def test_state_directories_of_dead_masters_are_removed(tmp_path: Path) -> None:
     (dead / "123").touch()
     assert remove_stale(str(tmp_path)) == 1
     assert not dead.exists() and alive.exists() and other.exists()
+
+
+def test_a_second_sigterm_handled_inside_the_first_skips_shutdown_delay(make) -> None:  # type: ignore[no-untyped-def]
+    """Python runs a signal's handler at the next call or loop of whatever it interrupts, the
+    first SIGTERM's handler included: a second SIGTERM that lands while the first is still
+    beginning SHUTDOWN_DELAY is a second one (the stop, at once), not a first one again. Here the
+    second is sent from inside the first handler's own work, so it lands there every time."""
+    master, lines = make(SHUTDOWN_DELAY="30")
+    reached: list[int] = []
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)}
+    notice = master.state.notice_shutdown
+
+    def notice_and_a_second_sigterm() -> None:
+        notice()
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(100):  # (a loop: where Python runs the pending handler)
+            pass
+
+    master.state.notice_shutdown = notice_and_a_second_sigterm
+    try:
+        signal.signal(signal.SIGTERM, lambda signum, frame: reached.append(signum))
+        master.serving()
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(100):
+            pass
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+    assert reached == [signal.SIGTERM], lines  # the server's own handler: told to stop, once
+    assert lines == [
+        "got SIGTERM: not ready (/readyz 503); serving on for SHUTDOWN_DELAY=30s, then stopping",
+        "got a second SIGTERM: skipping the rest of SHUTDOWN_DELAY",
+    ]
+    assert master._delay is not None and master._delay_done  # its timer will do nothing
