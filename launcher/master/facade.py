@@ -76,6 +76,8 @@ class Master:
         self._delay: threading.Timer | None = None
         self._delay_begun = False
         self._delay_done = False
+        #: The lines signal handlers have had said (``_say``), joined at exit so none is lost.
+        self._saying: list[threading.Thread] = []
         self._pid = os.getpid()
         self._last_trace = ""
         self._serves_in_process = False  # single-process mode: this process is its own worker
@@ -97,6 +99,8 @@ class Master:
             return
         if self._delay is not None:
             self._delay.cancel()
+        for thread in self._saying:
+            thread.join(1.0)
         if self._ops is not None:
             from launcher.master import ops
 
@@ -165,9 +169,8 @@ class Master:
                     # code it interrupts, this handler's own included) finds the delay begun and
                     # skips it, rather than beginning it again and being lost.
                     self._delay_begun = True
-                    self.log.info(
-                        "got SIGTERM: not ready (/readyz 503); serving on for SHUTDOWN_DELAY=%ss, then stopping",
-                        delay,
+                    self._say(
+                        f"got SIGTERM: not ready (/readyz 503); serving on for SHUTDOWN_DELAY={delay}s, then stopping"
                     )
                     # Every response from now on asks its client to close the connection, so pooled
                     # keep-alive clients move to other replicas during the delay.
@@ -176,7 +179,7 @@ class Master:
                     self._delay.daemon = True
                     self._delay.start()
                     return None
-                self.log.info("got a second SIGTERM: skipping the rest of SHUTDOWN_DELAY")
+                self._say("got a second SIGTERM: skipping the rest of SHUTDOWN_DELAY")
             if self._delay_begun and not self._delay_done:
                 self._delay_done = True  # (the timer, if this interrupted its start, then does nothing)
                 if self._delay is not None:
@@ -193,6 +196,16 @@ class Master:
             return inner(signum, frame)
 
         return handler
+
+    def _say(self, message: str) -> None:
+        """Log ``message`` from a thread of its own: a signal handler never logs, as it runs inside
+        whatever it interrupted, logging's own write included (a second SIGTERM landing in the
+        first one's line got "reentrant call" there, and its stop was lost)."""
+        thread = threading.Thread(
+            target=self.log.info, args=(message,), name="asgi-launcher-say", daemon=True
+        )
+        thread.start()
+        self._saying.append(thread)
 
     def _delay_over(self) -> None:
         if not self._delay_done:
