@@ -169,7 +169,7 @@ class Master:
                     # code it interrupts, this handler's own included) finds the delay begun and
                     # skips it, rather than beginning it again and being lost.
                     self._delay_begun = True
-                    self._say(
+                    self.say(
                         f"got SIGTERM: not ready (/readyz 503); serving on for SHUTDOWN_DELAY={delay}s, then stopping"
                     )
                     # Every response from now on asks its client to close the connection, so pooled
@@ -179,7 +179,7 @@ class Master:
                     self._delay.daemon = True
                     self._delay.start()
                     return None
-                self._say("got a second SIGTERM: skipping the rest of SHUTDOWN_DELAY")
+                self.say("got a second SIGTERM: skipping the rest of SHUTDOWN_DELAY")
             if self._delay_begun and not self._delay_done:
                 self._delay_done = True  # (the timer, if this interrupted its start, then does nothing)
                 if self._delay is not None:
@@ -197,13 +197,18 @@ class Master:
 
         return handler
 
-    def _say(self, message: str) -> None:
-        """Log ``message`` from a thread of its own: a signal handler never logs, as it runs inside
-        whatever it interrupted, logging's own write included (a second SIGTERM landing in the
-        first one's line got "reentrant call" there, and its stop was lost)."""
-        thread = threading.Thread(
-            target=self.log.info, args=(message,), name="asgi-launcher-say", daemon=True
-        )
+    def say(self, message: str, level: int = logging.INFO, first: Callable[[], object] | None = None) -> None:
+        """Log ``message`` (after ``first``, if given) from a thread of its own: what a signal
+        handler says goes through here. A handler runs inside whatever it interrupted, logging's
+        own write included: a second SIGTERM landing in the first one's line got "reentrant
+        call" from stderr's buffer, and the stop it was to make was lost. Joined at exit."""
+
+        def run() -> None:
+            if first is not None:
+                first()
+            self.log.log(level, message)
+
+        thread = threading.Thread(target=run, name="asgi-launcher-say", daemon=True)
         thread.start()
         self._saying.append(thread)
 
@@ -410,12 +415,15 @@ class Master:
     def ignored(self, signum: int) -> None:
         """One line for a signal the table says is ignored."""
         why = IGNORED_SIGNALS.get(signum, "it has no meaning here")
-        self.log.info("got %s: ignored (%s)", signal.Signals(signum).name, why)
+        self.say(f"got {signal.Signals(signum).name}: ignored ({why})")  # (from a signal handler too)
 
     def reopening_logs(self, workers: bool = True) -> None:
         """SIGUSR1: reopen this process's log files. A master forwards the signal to its workers
         too; a server with none (single-process mode) says ``workers=False``."""
         from launcher.observability.logs import reopen_files
 
-        reopen_files()
-        self.log.info("got SIGUSR1: log files reopened%s", "; telling the workers" if workers else "")
+        # (From a signal handler too: reopening a file the interrupted code is writing to is no
+        # safer there than logging.)
+        self.say(
+            f"got SIGUSR1: log files reopened{'; telling the workers' if workers else ''}", first=reopen_files
+        )

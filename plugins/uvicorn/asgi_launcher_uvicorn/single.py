@@ -191,20 +191,19 @@ def _run(master: Master, server: LauncherServer, sockets: list[socket.socket]) -
 def _install_signals(server: LauncherServer, master: Master) -> list[int]:
     """The launcher's signal table for a process without workers; returns the stop signals seen."""
     stops: list[int] = []
-    log = master.log
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
+        # (Its lines said by the master's thread, not here: see Master.say.)
         if stops or signum == signal.SIGQUIT:
-            log.info("got %s: stopping now", name)
             server.stop(now=True)
+            master.say(f"got {name}: stopping now")
         else:
-            log.info(
-                "got %s: stopping; in-flight requests have %ss (GRACEFUL_TIMEOUT)",
-                name,
-                server.config.timeout_graceful_shutdown,
-            )
             server.stop()
+            master.say(
+                f"got {name}: stopping; in-flight requests have "
+                f"{server.config.timeout_graceful_shutdown}s (GRACEFUL_TIMEOUT)"
+            )
         stops.append(signum)
 
     def reopen(_signum: int, _frame: FrameType | None) -> None:
@@ -216,20 +215,20 @@ def _install_signals(server: LauncherServer, master: Master) -> list[int]:
             try:
                 load_certificate(context, master.config)
             except ConfigError as exc:
-                log.error(
-                    "got SIGHUP: the certificate was not reloaded (%s); still serving the previous one", exc
+                master.say(
+                    f"got SIGHUP: the certificate was not reloaded ({exc}); still serving the previous one",
+                    logging.ERROR,
                 )
                 return
-            log.info(
-                "got SIGHUP: certificate reloaded from SSL_CERTFILE: new connections get it (%s)",
-                _IGNORED_WHY[signum],
+            master.say(
+                f"got SIGHUP: certificate reloaded from SSL_CERTFILE: new connections get it ({_IGNORED_WHY[signum]})"
             )
             return
         why = _IGNORED_WHY.get(signum)
         if why is None:
             master.ignored(signum)
         else:
-            log.info("got %s: ignored (%s)", signal.Signals(signum).name, why)
+            master.say(f"got {signal.Signals(signum).name}: ignored ({why})")
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         signal.signal(signum, stop)
