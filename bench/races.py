@@ -5,8 +5,9 @@
 
 Each trial (``launcher.testing.races.trial``) starts a real launcher, brings it to one moment
 (the first workers' boot, the prestart script, a respawn, a SIGHUP restart, a MAX_REQUESTS or
-memory retirement, a TIMEOUT kill, a reload restart), sends SIGTERM, SIGINT or SIGQUIT 0-100 ms
-later and checks that it exits 0 before GRACEFUL_TIMEOUT with no process left. Trials cycle
+memory retirement, a TIMEOUT kill, a reload restart, a first SIGTERM with SHUTDOWN_DELAY set),
+sends SIGTERM, SIGINT or SIGQUIT 0-100 ms later and checks that it exits 0 before
+GRACEFUL_TIMEOUT with no process left. Trials cycle
 through moments, signals and offsets; ``--hogs`` busy loops widen the windows and
 ``--parallel`` trials run at once. Prints hangs per trial for each mode, and each hang.
 """

@@ -2,7 +2,8 @@
 
 A signal that reaches a process in the instant between two of its states (a worker forked but
 without its own handlers yet, a master between deciding to spawn and spawning, a launcher
-running the prestart script) is where a server hangs or dies the wrong way. Each *moment* here
+running the prestart script) is where a server hangs or dies the wrong way (or a second stop signal lands while the first
+one's handler still runs). Each *moment* here
 brings a real launcher to one such instant; a *trial* sends SIGTERM, SIGINT or SIGQUIT at an
 offset after it and checks the promise: the launcher exits 0 well within GRACEFUL_TIMEOUT
 (nothing is in flight, so nothing needs the graceful timeout's kill), and no process it started
@@ -167,6 +168,15 @@ def _at_reload(server: Launcher, app_dir: Path) -> float:
     return _lines(server, "changed: restarting the server", 30)
 
 
+def _at_shutdown_delay(server: Launcher, app_dir: Path) -> float:
+    """A first SIGTERM with SHUTDOWN_DELAY set, which the master answers by serving on for the
+    delay: the trial's signal is a second stop, which must not wait for it. (Sent at once, it
+    often lands while the first one's handler still runs.)"""
+    _ready(server)
+    server.signal(signal.SIGTERM)
+    return time.monotonic()
+
+
 def _quietly(port: int, path: str) -> None:
     with suppress(OSError):
         request(port, path, timeout=8)
@@ -182,6 +192,8 @@ MOMENTS: dict[str, tuple[dict[str, str], Callable[[Launcher, Path], float]]] = {
     "memory": ({"MAX_WORKER_MEMORY": "120"}, _at_memory),
     "timeout": ({"TIMEOUT": "4"}, _at_timeout),
     "reload": ({"RELOAD": "true"}, _at_reload),
+    # Longer than GRACEFUL: a second stop that waited for the delay is a hang.
+    "shutdown_delay": ({"SHUTDOWN_DELAY": str(5 * GRACEFUL)}, _at_shutdown_delay),
 }
 
 
