@@ -170,11 +170,13 @@ def _at_reload(server: Launcher, app_dir: Path) -> float:
 
 def _at_shutdown_delay(server: Launcher, app_dir: Path) -> float:
     """A first SIGTERM with SHUTDOWN_DELAY set, which the master answers by serving on for the
-    delay: the trial's signal is a second stop, which must not wait for it. (Sent at once, it
-    often lands while the first one's handler still runs.)"""
+    delay: the trial's signal is a second stop, which must not wait for it. The moment is the
+    first one's line, said once its handler has begun (the handler may still be running: a
+    second signal soon after lands in it). Not before: two signals of a kind that reach a
+    process before it has handled the first are one signal (POSIX does not queue them)."""
     _ready(server)
     server.signal(signal.SIGTERM)
-    return time.monotonic()
+    return _lines(server, "serving on for SHUTDOWN_DELAY", 30)
 
 
 def _quietly(port: int, path: str) -> None:
