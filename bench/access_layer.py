@@ -6,6 +6,7 @@ directly on one event loop with synthetic scope, receive and send, access log of
     .venv/bin/python bench/access_layer.py --rounds 15 --requests 20000 --only text,json
     .venv/bin/python bench/access_layer.py --cpu           # CPU time, not wall: for a loaded machine
     .venv/bin/python bench/access_layer.py --instructions --requests 1000   # callgrind; exact, slow
+    .venv/bin/python bench/access_layer.py --in-server --only text,json     # the same, in a real server
     .venv/bin/python bench/access_layer.py --profile text  # cProfile of the text variant
     .venv/bin/python bench/access_layer.py --app fastapi   # bench/fastapi_app.py's /items/1
 
@@ -24,6 +25,12 @@ body, ``Content-Length`` set, as the bench's hello app. ``--app fastapi`` serves
 endpoint of ``bench/run.py --app fastapi`` (``/items/1``) instead: the case the on/off target is
 set for, where the layer's instructions are the same but its microseconds are not (the app's
 larger working set leaves the layer's code and data colder).
+
+``--in-server`` counts the instructions a request inside a real server instead: the launcher in
+single-process mode (Uvicorn, the demo app's ``/plaintext``, what ``bench/run.py`` serves) under
+callgrind, wrk's requests counted between ``callgrind_control``'s zero and dump. What a request
+costs the server's user space in all, and so what share of it the layer is: the on/off ratio
+the bench would see if the kernel's share and the caches moved nothing.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import asyncio
 import cProfile
 import os
 import pstats
+import shutil
 import statistics
 import sys
 import tempfile
@@ -151,11 +159,26 @@ def main() -> None:
     parser.add_argument(
         "--app", choices=["hello", "fastapi"], default="hello", help="the app behind the layer"
     )
+    parser.add_argument(
+        "--in-server",
+        action="store_true",
+        help="instructions a request in a real server (the launcher under callgrind, driven by wrk)",
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=20, help="--in-server: seconds of load counted a variant"
+    )
+    parser.add_argument(
+        "--compiled",
+        action="store_true",
+        help="--in-server: the access log's module compiled by mypyc (built as bench/run.py --compiled)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--profile", metavar="VARIANT", help="profile one variant with cProfile instead")
     args = parser.parse_args()
     if args.instructions:
         return instructions(args)
+    if args.in_server:
+        return in_server(args)
     global CLOCK
     if args.cpu:
         CLOCK = time.process_time
@@ -263,6 +286,74 @@ def instructions(args: argparse.Namespace) -> None:
     print(f"{'variant':<14} {'instr/req':>10} {'layer':>8} {'off/on':>7}")
     for name, value in per.items():
         print(f"{name:<14} {value:10.0f} {value - per['off']:8.0f} {per['off'] / value:7.3f}")
+
+
+def in_server(args: argparse.Namespace) -> None:
+    """Each variant served by the launcher (single-process Uvicorn, the demo app) under callgrind:
+    wrk warms it up, then callgrind counts ``--seconds`` of wrk's load; instructions over requests."""
+    import re
+    import signal
+    import subprocess
+    import urllib.request
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from run import BIN, COMPILED, DEMO, SERVER_CPU, WRK_CPU, build_compiled, free_port, parse_wrk
+
+    if args.compiled:
+        build_compiled()
+
+    def count(name: str) -> tuple[float, int]:
+        port, out = free_port(), tempfile.mkdtemp(prefix="access-layer-callgrind-")
+        env = {
+            **os.environ,
+            **VARIANTS[name],
+            "APP_DIR": str(DEMO),
+            "BIND": f"127.0.0.1:{port}",
+            "SERVER_BACKEND": "uvicorn",
+            "WEB_CONCURRENCY": "1",
+            "TIMEOUT": "0",
+            "PYTHONHASHSEED": "0",
+            "PROMETHEUS_MULTIPROC_DIR": out,
+            **({"PYTHONPATH": str(COMPILED)} if args.compiled else {}),
+        }
+        callgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.%p"]
+        server = subprocess.Popen(
+            ["taskset", "-c", SERVER_CPU, *callgrind, str(BIN / "asgi-launcher")],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        url = f"http://127.0.0.1:{port}/plaintext"
+        load = ["taskset", "-c", WRK_CPU, "wrk", "-t1", "-c32", "--latency", url]
+        try:
+            deadline = time.monotonic() + 300
+            while True:
+                try:
+                    urllib.request.urlopen(url, timeout=5).read()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline and server.poll() is None, "the server did not start"
+                    time.sleep(0.5)
+            subprocess.run([*load, "-d5s"], capture_output=True, check=True)  # warm up
+            subprocess.run(["callgrind_control", "--zero", str(server.pid)], capture_output=True, check=True)
+            done = subprocess.run([*load, f"-d{args.seconds:g}s"], capture_output=True, text=True, check=True)
+            subprocess.run(["callgrind_control", "--dump", str(server.pid)], capture_output=True, check=True)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(120)
+        requests = int(parse_wrk(done.stdout)["requests"])
+        (dump,) = Path(out).glob("cg.*.1")  # the dump: only what was counted since the zero
+        instructions = int(re.search(r"^summary: (\d+)", dump.read_text(), re.M).group(1))  # type: ignore[union-attr]
+        shutil.rmtree(out)
+        return instructions / requests, requests
+
+    per = {name: count(name) for name in ["off", *args.only.split(",")]}
+    off = per["off"][0]
+    build = "compiled by mypyc" if args.compiled else "run as it is"
+    print(f"Python {sys.version.split()[0]}, instructions a request in a real server (callgrind; {build})")
+    print(f"{'variant':<14} {'instr/req':>10} {'layer':>8} {'off/on':>7} {'requests':>9}")
+    for name, (value, requests) in per.items():
+        print(f"{name:<14} {value:10.0f} {value - off:8.0f} {off / value:7.3f} {requests:9d}")
 
 
 if __name__ == "__main__":
