@@ -58,6 +58,7 @@ from launcher.config.addresses import can_refuse_new_connections
 from launcher.errors import EXIT_WORKERS_FAILING
 from launcher.master.policy import CrashLoop
 from launcher.observability import metrics
+from launcher.procfs import listening_sockets
 from launcher.testing import apps, otlp
 from launcher.testing.process import Launcher, Load, free_port, request, run_launcher, start_launcher
 
@@ -175,19 +176,8 @@ def metric_sum(text: str, name: str) -> float:
 
 
 def listening_hosts(port: int) -> set[str]:
-    """The addresses something listens on at TCP ``port`` (``/proc/net/tcp`` and ``tcp6``)."""
-    hosts = set()
-    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
-        with suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                local, state = line.split()[1], line.split()[3]
-                address, _, hex_port = local.partition(":")
-                if state == "0A" and int(hex_port, 16) == port:
-                    raw = bytes.fromhex(address)
-                    # /proc prints each 32-bit word in host (little-endian) order
-                    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
-                    hosts.add(socket.inet_ntop(family, words))
-    return hosts
+    """The addresses something listens on at TCP ``port``."""
+    return {address for address, _ in listening_sockets(port)}
 
 
 class Launches:

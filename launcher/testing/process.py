@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from launcher.procfs import descendants, group_exists, live_group_members
+from launcher.procfs import descendants, group_exists, listening_sockets, live_group_members
 
 #: What a launched process inherits from the test's environment; everything else is explicit,
 #: so a developer's own ``WEB_CONCURRENCY`` or ``PORT`` cannot change a test's outcome.
@@ -87,22 +87,11 @@ def request(
 
 
 def listening_inodes(port: int) -> set[str]:
-    """The socket inodes listening on TCP ``port`` (IPv4 and IPv6), from ``/proc/net``.
+    """The socket inodes listening on TCP ``port`` (IPv4 and IPv6).
 
     Several when a server binds one socket per worker (``SO_REUSEPORT``).
     """
-    inodes: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            local, state, inode = fields[1], fields[3], fields[9]
-            if state == "0A" and int(local.rpartition(":")[2], 16) == port:  # 0A: LISTEN
-                inodes.add(inode)
-    return inodes
+    return {str(inode) for _, inode in listening_sockets(port)}
 
 
 def holds_socket(pid: int, inodes: set[str]) -> bool:
