@@ -29,8 +29,11 @@ settings.register_profile("thorough", deadline=None, max_examples=1500)
 settings.load_profile("ci" if os.environ.get("CI") == "true" else "dev")
 
 # Set on import, before any other conftest (tests/image's imports imagekit, which reads it); the
-# xdist workers inherit it from the controller's environment.
-if not os.environ.get(RUN_VARIABLE):
+# xdist workers inherit it from the controller's environment. Whoever names the run removes what
+# it made: this session if it named it here, else whoever did (.ci/run; or the session around a
+# pytest run inside a test, which must not remove its images and containers while they are used).
+OWNS_THE_RUN = not os.environ.get(RUN_VARIABLE)
+if OWNS_THE_RUN:
     os.environ[RUN_VARIABLE] = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
@@ -46,8 +49,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Remove the run's containers and images once every worker is done with them."""
-    if not _controller(session.config):
+    """Remove the run's containers and images once every worker is done with them, if this
+    session named the run."""
+    if not (OWNS_THE_RUN and _controller(session.config)):
         return
     imagekit = sys.modules.get("imagekit")  # (tests/image/conftest.py's, without xdist)
     if imagekit is None:

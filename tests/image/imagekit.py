@@ -44,8 +44,15 @@ RUN = os.environ.get(RUN_VARIABLE) or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 LABEL = "asgi-launcher-test-run"
 #: The run's image of this repository's Dockerfile.
 TAG = f"asgi-launcher:test-{RUN}"
-#: Where the run keeps its lock and what ``prepare`` found (the engine's address, the base image).
-RUN_DIR = Path(tempfile.gettempdir()) / f"asgi-launcher-test-{RUN}"
+
+
+def run_dir(run: str) -> Path:
+    """Where run ``run`` keeps its lock and what ``prepare`` found (the engine's address, the base
+    image), and what ``clean`` removes last."""
+    return Path(tempfile.gettempdir()) / f"asgi-launcher-test-{run}"
+
+
+RUN_DIR = run_dir(RUN)
 #: Deadlines of the two setup steps: starting the sandbox's engine, and building an image.
 UP_TIMEOUT = 1200
 BUILD_TIMEOUT = 900
