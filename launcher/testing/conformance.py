@@ -208,14 +208,27 @@ class Launches:
         return self.serve_tls(app_dir, None, **more)
 
     def serve_tls(self, app_dir: Path, tls: ssl.SSLContext | None, **more: str) -> Launcher:
-        """``serve``, its requests made with the client context ``tls`` (HTTPS, WSS)."""
-        server = start_launcher(self.env(app_dir, **more), tls=tls)
-        try:
-            server.wait_ready("/", self.ready_timeout)
-        except BaseException:
+        """``serve``, its requests made with the client context ``tls`` (HTTPS, WSS).
+
+        Where the port is the one ``start_launcher`` chose, it is checked to be the launcher's:
+        between choosing a free port and binding it, another process (another test's server)
+        may take it, and would answer in its place while the launcher still starts. Then the
+        launch is made again on another port."""
+        env = self.env(app_dir, **more)
+        chosen = "BIND" not in env and "PORT" not in env
+        for _ in range(3):
+            server = start_launcher(env, tls=tls)
+            try:
+                server.wait_ready("/", self.ready_timeout)
+                if not chosen or server.listener_pids():
+                    return server
+            except BaseException:
+                server.close()
+                raise
             server.close()
-            raise
-        return server
+        raise AssertionError(
+            f"another process answered on each port chosen for the launcher:\n{server.output()}"
+        )
 
     def stop(self, server: Launcher) -> int:
         """SIGTERM and wait: after this the whole output is on disk, so absences can be asserted."""
@@ -2147,9 +2160,18 @@ class BackendConformance(Launches):
         ops_port = free_port()
         env = old.env(**self.ops_env(ops_port, WEB_CONCURRENCY=str(workers)))
         with self.serve_tls(hello, client, **env) as server:
-            # Every worker has booted, so has read the files: one still booting would read the
-            # new ones without a SIGHUP (the server answers as soon as its first worker can).
+            # Every worker has answered over TLS, so has read the files: one still starting would
+            # read the new ones without a SIGHUP (the server answers as soon as its first worker
+            # can, and a booted worker may make its TLS context later: Hypercorn's, after the
+            # lifespan startup that marks the boot).
             server.wait_until(lambda: self.booted(ops_port) == workers, DEADLINE, "every worker booted")
+            answered: set[bytes] = set()
+
+            def every_worker_answered() -> bool:
+                answered.add(server.get("/pid")[2])
+                return len(answered) == workers
+
+            server.wait_until(every_worker_answered, DEADLINE, "every worker answered over TLS")
             assert peer_certificate(server.host, server.port, client) != new_der
             load = Load(server.port, "/pid", clients=4, limit=60, tls=client).start()
             try:
