@@ -172,6 +172,11 @@ def main() -> None:
         action="store_true",
         help="--in-server: the access log's module compiled by mypyc (built as bench/run.py --compiled)",
     )
+    parser.add_argument(
+        "--cache-sim",
+        action="store_true",
+        help="--in-server: with callgrind's cache simulation; each variant's dump kept, its path printed",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--profile", metavar="VARIANT", help="profile one variant with cProfile instead")
     args = parser.parse_args()
@@ -301,13 +306,20 @@ def in_server(args: argparse.Namespace) -> None:
 
     if args.compiled:
         build_compiled()
+    if args.app == "fastapi":
+        app_env, path = (
+            {"APP_DIR": str(Path(__file__).resolve().parent), "APP_MODULE": "fastapi_app:app"},
+            "/items/7",
+        )
+    else:
+        app_env, path = {"APP_DIR": str(DEMO)}, "/plaintext"
 
     def count(name: str) -> tuple[float, int]:
         port, out = free_port(), tempfile.mkdtemp(prefix="access-layer-callgrind-")
         env = {
             **os.environ,
             **VARIANTS[name],
-            "APP_DIR": str(DEMO),
+            **app_env,
             "BIND": f"127.0.0.1:{port}",
             "SERVER_BACKEND": "uvicorn",
             "WEB_CONCURRENCY": "1",
@@ -317,13 +329,15 @@ def in_server(args: argparse.Namespace) -> None:
             **({"PYTHONPATH": str(COMPILED)} if args.compiled else {}),
         }
         callgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.%p"]
+        if args.cache_sim:
+            callgrind.append("--cache-sim=yes")
         server = subprocess.Popen(
             ["taskset", "-c", SERVER_CPU, *callgrind, str(BIN / "asgi-launcher")],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        url = f"http://127.0.0.1:{port}/plaintext"
+        url = f"http://127.0.0.1:{port}{path}"
         load = ["taskset", "-c", WRK_CPU, "wrk", "-t1", "-c32", "--latency", url]
         try:
             deadline = time.monotonic() + 300
@@ -344,7 +358,10 @@ def in_server(args: argparse.Namespace) -> None:
         requests = int(parse_wrk(done.stdout)["requests"])
         (dump,) = Path(out).glob("cg.*.1")  # the dump: only what was counted since the zero
         instructions = int(re.search(r"^summary: (\d+)", dump.read_text(), re.M).group(1))  # type: ignore[union-attr]
-        shutil.rmtree(out)
+        if args.cache_sim:
+            print(f"{name}: {dump}")  # for callgrind_annotate (the events include the cache misses)
+        else:
+            shutil.rmtree(out)
         return instructions / requests, requests
 
     per = {name: count(name) for name in ["off", *args.only.split(",")]}

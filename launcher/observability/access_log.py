@@ -106,19 +106,14 @@ class _Session:
 _NO_CLIENT = (None, None)
 
 
-def _values(
-    headers: Iterable[tuple[bytes, bytes]], index: dict[bytes, int], lower: bool = False
-) -> tuple[bytes | None, ...]:
+def _values(headers: Iterable[tuple[bytes, bytes]], index: dict[bytes, int]) -> tuple[bytes | None, ...]:
     """The value of each header ``index`` names (lower-case, at its position), None where absent
-    (the last, where one is repeated). A request's header names are lower-case (the ASGI spec,
-    which every server keeps); a response's are made so (``lower``): an app may send any case.
+    (the last, where one is repeated).
 
     One pass over the headers, one set lookup each: cheaper than a dict of them all (which
     hashes and stores every pair) for the few names a line shows."""
     values: list[bytes | None] = [None] * len(index)
     for key, value in headers:
-        if lower:
-            key = key.lower()
         if key in index:
             values[index[key]] = value
     return tuple(values)
@@ -191,7 +186,11 @@ class RequestLog:
             get("query_string", b""),
             get("http_version", "1.1"),
             _values(scope["headers"], self._request_index) if self.request_headers else (),
-            _values(headers, self._response_index, True) if self.response_headers else (),
+            # (A request's header names are lower-case, as the ASGI spec says and every server
+            # keeps them; an app may send a response's in any case.)
+            _values([(key.lower(), value) for key, value in headers], self._response_index)
+            if self.response_headers
+            else (),
         )
         entries = self.entries
         entries.append(entry if self.ids is None else entry + self.ids())
@@ -252,10 +251,15 @@ _SHOWN = [chr(byte) if chr(byte).encode() in _SAFE else f"\\x{byte:02X}" for byt
 _MILLIS: Final = [f"{n:03d}" for n in range(1000)]
 
 
+#: "0" to "999": a status (or whole milliseconds) as text, looked up rather than formatted a line.
+_DECIMAL: Final = [str(n) for n in range(1000)]
+
+
 def _millis(seconds: float) -> str:
     """``seconds`` in milliseconds to the microsecond (what ``f"{seconds * 1000:.3f}"`` shows)."""
     micros = int(seconds * 1_000_000 + 0.5)
-    return f"{micros // 1000}.{_MILLIS[micros % 1000]}"
+    millis = micros // 1000
+    return f"{_DECIMAL[millis] if millis < 1000 else millis}.{_MILLIS[micros % 1000]}"
 
 
 def escape(value: Any) -> str:
@@ -421,7 +425,7 @@ class TextLayout(Layout):
         client: str = entry[CLIENT] or "-"
         method: str = entry[METHOD]
         version: str = entry[VERSION]
-        status: int = entry[STATUS]
+        status: str = _DECIMAL[entry[STATUS]]
         size: int = entry[SIZE]
         clock = self.clock
         stamp = clock.text if int(wall) == clock.second else clock.now(wall)
@@ -506,21 +510,30 @@ class JsonLayout(Layout):
 
     def __init__(self) -> None:
         self.clock = _Clock("%Y-%m-%dT%H:%M:%S", time.gmtime)  # ISO 8601 in UTC, milliseconds added
-        self.pid = os.getpid()
+        self.pid = str(os.getpid())
 
     def line(self, entry: Entry, wall: float) -> str:
         # One string built at the end (no ``+=`` copying the line a field at a time), and the
-        # common case of each value found without a call (a bytes target, an int port).
+        # common case of each value found without a call (a bytes target, an int port, a status
+        # looked up). A value of a type the line cannot show raises, and the line is lost.
         quote = encode_basestring_ascii
-        method, version, status = str(entry[METHOD]), str(entry[VERSION]), int(entry[STATUS])
-        client, port, query = entry[CLIENT], entry[PORT], entry[QUERY]
+        method, version, status = entry[METHOD], entry[VERSION], _DECIMAL[entry[STATUS]]
+        client, port, query, size = entry[CLIENT], entry[PORT], entry[QUERY], entry[SIZE]
+        if type(size) is not int:
+            raise TypeError(f"body bytes: {size!r}")
         referer, agent, request_id = entry[HEADERS]
         raw = entry[TARGET]
         target = (raw if type(raw) is bytes and not query else _target(entry)).decode("latin1")
         clock = self.clock
         stamp = clock.text if int(wall) == clock.second else clock.now(wall)
-        address = quote(str(client)) if client is not None else '"-"'
-        client_port = f',"client.port":{int(port)}' if type(port) is int or _is_port(port) else ""
+        address = quote(client) if client is not None else '"-"'
+        client_port = (
+            f',"client.port":{port}'
+            if type(port) is int
+            else f',"client.port":{int(port)}'
+            if _is_port(port)
+            else ""
+        )
         url_query = f',"url.query":{quote(_text(query))}' if query else ""
         shown_referer = (
             "" if referer is None else f',"http.request.referrer":{quote(referer.decode("latin1"))}'
@@ -538,8 +551,8 @@ class JsonLayout(Layout):
             f'"log.logger":"asgi_launcher.access","event.dataset":"asgi.access",'
             f'"message":{quote(f"{method} {target} HTTP/{version} {status}")}'
             f',"client.address":{address}{client_port},"http.request.method":{quote(method)}'
-            f',"url.path":{quote(str(entry[PATH]))}{url_query},"network.protocol.version":{quote(version)}'
-            f',"http.response.status_code":{status},"http.response.body.bytes":{int(entry[SIZE])}'
+            f',"url.path":{quote(entry[PATH])}{url_query},"network.protocol.version":{quote(version)}'
+            f',"http.response.status_code":{status},"http.response.body.bytes":{size}'
             f',"event.duration":{int(entry[DURATION] * 1_000_000_000)}'
             f'{shown_referer}{shown_agent}{shown_id},"process.pid":{self.pid}{trace}{protocol}}}'
         )

@@ -24,6 +24,9 @@ from launcher.errors import ConfigError
 from launcher.observability.access_log import (
     ATOMIC_WRITE,
     BATCH,
+    DURATION,
+    SIZE,
+    STATUS,
     Entry,
     JsonLayout,
     Layout,
@@ -303,6 +306,32 @@ def test_a_bad_scope_loses_only_its_own_line() -> None:
     entries = entries_of(scope(), scope(query_string="not bytes", raw_path=7), scope(), layout=layout)
     lines, failed = layout.lines(entries)
     assert len(lines) + failed == 3 and lines[0] == lines[-1] == "/items page=2 200"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "millis", "nanos"),
+    [(0.0004, "0.400", 400_000), (0.9995, "999.500", 999_500_000), (1.2345678, "1234.568", 1_234_567_800)],
+)
+def test_durations_under_and_over_a_second(seconds: float, millis: str, nanos: int) -> None:
+    """A duration's whole milliseconds are looked up below a second and formatted above it; the
+    line reads the same either way, in every layout."""
+    (entry,) = entries_of(scope())
+    entry = (*entry[:DURATION], seconds, *entry[DURATION + 1 :])
+    (default,), _ = TextLayout().lines([entry])
+    (atom,), _ = TextLayout("%(M)s").lines([entry])
+    (line,), _ = JsonLayout().lines([entry])
+    assert f" {millis}ms pid=" in default and atom == millis
+    assert abs(json.loads(line)["event.duration"] - nanos) <= 1
+
+
+def test_a_json_line_is_lost_rather_than_invalid() -> None:
+    """A value that a JSON line could only show by breaking the line's JSON (a size that is not a
+    number, a status no response has) loses that request's line, with a count, and no more."""
+    (entry,) = entries_of(scope())
+    bad_size = (*entry[:SIZE], '27,"x":1', *entry[SIZE + 1 :])
+    bad_status = (*entry[:STATUS], "200", *entry[STATUS + 1 :])
+    lines, failed = JsonLayout().lines([entry, bad_size, bad_status, entry])
+    assert failed == 2 and len(lines) == 2 and all(json.loads(line) for line in lines)
 
 
 def test_an_entry_holds_nothing_of_the_request() -> None:
