@@ -251,7 +251,8 @@ _SHOWN = [chr(byte) if chr(byte).encode() in _SAFE else f"\\x{byte:02X}" for byt
 _MILLIS: Final = [f"{n:03d}" for n in range(1000)]
 
 
-#: "0" to "999": a status (or whole milliseconds) as text, looked up rather than formatted a line.
+#: "0" to "999" as text: a status, and a size or whole milliseconds below 1,000, looked up rather
+#: than formatted a line (formatting an int is about 1,000 instructions).
 _DECIMAL: Final = [str(n) for n in range(1000)]
 
 
@@ -434,7 +435,7 @@ class TextLayout(Layout):
         shown_referer = referer.decode("latin1") if referer else "-"
         shown_agent = agent.decode("latin1") if agent else "-"
         shown_id = request_id.decode("latin1") if request_id else "-"
-        shown_size = str(size) if size else "-"
+        shown_size = (_DECIMAL[size] if size < 1000 else str(size)) if size else "-"
         return (
             f'{client} - - {stamp} "{method} {shown_target} HTTP/{version}" {status} {shown_size} '
             f'"{shown_referer}" "{shown_agent}" {_millis(entry[DURATION])}ms pid={self.pid} rid={shown_id}'
@@ -552,7 +553,7 @@ class JsonLayout(Layout):
             f'"message":{quote(f"{method} {target} HTTP/{version} {status}")}'
             f',"client.address":{address}{client_port},"http.request.method":{quote(method)}'
             f',"url.path":{quote(entry[PATH])}{url_query},"network.protocol.version":{quote(version)}'
-            f',"http.response.status_code":{status},"http.response.body.bytes":{size}'
+            f',"http.response.status_code":{status},"http.response.body.bytes":{_DECIMAL[size] if size < 1000 else size}'
             f',"event.duration":{int(entry[DURATION] * 1_000_000_000)}'
             f'{shown_referer}{shown_agent}{shown_id},"process.pid":{self.pid}{trace}{protocol}}}'
         )
