@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import cProfile
 import os
 import pstats
@@ -189,6 +190,7 @@ def main() -> None:
         CLOCK = time.process_time
 
     work = tempfile.mkdtemp(prefix="access-layer-")
+    atexit.register(shutil.rmtree, work, True)  # (registered first, so it runs after the log's flush)
     (Path(work) / "main.py").write_text("app = None\n")
     os.makedirs(os.path.join(work, "metrics"))
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(work, "metrics")  # before prometheus_client
