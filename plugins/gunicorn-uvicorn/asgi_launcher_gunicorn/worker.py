@@ -90,7 +90,10 @@ class LauncherWorker:
         signal.signal(signal.SIGTERM, lambda _signum, _frame: server.stop())
         signal.signal(signal.SIGINT, lambda _signum, _frame: server.stop())
         signal.signal(signal.SIGQUIT, lambda _signum, _frame: server.stop(now=True))
-        await server.serve(sockets=self.sockets)
+        # The sockets themselves, not Gunicorn's wrappers of them: closing its server, uvloop would
+        # close a wrapper's unix socket behind it, and Gunicorn's own close then logged "Error
+        # while closing socket [Errno 9]" from every worker at each stop.
+        await server.serve(sockets=[listener.sock for listener in self.sockets])
         if not server.started:
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
 
