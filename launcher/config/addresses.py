@@ -87,6 +87,28 @@ def ports_and_paths(binds: Iterable[str]) -> tuple[frozenset[int], frozenset[str
     return ports, frozenset(a.host for a in addresses if a.family == socket.AF_UNIX)
 
 
+def socket_files(binds: Iterable[str]) -> dict[str, tuple[int, int, int]]:
+    """The unix socket files of ``binds`` as they are now: path -> (device, inode, change time;
+    an inode number is reused at once for a file made at the path anew)."""
+    found: dict[str, tuple[int, int, int]] = {}
+    for path in ports_and_paths(binds)[1]:
+        with contextlib.suppress(OSError):
+            st = os.stat(path)
+            if stat.S_ISSOCK(st.st_mode):
+                found[path] = (st.st_dev, st.st_ino, st.st_ctime_ns)
+    return found
+
+
+def remove_socket_files(files: dict[str, tuple[int, int, int]]) -> None:
+    """Remove each socket file of ``files`` (``socket_files``) that is still that very file: one
+    another process has bound at the path since is left alone."""
+    for path, identity in files.items():
+        with contextlib.suppress(OSError):
+            st = os.stat(path)
+            if (st.st_dev, st.st_ino, st.st_ctime_ns) == identity:
+                os.unlink(path)
+
+
 def detach_listeners(binds: Iterable[str]) -> int:
     """Stop accepting on ``binds`` in this process without closing what a server holds: each of
     this process's descriptors of a socket listening there becomes a non-blocking listening

@@ -14,7 +14,12 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
-from launcher.config.addresses import detach_listeners, refuse_new_connections
+from launcher.config.addresses import (
+    detach_listeners,
+    refuse_new_connections,
+    remove_socket_files,
+    socket_files,
+)
 from launcher.config.model import Config
 from launcher.errors import EXIT_WORKERS_FAILING
 from launcher.master.policy import (
@@ -81,6 +86,8 @@ class Master:
         self._pid = os.getpid()
         self._last_trace = ""
         self._serves_in_process = False  # single-process mode: this process is its own worker
+        #: The unix socket files the server had bound once it served, removed at the master's exit.
+        self._socket_files: dict[str, tuple[int, int, int]] = {}
 
     # -- start and stop ------------------------------------------------------------------------
 
@@ -93,8 +100,10 @@ class Master:
         self.close()
 
     def close(self) -> None:
-        """At the master's exit: the listener stops and the state directory goes (with the
-        metrics directory in it; one the user named is left as it is)."""
+        """At the master's exit: the listener stops, the unix socket files it served on go (the
+        same under every backend: a master whose sockets were detached at its stop would not
+        know them for its own any more), and so does the state directory (with the metrics
+        directory in it; one the user named is left as it is)."""
         if os.getpid() != self._pid:
             return
         if self._delay is not None:
@@ -106,6 +115,7 @@ class Master:
 
             ops.stop(self._ops)
             self._ops = None
+        remove_socket_files(self._socket_files)
         self.state.remove()
 
     def configure_logging(self, loggers: Iterable[str] = ()) -> None:
@@ -125,12 +135,14 @@ class Master:
         )
 
     def serving(self) -> None:
-        """Call once the master has installed its own signal handlers, before it starts workers.
+        """Call once the master has installed its own signal handlers and its server listens, before
+        it starts workers.
 
         Wraps its SIGTERM, SIGINT and SIGQUIT handlers (each makes ``/readyz`` 503 at once; the
         first SIGTERM reaches the master's handler only after ``SHUTDOWN_DELAY``) and starts the
         operations listener (``OPS_PORT``).
         """
+        self._socket_files = socket_files(self.config.bind)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             inner = signal.getsignal(signum)
             if callable(inner):

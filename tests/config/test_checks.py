@@ -16,7 +16,7 @@ import pytest
 
 from launcher import Backend, Config, ConfigError
 from launcher.cli import _format_config
-from launcher.config.addresses import check_can_listen
+from launcher.config.addresses import check_can_listen, remove_socket_files, socket_files
 from launcher.config.resolve import _log_file, resolve
 
 
@@ -54,6 +54,21 @@ def test_a_stale_unix_socket_is_removed(sock_dir: Path) -> None:
     _stale_socket(path)
     check_can_listen((f"unix:{path}",))
     assert not path.exists()
+
+
+def test_a_master_removes_only_the_socket_files_it_served_on(sock_dir: Path) -> None:
+    """At its exit a master removes its unix socket files, and only those: a file bound at the
+    path by someone else since, or one that is not a socket, stays."""
+    ours, taken, plain = sock_dir / "ours.sock", sock_dir / "taken.sock", sock_dir / "plain"
+    _stale_socket(ours)
+    _stale_socket(taken)
+    plain.write_text("keep me")
+    files = socket_files([f"unix:{ours}", f"unix:{taken}", f"unix:{plain}", "127.0.0.1:8000"])
+    assert set(files) == {str(ours), str(taken)}
+    taken.unlink()
+    _stale_socket(taken)  # another process's socket at the same path
+    remove_socket_files(files)
+    assert not ours.exists() and stat.S_ISSOCK(os.lstat(taken).st_mode) and plain.read_text() == "keep me"
 
 
 @pytest.mark.parametrize("kind", ["file", "directory", "symlink"])

@@ -120,6 +120,7 @@ def test_a_stale_unix_socket_is_replaced_and_the_mode_follows_the_umask(
     assert "Traceback" not in server.output(), server.output()[-3000:]
     # A listener closed twice at the stop (Gunicorn's workers once logged it each time).
     assert "Bad file descriptor" not in server.output(), server.output()[-3000:]
+    assert not path.exists(), "the socket file outlived its server"  # (Gunicorn's once did)
 
 
 @pytest.mark.parametrize("kind", ["file", "directory"])

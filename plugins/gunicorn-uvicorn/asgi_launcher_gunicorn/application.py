@@ -58,9 +58,9 @@ class LauncherArbiter(Arbiter):  # type: ignore[misc]
         super().setup(app)
         self.worker_class: type = launcher_worker_class(self.cfg.worker_class)
 
-    def init_signals(self) -> None:
-        super().init_signals()
-        self.master.serving()  # SHUTDOWN_DELAY and the operations listener, before any worker
+    def start(self) -> None:
+        super().start()  # Gunicorn's signal handlers, then its listening sockets
+        self.master.serving()  # SHUTDOWN_DELAY, the operations listener, the sockets' files
 
     def halt(self, reason: str | None = None, exit_status: int = 0) -> None:
         if exit_status:

@@ -92,4 +92,4 @@ class HypercornBackend(Backend):
             try:
                 return Supervisor(master, hc=hc).run(sockets)
             finally:
-                close_sockets(sockets, list(config.bind))
+                close_sockets(sockets)

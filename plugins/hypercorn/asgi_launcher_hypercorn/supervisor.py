@@ -18,10 +18,7 @@ how one Hypercorn worker starts and stops):
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
-import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,10 +58,7 @@ class Supervisor(WorkerSupervisor[Sockets]):
         return WorkerProcess(process, stop.close)
 
 
-def close_sockets(sockets: Sockets, binds: list[str], unlink: Callable[[str], None] = os.unlink) -> None:
+def close_sockets(sockets: Sockets) -> None:
+    """Close the listening sockets (their unix socket files go at the master's exit)."""
     for sock in (*sockets.secure_sockets, *sockets.insecure_sockets, *sockets.quic_sockets):
         sock.close()
-    for bind in binds:
-        if bind.startswith("unix:"):
-            with contextlib.suppress(OSError):
-                unlink(bind[5:])

@@ -97,4 +97,4 @@ class UvicornBackend(Backend):
 
                 return Supervisor(master).run(sockets)
             finally:
-                close_sockets(sockets, config.bind)
+                close_sockets(sockets)

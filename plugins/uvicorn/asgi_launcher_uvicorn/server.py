@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -217,16 +216,12 @@ def create_sockets(binds: tuple[str, ...]) -> list[socket.socket]:
             sock.listen(BACKLOG)
             sock.set_inheritable(True)
     except OSError:
-        close_sockets(sockets, ())
+        close_sockets(sockets)
         raise
     return sockets
 
 
-def close_sockets(sockets: list[socket.socket], binds: tuple[str, ...]) -> None:
-    """Close the listening sockets and remove the unix socket files this process created."""
+def close_sockets(sockets: list[socket.socket]) -> None:
+    """Close the listening sockets (their unix socket files go at the master's exit)."""
     for sock in sockets:
         sock.close()
-    for bind in binds:
-        if bind.startswith("unix:"):
-            with contextlib.suppress(OSError):
-                os.unlink(bind[5:])
